@@ -1,0 +1,514 @@
+"""RFC 6962 / RFC 9162 Merkle trees: hashing, proofs from stored hashes, verification.
+
+This module owns the tree and nothing else: it does no I/O. Stored hashes are
+named by :class:`NodeId` ``(level, index)``: the root of the perfect subtree
+that covers leaves ``[index * 2**level, (index + 1) * 2**level)``. Storage layers
+(the SQLite tiles, an in-memory list) implement :class:`HashReader`; proof
+generation asks them for the O(log n) node hashes a proof needs, in one batch,
+and never rehashes leaves.
+
+Decisions on edge cases, following the published transparency-dev vectors:
+
+* A leaf hash, a root and every proof hash must be exactly 32 bytes.
+* A consistency proof from size 0 is refused (:class:`ProofError`), even 0 to 0:
+  the empty tree is consistent with every tree, so there is nothing to prove,
+  and a caller that asks is confused about what it holds. Protocols that start
+  from nothing (a witness's first checkpoint) skip the proof instead.
+* A consistency proof between equal sizes must be empty, and the roots equal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+from .errors import MalformedError, ProofError, RootMismatchError
+
+__all__ = [
+    "EMPTY_ROOT",
+    "HASH_SIZE",
+    "CompactRange",
+    "HashReader",
+    "MemoryHashStore",
+    "NodeId",
+    "frontier_from_consistency",
+    "leaf_hash",
+    "node_hash",
+    "prove_consistency",
+    "prove_inclusion",
+    "root_from_inclusion",
+    "subtree_ids",
+    "tree_root",
+    "verify_consistency",
+    "verify_inclusion",
+]
+
+HASH_SIZE = 32
+_sha256 = hashlib.sha256
+EMPTY_ROOT = _sha256(b"").digest()
+"""The root of the empty tree: SHA-256 of nothing (RFC 6962 §2.1)."""
+
+
+def leaf_hash(data: bytes) -> bytes:
+    """Return the RFC 6962 leaf hash ``SHA-256(0x00 ‖ data)``.
+
+    Raises:
+        TypeError: if ``data`` is not bytes-like.
+    """
+    return _sha256(b"\x00" + bytes(data)).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """Return the RFC 6962 interior node hash ``SHA-256(0x01 ‖ left ‖ right)``.
+
+    Raises:
+        MalformedError: if either child is not a 32-byte hash.
+    """
+    if len(left) != HASH_SIZE or len(right) != HASH_SIZE:
+        raise MalformedError("node_hash: children must be 32-byte hashes")
+    return _sha256(b"\x01" + left + right).digest()
+
+
+def _check_hash(value: bytes, what: str) -> None:
+    if not isinstance(value, bytes | bytearray) or len(value) != HASH_SIZE:
+        raise MalformedError(f"{what} must be {HASH_SIZE} bytes")
+
+
+def _check_size(value: int, what: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise MalformedError(f"{what} must be a non-negative integer")
+
+
+class NodeId(NamedTuple):
+    """A stored hash: the perfect subtree of ``2**level`` leaves at ``index``."""
+
+    level: int
+    index: int
+
+
+class HashReader(Protocol):
+    """Where stored tree hashes come from.
+
+    ``read_hashes`` returns the hash of each requested node, in order. Every
+    requested node is a complete subtree of the tree the caller asks about.
+    """
+
+    def read_hashes(self, ids: Sequence[NodeId], /) -> Sequence[bytes]:
+        """Return the hashes of ``ids``, in the same order.
+
+        Raises:
+            LedgerError: (a subclass) if a hash is not stored.
+        """
+        ...
+
+
+def subtree_ids(lo: int, hi: int) -> list[NodeId]:
+    """Split leaves ``[lo, hi)`` into the perfect subtrees RFC 6962 would hash.
+
+    ``lo`` must be a multiple of the largest power of two not above ``hi - lo``
+    (true of every range a proof or a tree head asks about). Folding the
+    returned hashes from the right with :func:`node_hash` gives ``MTH(D[lo:hi])``.
+    """
+    ids: list[NodeId] = []
+    while lo < hi:
+        level = (hi - lo).bit_length() - 1
+        ids.append(NodeId(level, lo >> level))
+        lo += 1 << level
+    return ids
+
+
+def _fold(hashes: Sequence[bytes]) -> bytes:
+    acc = hashes[-1]
+    for h in reversed(hashes[:-1]):
+        acc = _sha256(b"\x01" + h + acc).digest()
+    return acc
+
+
+def _inclusion_plan(index: int, size: int) -> list[list[NodeId]]:
+    # RFC 6962 §2.1.1 PATH(m, D[0:n]), built leaf-to-root so the list is in RFC order.
+    plan: list[list[NodeId]] = []
+    lo, hi = 0, size
+    while hi - lo > 1:
+        k = 1 << ((hi - lo - 1).bit_length() - 1)
+        if index < lo + k:
+            plan.append(subtree_ids(lo + k, hi))
+            hi = lo + k
+        else:
+            plan.append(subtree_ids(lo, lo + k))
+            lo += k
+    plan.reverse()
+    return plan
+
+
+def _consistency_plan(old: int, new: int) -> list[list[NodeId]]:
+    # RFC 6962 §2.1.2 SUBPROOF(m, D[0:n], true), in RFC order.
+    plan: list[list[NodeId]] = []
+    lo, hi, m, whole = 0, new, old, True
+    while True:
+        n = hi - lo
+        if m == n:
+            if not whole:
+                plan.append(subtree_ids(lo, hi))
+            break
+        k = 1 << ((n - 1).bit_length() - 1)
+        if m <= k:
+            plan.append(subtree_ids(lo + k, hi))
+            hi = lo + k
+        else:
+            plan.append(subtree_ids(lo, lo + k))
+            lo += k
+            m -= k
+            whole = False
+    plan.reverse()
+    return plan
+
+
+def _materialize(plan: list[list[NodeId]], reader: HashReader) -> list[bytes]:
+    flat = [node for group in plan for node in group]
+    if not flat:
+        return []
+    hashes = reader.read_hashes(flat)
+    if len(hashes) != len(flat):
+        raise MalformedError("hash reader returned the wrong number of hashes")
+    out: list[bytes] = []
+    pos = 0
+    for group in plan:
+        n = len(group)
+        out.append(hashes[pos] if n == 1 else _fold(hashes[pos : pos + n]))
+        pos += n
+    return out
+
+
+def tree_root(size: int, reader: HashReader) -> bytes:
+    """Return the root of the first ``size`` leaves from stored hashes.
+
+    Raises:
+        MalformedError: if ``size`` is negative.
+        LedgerError: whatever ``reader`` raises for a missing hash.
+    """
+    _check_size(size, "size")
+    if size == 0:
+        return EMPTY_ROOT
+    ids = subtree_ids(0, size)
+    return _fold(reader.read_hashes(ids))
+
+
+def prove_inclusion(index: int, size: int, reader: HashReader) -> list[bytes]:
+    """Return the RFC 6962 inclusion proof of leaf ``index`` in the tree of ``size``.
+
+    Reads O(log size) stored hashes in one call to ``reader``.
+
+    Raises:
+        MalformedError: if ``index`` is not below ``size``.
+        LedgerError: whatever ``reader`` raises for a missing hash.
+    """
+    _check_size(index, "index")
+    _check_size(size, "size")
+    if index >= size:
+        raise MalformedError(f"index {index} is not below tree size {size}")
+    return _materialize(_inclusion_plan(index, size), reader)
+
+
+def prove_consistency(old_size: int, new_size: int, reader: HashReader) -> list[bytes]:
+    """Return the RFC 6962 consistency proof from ``old_size`` to ``new_size``.
+
+    The proof is empty when the sizes are equal.
+
+    Raises:
+        MalformedError: if ``old_size`` is 0 or larger than ``new_size``.
+        LedgerError: whatever ``reader`` raises for a missing hash.
+    """
+    _check_size(old_size, "old_size")
+    _check_size(new_size, "new_size")
+    if old_size == 0:
+        raise MalformedError("no consistency proof exists from the empty tree")
+    if old_size > new_size:
+        raise MalformedError(f"old size {old_size} is larger than new size {new_size}")
+    if old_size == new_size:
+        return []
+    return _materialize(_consistency_plan(old_size, new_size), reader)
+
+
+def root_from_inclusion(
+    leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes]
+) -> bytes:
+    """Return the root that ``proof`` implies for ``leaf_hash`` (RFC 9162 §2.1.3.2).
+
+    Raises:
+        MalformedError: if a hash has the wrong length or a size is negative.
+        ProofError: if ``index >= size`` or the proof has the wrong length.
+    """
+    _check_hash(leaf_hash, "leaf hash")
+    _check_size(index, "index")
+    _check_size(size, "size")
+    if index >= size:
+        raise ProofError(f"index {index} is not below tree size {size}")
+    fn, sn = index, size - 1
+    r = bytes(leaf_hash)
+    for p in proof:
+        if len(p) != HASH_SIZE:
+            raise MalformedError("proof hashes must be 32 bytes")
+        if sn == 0:
+            raise ProofError("inclusion proof is too long")
+        if fn & 1 or fn == sn:
+            r = _sha256(b"\x01" + p + r).digest()
+            while not fn & 1 and fn:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = _sha256(b"\x01" + r + p).digest()
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("inclusion proof is too short")
+    return r
+
+
+def verify_inclusion(
+    leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
+) -> None:
+    """Check that ``leaf_hash`` is leaf ``index`` of the tree of ``size`` with ``root``.
+
+    Raises:
+        MalformedError: if a hash has the wrong length or a size is negative.
+        ProofError: if the proof has the wrong shape for ``index`` and ``size``.
+        RootMismatchError: if the proof leads to another root.
+    """
+    _check_hash(root, "root")
+    computed = root_from_inclusion(leaf_hash, index, size, proof)
+    if computed != root:
+        raise RootMismatchError("inclusion proof does not lead to the root", root, computed)
+
+
+def _consistency_roots(
+    old_size: int, new_size: int, old_root: bytes, proof: Sequence[bytes]
+) -> tuple[bytes, bytes, list[tuple[int, bytes]]]:
+    # RFC 9162 §2.1.4.2. Also collects the old tree's frontier: the hashes that
+    # build the old root are exactly its perfect subtrees, with their levels.
+    for p in proof:
+        if len(p) != HASH_SIZE:
+            raise MalformedError("proof hashes must be 32 bytes")
+    items = list(proof)
+    if old_size & (old_size - 1) == 0:
+        items.insert(0, old_root)
+    if not items:
+        raise ProofError("consistency proof is empty")
+    fn, sn = old_size - 1, new_size - 1
+    level = 0
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+        level += 1
+    fr = sr = items[0]
+    frontier = [(level, items[0])]
+    for c in items[1:]:
+        if sn == 0:
+            raise ProofError("consistency proof is too long")
+        if fn & 1 or fn == sn:
+            fr = _sha256(b"\x01" + c + fr).digest()
+            sr = _sha256(b"\x01" + c + sr).digest()
+            while not fn & 1 and fn:
+                fn >>= 1
+                sn >>= 1
+                level += 1
+            frontier.append((level, c))
+        else:
+            sr = _sha256(b"\x01" + sr + c).digest()
+        fn >>= 1
+        sn >>= 1
+        level += 1
+    if sn != 0:
+        raise ProofError("consistency proof is too short")
+    frontier.reverse()
+    return fr, sr, frontier
+
+
+def verify_consistency(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> None:
+    """Check that the tree of ``new_size`` extends the tree of ``old_size``.
+
+    Raises:
+        MalformedError: if a hash has the wrong length or a size is negative.
+        ProofError: if ``old_size`` is 0 or above ``new_size``, or the proof has
+            the wrong shape for the two sizes.
+        RootMismatchError: if the proof leads to another old or new root.
+    """
+    _consistency_check(old_size, new_size, old_root, new_root, proof)
+
+
+def _consistency_check(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> list[tuple[int, bytes]]:
+    _check_size(old_size, "old size")
+    _check_size(new_size, "new size")
+    _check_hash(old_root, "old root")
+    _check_hash(new_root, "new root")
+    if old_size == 0:
+        raise ProofError("no consistency proof exists from the empty tree")
+    if old_size > new_size:
+        raise ProofError(f"old size {old_size} is larger than new size {new_size}")
+    if old_size == new_size:
+        if proof:
+            raise ProofError("a consistency proof between equal sizes must be empty")
+        if old_root != new_root:
+            raise RootMismatchError("equal sizes with different roots", old_root, new_root)
+        return []
+    fr, sr, frontier = _consistency_roots(old_size, new_size, old_root, proof)
+    if fr != old_root:
+        raise RootMismatchError("consistency proof does not lead to the old root", old_root, fr)
+    if sr != new_root:
+        raise RootMismatchError("consistency proof does not lead to the new root", new_root, sr)
+    return frontier
+
+
+@dataclass(slots=True)
+class CompactRange:
+    """The frontier of leaves ``[0, size)``: one hash per perfect subtree, left to right.
+
+    It holds O(log size) hashes, absorbs leaf hashes one at a time or in
+    batches, and gives the root at any point. A verifier streams a ledger
+    through one, and extends an old, trusted tree to a new one without the old
+    leaves by starting from :func:`frontier_from_consistency`.
+    """
+
+    size: int = 0
+    hashes: list[bytes] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check_size(self.size, "size")
+        if len(self.hashes) != self.size.bit_count():
+            raise MalformedError(
+                f"a compact range of size {self.size} holds {self.size.bit_count()} hashes,"
+                f" not {len(self.hashes)}"
+            )
+        for h in self.hashes:
+            _check_hash(h, "frontier hash")
+
+    def append(self, leaf_hash: bytes) -> None:
+        """Absorb one leaf hash.
+
+        Raises:
+            MalformedError: if ``leaf_hash`` is not 32 bytes.
+        """
+        _check_hash(leaf_hash, "leaf hash")
+        self.extend((leaf_hash,))
+
+    def extend(self, leaf_hashes: Iterable[bytes]) -> None:
+        """Absorb many leaf hashes, in order.
+
+        Raises:
+            MalformedError: if a hash is not 32 bytes (those before it are absorbed).
+        """
+        stack = self.hashes
+        size = self.size
+        sha = _sha256
+        try:
+            for h in leaf_hashes:
+                if len(h) != HASH_SIZE:
+                    raise MalformedError("leaf hash must be 32 bytes")
+                size += 1
+                n = size
+                while not n & 1:
+                    h = sha(b"\x01" + stack.pop() + h).digest()
+                    n >>= 1
+                stack.append(h)
+        finally:
+            self.size = size
+
+    def root(self) -> bytes:
+        """Return the root of the leaves absorbed so far."""
+        if not self.hashes:
+            return EMPTY_ROOT
+        return _fold(self.hashes)
+
+    def copy(self) -> CompactRange:
+        """Return an independent copy."""
+        return CompactRange(self.size, list(self.hashes))
+
+
+def frontier_from_consistency(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> CompactRange:
+    """Verify a consistency proof and return the old tree's compact range.
+
+    A verifier that trusts ``old_root`` can then absorb leaves ``old_size`` to
+    ``new_size`` and compare the result with ``new_root``, without the old leaves.
+    ``old_size`` 0 gives the empty range (there is nothing to prove).
+
+    Raises:
+        MalformedError, ProofError, RootMismatchError: as :func:`verify_consistency`.
+    """
+    if old_size == 0 and not proof:
+        _check_hash(old_root, "old root")
+        if old_root != EMPTY_ROOT:
+            raise RootMismatchError("the empty tree has another root", EMPTY_ROOT, old_root)
+        return CompactRange()
+    frontier = _consistency_check(old_size, new_size, old_root, new_root, proof)
+    if old_size == new_size:
+        raise ProofError("cannot recover a frontier from equal sizes; keep the compact range")
+    levels = [level for level, _ in frontier]
+    expected = [node.level for node in subtree_ids(0, old_size)]
+    if levels != expected:
+        raise ProofError("consistency proof does not cover the old tree's frontier")
+    return CompactRange(old_size, [h for _, h in frontier])
+
+
+class MemoryHashStore:
+    """Every node hash of a tree, in memory, as one list per level.
+
+    The reference :class:`HashReader`: tests, benchmarks and small tools use it.
+    """
+
+    __slots__ = ("levels",)
+
+    def __init__(self) -> None:
+        self.levels: list[list[bytes]] = [[]]
+
+    @property
+    def size(self) -> int:
+        """The number of leaves stored."""
+        return len(self.levels[0])
+
+    def append(self, leaf_hash: bytes) -> None:
+        """Store one leaf hash and every node it completes.
+
+        Raises:
+            MalformedError: if ``leaf_hash`` is not 32 bytes.
+        """
+        _check_hash(leaf_hash, "leaf hash")
+        levels = self.levels
+        h = bytes(leaf_hash)
+        level = 0
+        while True:
+            row = levels[level]
+            row.append(h)
+            if len(row) & 1:
+                return
+            h = _sha256(b"\x01" + row[-2] + h).digest()
+            level += 1
+            if level == len(levels):
+                levels.append([])
+
+    def extend(self, leaf_hashes: Iterable[bytes]) -> None:
+        """Store many leaf hashes in order.
+
+        Raises:
+            MalformedError: if a hash is not 32 bytes.
+        """
+        for h in leaf_hashes:
+            self.append(h)
+
+    def read_hashes(self, ids: Sequence[NodeId], /) -> list[bytes]:
+        """Return the stored hashes of ``ids``.
+
+        Raises:
+            MalformedError: if a node is not stored.
+        """
+        levels = self.levels
+        try:
+            return [levels[level][index] for level, index in ids]
+        except IndexError as err:
+            raise MalformedError("requested a tree node that is not stored") from err
