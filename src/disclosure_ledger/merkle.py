@@ -1,8 +1,8 @@
 """RFC 6962 / RFC 9162 Merkle trees: hashing, proofs from stored hashes, verification.
 
 This module owns the tree and nothing else: it does no I/O. Stored hashes are
-named by :class:`NodeId` ``(level, index)``: the root of the perfect subtree
-that covers leaves ``[index * 2**level, (index + 1) * 2**level)``. Storage layers
+named by :class:`NodeId` ``(level, n)``: the root of the perfect subtree
+that covers leaves ``[n * 2**level, (n + 1) * 2**level)``. Storage layers
 (the SQLite tiles, an in-memory list) implement :class:`HashReader`; proof
 generation asks them for the O(log n) node hashes a proof needs, in one batch,
 and never rehashes leaves.
@@ -82,10 +82,10 @@ def _check_size(value: int, what: str) -> None:
 
 
 class NodeId(NamedTuple):
-    """A stored hash: the perfect subtree of ``2**level`` leaves at ``index``."""
+    """A stored hash: the ``n``-th perfect subtree of ``2**level`` leaves."""
 
     level: int
-    index: int
+    n: int
 
 
 class HashReader(Protocol):
@@ -406,11 +406,12 @@ class CompactRange:
         size = self.size
         sha = _sha256
         try:
-            for h in leaf_hashes:
-                if len(h) != HASH_SIZE:
+            for leaf in leaf_hashes:
+                if len(leaf) != HASH_SIZE:
                     raise MalformedError("leaf hash must be 32 bytes")
                 size += 1
                 n = size
+                h = leaf
                 while not n & 1:
                     h = sha(b"\x01" + stack.pop() + h).digest()
                     n >>= 1

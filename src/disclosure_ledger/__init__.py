@@ -1,0 +1,79 @@
+"""disclosure_ledger: a signed, hash-chained, Merkle-proven ledger of footage access.
+
+Every access to security-camera footage becomes a record signed by its writer,
+chained to the record before it and committed into an RFC 6962 Merkle tree whose
+checkpoints are C2SP signed notes. Owners verify an exported ledger offline with
+nothing but this library and the keys they trust.
+"""
+
+from __future__ import annotations
+
+from .checkpoints import (
+    Checkpoint,
+    Receipt,
+    SignedCheckpoint,
+    WitnessRequest,
+    format_checkpoint,
+    format_receipt,
+    format_witness_request,
+    open_checkpoint,
+    parse_checkpoint,
+    parse_receipt,
+    parse_witness_request,
+    sign_checkpoint,
+    verify_receipt,
+)
+from .errors import (
+    BadSignatureError,
+    ChainBreakError,
+    ConflictError,
+    DuplicateEventError,
+    InconsistentCheckpointError,
+    KeyFormatError,
+    LedgerError,
+    MalformedError,
+    ProofError,
+    RollbackError,
+    RootMismatchError,
+    StorageError,
+    UntrustedKeyError,
+    ValidationError,
+    VerificationError,
+)
+from .notes import Signer, Verifier, generate_signer, parse_signer, parse_verifier
+
+__all__ = [
+    "BadSignatureError",
+    "ChainBreakError",
+    "Checkpoint",
+    "ConflictError",
+    "DuplicateEventError",
+    "InconsistentCheckpointError",
+    "KeyFormatError",
+    "LedgerError",
+    "MalformedError",
+    "ProofError",
+    "Receipt",
+    "RollbackError",
+    "RootMismatchError",
+    "SignedCheckpoint",
+    "Signer",
+    "StorageError",
+    "UntrustedKeyError",
+    "ValidationError",
+    "VerificationError",
+    "Verifier",
+    "WitnessRequest",
+    "format_checkpoint",
+    "format_receipt",
+    "format_witness_request",
+    "generate_signer",
+    "open_checkpoint",
+    "parse_checkpoint",
+    "parse_receipt",
+    "parse_signer",
+    "parse_verifier",
+    "parse_witness_request",
+    "sign_checkpoint",
+    "verify_receipt",
+]

@@ -1,0 +1,446 @@
+"""C2SP checkpoints, cosignatures, tlog-proof receipts and tlog-witness requests.
+
+This module owns the text formats that carry tree heads between parties. Each
+format has a ``format_*`` / ``parse_*`` pair; parsing is strict (canonical
+decimals, canonical base64, exact hash lengths, a size cap, nothing left over)
+and verification takes trusted keys from the caller, never from the input.
+
+Checkpoint body (C2SP tlog-checkpoint)::
+
+    <origin>\\n<size, canonical decimal>\\n<base64 of the 32-byte root>\\n[<extension line>\\n]...
+
+Receipt (C2SP tlog-proof)::
+
+    c2sp.org/tlog-proof@v1\\n[extra <base64>\\n]index <N>\\n[<base64 hash>\\n]...\\n<signed checkpoint>
+
+Witness add-checkpoint request body (C2SP tlog-witness)::
+
+    old <N>\\n[<base64 hash>\\n]...\\n<signed checkpoint>
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .errors import MalformedError, UntrustedKeyError
+from .merkle import HASH_SIZE, leaf_hash, verify_inclusion
+from .notes import (
+    KEY_TYPE_COSIGNATURE,
+    MAX_NOTE_SIZE,
+    OpenedNote,
+    Signer,
+    Verifier,
+    b64decode_strict,
+    b64encode,
+    open_note,
+    parse_note,
+    sign_note,
+)
+
+__all__ = [
+    "MAX_SIZE",
+    "RECEIPT_HEADER",
+    "Checkpoint",
+    "Cosignature",
+    "Receipt",
+    "SignedCheckpoint",
+    "VerifiedReceipt",
+    "WitnessRequest",
+    "add_signature_lines",
+    "cosign_checkpoint",
+    "format_checkpoint",
+    "format_receipt",
+    "format_witness_request",
+    "open_checkpoint",
+    "parse_checkpoint",
+    "parse_decimal",
+    "parse_receipt",
+    "parse_witness_request",
+    "sign_checkpoint",
+    "verify_receipt",
+]
+
+RECEIPT_HEADER = "c2sp.org/tlog-proof@v1"
+MAX_SIZE = (1 << 63) - 1
+"""The largest tree size or index accepted (int64, as Go implementations use)."""
+_MAX_PROOF_LINES = 64
+
+
+def parse_decimal(text: str, what: str) -> int:
+    """Parse a canonical non-negative decimal: ASCII digits, no sign, no leading zero.
+
+    Raises:
+        MalformedError: if ``text`` is not canonical or exceeds 2**63-1.
+    """
+    if not text or len(text) > 19 or not all("0" <= c <= "9" for c in text):
+        raise MalformedError(f"{what} must be a decimal number")
+    if len(text) > 1 and text[0] == "0":
+        raise MalformedError(f"{what} must not have leading zeros")
+    value = int(text)
+    if value > MAX_SIZE:
+        raise MalformedError(f"{what} is larger than 2**63-1")
+    return value
+
+
+def _hash_line(line: str, what: str) -> bytes:
+    raw = b64decode_strict(line, what)
+    if len(raw) != HASH_SIZE:
+        raise MalformedError(f"{what} must be {HASH_SIZE} bytes")
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A tree head: origin, size and root, with optional extension lines."""
+
+    origin: str
+    size: int
+    root: bytes
+    extensions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.origin, str) or not self.origin or "\n" in self.origin:
+            raise MalformedError("checkpoint origin must be one non-empty line")
+        if any(ord(c) < 0x20 for c in self.origin):
+            raise MalformedError("checkpoint origin must not contain control characters")
+        if (
+            not isinstance(self.size, int)
+            or isinstance(self.size, bool)
+            or not 0 <= self.size <= MAX_SIZE
+        ):
+            raise MalformedError("checkpoint size must be between 0 and 2**63-1")
+        if not isinstance(self.root, bytes) or len(self.root) != HASH_SIZE:
+            raise MalformedError(f"checkpoint root must be {HASH_SIZE} bytes")
+        for ext in self.extensions:
+            if not ext or "\n" in ext or any(ord(c) < 0x20 for c in ext):
+                raise MalformedError("checkpoint extension lines must be non-empty single lines")
+
+    @property
+    def body(self) -> str:
+        """The note text of this checkpoint (see :func:`format_checkpoint`)."""
+        return format_checkpoint(self)
+
+
+def format_checkpoint(checkpoint: Checkpoint) -> str:
+    """Return the checkpoint note text.
+
+    ``<origin>\\n<size>\\n<base64 root>\\n`` followed by one line per extension.
+    Later versions may add extension lines; readers keep but do not interpret them.
+    """
+    lines = [checkpoint.origin, str(checkpoint.size), b64encode(checkpoint.root)]
+    lines.extend(checkpoint.extensions)
+    return "\n".join(lines) + "\n"
+
+
+def parse_checkpoint(text: str) -> Checkpoint:
+    """Parse a checkpoint note text (the body, without signatures).
+
+    Raises:
+        MalformedError: if a line is missing, the size is not a canonical
+            decimal, or the root is not canonical base64 of 32 bytes.
+    """
+    if not isinstance(text, str):
+        raise MalformedError("checkpoint must be text")
+    if len(text) > MAX_NOTE_SIZE:
+        raise MalformedError("checkpoint is too large")
+    if not text.endswith("\n"):
+        raise MalformedError("checkpoint must end with a newline")
+    lines = text[:-1].split("\n")
+    if len(lines) < 3:
+        raise MalformedError("checkpoint needs origin, size and root lines")
+    origin, size_text, root_text, *extensions = lines
+    size = parse_decimal(size_text, "checkpoint size")
+    root = _hash_line(root_text, "checkpoint root")
+    return Checkpoint(origin, size, root, tuple(extensions))
+
+
+@dataclass(frozen=True, slots=True)
+class Cosignature:
+    """A verified witness cosignature: the witness key and its timestamp."""
+
+    witness: Verifier
+    timestamp: int
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignedCheckpoint:
+    """A checkpoint whose log signature verified, with the cosignatures that did.
+
+    ``note`` is the whole signed note as received, unknown lines included.
+    """
+
+    checkpoint: Checkpoint
+    note: str
+    log_key: Verifier
+    cosignatures: tuple[Cosignature, ...]
+
+    def cosigned_by(self, witnesses: Iterable[Verifier]) -> list[Cosignature]:
+        """Return the cosignatures made by any of ``witnesses``."""
+        wanted = set(witnesses)
+        return [c for c in self.cosignatures if c.witness in wanted]
+
+
+def sign_checkpoint(checkpoint: Checkpoint, log_signer: Signer) -> str:
+    """Return the checkpoint as a note signed by the log key.
+
+    Raises:
+        MalformedError: if the log key is a cosignature key.
+    """
+    if log_signer.key_type == KEY_TYPE_COSIGNATURE:
+        raise MalformedError("a checkpoint is signed by a log key, not a cosignature key")
+    return sign_note(format_checkpoint(checkpoint), [log_signer])
+
+
+def open_checkpoint(
+    note: bytes | str,
+    log_key: Verifier,
+    witnesses: Iterable[Verifier] = (),
+    *,
+    origin: str | None = None,
+) -> SignedCheckpoint:
+    """Verify a signed checkpoint against a trusted log key (and optional witnesses).
+
+    The log's signature is required. Cosignatures by ``witnesses`` are verified
+    and returned; other lines are ignored. ``origin`` defaults to the log key's
+    name, as for every ledger; pass it when a log's origin differs from its key
+    name (sum.golang.org does).
+
+    Raises:
+        MalformedError: if the note or checkpoint is malformed.
+        BadSignatureError: if a known key's signature does not verify.
+        UntrustedKeyError: if the log key did not sign it.
+        VerificationError: if the origin is not the expected one.
+    """
+    witness_list = [w for w in witnesses if w.key_type == KEY_TYPE_COSIGNATURE]
+    opened: OpenedNote = open_note(note, [log_key, *witness_list])
+    if opened.signed_by(log_key) is None:
+        raise UntrustedKeyError(f"checkpoint is not signed by the log key {log_key.name}")
+    checkpoint = parse_checkpoint(opened.text)
+    expected = log_key.name if origin is None else origin
+    if checkpoint.origin != expected:
+        raise UntrustedKeyError(
+            f"checkpoint origin {checkpoint.origin!r} is not the expected {expected!r}"
+        )
+    cosigs = tuple(
+        Cosignature(v.verifier, v.timestamp, v.signature.line)
+        for v in opened.verified
+        if v.timestamp is not None
+    )
+    text = note if isinstance(note, str) else bytes(note).decode("utf-8")
+    return SignedCheckpoint(checkpoint, text, log_key, cosigs)
+
+
+def cosign_checkpoint(checkpoint: Checkpoint, witness: Signer, timestamp: int) -> str:
+    """Return a ``cosignature/v1`` signature line for ``checkpoint``.
+
+    Raises:
+        MalformedError: if the key is not a cosignature (type 0x04) key or the
+            timestamp is out of range.
+    """
+    if witness.key_type != KEY_TYPE_COSIGNATURE:
+        raise MalformedError("cosignatures need a cosignature (type 0x04) key")
+    return witness.signature_line(format_checkpoint(checkpoint), timestamp)
+
+
+def add_signature_lines(note: str, lines: Iterable[str]) -> str:
+    """Return ``note`` with more signature lines appended, skipping ones it already has.
+
+    Raises:
+        MalformedError: if the note or a line is malformed.
+    """
+    parsed = parse_note(note)
+    present = {s.line for s in parsed.signatures}
+    out = note
+    for raw_line in lines:
+        line = raw_line if raw_line.endswith("\n") else raw_line + "\n"
+        if line in present:
+            continue
+        # Parse the line in a throwaway note so a malformed one is refused.
+        parse_note(parsed.text + "\n" + line)
+        present.add(line)
+        out += line
+    parse_note(out)
+    return out
+
+
+def _split_header(text: str, what: str) -> tuple[list[str], str]:
+    """Split ``header lines\\n\\nsigned note`` at the first blank line."""
+    if len(text) > MAX_NOTE_SIZE + 64 * 1024:
+        raise MalformedError(f"{what} is too large")
+    head, sep, note = text.partition("\n\n")
+    if not sep:
+        raise MalformedError(f"{what} has no blank line before the checkpoint")
+    return head.split("\n"), note
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A C2SP tlog-proof: a leaf's index, its inclusion proof and the signed checkpoint.
+
+    ``extra`` is opaque and unauthenticated by the format; this library puts the
+    record's leaf bytes there, and :func:`verify_receipt` checks them against
+    the proof, so they are authenticated in the end.
+    """
+
+    index: int
+    proof: tuple[bytes, ...]
+    checkpoint: str
+    extra: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.index, int) or not 0 <= self.index <= MAX_SIZE:
+            raise MalformedError("receipt index must be between 0 and 2**63-1")
+        for h in self.proof:
+            if not isinstance(h, bytes) or len(h) != HASH_SIZE:
+                raise MalformedError("receipt proof hashes must be 32 bytes")
+        parse_note(self.checkpoint)
+
+
+def format_receipt(receipt: Receipt) -> str:
+    """Return the tlog-proof text of ``receipt``.
+
+    ``c2sp.org/tlog-proof@v1``, an optional ``extra <base64>`` line,
+    ``index <N>``, one base64 proof hash per line (leaf's sibling first),
+    a blank line, and the signed checkpoint verbatim.
+    """
+    lines = [RECEIPT_HEADER]
+    if receipt.extra is not None:
+        lines.append(f"extra {b64encode(receipt.extra)}")
+    lines.append(f"index {receipt.index}")
+    lines.extend(b64encode(h) for h in receipt.proof)
+    return "\n".join(lines) + "\n\n" + receipt.checkpoint
+
+
+def parse_receipt(text: str | bytes) -> Receipt:
+    """Parse tlog-proof text.
+
+    Raises:
+        MalformedError: if the header, index, a proof line or the checkpoint
+            note is malformed.
+    """
+    if isinstance(text, bytes | bytearray):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise MalformedError("receipt is not valid UTF-8") from err
+    if not isinstance(text, str):
+        raise MalformedError("receipt must be text")
+    lines, note = _split_header(text, "receipt")
+    if lines[0] != RECEIPT_HEADER:
+        raise MalformedError(f"receipt must start with {RECEIPT_HEADER}")
+    pos = 1
+    extra = None
+    if pos < len(lines) and lines[pos].startswith("extra "):
+        extra = b64decode_strict(lines[pos][len("extra ") :], "receipt extra")
+        pos += 1
+    if pos >= len(lines) or not lines[pos].startswith("index "):
+        raise MalformedError("receipt needs an 'index N' line")
+    index = parse_decimal(lines[pos][len("index ") :], "receipt index")
+    proof_lines = lines[pos + 1 :]
+    if len(proof_lines) > _MAX_PROOF_LINES:
+        raise MalformedError("receipt proof is too long")
+    proof = tuple(_hash_line(line, "receipt proof hash") for line in proof_lines)
+    return Receipt(index, proof, note, extra)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedReceipt:
+    """A receipt whose proof and checkpoint verified: the leaf is in the log."""
+
+    index: int
+    leaf: bytes | None
+    leaf_hash: bytes
+    checkpoint: SignedCheckpoint
+
+
+def verify_receipt(
+    receipt: Receipt,
+    log_key: Verifier,
+    witnesses: Iterable[Verifier] = (),
+    *,
+    leaf: bytes | None = None,
+    leaf_hash_: bytes | None = None,
+    origin: str | None = None,
+) -> VerifiedReceipt:
+    """Verify a receipt: the checkpoint's log signature and the leaf's inclusion.
+
+    The leaf comes from ``leaf``, else ``leaf_hash_``, else the receipt's
+    ``extra`` bytes (which the proof then authenticates).
+
+    Raises:
+        MalformedError: if there is no leaf to check or a part is malformed.
+        VerificationError: (a subclass) if a signature, the origin or the
+            inclusion proof does not verify.
+    """
+    signed = open_checkpoint(receipt.checkpoint, log_key, witnesses, origin=origin)
+    data = leaf if leaf is not None else receipt.extra
+    if leaf_hash_ is not None and data is None:
+        lh = leaf_hash_
+    elif data is not None:
+        lh = leaf_hash(data)
+        if leaf_hash_ is not None and leaf_hash_ != lh:
+            raise MalformedError("leaf and leaf hash disagree")
+    else:
+        raise MalformedError("receipt has no extra data and no leaf was given")
+    cp = signed.checkpoint
+    verify_inclusion(lh, receipt.index, cp.size, receipt.proof, cp.root)
+    return VerifiedReceipt(receipt.index, data, lh, signed)
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessRequest:
+    """A tlog-witness add-checkpoint request: the old size, a proof, the new checkpoint."""
+
+    old_size: int
+    proof: tuple[bytes, ...]
+    checkpoint: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.old_size, int) or not 0 <= self.old_size <= MAX_SIZE:
+            raise MalformedError("old size must be between 0 and 2**63-1")
+        for h in self.proof:
+            if not isinstance(h, bytes) or len(h) != HASH_SIZE:
+                raise MalformedError("consistency proof hashes must be 32 bytes")
+        parse_note(self.checkpoint)
+
+
+def format_witness_request(request: WitnessRequest) -> str:
+    """Return the add-checkpoint body.
+
+    ``old <N>``, one base64 consistency-proof hash per line, a blank line,
+    and the signed checkpoint verbatim.
+    """
+    lines = [f"old {request.old_size}"]
+    lines.extend(b64encode(h) for h in request.proof)
+    return "\n".join(lines) + "\n\n" + request.checkpoint
+
+
+def parse_witness_request(text: str | bytes) -> WitnessRequest:
+    """Parse an add-checkpoint body.
+
+    Raises:
+        MalformedError: if the ``old`` line, a proof line or the checkpoint
+            note is malformed.
+    """
+    if isinstance(text, bytes | bytearray):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise MalformedError("witness request is not valid UTF-8") from err
+    if not isinstance(text, str):
+        raise MalformedError("witness request must be text")
+    lines, note = _split_header(text, "witness request")
+    if not lines[0].startswith("old "):
+        raise MalformedError("witness request must start with 'old N'")
+    old = parse_decimal(lines[0][len("old ") :], "old size")
+    if len(lines) - 1 > _MAX_PROOF_LINES:
+        raise MalformedError("consistency proof is too long")
+    proof = tuple(_hash_line(line, "consistency proof hash") for line in lines[1:])
+    return WitnessRequest(old, proof, note)
+
+
+def proof_lines(hashes: Sequence[bytes]) -> str:
+    """Return hashes as base64 lines, each ending in a newline."""
+    return "".join(b64encode(h) + "\n" for h in hashes)

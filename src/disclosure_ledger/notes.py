@@ -1,0 +1,521 @@
+"""C2SP signed-note keys and signatures.
+
+This module owns Ed25519 keys in the signed-note string forms read by Go's
+``golang.org/x/mod/sumdb/note`` and the signed-note envelope itself. It does no
+I/O and reads no clock: cosignature timestamps are passed in.
+
+Key strings (base64 is RFC 4648 standard, padded)::
+
+    verifier: <name>+<hex8 key ID>+base64(<type byte> ‖ 32-byte public key)
+    signer:   PRIVATE+KEY+<name>+<hex8 key ID>+base64(<type byte> ‖ 32-byte seed)
+    key ID  = SHA-256(<name> ‖ 0x0A ‖ <type byte> ‖ public key)[:4], big-endian
+
+Type 0x01 is a plain Ed25519 note signer (logs, record writers). Type 0x04 is a
+C2SP tlog-cosignature ``cosignature/v1`` witness key: its signatures are
+``u64 timestamp ‖ Ed25519 signature`` over ``"cosignature/v1\\ntime <t>\\n" ‖ text``.
+
+A signed note is ``text`` (ending in a newline), one blank line, then one or
+more lines ``— <name> base64(key ID ‖ signature)``. New key types may be added
+by assigning new type bytes; a verifier ignores signature lines whose
+(name, key ID) it does not know, so old verifiers keep working.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+
+from .errors import BadSignatureError, KeyFormatError, MalformedError, UntrustedKeyError
+
+__all__ = [
+    "COSIGNATURE_V1",
+    "KEY_TYPE_COSIGNATURE",
+    "KEY_TYPE_ED25519",
+    "MAX_NOTE_SIGNATURES",
+    "MAX_NOTE_SIZE",
+    "Note",
+    "NoteSignature",
+    "OpenedNote",
+    "Signer",
+    "VerifiedSignature",
+    "Verifier",
+    "b64decode_strict",
+    "b64encode",
+    "check_key_name",
+    "cosignature_message",
+    "format_note",
+    "generate_signer",
+    "key_id",
+    "open_note",
+    "parse_note",
+    "parse_signer",
+    "parse_verifier",
+    "sign_note",
+]
+
+KEY_TYPE_ED25519 = 0x01
+KEY_TYPE_COSIGNATURE = 0x04
+COSIGNATURE_V1 = "cosignature/v1"
+MAX_NOTE_SIZE = 1 << 20
+"""Notes larger than this (1 MiB) are refused before any parsing."""
+MAX_NOTE_SIGNATURES = 100
+"""The most signature lines a note may carry (Go's note package uses the same)."""
+MAX_TIMESTAMP = (1 << 63) - 1
+_SIG_PREFIX = "— "
+_KNOWN_TYPES = (KEY_TYPE_ED25519, KEY_TYPE_COSIGNATURE)
+
+
+def b64encode(data: bytes) -> str:
+    """Return standard, padded base64 of ``data``."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def b64decode_strict(text: str, what: str) -> bytes:
+    """Decode canonical standard base64, refusing anything a strict encoder would not write.
+
+    Raises:
+        MalformedError: if ``text`` is not canonical padded base64.
+    """
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError) as err:
+        raise MalformedError(f"{what} is not valid base64") from err
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise MalformedError(f"{what} is not canonical base64")
+    return raw
+
+
+def check_key_name(name: str) -> None:
+    """Check a signed-note key name: non-empty, no spaces, no ``+``, no control characters.
+
+    Raises:
+        KeyFormatError: if the name is not allowed.
+    """
+    if not isinstance(name, str) or not name:
+        raise KeyFormatError("key name must be a non-empty string")
+    if "+" in name:
+        raise KeyFormatError("key name must not contain '+'")
+    if any(ch.isspace() or ord(ch) < 0x20 or ch == "\x7f" for ch in name):
+        raise KeyFormatError("key name must not contain spaces or control characters")
+
+
+def key_id(name: str, key_type: int, public_key: bytes) -> int:
+    """Return the signed-note key ID: SHA-256(name ‖ 0x0A ‖ type ‖ key)[:4] as a uint32."""
+    digest = hashlib.sha256(name.encode() + b"\n" + bytes([key_type]) + public_key).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def cosignature_message(text: str, timestamp: int) -> bytes:
+    """Return the bytes a ``cosignature/v1`` signature covers.
+
+    ``cosignature/v1\\ntime <timestamp>\\n`` followed by the checkpoint note text.
+
+    Raises:
+        MalformedError: if the timestamp is out of range.
+    """
+    if not 0 <= timestamp <= MAX_TIMESTAMP:
+        raise MalformedError("cosignature timestamp must be between 0 and 2**63-1")
+    return f"{COSIGNATURE_V1}\ntime {timestamp}\n{text}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Verifier:
+    """A public key that verifies note signatures, with its name and key ID."""
+
+    name: str
+    key_type: int
+    public_key: bytes
+
+    def __post_init__(self) -> None:
+        check_key_name(self.name)
+        if self.key_type not in _KNOWN_TYPES:
+            raise KeyFormatError(f"unsupported key type 0x{self.key_type:02x}")
+        if not isinstance(self.public_key, bytes) or len(self.public_key) != 32:
+            raise KeyFormatError("Ed25519 public key must be 32 bytes")
+
+    @property
+    def key_id(self) -> int:
+        """The 32-bit key ID."""
+        return key_id(self.name, self.key_type, self.public_key)
+
+    @property
+    def vkey(self) -> str:
+        """The verifier key string ``name+hex8+base64(type ‖ key)``."""
+        return (
+            f"{self.name}+{self.key_id:08x}+"
+            f"{b64encode(bytes([self.key_type]) + self.public_key)}"
+        )
+
+    def __str__(self) -> str:
+        return self.vkey
+
+    def verify(self, text: str, signature: bytes) -> int | None:
+        """Check a note signature (without its 4-byte key ID) over ``text``.
+
+        Returns the cosignature timestamp for a type 0x04 key, else ``None``.
+
+        Raises:
+            BadSignatureError: if the signature does not verify.
+        """
+        pub = Ed25519PublicKey.from_public_bytes(self.public_key)
+        timestamp: int | None = None
+        if self.key_type == KEY_TYPE_COSIGNATURE:
+            if len(signature) != 8 + 64:
+                raise BadSignatureError(f"cosignature by {self.name} has the wrong length")
+            (timestamp,) = struct.unpack(">Q", signature[:8])
+            if timestamp > MAX_TIMESTAMP:
+                raise BadSignatureError(f"cosignature by {self.name} has a bad timestamp")
+            message = cosignature_message(text, timestamp)
+            signature = signature[8:]
+        else:
+            if len(signature) != 64:
+                raise BadSignatureError(f"signature by {self.name} has the wrong length")
+            message = text.encode()
+        try:
+            pub.verify(signature, message)
+        except InvalidSignature as err:
+            raise BadSignatureError(f"signature by {self.name} does not verify") from err
+        return timestamp
+
+
+class Signer:
+    """A private key that signs notes. Its repr and str never show the key."""
+
+    __slots__ = ("_private", "key_type", "name", "verifier")
+
+    def __init__(self, name: str, seed: bytes, key_type: int = KEY_TYPE_ED25519) -> None:
+        """Make a signer from a 32-byte Ed25519 seed.
+
+        Raises:
+            KeyFormatError: if the name, seed or type is not acceptable.
+        """
+        check_key_name(name)
+        if key_type not in _KNOWN_TYPES:
+            raise KeyFormatError(f"unsupported key type 0x{key_type:02x}")
+        if not isinstance(seed, bytes) or len(seed) != 32:
+            raise KeyFormatError("Ed25519 seed must be 32 bytes")
+        self.name = name
+        self.key_type = key_type
+        self._private = Ed25519PrivateKey.from_private_bytes(seed)
+        public = self._private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.verifier = Verifier(name, key_type, public)
+
+    @property
+    def key_id(self) -> int:
+        """The 32-bit key ID."""
+        return self.verifier.key_id
+
+    def __repr__(self) -> str:
+        return f"Signer(name={self.name!r}, key_id={self.key_id:08x})"
+
+    __str__ = __repr__
+
+    def private_key_string(self) -> str:
+        """Return the signer key string ``PRIVATE+KEY+name+hex8+base64(type ‖ seed)``.
+
+        This is secret material: write it only to a protected key file.
+        """
+        seed = self._private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        return (
+            f"PRIVATE+KEY+{self.name}+{self.key_id:08x}+"
+            f"{b64encode(bytes([self.key_type]) + seed)}"
+        )
+
+    def sign_raw(self, message: bytes) -> bytes:
+        """Return the Ed25519 signature of ``message`` (64 bytes)."""
+        return self._private.sign(message)
+
+    def sign(self, text: str, timestamp: int | None = None) -> bytes:
+        """Return the note signature of ``text`` (without the key ID).
+
+        A cosignature key (type 0x04) needs ``timestamp``; others refuse one.
+
+        Raises:
+            MalformedError: if ``timestamp`` is missing, superfluous or out of range.
+        """
+        if self.key_type == KEY_TYPE_COSIGNATURE:
+            if timestamp is None:
+                raise MalformedError("a cosignature needs a timestamp")
+            message = cosignature_message(text, timestamp)
+            return struct.pack(">Q", timestamp) + self._private.sign(message)
+        if timestamp is not None:
+            raise MalformedError("only cosignature keys sign with a timestamp")
+        return self._private.sign(text.encode())
+
+    def signature_line(self, text: str, timestamp: int | None = None) -> str:
+        """Return the note signature line ``— name base64(key ID ‖ sig)\\n`` for ``text``.
+
+        Raises:
+            MalformedError: as :meth:`sign`.
+        """
+        sig = self.sign(text, timestamp)
+        return f"{_SIG_PREFIX}{self.name} {b64encode(self.key_id.to_bytes(4, 'big') + sig)}\n"
+
+
+def generate_signer(name: str, key_type: int = KEY_TYPE_ED25519) -> Signer:
+    """Create a new random Ed25519 signer.
+
+    Raises:
+        KeyFormatError: if the name or type is not acceptable.
+    """
+    seed = Ed25519PrivateKey.generate().private_bytes(
+        Encoding.Raw, PrivateFormat.Raw, NoEncryption()
+    )
+    return Signer(name, seed, key_type)
+
+
+def _split_key(text: str, parts: int, what: str) -> list[str]:
+    if not isinstance(text, str):
+        raise KeyFormatError(f"{what} must be a string")
+    if len(text) > 1024:
+        raise KeyFormatError(f"{what} is too long")
+    fields = text.split("+", parts - 1)
+    if len(fields) != parts:
+        raise KeyFormatError(f"{what} must have {parts} '+'-separated fields")
+    return fields
+
+
+def _decode_key_material(name: str, hex_id: str, b64: str, what: str) -> tuple[int, bytes]:
+    check_key_name(name)
+    if len(hex_id) != 8 or any(c not in "0123456789abcdef" for c in hex_id):
+        raise KeyFormatError(f"{what}: key ID must be 8 lowercase hex digits")
+    try:
+        raw = b64decode_strict(b64, f"{what} key material")
+    except MalformedError as err:
+        raise KeyFormatError(str(err)) from err
+    if len(raw) != 33:
+        raise KeyFormatError(f"{what}: key material must be a type byte and 32 bytes")
+    if raw[0] not in _KNOWN_TYPES:
+        raise KeyFormatError(f"{what}: unsupported key type 0x{raw[0]:02x}")
+    return raw[0], raw[1:]
+
+
+def parse_verifier(vkey: str) -> Verifier:
+    """Parse a verifier key string ``name+hex8+base64(type ‖ key)``.
+
+    Raises:
+        KeyFormatError: if the string is malformed or its key ID does not match.
+    """
+    name, hex_id, b64 = _split_key(vkey.strip() if isinstance(vkey, str) else vkey, 3,
+                                   "verifier key")
+    key_type, public = _decode_key_material(name, hex_id, b64, "verifier key")
+    try:
+        Ed25519PublicKey.from_public_bytes(public)
+    except ValueError as err:
+        raise KeyFormatError("verifier key: not an Ed25519 public key") from err
+    verifier = Verifier(name, key_type, public)
+    if f"{verifier.key_id:08x}" != hex_id:
+        raise KeyFormatError("verifier key: key ID does not match the key")
+    return verifier
+
+
+def parse_signer(skey: str) -> Signer:
+    """Parse a signer key string ``PRIVATE+KEY+name+hex8+base64(type ‖ seed)``.
+
+    Errors never include key material.
+
+    Raises:
+        KeyFormatError: if the string is malformed or its key ID does not match.
+    """
+    fields = _split_key(skey.strip() if isinstance(skey, str) else skey, 5, "signer key")
+    if fields[0] != "PRIVATE" or fields[1] != "KEY":
+        raise KeyFormatError("signer key must start with PRIVATE+KEY+")
+    key_type, seed = _decode_key_material(fields[2], fields[3], fields[4], "signer key")
+    signer = Signer(fields[2], seed, key_type)
+    if f"{signer.key_id:08x}" != fields[3]:
+        raise KeyFormatError("signer key: key ID does not match the key")
+    return signer
+
+
+@dataclass(frozen=True, slots=True)
+class NoteSignature:
+    """One signature line of a note: key name, key ID and signature bytes."""
+
+    name: str
+    key_id: int
+    signature: bytes
+
+    @property
+    def line(self) -> str:
+        """The line as it appears in a note, with its newline."""
+        blob = self.key_id.to_bytes(4, "big") + self.signature
+        return f"{_SIG_PREFIX}{self.name} {b64encode(blob)}\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A parsed, not yet verified, signed note."""
+
+    text: str
+    signatures: tuple[NoteSignature, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedSignature:
+    """A signature that a known key verified; ``timestamp`` is set for cosignatures."""
+
+    verifier: Verifier
+    signature: NoteSignature
+    timestamp: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedNote:
+    """A note with at least one verified signature.
+
+    ``unverified`` holds the lines from keys the caller does not know; they
+    are kept (so the note can be passed on whole) but prove nothing.
+    """
+
+    text: str
+    verified: tuple[VerifiedSignature, ...]
+    unverified: tuple[NoteSignature, ...]
+
+    def signed_by(self, verifier: Verifier) -> VerifiedSignature | None:
+        """Return the verified signature by ``verifier``, if there is one."""
+        for v in self.verified:
+            if v.verifier == verifier:
+                return v
+        return None
+
+
+def _to_text(msg: bytes | str, what: str) -> str:
+    if isinstance(msg, str):
+        raw = msg.encode("utf-8", "surrogatepass")
+    elif isinstance(msg, bytes | bytearray | memoryview):
+        raw = bytes(msg)
+    else:
+        raise MalformedError(f"{what} must be bytes or str")
+    if len(raw) > MAX_NOTE_SIZE:
+        raise MalformedError(f"{what} is larger than {MAX_NOTE_SIZE} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise MalformedError(f"{what} is not valid UTF-8") from err
+    for ch in text:
+        if ch < " " and ch != "\n":
+            raise MalformedError(f"{what} contains a control character")
+    return text
+
+
+def parse_note(msg: bytes | str) -> Note:
+    """Split a signed note into its text and signature lines, checking syntax only.
+
+    Raises:
+        MalformedError: if the note is too large, not UTF-8, has control
+            characters, has no signatures, too many, or a malformed line.
+    """
+    text = _to_text(msg, "note")
+    if not text.endswith("\n"):
+        raise MalformedError("note must end with a newline")
+    split = text.rfind("\n\n")
+    if split < 0:
+        raise MalformedError("note has no blank line before its signatures")
+    body, sig_block = text[: split + 1], text[split + 2 :]
+    if not sig_block:
+        raise MalformedError("note has no signatures")
+    lines = sig_block[:-1].split("\n")
+    if len(lines) > MAX_NOTE_SIGNATURES:
+        raise MalformedError(f"note has more than {MAX_NOTE_SIGNATURES} signatures")
+    sigs = []
+    for line in lines:
+        if not line.startswith(_SIG_PREFIX):
+            raise MalformedError("note signature line must start with '— '")
+        rest = line[len(_SIG_PREFIX) :]
+        name, sep, b64 = rest.partition(" ")
+        if not sep:
+            raise MalformedError("note signature line must be '— name signature'")
+        try:
+            check_key_name(name)
+        except KeyFormatError as err:
+            raise MalformedError(f"note signature line: {err}") from err
+        blob = b64decode_strict(b64, "note signature")
+        if len(blob) < 5:
+            raise MalformedError("note signature is too short")
+        sigs.append(NoteSignature(name, int.from_bytes(blob[:4], "big"), blob[4:]))
+    return Note(body, tuple(sigs))
+
+
+def format_note(text: str, signatures: Sequence[NoteSignature]) -> str:
+    """Return the signed note: ``text``, a blank line, then one line per signature.
+
+    Raises:
+        MalformedError: if ``text`` is not valid note text or there is no signature.
+    """
+    _check_text(text)
+    if not signatures:
+        raise MalformedError("a signed note needs at least one signature")
+    return text + "\n" + "".join(s.line for s in signatures)
+
+
+def _check_text(text: str) -> None:
+    _to_text(text, "note text")
+    if not text.endswith("\n"):
+        raise MalformedError("note text must end with a newline")
+
+
+def sign_note(text: str, signers: Sequence[Signer], timestamp: int | None = None) -> str:
+    """Sign ``text`` with each signer and return the signed note.
+
+    ``timestamp`` is used by cosignature keys only.
+
+    Raises:
+        MalformedError: if ``text`` is not valid note text or there is no signer.
+    """
+    _check_text(text)
+    if not signers:
+        raise MalformedError("a signed note needs at least one signer")
+    lines = [
+        s.signature_line(text, timestamp if s.key_type == KEY_TYPE_COSIGNATURE else None)
+        for s in signers
+    ]
+    return text + "\n" + "".join(lines)
+
+
+def open_note(msg: bytes | str, verifiers: Iterable[Verifier]) -> OpenedNote:
+    """Parse a signed note and verify the signatures of the keys in ``verifiers``.
+
+    Lines from unknown keys (name and key ID not both matching) are ignored.
+    Duplicate lines from one key count once.
+
+    Raises:
+        MalformedError: if the note is malformed (see :func:`parse_note`).
+        BadSignatureError: if a known key's signature does not verify.
+        UntrustedKeyError: if no known key signed the note.
+    """
+    note = parse_note(msg)
+    known = {(v.name, v.key_id): v for v in verifiers}
+    verified: list[VerifiedSignature] = []
+    unverified: list[NoteSignature] = []
+    seen: set[tuple[str, int]] = set()
+    for sig in note.signatures:
+        ident = (sig.name, sig.key_id)
+        verifier = known.get(ident)
+        if verifier is None:
+            if sig not in unverified:
+                unverified.append(sig)
+            continue
+        if ident in seen:
+            continue
+        seen.add(ident)
+        timestamp = verifier.verify(note.text, sig.signature)
+        verified.append(VerifiedSignature(verifier, sig, timestamp))
+    if not verified:
+        raise UntrustedKeyError("note is not signed by any trusted key")
+    return OpenedNote(note.text, tuple(verified), tuple(unverified))
