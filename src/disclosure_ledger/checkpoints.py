@@ -11,7 +11,8 @@ Checkpoint body (C2SP tlog-checkpoint)::
 
 Receipt (C2SP tlog-proof)::
 
-    c2sp.org/tlog-proof@v1\\n[extra <base64>\\n]index <N>\\n[<base64 hash>\\n]...\\n<signed checkpoint>
+    c2sp.org/tlog-proof@v1\\n[extra <base64>\\n]index <N>\\n[<base64 hash>\\n]...
+    \\n<signed checkpoint>
 
 Witness add-checkpoint request body (C2SP tlog-witness)::
 

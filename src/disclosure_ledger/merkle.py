@@ -231,9 +231,7 @@ def prove_consistency(old_size: int, new_size: int, reader: HashReader) -> list[
     return _materialize(_consistency_plan(old_size, new_size), reader)
 
 
-def root_from_inclusion(
-    leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes]
-) -> bytes:
+def root_from_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
     """Return the root that ``proof`` implies for ``leaf_hash`` (RFC 9162 §2.1.3.2).
 
     Raises:

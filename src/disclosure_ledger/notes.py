@@ -158,8 +158,7 @@ class Verifier:
     def vkey(self) -> str:
         """The verifier key string ``name+hex8+base64(type ‖ key)``."""
         return (
-            f"{self.name}+{self.key_id:08x}+"
-            f"{b64encode(bytes([self.key_type]) + self.public_key)}"
+            f"{self.name}+{self.key_id:08x}+{b64encode(bytes([self.key_type]) + self.public_key)}"
         )
 
     def __str__(self) -> str:
@@ -233,8 +232,7 @@ class Signer:
         """
         seed = self._private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         return (
-            f"PRIVATE+KEY+{self.name}+{self.key_id:08x}+"
-            f"{b64encode(bytes([self.key_type]) + seed)}"
+            f"PRIVATE+KEY+{self.name}+{self.key_id:08x}+{b64encode(bytes([self.key_type]) + seed)}"
         )
 
     def sign_raw(self, message: bytes) -> bytes:
@@ -312,8 +310,9 @@ def parse_verifier(vkey: str) -> Verifier:
     Raises:
         KeyFormatError: if the string is malformed or its key ID does not match.
     """
-    name, hex_id, b64 = _split_key(vkey.strip() if isinstance(vkey, str) else vkey, 3,
-                                   "verifier key")
+    name, hex_id, b64 = _split_key(
+        vkey.strip() if isinstance(vkey, str) else vkey, 3, "verifier key"
+    )
     key_type, public = _decode_key_material(name, hex_id, b64, "verifier key")
     try:
         Ed25519PublicKey.from_public_bytes(public)
