@@ -1,0 +1,208 @@
+"""Key files: signer keys on disk (mode 0600, optionally encrypted) and ``.pub`` files.
+
+This module owns how keys are kept between runs. A plain key file holds the
+signer key string (``PRIVATE+KEY+...``) and a newline. An encrypted key file
+holds one line::
+
+    disclosure-ledger-encrypted-key/v1 <N log2> <r> <p> <base64 salt> <base64 nonce> <base64 ct>
+
+where the key is scrypt(passphrase, salt, n=2**N, r, p) and ``ct`` is the
+AES-256-GCM encryption of the signer key string, with the header fields before
+it as associated data. The ``.pub`` file holds the verifier key string and a
+newline. No error message, repr or log line ever contains key material.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from .errors import KeyFormatError, MalformedError
+from .notes import (
+    KEY_TYPE_ED25519,
+    Signer,
+    Verifier,
+    b64decode_strict,
+    b64encode,
+    generate_signer,
+    parse_signer,
+    parse_verifier,
+)
+
+__all__ = [
+    "ENCRYPTED_HEADER",
+    "keygen",
+    "read_signer_file",
+    "read_verifier_file",
+    "write_signer_file",
+]
+
+ENCRYPTED_HEADER = "disclosure-ledger-encrypted-key/v1"
+_SCRYPT_LOG_N = 15
+_SCRYPT_R = 8
+_SCRYPT_P = 1
+_MAX_KEY_FILE = 4096
+
+
+def _kdf(passphrase: str, salt: bytes, log_n: int, r: int, p: int) -> bytes:
+    return Scrypt(salt=salt, length=32, n=1 << log_n, r=r, p=p).derive(passphrase.encode())
+
+
+def _encrypt(secret: str, passphrase: str) -> str:
+    salt = os.urandom(16)
+    nonce = os.urandom(12)
+    header = f"{ENCRYPTED_HEADER} {_SCRYPT_LOG_N} {_SCRYPT_R} {_SCRYPT_P}"
+    key = _kdf(passphrase, salt, _SCRYPT_LOG_N, _SCRYPT_R, _SCRYPT_P)
+    ad = f"{header} {b64encode(salt)} {b64encode(nonce)}".encode()
+    ct = AESGCM(key).encrypt(nonce, secret.encode(), ad)
+    return f"{header} {b64encode(salt)} {b64encode(nonce)} {b64encode(ct)}\n"
+
+
+def _decrypt(line: str, passphrase: str | None, path: Path) -> str:
+    fields = line.split(" ")
+    if len(fields) != 7:
+        raise KeyFormatError(f"{path}: malformed encrypted key file")
+    if passphrase is None:
+        raise KeyFormatError(f"{path}: the key is encrypted; a passphrase is needed")
+    try:
+        log_n, r, p = (int(x) for x in fields[1:4])
+        salt = b64decode_strict(fields[4], "salt")
+        nonce = b64decode_strict(fields[5], "nonce")
+        ct = b64decode_strict(fields[6], "ciphertext")
+    except (ValueError, MalformedError) as err:
+        raise KeyFormatError(f"{path}: malformed encrypted key file") from err
+    if not (10 <= log_n <= 22 and 1 <= r <= 32 and 1 <= p <= 16 and len(nonce) == 12):
+        raise KeyFormatError(f"{path}: unsupported encryption parameters")
+    ad = " ".join(fields[:6]).encode()
+    try:
+        secret = AESGCM(_kdf(passphrase, salt, log_n, r, p)).decrypt(nonce, ct, ad)
+    except InvalidTag as err:
+        raise KeyFormatError(f"{path}: wrong passphrase, or the key file was altered") from err
+    try:
+        return secret.decode("ascii")
+    except UnicodeDecodeError as err:
+        raise KeyFormatError(f"{path}: the decrypted key is malformed") from err
+
+
+def _read_text(path: str | os.PathLike[str], what: str) -> tuple[Path, str]:
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise KeyFormatError(f"{p}: is a directory, not a {what}")
+        with p.open("rb") as fh:
+            raw = fh.read(_MAX_KEY_FILE + 1)
+    except FileNotFoundError as err:
+        raise KeyFormatError(f"{p}: no such {what}") from err
+    except OSError as err:
+        raise KeyFormatError(f"{p}: cannot read the {what}: {err.strerror}") from err
+    if len(raw) > _MAX_KEY_FILE:
+        raise KeyFormatError(f"{p}: too large to be a {what}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise KeyFormatError(f"{p}: the {what} is not valid UTF-8") from err
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise KeyFormatError(f"{p}: a {what} holds exactly one key line")
+    return p, lines[0].strip()
+
+
+def read_signer_file(path: str | os.PathLike[str], passphrase: str | None = None) -> Signer:
+    """Read a signer key file, decrypting it with ``passphrase`` if it is encrypted.
+
+    Raises:
+        KeyFormatError: if the file is missing, unreadable, malformed, or the
+            passphrase is missing or wrong. The message never holds key material.
+    """
+    p, line = _read_text(path, "key file")
+    if line.startswith(ENCRYPTED_HEADER + " "):
+        line = _decrypt(line, passphrase, p)
+    if line.startswith("PRIVATE+KEY+"):
+        try:
+            return parse_signer(line)
+        except KeyFormatError as err:
+            raise KeyFormatError(f"{p}: {err}") from err
+    if "+" in line and not line.startswith("PRIVATE"):
+        raise KeyFormatError(f"{p}: holds a public verifier key, not a signer key")
+    raise KeyFormatError(f"{p}: not a signer key file")
+
+
+def read_verifier_file(path: str | os.PathLike[str]) -> Verifier:
+    """Read a ``.pub`` file (or a verifier key string given as a path to one).
+
+    Raises:
+        KeyFormatError: if the file is missing, unreadable or malformed.
+    """
+    p, line = _read_text(path, "public key file")
+    if line.startswith(("PRIVATE+KEY+", ENCRYPTED_HEADER)):
+        raise KeyFormatError(f"{p}: holds a private key; give the .pub file instead")
+    try:
+        return parse_verifier(line)
+    except KeyFormatError as err:
+        raise KeyFormatError(f"{p}: {err}") from err
+
+
+def _write_new(path: Path, data: str, mode: int) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        fd = os.open(path, flags, mode)
+    except FileExistsError as err:
+        raise KeyFormatError(f"{path}: already exists; refusing to overwrite a key") from err
+    except OSError as err:
+        raise KeyFormatError(f"{path}: cannot create: {err.strerror}") from err
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise KeyFormatError(f"{path}: cannot write: {err.strerror}") from err
+    os.chmod(path, mode)
+
+
+def write_signer_file(
+    signer: Signer, path: str | os.PathLike[str], passphrase: str | None = None
+) -> None:
+    """Write a signer key file with mode 0600, encrypted when ``passphrase`` is given.
+
+    Raises:
+        KeyFormatError: if the file exists or cannot be written.
+    """
+    secret = signer.private_key_string()
+    data = _encrypt(secret, passphrase) if passphrase else secret + "\n"
+    _write_new(Path(path), data, 0o600)
+
+
+def keygen(
+    name: str,
+    prefix: str | os.PathLike[str],
+    *,
+    passphrase: str | None = None,
+    key_type: int = KEY_TYPE_ED25519,
+) -> Signer:
+    """Generate a key; write ``PREFIX.key`` (0600) and ``PREFIX.pub``.
+
+    Raises:
+        KeyFormatError: if the name is not a valid key name or a file exists.
+    """
+    signer = generate_signer(name, key_type)
+    base = str(prefix)
+    key_path, pub_path = Path(base + ".key"), Path(base + ".pub")
+    for p in (key_path, pub_path):
+        if p.exists():
+            raise KeyFormatError(f"{p}: already exists; refusing to overwrite a key")
+    write_signer_file(signer, key_path, passphrase)
+    try:
+        _write_new(pub_path, signer.verifier.vkey + "\n", 0o644)
+    except KeyFormatError:
+        with contextlib.suppress(OSError):
+            key_path.unlink()
+        raise
+    return signer

@@ -1,0 +1,831 @@
+"""The write path and the operator's view of a ledger.
+
+This module owns appending: validate, sequence, sign, store, checkpoint,
+acknowledge. Appends from every thread of a process go through one committer
+thread, which takes whatever is waiting (group commit), sequences it under the
+file's write lock, signs the records on a thread pool (the ``cryptography``
+package releases the GIL while signing), writes records, Merkle hashes and a
+new signed checkpoint in one transaction and makes it durable with one fsync.
+Only then are the callers' futures resolved: an acknowledged record is on disk.
+
+Several processes may append to one file: each commit re-reads the committed
+size inside the write lock and, if another process moved it, reloads the chain
+head and the Merkle frontier before sequencing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from . import records
+from .checkpoints import (
+    Checkpoint,
+    Receipt,
+    SignedCheckpoint,
+    WitnessRequest,
+    add_signature_lines,
+    open_checkpoint,
+    sign_checkpoint,
+)
+from .errors import (
+    BadSignatureError,
+    ChainBreakError,
+    DuplicateEventError,
+    LedgerError,
+    MalformedError,
+    RootMismatchError,
+    StorageError,
+    UntrustedKeyError,
+    ValidationError,
+    VerificationError,
+)
+from .merkle import (
+    EMPTY_ROOT,
+    CompactRange,
+    leaf_hash,
+    prove_consistency,
+    prove_inclusion,
+    subtree_ids,
+)
+from .notes import KEY_TYPE_ED25519, Signer, Verifier, parse_verifier
+from .records import Event
+from .storage import SQLiteStore, stored_hash_count
+
+__all__ = ["AppendReceipt", "CheckReport", "Ledger", "Record"]
+
+_MAX_BATCH = 8192
+_SIGN_CHUNK = 128
+
+
+@dataclass(frozen=True, slots=True)
+class AppendReceipt:
+    """What an acknowledged append returns: the record is durable under ``checkpoint``."""
+
+    index: int
+    leaf_hash: bytes
+    event_id: str
+    checkpoint: SignedCheckpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A stored record, decoded."""
+
+    index: int
+    envelope: records.Envelope
+    event: Event
+
+    @property
+    def leaf(self) -> bytes:
+        """The exact leaf bytes."""
+        return self.envelope.leaf
+
+    @property
+    def leaf_hash(self) -> bytes:
+        """The RFC 6962 leaf hash."""
+        return leaf_hash(self.envelope.leaf)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """The result of :meth:`Ledger.check`: everything matched."""
+
+    size: int
+    checkpoints: int
+    writers: tuple[str, ...]
+    root: bytes
+
+
+class _Request:
+    __slots__ = ("events", "future", "writer")
+
+    def __init__(
+        self, events: list[tuple[Event, bytes]], writer: Signer, future: Future[list[AppendReceipt]]
+    ) -> None:
+        self.events = events
+        self.writer = writer
+        self.future = future
+
+
+def _utc_column(dt: datetime) -> str:
+    # Fixed-width UTC form so that string order is time order in the index.
+    return dt.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _coerce_event(event: Event | Mapping[str, Any]) -> Event:
+    if isinstance(event, Event):
+        return event
+    if isinstance(event, Mapping):
+        return records.event_from_json(event)
+    raise MalformedError(f"expected an Event or its JSON form, got {type(event).__name__}")
+
+
+class Ledger:
+    """A disclosure ledger in one SQLite file.
+
+    Open it with :meth:`create` or :meth:`open`; use it as a context manager
+    or call :meth:`close`. Appending needs the log key (it signs checkpoints);
+    records are signed by the first writer key, or by the log key when no
+    writer key is given. Reading, proving and checking need no private key.
+    """
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        *,
+        log_key: Signer | None,
+        writers: Sequence[Signer] = (),
+        signing_threads: int | None = None,
+    ) -> None:
+        meta = store.meta()
+        self._store = store
+        self.origin: str = meta["origin"]
+        self.log_verifier: Verifier = parse_verifier(meta["log_key"])
+        if log_key is not None and log_key.verifier != self.log_verifier:
+            store.close()
+            raise StorageError(
+                f"{store.path}: this ledger's log key is {self.log_verifier.name}+"
+                f"{self.log_verifier.key_id:08x}, not the key given"
+            )
+        for w in writers:
+            if w.key_type != KEY_TYPE_ED25519:
+                store.close()
+                raise MalformedError(f"writer key {w.name} is not an Ed25519 note key")
+        self._log_key = log_key
+        self._writers = list(writers)
+        self._threads = signing_threads or max(1, min(4, os.cpu_count() or 1))
+        self._pool: ThreadPoolExecutor | None = None
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._committer: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+        self._registered: set[str] = set()
+        # Cache of the committed head, valid while the size matches the file.
+        self._head_size = -1
+        self._head_prev = records.GENESIS_PREV
+        self._head_frontier: list[bytes] = []
+
+    # -- opening and closing ---------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        log_key: Signer,
+        writers: Sequence[Signer] = (),
+        origin: str | None = None,
+        signing_threads: int | None = None,
+    ) -> Ledger:
+        """Create a new ledger whose origin is the log key's name.
+
+        Raises:
+            MalformedError: if ``origin`` is given and differs from the log key's name.
+            StorageError: if the file exists or cannot be created.
+        """
+        if log_key.key_type != KEY_TYPE_ED25519:
+            raise MalformedError("the log key must be an Ed25519 note key (type 0x01)")
+        if origin is not None and origin != log_key.name:
+            raise MalformedError(
+                f"the origin must be the log key's name {log_key.name!r}, not {origin!r}"
+            )
+        store = SQLiteStore.create(path, {"origin": log_key.name, "log_key": log_key.verifier.vkey})
+        ledger = cls(store, log_key=log_key, writers=writers, signing_threads=signing_threads)
+        # Size 0 gets a checkpoint too, so the empty ledger has a signed head.
+        with store.append_txn() as txn:
+            empty = Checkpoint(ledger.origin, 0, EMPTY_ROOT)
+            txn.insert_checkpoint(0, sign_checkpoint(empty, log_key))
+        return ledger
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        log_key: Signer | None = None,
+        writers: Sequence[Signer] = (),
+        origin: str | None = None,
+        readonly: bool = False,
+        signing_threads: int | None = None,
+    ) -> Ledger:
+        """Open an existing ledger.
+
+        Raises:
+            StorageError: if the file is not a ledger, cannot be opened, or its
+                origin or log key is not the one given.
+        """
+        store = SQLiteStore.open(path, readonly=readonly)
+        meta = store.meta()
+        if origin is not None and meta.get("origin") != origin:
+            store.close()
+            raise StorageError(
+                f"{path}: this ledger's origin is {meta.get('origin')!r}, not {origin!r}"
+            )
+        return cls(store, log_key=log_key, writers=writers, signing_threads=signing_threads)
+
+    def close(self) -> None:
+        """Finish pending appends, stop the committer and close the file."""
+        with self._start_lock:
+            if self._closed:
+                return
+            self._closed = True
+            committer = self._committer
+        if committer is not None:
+            self._queue.put(None)
+            committer.join()
+        if self._pool is not None:
+            self._pool.shutdown()
+        self._store.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Ledger(path={str(self._store.path)!r}, origin={self.origin!r})"
+
+    @property
+    def path(self) -> Path:
+        """The ledger file."""
+        return self._store.path
+
+    # -- appending ---------------------------------------------------------------------
+
+    def _writer(self, writer: Signer | None) -> Signer:
+        if writer is not None:
+            if writer.key_type != KEY_TYPE_ED25519:
+                raise MalformedError(f"writer key {writer.name} is not an Ed25519 note key")
+            return writer
+        if self._writers:
+            return self._writers[0]
+        if self._log_key is None:
+            raise LedgerError("this ledger was opened without keys; it cannot append")
+        return self._log_key
+
+    def _ensure_committer(self) -> None:
+        with self._start_lock:
+            if self._closed:
+                raise LedgerError("the ledger is closed")
+            if self._log_key is None:
+                raise LedgerError("appending needs the ledger's log key")
+            if self._committer is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self._threads, thread_name_prefix="ledger-sign"
+                )
+                self._committer = threading.Thread(
+                    target=self._run, name="ledger-commit", daemon=True
+                )
+                self._committer.start()
+
+    def append(
+        self, event: Event | Mapping[str, Any], *, writer: Signer | None = None
+    ) -> AppendReceipt:
+        """Append one event and return once it is durable.
+
+        Raises:
+            ValidationError: if the event is invalid (nothing is appended).
+            DuplicateEventError: if its ``event_id`` is already in the ledger.
+            StorageError: if it cannot be written (nothing is appended).
+        """
+        return self.append_many([event], writer=writer)[0]
+
+    def submit(
+        self, events: Iterable[Event | Mapping[str, Any]], *, writer: Signer | None = None
+    ) -> Future[list[AppendReceipt]]:
+        """Queue events for appending and return a future of their receipts.
+
+        The events are appended atomically (all or none), in order. The future
+        resolves once they are durable.
+
+        Raises:
+            ValidationError: if an event is invalid (nothing is queued); the
+                field path starts with the event's position, as ``[3].actor.kind``.
+        """
+        signer = self._writer(writer)
+        encoded: list[tuple[Event, bytes]] = []
+        seen: set[str] = set()
+        for i, item in enumerate(events):
+            try:
+                ev = _coerce_event(item)
+            except ValidationError as err:
+                raise ValidationError(f"[{i}].{err.field}", str(err).split(": ", 1)[-1]) from err
+            if ev.event_id in seen:
+                raise DuplicateEventError(ev.event_id)
+            seen.add(ev.event_id)
+            encoded.append((ev, records.encode_event(ev)))
+        future: Future[list[AppendReceipt]] = Future()
+        if not encoded:
+            future.set_result([])
+            return future
+        self._ensure_committer()
+        self._queue.put(_Request(encoded, signer, future))
+        return future
+
+    def append_many(
+        self, events: Iterable[Event | Mapping[str, Any]], *, writer: Signer | None = None
+    ) -> list[AppendReceipt]:
+        """Append events atomically (all or none) and return once they are durable.
+
+        Raises:
+            ValidationError: if an event is invalid (nothing is appended).
+            DuplicateEventError: if an ``event_id`` repeats or is already present.
+            StorageError: if they cannot be written (nothing is appended).
+        """
+        return self.submit(events, writer=writer).result()
+
+    def _run(self) -> None:
+        q = self._queue
+        stop = False
+        while not stop:
+            first = q.get()
+            if first is None:
+                return
+            batch = [first]
+            count = len(first.events)
+            while count < _MAX_BATCH:
+                try:
+                    nxt = q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+                count += len(nxt.events)
+            try:
+                self._commit(batch)
+            except BaseException as err:  # noqa: BLE001 - every waiter must hear of the failure
+                for req in batch:
+                    if not req.future.done():
+                        req.future.set_exception(err)
+
+    def _load_head(self, txn: Any, size: int) -> tuple[bytes, list[bytes]]:
+        if size == self._head_size:
+            return self._head_prev, list(self._head_frontier)
+        last = txn.last_leaf(size)
+        prev = records.GENESIS_PREV if last is None else records.parse_envelope(last).chain_hash
+        frontier = txn.frontier(subtree_ids(0, size))
+        return prev, frontier
+
+    def _sign_chunk(self, items: list[tuple[bytes, Signer]]) -> list[bytes]:
+        origin = self.origin
+        return [signer.sign_raw(records.signing_message(origin, c)) for c, signer in items]
+
+    def _commit(self, batch: list[_Request]) -> None:
+        assert self._log_key is not None  # noqa: S101 - _ensure_committer checked it
+        assert self._pool is not None  # noqa: S101
+        sha = hashlib.sha256
+        origin = self.origin
+        log_key = self._log_key
+        with self._store.append_txn() as txn:
+            size = txn.size()
+            prev, stack = self._load_head(txn, size)
+            ids = [ev.event_id for req in batch for ev, _ in req.events]
+            existing = txn.existing_event_ids(ids)
+            accepted: list[_Request] = []
+            seen: set[str] = set()
+            for req in batch:
+                dup = next(
+                    (
+                        ev.event_id
+                        for ev, _ in req.events
+                        if ev.event_id in existing or ev.event_id in seen
+                    ),
+                    None,
+                )
+                if dup is not None:
+                    req.future.set_exception(DuplicateEventError(dup))
+                    continue
+                seen.update(ev.event_id for ev, _ in req.events)
+                accepted.append(req)
+            if not accepted:
+                return
+            logged_at = time.time_ns() // 1000
+            seq = size
+            contents: list[tuple[bytes, Signer]] = []
+            encode_content = records.encode_content
+            chain_prefix = records.CHAIN_PREFIX
+            for req in accepted:
+                kid = req.writer.key_id
+                for _, evb in req.events:
+                    content = encode_content(seq, prev, logged_at, kid, evb)
+                    prev = sha(chain_prefix + content).digest()
+                    contents.append((content, req.writer))
+                    seq += 1
+            # Sign in parallel, in chunks, while this thread builds rows and hashes.
+            chunks = [contents[i : i + _SIGN_CHUNK] for i in range(0, len(contents), _SIGN_CHUNK)]
+            futures = [self._pool.submit(self._sign_chunk, ch) for ch in chunks]
+            for req in accepted:
+                vkey = req.writer.verifier.vkey
+                if vkey not in self._registered:
+                    txn.register_writer(req.writer.key_id, vkey, size)
+            hashes: list[bytes] = []
+            leaf_hashes: list[bytes] = []
+            rows: list[tuple[object, ...]] = []
+            n = size
+            pos = 0
+            flat = [ev for req in accepted for ev, _ in req.events]
+            for chunk, fut in zip(chunks, futures, strict=True):
+                sigs = fut.result()
+                for (content, _), sig in zip(chunk, sigs, strict=True):
+                    leaf = content + sig
+                    lh = sha(b"\x00" + leaf).digest()
+                    leaf_hashes.append(lh)
+                    hashes.append(lh)
+                    h = lh
+                    n += 1
+                    m = n
+                    while not m & 1:
+                        h = sha(b"\x01" + stack.pop() + h).digest()
+                        hashes.append(h)
+                        m >>= 1
+                    stack.append(h)
+                    ev = flat[pos]
+                    rec = ev.recipient
+                    rows.append(
+                        (
+                            size + pos,
+                            ev.event_id,
+                            leaf,
+                            ev.camera_id,
+                            ev.owner_id,
+                            ev.action.value,
+                            ev.actor.kind.value,
+                            None if rec is None else rec.kind.value,
+                            None if rec is None else rec.organization,
+                            None if ev.legal_basis is None else ev.legal_basis.value,
+                            _utc_column(ev.occurred_at),
+                            logged_at,
+                        )
+                    )
+                    pos += 1
+            txn.insert_records(rows)
+            txn.insert_hashes(stored_hash_count(size), hashes)
+            new_size = n
+            root = stack[-1]
+            for h in reversed(stack[:-1]):
+                root = sha(b"\x01" + h + root).digest()
+            note = sign_checkpoint(Checkpoint(origin, new_size, root), log_key)
+            txn.insert_checkpoint(new_size, note)
+        # Committed and durable: update the cache, then acknowledge.
+        for req in accepted:
+            self._registered.add(req.writer.verifier.vkey)
+        self._head_size, self._head_prev, self._head_frontier = new_size, prev, stack
+        signed = SignedCheckpoint(Checkpoint(origin, new_size, root), note, self.log_verifier, ())
+        pos = 0
+        for req in accepted:
+            out = []
+            for ev, _ in req.events:
+                out.append(AppendReceipt(size + pos, leaf_hashes[pos], ev.event_id, signed))
+                pos += 1
+            req.future.set_result(out)
+
+    # -- reading -------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """The number of committed records."""
+        return self._store.size()
+
+    def leaf(self, index: int) -> bytes:
+        """Return the exact leaf bytes of record ``index``.
+
+        Raises:
+            StorageError: if there is no such record.
+        """
+        return self._store.leaf(index)
+
+    def record(self, index: int) -> Record:
+        """Return record ``index``, decoded.
+
+        Raises:
+            StorageError: if there is no such record.
+            MalformedError: if the stored bytes do not decode.
+        """
+        env = records.parse_envelope(self._store.leaf(index))
+        return Record(index, env, env.event())
+
+    def iter_records(self, start: int = 0, end: int | None = None) -> Iterator[Record]:
+        """Yield records ``[start, end)`` in order, in bounded memory.
+
+        Raises:
+            StorageError: if a record is missing.
+        """
+        stop = self.size if end is None else end
+        for i, leaf in enumerate(self._store.iter_leaves(start, stop), start):
+            env = records.parse_envelope(leaf)
+            yield Record(i, env, env.event())
+
+    def _signed(self, size: int, note: str) -> SignedCheckpoint:
+        lines = self._store.cosignature_lines(size)
+        full = add_signature_lines(note, lines) if lines else note
+        witnesses = [parse_verifier(w) for w in self._witness_keys(size)]
+        return open_checkpoint(full, self.log_verifier, witnesses)
+
+    def _witness_keys(self, size: int) -> list[str]:
+        return self._store.cosigning_witnesses(size)
+
+    def latest_checkpoint(self) -> SignedCheckpoint:
+        """Return the newest signed checkpoint, with its stored cosignatures.
+
+        Raises:
+            StorageError: if the ledger has no checkpoint (it always has one).
+        """
+        latest = self._store.latest_checkpoint()
+        if latest is None:
+            raise StorageError(f"{self.path}: the ledger has no checkpoint")
+        return self._signed(*latest)
+
+    def checkpoint(self, size: int) -> SignedCheckpoint:
+        """Return the signed checkpoint of ``size``.
+
+        Raises:
+            StorageError: if no commit ended at that size.
+        """
+        note = self._store.checkpoint(size)
+        if note is None:
+            raise StorageError(f"no checkpoint of size {size}; checkpointed sizes are commit ends")
+        return self._signed(size, note)
+
+    def checkpoint_sizes(self) -> list[int]:
+        """Return every checkpointed size, ascending."""
+        return self._store.checkpoint_sizes()
+
+    def query(
+        self,
+        *,
+        camera_id: str | None = None,
+        owner_id: str | None = None,
+        action: str | None = None,
+        actor_kind: str | None = None,
+        recipient: str | None = None,
+        legal_basis: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Record]:
+        """Return records matching every given filter, in ledger order.
+
+        ``recipient`` matches the recipient's organization or kind. ``since``
+        and ``until`` bound ``occurred_at`` (inclusive, exclusive).
+
+        Raises:
+            MalformedError: if a time is naive.
+        """
+        where: list[str] = []
+        args: list[object] = []
+        for column, value in (
+            ("camera_id", camera_id),
+            ("owner_id", owner_id),
+            ("action", action),
+            ("actor_kind", actor_kind),
+            ("legal_basis", legal_basis),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(str(value))
+        if recipient is not None:
+            where.append("(recipient_org = ? OR recipient_kind = ?)")
+            args += [recipient, recipient]
+        for op, bound in ((">=", since), ("<", until)):
+            if bound is not None:
+                if bound.tzinfo is None:
+                    raise MalformedError("query times must carry a time zone")
+                where.append(f"occurred_at {op} ?")
+                args.append(_utc_column(bound.astimezone(UTC)))
+        seqs = self._store.query(" AND ".join(where), args, limit)
+        return [self.record(s) for s in seqs]
+
+    # -- proofs ----------------------------------------------------------------------------
+
+    def _checkpointed(self, size: int | None) -> int:
+        if size is None:
+            latest = self._store.latest_checkpoint()
+            if latest is None:
+                raise StorageError("the ledger has no checkpoint")
+            return latest[0]
+        if self._store.checkpoint(size) is None:
+            raise StorageError(f"no checkpoint of size {size}")
+        return size
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """Return the inclusion proof of record ``index`` at a checkpointed size.
+
+        Raises:
+            StorageError: if ``size`` is not a checkpointed size.
+            MalformedError: if ``index`` is not below it.
+        """
+        n = self._checkpointed(size)
+        return prove_inclusion(index, n, self._store)
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
+        """Return the consistency proof between two sizes (new defaults to the latest).
+
+        Raises:
+            MalformedError: if ``old_size`` is 0 or larger than ``new_size``.
+            StorageError: if ``new_size`` exceeds the ledger.
+        """
+        n = self._checkpointed(None) if new_size is None else new_size
+        if n > self.size:
+            raise StorageError(f"the ledger has only {self.size} records")
+        return prove_consistency(old_size, n, self._store)
+
+    def receipt(self, index: int, size: int | None = None) -> Receipt:
+        """Return a C2SP tlog-proof receipt for record ``index``, leaf bytes in ``extra``.
+
+        Raises:
+            StorageError: if ``size`` is not a checkpointed size.
+            MalformedError: if ``index`` is not below it.
+        """
+        n = self._checkpointed(size)
+        proof = prove_inclusion(index, n, self._store)
+        signed = self.checkpoint(n)
+        return Receipt(index, tuple(proof), signed.note, self._store.leaf(index))
+
+    def witness_request(self, old_size: int, size: int | None = None) -> WitnessRequest:
+        """Return a tlog-witness add-checkpoint body from ``old_size`` to a checkpoint.
+
+        Raises:
+            StorageError: if ``size`` is not a checkpointed size.
+            MalformedError: if ``old_size`` is larger than it.
+        """
+        n = self._checkpointed(size)
+        if old_size > n:
+            raise MalformedError(f"old size {old_size} is larger than {n}")
+        proof = [] if old_size in (0, n) else prove_consistency(old_size, n, self._store)
+        return WitnessRequest(old_size, tuple(proof), self.checkpoint(n).note)
+
+    # -- integrity -----------------------------------------------------------------------
+
+    def writer_verifiers(self) -> list[Verifier]:
+        """Return every writer key that has signed records here, and the log key."""
+        keys = [parse_verifier(v) for v in self._store.writer_keys()]
+        if self.log_verifier not in keys:
+            keys.append(self.log_verifier)
+        return keys
+
+    def check(self) -> CheckReport:
+        """Rebuild everything from the records and compare with what is stored.
+
+        Checks the chain, every record signature (by a registered writer key),
+        every event's canonical encoding and index columns, every stored Merkle
+        hash, and every stored checkpoint's signature and root. Streams, so
+        memory stays bounded.
+
+        Raises:
+            ChainBreakError: if a sequence number or chain link is wrong.
+            BadSignatureError, UntrustedKeyError: if a record signature fails.
+            RootMismatchError: if a stored hash or checkpoint root is wrong.
+            MalformedError: if a record does not decode.
+            StorageError: if the file cannot be read.
+        """
+        writers = self.writer_verifiers()
+        by_id: dict[int, list[Verifier]] = {}
+        for w in writers:
+            by_id.setdefault(w.key_id, []).append(w)
+        size = self.size
+        checkpoints = list(self._store.iter_checkpoints())
+        cp_iter = iter(checkpoints)
+        next_cp = next(cp_iter, None)
+        cr = CompactRange()
+        prev = records.GENESIS_PREV
+        stored_pos = 0
+        pending: list[bytes] = []
+        sha = hashlib.sha256
+
+        def check_checkpoints_at(n: int) -> None:
+            nonlocal next_cp
+            while next_cp is not None and next_cp[0] == n:
+                cp_size, note = next_cp
+                try:
+                    signed = open_checkpoint(note, self.log_verifier)
+                except VerificationError as err:
+                    raise type(err)(f"checkpoint {cp_size}: {err}", index=None) from err
+                if signed.checkpoint.size != cp_size:
+                    raise RootMismatchError(
+                        f"checkpoint stored under size {cp_size} claims {signed.checkpoint.size}",
+                        cr.root(),
+                        signed.checkpoint.root,
+                    )
+                if signed.checkpoint.root != cr.root():
+                    raise RootMismatchError(
+                        f"checkpoint {cp_size} root differs from the records",
+                        signed.checkpoint.root,
+                        cr.root(),
+                    )
+                next_cp = next(cp_iter, None)
+
+        def flush_hashes(upto: int) -> None:
+            nonlocal stored_pos, pending
+            if not pending:
+                return
+            stored = self._store.read_hash_range(stored_pos, stored_pos + len(pending))
+            for k, (want, got) in enumerate(zip(pending, stored, strict=False)):
+                if want != got:
+                    raise RootMismatchError(
+                        f"stored Merkle hash {stored_pos + k} differs from the records",
+                        want,
+                        got,
+                    )
+            if len(stored) != len(pending):
+                raise StorageError(f"stored Merkle hashes end before position {upto}")
+            stored_pos += len(pending)
+            pending = []
+
+        check_checkpoints_at(0)
+        for index, leaf in enumerate(self._store.iter_leaves(0, size)):
+            try:
+                env = records.parse_envelope(leaf)
+            except MalformedError as err:
+                raise MalformedError(f"record {index}: {err}") from err
+            if env.seq != index:
+                raise ChainBreakError(
+                    f"record {index} carries sequence number {env.seq}", index=index
+                )
+            if env.prev != prev:
+                raise ChainBreakError(
+                    f"record {index} does not link to record {index - 1}", index=index
+                )
+            candidates = by_id.get(env.key_id, [])
+            if not candidates:
+                raise UntrustedKeyError(
+                    f"record {index} is signed by unknown key ID {env.key_id:08x}", index=index
+                )
+            try:
+                records.verify_envelope(origin=self.origin, envelope=env, writers=candidates)
+            except BadSignatureError as err:
+                raise BadSignatureError(f"record {index}: {err}", index=index) from err
+            try:
+                env.event()
+            except MalformedError as err:
+                raise MalformedError(f"record {index}: {err}") from err
+            prev = env.chain_hash
+            lh = sha(b"\x00" + leaf).digest()
+            pending.append(lh)
+            h = lh
+            m = index + 1
+            stack = cr.hashes
+            while not m & 1:
+                h = sha(b"\x01" + stack.pop() + h).digest()
+                pending.append(h)
+                m >>= 1
+            stack.append(h)
+            cr.size = index + 1
+            if len(pending) >= 8192:
+                flush_hashes(index + 1)
+            if next_cp is not None and next_cp[0] == index + 1:
+                check_checkpoints_at(index + 1)
+        flush_hashes(size)
+        if self._store.hash_count() != stored_hash_count(size):
+            raise StorageError(
+                f"{self._store.hash_count()} Merkle hashes are stored; {size} records need "
+                f"{stored_hash_count(size)}"
+            )
+        if next_cp is not None:
+            raise StorageError(f"a checkpoint of size {next_cp[0]} is beyond the records")
+        return CheckReport(size, len(checkpoints), tuple(w.vkey for w in writers), cr.root())
+
+    # -- witnesses -------------------------------------------------------------------------
+
+    def add_cosignatures(
+        self, size: int, lines: Sequence[str], witnesses: Iterable[Verifier]
+    ) -> int:
+        """Verify cosignature lines for the checkpoint of ``size`` and store them.
+
+        Only lines by ``witnesses`` that verify are stored. Returns how many
+        were new.
+
+        Raises:
+            StorageError: if there is no checkpoint of that size.
+            BadSignatureError: if a line by a known witness does not verify.
+            UntrustedKeyError: if no line is by a known witness.
+        """
+        note = self._store.checkpoint(size)
+        if note is None:
+            raise StorageError(f"no checkpoint of size {size}")
+        wlist = list(witnesses)
+        merged = add_signature_lines(note, lines)
+        signed = open_checkpoint(merged, self.log_verifier, wlist)
+        if not signed.cosignatures:
+            raise UntrustedKeyError("no cosignature by a known witness")
+        return self._store.add_cosignatures(
+            size, [(c.witness.vkey, c.line) for c in signed.cosignatures]
+        )

@@ -1,0 +1,610 @@
+"""The embedded SQLite store: records, Merkle hashes and checkpoints in one file.
+
+This module owns the ledger file and nothing above it: it does not sign, hash
+leaves or validate events. The file is opened in WAL mode with
+``synchronous=FULL``, so a committed transaction survives a crash or power loss.
+Triggers refuse UPDATE and DELETE on every table, so the file itself is
+append-only to anyone who uses SQLite to change it.
+
+Merkle hashes are stored in the order they become known (the layout of Go's
+``sumdb/tlog``): leaf ``n``'s hash, then each interior node it completes. The
+hash of node ``(level, n)`` is at one computable position
+(:func:`stored_hash_index`), so a proof at any size reads O(log n) rows by
+primary key and never rehashes leaves; see docs/decisions/0002-hash-storage.md.
+
+The interface is narrow (an exclusive append transaction, reads by index) so a
+PostgreSQL store can follow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .errors import DuplicateEventError, StorageError
+from .merkle import NodeId
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "AppendTxn",
+    "RecordRow",
+    "SQLiteStore",
+    "stored_hash_count",
+    "stored_hash_index",
+]
+
+FORMAT_NAME = "disclosure-ledger"
+FORMAT_VERSION = 1
+_APPLICATION_ID = 0x444C4731  # "DLG1": marks the file as a ledger for `file(1)` and for us
+_BUSY_TIMEOUT_MS = 60_000
+
+_TABLES = ("meta", "writers", "records", "hashes", "checkpoints", "cosignatures")
+
+
+def stored_hash_index(level: int, n: int) -> int:
+    """Return the position of node ``(level, n)`` in the stored-hash sequence.
+
+    Leaf ``k`` is stored after the ``2k - popcount(k)`` hashes of the leaves
+    before it and the nodes they completed; each interior node follows the
+    leaf that completed it.
+    """
+    for _ in range(level):
+        n = 2 * n + 1
+    i = 0
+    while n > 0:
+        i += n
+        n >>= 1
+    return i + level
+
+
+def stored_hash_count(size: int) -> int:
+    """Return how many hashes are stored for a tree of ``size`` leaves."""
+    return 2 * size - size.bit_count()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    """What the store keeps beside each leaf, for queries.
+
+    ``occurred_at`` is the UTC RFC 3339 form, which sorts as time does.
+    """
+
+    seq: int
+    event_id: str
+    leaf: bytes
+    camera_id: str
+    owner_id: str | None
+    action: str
+    actor_kind: str
+    recipient_kind: str | None
+    recipient_org: str | None
+    legal_basis: str | None
+    occurred_at: str
+    logged_at: int
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS writers (
+    key_id INTEGER NOT NULL,
+    vkey TEXT NOT NULL UNIQUE,
+    added_at_size INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    leaf BLOB NOT NULL,
+    camera_id TEXT NOT NULL,
+    owner_id TEXT,
+    action TEXT NOT NULL,
+    actor_kind TEXT NOT NULL,
+    recipient_kind TEXT,
+    recipient_org TEXT,
+    legal_basis TEXT,
+    occurred_at TEXT NOT NULL,
+    logged_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_camera ON records (camera_id, occurred_at);
+CREATE INDEX IF NOT EXISTS records_owner ON records (owner_id, occurred_at);
+CREATE INDEX IF NOT EXISTS records_time ON records (occurred_at);
+CREATE TABLE IF NOT EXISTS hashes (
+    id INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size INTEGER PRIMARY KEY,
+    note TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cosignatures (
+    size INTEGER NOT NULL,
+    witness TEXT NOT NULL,
+    line TEXT NOT NULL,
+    PRIMARY KEY (size, line)
+);
+CREATE TABLE IF NOT EXISTS witness_events (
+    id INTEGER PRIMARY KEY,
+    size INTEGER NOT NULL,
+    witness TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+"""
+
+
+def _triggers() -> str:
+    out = []
+    for table in _TABLES:
+        for op in ("UPDATE", "DELETE"):
+            out.append(
+                f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, 'disclosure ledger is append-only: "
+                f"{op} on {table} refused'); END;"
+            )
+    return "\n".join(out)
+
+
+def _storage_error(err: BaseException, path: Path, doing: str) -> StorageError:
+    text = str(err)
+    if isinstance(err, sqlite3.OperationalError):
+        if "disk is full" in text or "database or disk is full" in text:
+            return StorageError(f"{path}: disk full while {doing}; nothing was written")
+        if "readonly" in text or "read-only" in text:
+            return StorageError(f"{path}: the ledger file is read-only ({doing})")
+        if "locked" in text or "busy" in text:
+            return StorageError(f"{path}: the ledger is locked by another writer ({doing})")
+    if isinstance(err, sqlite3.DatabaseError) and "not a database" in text:
+        return StorageError(f"{path}: not a disclosure ledger (not an SQLite file)")
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return StorageError(f"{path}: disk full while {doing}; nothing was written")
+    return StorageError(f"{path}: {doing} failed: {text}")
+
+
+class SQLiteStore:
+    """One ledger file. Each instance owns one connection; use one per thread of writing.
+
+    Reads are safe from any thread: they go through a lock around the
+    connection.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], conn: sqlite3.Connection) -> None:
+        self.path = Path(path)
+        self._conn = conn
+        self._lock = threading.RLock()
+        self.db = sqlite_utils.Database(conn)
+
+    # -- opening -----------------------------------------------------------------
+
+    @staticmethod
+    def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+        try:
+            if readonly:
+                uri = f"file:{path}?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            else:
+                conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as err:
+            raise _storage_error(err, path, "opening") from err
+        return conn
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], meta: dict[str, str]) -> SQLiteStore:
+        """Create a new ledger file with the given metadata.
+
+        Raises:
+            StorageError: if the file exists or cannot be created.
+        """
+        p = Path(path)
+        if p.exists():
+            raise StorageError(f"{p}: already exists; refusing to overwrite it")
+        if not p.parent.is_dir():
+            raise StorageError(f"{p.parent}: no such directory")
+        conn = cls._connect(p, readonly=False)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+            conn.execute("BEGIN IMMEDIATE")
+            for stmt in (_SCHEMA + _triggers()).split(";\n"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            rows = [("format", FORMAT_NAME), ("format_version", str(FORMAT_VERSION))]
+            rows += sorted(meta.items())
+            conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows)
+            conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            conn.close()
+            with contextlib.suppress(OSError):
+                for suffix in ("", "-wal", "-shm"):
+                    Path(str(p) + suffix).unlink()
+            raise _storage_error(err, p, "creating the ledger") from err
+        store = cls(p, conn)
+        store._configure()
+        return store
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> SQLiteStore:
+        """Open an existing ledger file.
+
+        Raises:
+            StorageError: if the file is missing, not a ledger, of another
+                format version, or cannot be opened as asked.
+        """
+        p = Path(path)
+        if not p.exists():
+            raise StorageError(f"{p}: no such ledger file")
+        if p.is_dir():
+            raise StorageError(f"{p}: is a directory, not a ledger file")
+        if not readonly and not os.access(p, os.W_OK):
+            raise StorageError(f"{p}: the ledger file is read-only")
+        try:
+            with p.open("rb") as fh:
+                header = fh.read(16)
+        except OSError as err:
+            raise StorageError(f"{p}: cannot read: {err.strerror}") from err
+        if header != b"SQLite format 3\x00":
+            raise StorageError(f"{p}: not a disclosure ledger (not an SQLite file)")
+        conn = cls._connect(p, readonly=readonly)
+        store = cls(p, conn)
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        except sqlite3.Error as err:
+            conn.close()
+            raise _storage_error(err, p, "opening") from err
+        if app_id != _APPLICATION_ID:
+            conn.close()
+            raise StorageError(f"{p}: not a disclosure ledger")
+        try:
+            meta = store.meta()
+        except StorageError:
+            conn.close()
+            raise
+        if meta.get("format") != FORMAT_NAME:
+            conn.close()
+            raise StorageError(f"{p}: not a disclosure ledger")
+        if meta.get("format_version") != str(FORMAT_VERSION):
+            conn.close()
+            raise StorageError(
+                f"{p}: ledger format version {meta.get('format_version')} is not supported"
+            )
+        if not readonly:
+            store._configure()
+        return store
+
+    def _configure(self) -> None:
+        c = self._conn
+        try:
+            c.execute("PRAGMA journal_mode = WAL")
+            # FULL: a commit is on disk (WAL fsynced) before it returns, which is
+            # what "durable once acknowledged" means.
+            c.execute("PRAGMA synchronous = FULL")
+            c.execute("PRAGMA cache_size = -65536")
+        except sqlite3.Error as err:
+            raise _storage_error(err, self.path, "configuring") from err
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+    # -- reading -------------------------------------------------------------------
+
+    def meta(self) -> dict[str, str]:
+        """Return the metadata table as a dict.
+
+        Raises:
+            StorageError: if it cannot be read.
+        """
+        try:
+            with self._lock:
+                rows = self._conn.execute("SELECT key, value FROM meta").fetchall()
+        except sqlite3.Error as err:
+            raise _storage_error(err, self.path, "reading metadata") from err
+        return dict(rows)
+
+    def _read(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        try:
+            with self._lock:
+                return self._conn.execute(sql, args).fetchall()
+        except sqlite3.Error as err:
+            raise _storage_error(err, self.path, "reading") from err
+
+    def size(self) -> int:
+        """Return the number of records committed."""
+        row = self._read("SELECT MAX(seq) FROM records")[0][0]
+        return 0 if row is None else int(row) + 1
+
+    def leaf(self, seq: int) -> bytes:
+        """Return the leaf bytes of record ``seq``.
+
+        Raises:
+            StorageError: if there is no such record.
+        """
+        rows = self._read("SELECT leaf FROM records WHERE seq = ?", (seq,))
+        if not rows:
+            raise StorageError(f"no record at index {seq}")
+        return bytes(rows[0][0])
+
+    def iter_leaves(self, start: int, end: int, chunk: int = 4096) -> Iterator[bytes]:
+        """Yield the leaves of records ``[start, end)`` in order, in bounded memory.
+
+        Raises:
+            StorageError: if a record in the range is missing.
+        """
+        pos = start
+        while pos < end:
+            stop = min(end, pos + chunk)
+            rows = self._read(
+                "SELECT seq, leaf FROM records WHERE seq >= ? AND seq < ? ORDER BY seq",
+                (pos, stop),
+            )
+            if len(rows) != stop - pos:
+                raise StorageError(f"records {pos}..{stop - 1} are not all present")
+            for _, leaf in rows:
+                yield bytes(leaf)
+            pos = stop
+
+    def read_hashes(self, ids: Sequence[NodeId], /) -> list[bytes]:
+        """Return the stored hashes of ``ids`` (a :class:`~.merkle.HashReader`).
+
+        Raises:
+            StorageError: if a hash is not stored.
+        """
+        positions = [stored_hash_index(level, n) for level, n in ids]
+        if not positions:
+            return []
+        found: dict[int, bytes] = {}
+        for i in range(0, len(positions), 500):
+            part = positions[i : i + 500]
+            marks = ",".join("?" * len(part))
+            sql = f"SELECT id, hash FROM hashes WHERE id IN ({marks})"  # noqa: S608 - only "?" marks
+            for pid, h in self._read(sql, part):
+                found[int(pid)] = bytes(h)
+        try:
+            return [found[p] for p in positions]
+        except KeyError as err:
+            raise StorageError("a Merkle hash the proof needs is not stored") from err
+
+    def read_hash_range(self, start: int, end: int) -> list[bytes]:
+        """Return stored hashes with positions ``[start, end)`` in order."""
+        rows = self._read(
+            "SELECT hash FROM hashes WHERE id >= ? AND id < ? ORDER BY id", (start, end)
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def hash_count(self) -> int:
+        """Return the number of stored hashes."""
+        row = self._read("SELECT MAX(id) FROM hashes")[0][0]
+        return 0 if row is None else int(row) + 1
+
+    def checkpoint(self, size: int) -> str | None:
+        """Return the signed checkpoint note stored for ``size``, if any."""
+        rows = self._read("SELECT note FROM checkpoints WHERE size = ?", (size,))
+        return str(rows[0][0]) if rows else None
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        """Return ``(size, note)`` of the newest checkpoint, if any."""
+        rows = self._read("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def checkpoint_sizes(self) -> list[int]:
+        """Return every checkpointed size, ascending."""
+        return [int(r[0]) for r in self._read("SELECT size FROM checkpoints ORDER BY size")]
+
+    def iter_checkpoints(self) -> Iterator[tuple[int, str]]:
+        """Yield ``(size, note)`` for every checkpoint, ascending."""
+        for size, note in self._read("SELECT size, note FROM checkpoints ORDER BY size"):
+            yield int(size), str(note)
+
+    def cosignature_lines(self, size: int) -> list[str]:
+        """Return the cosignature lines stored for the checkpoint of ``size``."""
+        rows = self._read("SELECT line FROM cosignatures WHERE size = ? ORDER BY rowid", (size,))
+        return [str(r[0]) for r in rows]
+
+    def cosigning_witnesses(self, size: int) -> list[str]:
+        """Return the verifier keys of the witnesses whose cosignatures are stored for ``size``."""
+        rows = self._read("SELECT DISTINCT witness FROM cosignatures WHERE size = ?", (size,))
+        return [str(r[0]) for r in rows]
+
+    def writer_keys(self) -> list[str]:
+        """Return the verifier key strings of every registered writer."""
+        return [str(r[0]) for r in self._read("SELECT vkey FROM writers ORDER BY rowid")]
+
+    def has_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+        """Return those of ``event_ids`` that are already in the ledger."""
+        found: set[str] = set()
+        for i in range(0, len(event_ids), 500):
+            part = list(event_ids[i : i + 500])
+            marks = ",".join("?" * len(part))
+            sql = f"SELECT event_id FROM records WHERE event_id IN ({marks})"  # noqa: S608 - "?" only
+            rows = self._read(sql, part)
+            found.update(str(r[0]) for r in rows)
+        return found
+
+    def query(self, where: str, args: Sequence[object], limit: int | None) -> list[int]:
+        """Return the sequence numbers of records matching ``where``, ascending.
+
+        ``where`` is built by the ledger from fixed column names; values are
+        always bound parameters.
+        """
+        sql = "SELECT seq FROM records"
+        if where:
+            sql += " WHERE " + where
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [int(r[0]) for r in self._read(sql, args)]
+
+    # -- writing -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def append_txn(self) -> Iterator[AppendTxn]:
+        """Hold the file's write lock for one atomic append.
+
+        Everything written through the yielded :class:`AppendTxn` commits
+        together, durably, when the block ends without error; on error nothing
+        is written.
+
+        Raises:
+            StorageError: if the lock cannot be had or the commit fails.
+        """
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as err:
+                raise _storage_error(err, self.path, "starting an append") from err
+            txn = AppendTxn(self, conn)
+            try:
+                yield txn
+            except sqlite3.Error as err:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise _storage_error(err, self.path, "appending") from err
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as err:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise _storage_error(err, self.path, "committing") from err
+
+    def add_cosignatures(self, size: int, lines: Sequence[tuple[str, str]]) -> int:
+        """Store ``(witness name, line)`` cosignatures for the checkpoint of ``size``.
+
+        Returns how many were new.
+
+        Raises:
+            StorageError: if there is no such checkpoint or the write fails.
+        """
+        with self.append_txn() as txn:
+            if (
+                txn.conn.execute("SELECT 1 FROM checkpoints WHERE size = ?", (size,)).fetchone()
+                is None
+            ):
+                raise StorageError(f"no checkpoint of size {size}")
+            before = txn.conn.total_changes
+            txn.conn.executemany(
+                "INSERT OR IGNORE INTO cosignatures (size, witness, line) VALUES (?, ?, ?)",
+                [(size, w, line) for w, line in lines],
+            )
+            return txn.conn.total_changes - before
+
+    def add_witness_event(self, size: int, witness: str, outcome: str, detail: str) -> None:
+        """Record what a witness answered for the checkpoint of ``size``.
+
+        Raises:
+            StorageError: if the write fails.
+        """
+        with self.append_txn() as txn:
+            txn.conn.execute(
+                "INSERT INTO witness_events (size, witness, outcome, detail) VALUES (?, ?, ?, ?)",
+                (size, witness, outcome, detail),
+            )
+
+    def witness_events(self) -> list[tuple[int, str, str, str]]:
+        """Return every recorded witness outcome ``(size, witness, outcome, detail)``."""
+        rows = self._read("SELECT size, witness, outcome, detail FROM witness_events ORDER BY id")
+        return [(int(a), str(b), str(c), str(d)) for a, b, c, d in rows]
+
+
+class AppendTxn:
+    """Writes inside one exclusive transaction (see :meth:`SQLiteStore.append_txn`)."""
+
+    __slots__ = ("conn", "store")
+
+    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection) -> None:
+        self.store = store
+        self.conn = conn
+
+    def size(self) -> int:
+        """The committed size, read inside the lock."""
+        row = self.conn.execute("SELECT MAX(seq) FROM records").fetchone()[0]
+        return 0 if row is None else int(row) + 1
+
+    def last_leaf(self, size: int) -> bytes | None:
+        """The leaf of record ``size - 1``, if there is one."""
+        if size == 0:
+            return None
+        row = self.conn.execute("SELECT leaf FROM records WHERE seq = ?", (size - 1,)).fetchone()
+        if row is None:
+            raise StorageError(f"record {size - 1} is missing")
+        return bytes(row[0])
+
+    def frontier(self, ids: Sequence[NodeId]) -> list[bytes]:
+        """The stored hashes of ``ids``, read inside the lock."""
+        out = []
+        for level, n in ids:
+            row = self.conn.execute(
+                "SELECT hash FROM hashes WHERE id = ?", (stored_hash_index(level, n),)
+            ).fetchone()
+            if row is None:
+                raise StorageError("a frontier hash is missing")
+            out.append(bytes(row[0]))
+        return out
+
+    def existing_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+        """Those of ``event_ids`` already committed."""
+        found: set[str] = set()
+        for i in range(0, len(event_ids), 500):
+            part = list(event_ids[i : i + 500])
+            marks = ",".join("?" * len(part))
+            found.update(
+                r[0]
+                for r in self.conn.execute(
+                    f"SELECT event_id FROM records WHERE event_id IN ({marks})",  # noqa: S608 - "?" only
+                    part,
+                )
+            )
+        return found
+
+    def insert_records(self, rows: Sequence[tuple[object, ...]]) -> None:
+        """Insert record rows in :class:`RecordRow` column order.
+
+        Raises:
+            DuplicateEventError: if an event_id is already present.
+        """
+        try:
+            self.conn.executemany(
+                "INSERT INTO records (seq, event_id, leaf, camera_id, owner_id, action,"
+                " actor_kind, recipient_kind, recipient_org, legal_basis, occurred_at,"
+                " logged_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+        except sqlite3.IntegrityError as err:
+            if "event_id" in str(err):
+                raise DuplicateEventError("(one of this batch)") from err
+            raise StorageError(f"record insert refused: {err}") from err
+
+    def insert_hashes(self, first_id: int, hashes: Sequence[bytes]) -> None:
+        """Insert stored hashes at consecutive positions from ``first_id``."""
+        self.conn.executemany(
+            "INSERT INTO hashes (id, hash) VALUES (?, ?)",
+            zip(range(first_id, first_id + len(hashes)), hashes, strict=True),
+        )
+
+    def insert_checkpoint(self, size: int, note: str) -> None:
+        """Insert the signed checkpoint for ``size``."""
+        self.conn.execute("INSERT INTO checkpoints (size, note) VALUES (?, ?)", (size, note))
+
+    def register_writer(self, key_id: int, vkey: str, size: int) -> None:
+        """Remember a writer key (no-op if known)."""
+        self.conn.execute(
+            "INSERT OR IGNORE INTO writers (key_id, vkey, added_at_size) VALUES (?, ?, ?)",
+            (key_id, vkey, size),
+        )

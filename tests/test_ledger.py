@@ -1,0 +1,425 @@
+"""The write path: appends, group commit, proofs, check, concurrency, crashes, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from disclosure_ledger import merkle
+from disclosure_ledger.checkpoints import open_checkpoint, verify_receipt
+from disclosure_ledger.errors import (
+    BadSignatureError,
+    ChainBreakError,
+    DuplicateEventError,
+    LedgerError,
+    MalformedError,
+    RootMismatchError,
+    StorageError,
+    ValidationError,
+)
+from disclosure_ledger.ledger import Ledger
+from disclosure_ledger.notes import Signer, generate_signer
+
+from .ledger_helpers import ORIGIN, event, log_key, new_ledger, release_event, writer_key
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    led = new_ledger(tmp_path)
+    yield led
+    led.close()
+
+
+def test_append_returns_durable_receipt_under_checkpoint(ledger: Ledger) -> None:
+    r = ledger.append(event(0))
+    assert r.index == 0
+    assert r.event_id == "ev-00000000"
+    assert r.checkpoint.checkpoint.size == 1
+    assert r.leaf_hash == merkle.leaf_hash(ledger.leaf(0))
+    merkle.verify_inclusion(r.leaf_hash, 0, 1, [], r.checkpoint.checkpoint.root)
+    assert ledger.size == 1
+    rec = ledger.record(0)
+    assert rec.event.event_id == "ev-00000000"
+    assert rec.envelope.seq == 0
+    assert rec.envelope.key_id == writer_key().key_id
+
+
+def test_empty_ledger_has_signed_checkpoint(ledger: Ledger) -> None:
+    cp = ledger.latest_checkpoint()
+    assert cp.checkpoint.size == 0
+    assert cp.checkpoint.root == merkle.EMPTY_ROOT
+    assert cp.checkpoint.origin == ORIGIN
+
+
+def test_append_many_is_sequenced_chained_and_checkpointed(ledger: Ledger) -> None:
+    receipts = ledger.append_many([event(i) for i in range(50)])
+    assert [r.index for r in receipts] == list(range(50))
+    assert ledger.size == 50
+    envs = [ledger.record(i).envelope for i in range(50)]
+    for i in range(1, 50):
+        assert envs[i].prev == envs[i - 1].chain_hash
+    store = merkle.MemoryHashStore()
+    store.extend(merkle.leaf_hash(ledger.leaf(i)) for i in range(50))
+    assert ledger.latest_checkpoint().checkpoint.root == merkle.tree_root(50, store)
+    report = ledger.check()
+    assert report.size == 50
+
+
+def test_records_signed_by_log_key_without_writers(tmp_path: Path) -> None:
+    with Ledger.create(tmp_path / "l.ledger", log_key=log_key()) as led:
+        led.append(event(1))
+        assert led.record(0).envelope.key_id == log_key().key_id
+        led.check()
+
+
+def test_duplicate_event_id_refused_and_nothing_written(ledger: Ledger) -> None:
+    ledger.append(event(1))
+    with pytest.raises(DuplicateEventError):
+        ledger.append(event(1))
+    with pytest.raises(DuplicateEventError):
+        ledger.append_many([event(2), event(1)])
+    with pytest.raises(DuplicateEventError):
+        ledger.append_many([event(3), event(3)])
+    assert ledger.size == 1
+    ledger.append(event(2))
+    assert ledger.size == 2
+    ledger.check()
+
+
+def test_invalid_event_names_field_and_appends_nothing(ledger: Ledger) -> None:
+    bad = event(1)
+    bad["actor"] = {"kind": "martian"}
+    with pytest.raises(ValidationError) as info:
+        ledger.append_many([event(0), bad])
+    assert "actor.kind" in str(info.value)
+    assert ledger.size == 0
+
+
+def test_group_commit_threads_share_commits(ledger: Ledger) -> None:
+    per_thread = 60
+    threads = 8
+    errors: list[BaseException] = []
+
+    def worker(t: int) -> None:
+        try:
+            for k in range(per_thread):
+                ledger.append(event(t * 1000 + k))
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    assert not errors
+    assert ledger.size == per_thread * threads
+    # Fewer checkpoints than records means commits were shared.
+    assert len(ledger.checkpoint_sizes()) - 1 < per_thread * threads
+    ledger.check()
+
+
+def test_inclusion_and_consistency_proofs_at_checkpointed_sizes(ledger: Ledger) -> None:
+    for k in range(6):
+        ledger.append_many([event(k * 10 + j) for j in range(k + 1)])
+    sizes = ledger.checkpoint_sizes()
+    assert sizes == [0, 1, 3, 6, 10, 15, 21]
+    for size in sizes[1:]:
+        root = ledger.checkpoint(size).checkpoint.root
+        for i in range(size):
+            proof = ledger.inclusion_proof(i, size)
+            merkle.verify_inclusion(merkle.leaf_hash(ledger.leaf(i)), i, size, proof, root)
+    for old in sizes[1:]:
+        for new in sizes:
+            if new < old:
+                continue
+            proof = ledger.consistency_proof(old, new)
+            merkle.verify_consistency(
+                old,
+                new,
+                ledger.checkpoint(old).checkpoint.root,
+                ledger.checkpoint(new).checkpoint.root,
+                proof,
+            )
+    with pytest.raises(StorageError):
+        ledger.inclusion_proof(0, 2)  # 2 is not a checkpointed size
+    with pytest.raises(MalformedError):
+        ledger.inclusion_proof(21, 21)
+
+
+def test_receipt_verifies_offline_and_tampered_receipt_fails(ledger: Ledger) -> None:
+    ledger.append_many([event(i) for i in range(9)] + [release_event(9)])
+    receipt = ledger.receipt(9)
+    verified = verify_receipt(receipt, log_key().verifier)
+    assert verified.index == 9
+    assert verified.leaf == ledger.leaf(9)
+    tampered = bytearray(receipt.extra or b"")
+    tampered[-70] ^= 1
+    from dataclasses import replace
+
+    with pytest.raises(RootMismatchError):
+        verify_receipt(replace(receipt, extra=bytes(tampered)), log_key().verifier)
+
+
+def test_queries(ledger: Ledger) -> None:
+    from datetime import UTC, datetime
+
+    ledger.append_many([event(i) for i in range(12)] + [release_event(12, "warrant")])
+    assert [r.index for r in ledger.query(camera_id="cam-0")] == [0, 3, 6, 9, 12]
+    assert len(ledger.query(owner_id="owner-42")) == 13
+    assert [r.index for r in ledger.query(legal_basis="warrant")] == [12]
+    assert [r.index for r in ledger.query(recipient="Springfield PD")] == [12]
+    assert [r.index for r in ledger.query(actor_kind="vendor_employee", limit=2)] == [0, 1]
+    since = datetime(2026, 11, 27, 9, 35, tzinfo=UTC)
+    until = datetime(2026, 11, 27, 9, 38, tzinfo=UTC)
+    assert [r.index for r in ledger.query(since=since, until=until)] == [5, 6, 7]
+    with pytest.raises(MalformedError):
+        ledger.query(since=datetime(2026, 1, 1))
+
+
+def test_reopen_continues_chain_and_tree(tmp_path: Path) -> None:
+    path = tmp_path / "l.ledger"
+    with Ledger.create(path, log_key=log_key(), writers=[writer_key()]) as led:
+        led.append_many([event(i) for i in range(5)])
+    with Ledger.open(path, log_key=log_key(), writers=[writer_key()]) as led:
+        led.append_many([event(i) for i in range(5, 9)])
+        assert led.size == 9
+        led.check()
+
+
+def test_open_with_wrong_log_key_or_origin_refused(tmp_path: Path) -> None:
+    path = tmp_path / "l.ledger"
+    new_ledger(tmp_path, "l.ledger").close()
+    with pytest.raises(StorageError, match="log key"):
+        Ledger.open(path, log_key=generate_signer(ORIGIN))
+    with pytest.raises(StorageError, match="origin"):
+        Ledger.open(path, log_key=log_key(), origin="other.example/log")
+    with Ledger.open(path) as led:
+        led.check()
+
+
+def test_not_a_ledger_missing_and_directory(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.ledger"
+    junk.write_bytes(b"hello, this is not SQLite\n" * 10)
+    with pytest.raises(StorageError, match="not a disclosure ledger"):
+        Ledger.open(junk)
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()
+    with pytest.raises(StorageError, match="not a disclosure ledger"):
+        Ledger.open(other)
+    with pytest.raises(StorageError, match="no such"):
+        Ledger.open(tmp_path / "missing.ledger")
+    with pytest.raises(StorageError, match="directory"):
+        Ledger.open(tmp_path)
+    with pytest.raises(StorageError, match="exists"):
+        Ledger.create(junk, log_key=log_key())
+    assert junk.read_bytes().startswith(b"hello")
+
+
+def test_readonly_file_gets_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "l.ledger"
+    new_ledger(tmp_path, "l.ledger").close()
+    if os.geteuid() == 0:
+        # Root ignores permission bits; open the file read-only explicitly instead.
+        with Ledger.open(path, readonly=True, log_key=log_key()) as led:
+            with pytest.raises(StorageError, match=r"read-only|readonly"):
+                led.append(event(1))
+            assert led.size == 0
+        return
+    path.chmod(0o444)
+    with pytest.raises(StorageError, match="read-only"):
+        Ledger.open(path, log_key=log_key())
+
+
+def test_append_only_triggers_refuse_update_and_delete(ledger: Ledger) -> None:
+    ledger.append_many([event(i) for i in range(3)])
+    conn = sqlite3.connect(ledger.path)
+    for sql in (
+        "UPDATE records SET leaf = x'00' WHERE seq = 0",
+        "DELETE FROM records WHERE seq = 2",
+        "UPDATE hashes SET hash = x'00' WHERE id = 0",
+        "DELETE FROM hashes",
+        "DELETE FROM checkpoints",
+        "UPDATE checkpoints SET note = 'x'",
+        "UPDATE meta SET value = 'x'",
+        "DELETE FROM writers",
+    ):
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute(sql)
+    conn.close()
+    ledger.check()
+
+
+def _tamper(path: Path, sql: str, args: tuple[object, ...] = ()) -> None:
+    # An attacker with the file can drop the triggers; check() must still notice.
+    conn = sqlite3.connect(path)
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        conn.execute(f'DROP TRIGGER "{name}"')
+    conn.execute(sql, args)
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("what", "error"),
+    [
+        ("flip a signature bit", BadSignatureError),
+        ("flip an event bit", BadSignatureError),
+        ("swap two records", ChainBreakError),
+        ("replace a stored hash", RootMismatchError),
+        ("rewrite a checkpoint root", (BadSignatureError, RootMismatchError)),
+        ("delete the last record", (StorageError, RootMismatchError)),
+    ],
+)
+def test_check_catches_tampering(tmp_path: Path, what: str, error: type[Exception]) -> None:
+    path = tmp_path / "l.ledger"
+    with new_ledger(tmp_path, "l.ledger") as led:
+        led.append_many([event(i) for i in range(10)])
+        led.append_many([event(i) for i in range(10, 13)])
+        led.check()
+        leaf5 = led.leaf(5)
+        leaf6 = led.leaf(6)
+    if what == "flip a signature bit":
+        bad = bytearray(leaf5)
+        bad[-1] ^= 1
+        _tamper(path, "UPDATE records SET leaf = ? WHERE seq = 5", (bytes(bad),))
+    elif what == "flip an event bit":
+        bad = bytearray(leaf5)
+        bad[60] ^= 1
+        _tamper(path, "UPDATE records SET leaf = ? WHERE seq = 5", (bytes(bad),))
+    elif what == "swap two records":
+        _tamper(path, "UPDATE records SET leaf = ? WHERE seq = 5", (leaf6,))
+    elif what == "replace a stored hash":
+        _tamper(path, "UPDATE hashes SET hash = ? WHERE id = 3", (b"\x07" * 32,))
+    elif what == "rewrite a checkpoint root":
+        conn = sqlite3.connect(path)
+        note = conn.execute("SELECT note FROM checkpoints WHERE size = 10").fetchone()[0]
+        conn.close()
+        lines = note.split("\n")
+        lines[2] = "A" * 43 + "="
+        _tamper(path, "UPDATE checkpoints SET note = ? WHERE size = 10", ("\n".join(lines),))
+    elif what == "delete the last record":
+        _tamper(path, "DELETE FROM records WHERE seq = 12")
+    with Ledger.open(path) as led, pytest.raises(error):
+        led.check()
+
+
+def test_check_catches_record_by_unregistered_key(tmp_path: Path) -> None:
+    path = tmp_path / "l.ledger"
+    with new_ledger(tmp_path, "l.ledger") as led:
+        led.append_many([event(i) for i in range(3)])
+    _tamper(path, "DELETE FROM writers")
+    with Ledger.open(path) as led, pytest.raises(LedgerError):
+        led.check()
+
+
+_WRITER_SCRIPT = r"""
+import sys
+from disclosure_ledger.ledger import Ledger
+from disclosure_ledger.notes import Signer
+from tests.ledger_helpers import event, log_key, writer_key
+path, start, count, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+with Ledger.open(path, log_key=log_key(), writers=[writer_key()]) as led:
+    i = start
+    while i < start + count:
+        n = min(batch, start + count - i)
+        receipts = led.append_many([event(k) for k in range(i, i + n)])
+        for r in receipts:
+            sys.stdout.write(f"{r.index} {r.event_id}\n")
+        sys.stdout.flush()
+        i += n
+"""
+
+
+def _writer(path: Path, start: int, count: int, batch: int) -> subprocess.Popen[str]:
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.Popen(
+        [sys.executable, "-c", _WRITER_SCRIPT, str(path), str(start), str(count), str(batch)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=root,
+    )
+
+
+def test_two_processes_append_to_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "l.ledger"
+    new_ledger(tmp_path, "l.ledger").close()
+    procs = [_writer(path, 0, 300, 7), _writer(path, 100_000, 300, 5)]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    acked = [line.split() for out in outputs for line in out.splitlines()]
+    assert len(acked) == 600
+    assert sorted(int(i) for i, _ in acked) == list(range(600))
+    with Ledger.open(path) as led:
+        assert led.size == 600
+        led.check()
+        for index, event_id in acked:
+            assert led.record(int(index)).event.event_id == event_id
+
+
+def test_kill_dash_nine_loses_no_acknowledged_record(tmp_path: Path) -> None:
+    path = tmp_path / "l.ledger"
+    new_ledger(tmp_path, "l.ledger").close()
+    acked: dict[int, str] = {}
+    start = 0
+    for round_ in range(4):
+        proc = _writer(path, start, 100_000, 1 + round_ * 3)
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 0.4 + 0.3 * round_
+        # Read acknowledgements until the deadline, then kill without warning.
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            index, event_id = line.split()
+            acked[int(index)] = event_id
+        proc.send_signal(signal.SIGKILL)
+        rest = proc.communicate()[0]
+        # Lines already written before the kill were acknowledged too.
+        for line in rest.splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                acked[int(parts[0])] = parts[1]
+        with Ledger.open(path) as led:
+            led.check()
+            size = led.size
+            for index, event_id in acked.items():
+                assert led.record(index).event.event_id == event_id
+        start += 100_000
+        assert size >= len(acked)
+    assert len(acked) > 0
+    with Ledger.open(path, log_key=log_key(), writers=[writer_key()]) as led:
+        led.append(event(9_999_999))
+        led.check()
+
+
+def test_writer_key_must_be_note_key(tmp_path: Path) -> None:
+    from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE
+
+    with pytest.raises(MalformedError):
+        Ledger.create(
+            tmp_path / "x.ledger",
+            log_key=log_key(),
+            writers=[Signer("w.example", bytes(32), KEY_TYPE_COSIGNATURE)],
+        )
+
+
+def test_append_without_log_key_refused(tmp_path: Path) -> None:
+    new_ledger(tmp_path, "l.ledger").close()
+    with Ledger.open(tmp_path / "l.ledger") as led, pytest.raises(LedgerError):
+        led.append(event(1))
+
+
+def test_checkpoint_notes_open_with_log_key(ledger: Ledger) -> None:
+    ledger.append_many([event(i) for i in range(4)])
+    for size in ledger.checkpoint_sizes():
+        note = ledger.checkpoint(size).note
+        assert open_checkpoint(note, log_key().verifier).checkpoint.size == size
