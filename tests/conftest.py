@@ -1,0 +1,40 @@
+"""Shared test fixtures: where the published vectors live, and small loaders.
+
+The vectors are read in place from ``../shared/vectors`` (next to the project
+root), never copied into the project. If the directory is missing the tests
+fail loudly: CI has it, and a silently skipped conformance suite proves nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+VECTORS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
+
+
+def vectors_dir() -> Path:
+    """Return the vectors directory, raising (never skipping) when it is missing."""
+    if not VECTORS_DIR.is_dir():
+        raise FileNotFoundError(
+            f"published test vectors not found at {VECTORS_DIR}; "
+            "they must sit in ../shared/vectors relative to the project root"
+        )
+    return VECTORS_DIR
+
+
+def load_json(relative: str) -> Any:
+    """Load one JSON vector file, by path relative to the vectors directory."""
+    return json.loads((vectors_dir() / relative).read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def vectors() -> Path:
+    """The published vectors directory (fails the test if it is missing)."""
+    try:
+        return vectors_dir()
+    except FileNotFoundError as err:
+        pytest.fail(str(err))
