@@ -1,0 +1,234 @@
+"""Trust policies: which log, writer and witness keys an owner trusts, and the witness quorum.
+
+This module owns the policy file, in the style of the Sigsum / C2SP tlog
+policy format, with signed-note verifier key strings instead of bare keys::
+
+    # comments and blank lines are ignored
+    log <vkey>                         the log's key (its name is the origin)
+    writer <vkey>                      a key trusted to sign records (repeatable)
+    witness <name> <vkey>              a witness, by a local name (type 0x04 key)
+    group <name> <k|all|any> <member>...  k of the members (witnesses or earlier groups)
+    quorum <name|none>                 the witness or group every checkpoint needs
+
+Names are defined before use, so groups cannot form cycles. A policy with no
+``quorum`` line, or ``quorum none``, asks for no cosignatures. Unknown
+keywords are errors: a typo in a trust policy must never weaken it silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from .errors import KeyFormatError, MalformedError
+from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Verifier, check_key_name, parse_verifier
+
+__all__ = ["Group", "Policy", "format_policy", "parse_policy"]
+
+_MAX_POLICY = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """``threshold`` of ``members`` (witness or group names) must be satisfied."""
+
+    name: str
+    threshold: int
+    members: tuple[str, ...]
+    spec: str
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What an owner (or recipient, or gate) trusts."""
+
+    logs: tuple[Verifier, ...] = ()
+    writers: tuple[Verifier, ...] = ()
+    witnesses: Mapping[str, Verifier] = field(default_factory=lambda: MappingProxyType({}))
+    groups: Mapping[str, Group] = field(default_factory=lambda: MappingProxyType({}))
+    quorum: str | None = None
+
+    @classmethod
+    def simple(
+        cls,
+        log: Verifier,
+        writers: Iterable[Verifier] = (),
+        witnesses: Iterable[Verifier] = (),
+        threshold: int | None = None,
+    ) -> Policy:
+        """Build a policy from keys: ``threshold`` of ``witnesses`` (default: all of them).
+
+        Raises:
+            MalformedError: if a witness key is not a cosignature key or the
+                threshold is out of range.
+        """
+        wit = {w.name: w for w in witnesses}
+        for w in wit.values():
+            if w.key_type != KEY_TYPE_COSIGNATURE:
+                raise MalformedError(f"witness {w.name} needs a cosignature (type 0x04) key")
+        groups: dict[str, Group] = {}
+        quorum: str | None = None
+        if wit:
+            k = len(wit) if threshold is None else threshold
+            if not 1 <= k <= len(wit):
+                raise MalformedError(f"threshold must be between 1 and {len(wit)}")
+            groups["witnesses"] = Group("witnesses", k, tuple(wit), str(k))
+            quorum = "witnesses"
+        return cls((log,), tuple(writers), MappingProxyType(wit), MappingProxyType(groups), quorum)
+
+    def log_for(self, origin: str) -> Verifier | None:
+        """Return the trusted log key whose name is ``origin``."""
+        for log in self.logs:
+            if log.name == origin:
+                return log
+        return None
+
+    def witness_keys(self) -> list[Verifier]:
+        """Every witness key named by the policy."""
+        return list(self.witnesses.values())
+
+    def quorum_met(self, cosigners: Iterable[Verifier]) -> bool:
+        """Whether cosignatures by ``cosigners`` satisfy the quorum."""
+        if self.quorum is None:
+            return True
+        signed = set(cosigners)
+        return self._satisfied(self.quorum, signed)
+
+    def _satisfied(self, name: str, signed: set[Verifier]) -> bool:
+        if name in self.witnesses:
+            return self.witnesses[name] in signed
+        group = self.groups[name]
+        count = sum(1 for m in group.members if self._satisfied(m, signed))
+        return count >= group.threshold
+
+    def describe_quorum(self) -> str:
+        """A short human description of the quorum."""
+        if self.quorum is None:
+            return "no witness cosignatures required"
+        if self.quorum in self.witnesses:
+            return f"a cosignature by witness {self.quorum}"
+        group = self.groups[self.quorum]
+        return f"{group.threshold} of {len(group.members)} ({', '.join(group.members)})"
+
+
+def _parse_vkey(text: str, line_no: int, want: int) -> Verifier:
+    try:
+        v = parse_verifier(text)
+    except KeyFormatError as err:
+        raise MalformedError(f"policy line {line_no}: {err}") from err
+    if v.key_type != want:
+        kind = "a cosignature (type 0x04)" if want == KEY_TYPE_COSIGNATURE else "an Ed25519 (0x01)"
+        raise MalformedError(f"policy line {line_no}: expected {kind} key")
+    return v
+
+
+def parse_policy(text: str | bytes) -> Policy:
+    """Parse a policy file.
+
+    Raises:
+        MalformedError: naming the line, for an unknown keyword, a bad key, a
+            name used before it is defined or defined twice, a bad threshold,
+            or a second ``quorum`` line.
+    """
+    if isinstance(text, bytes | bytearray):
+        if len(text) > _MAX_POLICY:
+            raise MalformedError("policy file is too large")
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise MalformedError("policy file is not valid UTF-8") from err
+    if len(text) > _MAX_POLICY:
+        raise MalformedError("policy file is too large")
+    logs: list[Verifier] = []
+    writers: list[Verifier] = []
+    witnesses: dict[str, Verifier] = {}
+    groups: dict[str, Group] = {}
+    quorum: str | None = None
+    quorum_seen = False
+    for line_no, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, *args = line.split()
+        if word == "log":
+            if len(args) not in (1, 2):
+                raise MalformedError(f"policy line {line_no}: expected 'log <vkey> [url]'")
+            logs.append(_parse_vkey(args[0], line_no, KEY_TYPE_ED25519))
+        elif word == "writer":
+            if len(args) != 1:
+                raise MalformedError(f"policy line {line_no}: expected 'writer <vkey>'")
+            writers.append(_parse_vkey(args[0], line_no, KEY_TYPE_ED25519))
+        elif word == "witness":
+            if len(args) not in (2, 3):
+                raise MalformedError(
+                    f"policy line {line_no}: expected 'witness <name> <vkey> [url]'"
+                )
+            name = args[0]
+            _check_name(name, line_no, witnesses, groups)
+            witnesses[name] = _parse_vkey(args[1], line_no, KEY_TYPE_COSIGNATURE)
+        elif word == "group":
+            if len(args) < 3:
+                raise MalformedError(
+                    f"policy line {line_no}: expected 'group <name> <k|all|any> <member>...'"
+                )
+            name, spec, *members = args
+            _check_name(name, line_no, witnesses, groups)
+            for m in members:
+                if m not in witnesses and m not in groups:
+                    raise MalformedError(f"policy line {line_no}: {m!r} is not defined above")
+            if len(set(members)) != len(members):
+                raise MalformedError(f"policy line {line_no}: a member is listed twice")
+            if spec == "all":
+                k = len(members)
+            elif spec == "any":
+                k = 1
+            elif spec.isdigit() and spec == str(int(spec)):
+                k = int(spec)
+            else:
+                raise MalformedError(f"policy line {line_no}: threshold must be k, all or any")
+            if not 1 <= k <= len(members):
+                raise MalformedError(
+                    f"policy line {line_no}: threshold {k} is not between 1 and {len(members)}"
+                )
+            groups[name] = Group(name, k, tuple(members), spec)
+        elif word == "quorum":
+            if quorum_seen:
+                raise MalformedError(f"policy line {line_no}: a second quorum line")
+            if len(args) != 1:
+                raise MalformedError(f"policy line {line_no}: expected 'quorum <name|none>'")
+            quorum_seen = True
+            if args[0] != "none":
+                if args[0] not in witnesses and args[0] not in groups:
+                    raise MalformedError(f"policy line {line_no}: {args[0]!r} is not defined")
+                quorum = args[0]
+        else:
+            raise MalformedError(f"policy line {line_no}: unknown keyword {word!r}")
+    return Policy(
+        tuple(logs),
+        tuple(writers),
+        MappingProxyType(witnesses),
+        MappingProxyType(groups),
+        quorum,
+    )
+
+
+def _check_name(
+    name: str, line_no: int, witnesses: Mapping[str, Verifier], groups: Mapping[str, Group]
+) -> None:
+    try:
+        check_key_name(name)
+    except KeyFormatError as err:
+        raise MalformedError(f"policy line {line_no}: bad name: {err}") from err
+    if name == "none" or name in witnesses or name in groups:
+        raise MalformedError(f"policy line {line_no}: name {name!r} is already used")
+
+
+def format_policy(policy: Policy) -> str:
+    """Return the policy file text (see the module docstring for the format)."""
+    lines = [f"log {v.vkey}" for v in policy.logs]
+    lines += [f"writer {v.vkey}" for v in policy.writers]
+    lines += [f"witness {name} {v.vkey}" for name, v in policy.witnesses.items()]
+    lines += [f"group {g.name} {g.spec} {' '.join(g.members)}" for g in policy.groups.values()]
+    lines.append(f"quorum {policy.quorum or 'none'}")
+    return "\n".join(lines) + "\n"
