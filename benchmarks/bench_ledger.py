@@ -1,0 +1,257 @@
+"""Write-path benchmarks, each a ratio to the raw Ed25519 signing rate measured in the same run.
+
+Run:  python benchmarks/bench_ledger.py            (full: 100k appends, 1M-record flatness)
+      python benchmarks/bench_ledger.py --quick    (smaller, for a smoke run)
+
+The raw limit is what `cryptography` signs per second with 2 threads on
+messages of a record's size: a ledger cannot append faster than it can sign.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from disclosure_ledger import records
+from disclosure_ledger.ledger import Ledger
+from disclosure_ledger.notes import Signer
+
+ROOT = Path(__file__).resolve().parents[1]
+LOG = Signer("bench.example/ledger", bytes(range(32)))
+WRITER = Signer("bench.example/writer", bytes(range(1, 33)))
+
+
+def event_json(i: int) -> dict[str, Any]:
+    base = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(seconds=i)
+    kinds = ("view", "stream", "download", "release", "share")
+    ev: dict[str, Any] = {
+        "event_id": f"bench-{i:09d}",
+        "occurred_at": base.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "camera_id": f"cam-{i % 97}",
+        "owner_id": f"owner-{i % 1013}",
+        "action": kinds[i % len(kinds)],
+        "actor": {"kind": "vendor_employee", "id": f"emp-{i % 50}", "organization": "Vendor Inc"},
+        "footage": [
+            {
+                "clip_id": f"clip-{i}",
+                "sha256": hashlib.sha256(i.to_bytes(8, "big")).hexdigest(),
+                "start": (base - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "end": (base - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        ],
+        "justification": "support ticket 4411: customer reports motion alerts missing",
+    }
+    if ev["action"] in ("release", "share", "download"):
+        ev["recipient"] = {"kind": "law_enforcement", "organization": "Springfield PD"}
+        ev["legal_basis"] = "warrant"
+        ev["legal_reference"] = f"warrant {i}"
+    return ev
+
+
+def raw_sign_rate(message_size: int, seconds: float = 2.0, threads: int = 2) -> float:
+    msg = os.urandom(message_size)
+    stop = time.perf_counter() + seconds
+    counts = [0] * threads
+
+    def work(k: int) -> None:
+        n = 0
+        sign = WRITER.sign_raw
+        while time.perf_counter() < stop:
+            for _ in range(200):
+                sign(msg)
+            n += 200
+        counts[k] = n
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(work, range(threads)))
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def bench_append_many(tmp: Path, events: list[records.Event], batch: int) -> float:
+    with Ledger.create(tmp / "many.ledger", log_key=LOG, writers=[WRITER]) as led:
+        start = time.perf_counter()
+        for i in range(0, len(events), batch):
+            led.append_many(events[i : i + batch])
+        elapsed = time.perf_counter() - start
+        assert led.size == len(events)
+    return len(events) / elapsed
+
+
+def bench_cli(tmp: Path, n: int) -> float:
+    src = tmp / "events.jsonl"
+    with src.open("w") as fh:
+        for i in range(n):
+            fh.write(json.dumps(event_json(10_000_000 + i)) + "\n")
+    (tmp / "log.key").write_text(LOG.private_key_string() + "\n")
+    (tmp / "writer.key").write_text(WRITER.private_key_string() + "\n")
+    Ledger.create(tmp / "cli.ledger", log_key=LOG).close()
+    cmd = [
+        sys.executable,
+        "-m",
+        "disclosure_ledger.cli",
+        "append",
+        str(tmp / "cli.ledger"),
+        "--log-key",
+        str(tmp / "log.key"),
+        "--writer-key",
+        str(tmp / "writer.key"),
+        str(src),
+    ]
+    start = time.perf_counter()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    lines = out.stdout.count("\n")
+    assert lines == n, (lines, out.stderr[-500:])
+    return n / elapsed
+
+
+def bench_threads(tmp: Path, threads: int, per_thread: int) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+    with Ledger.create(tmp / "threads.ledger", log_key=LOG, writers=[WRITER]) as led:
+        evs = [
+            [records.event_from_json(event_json(20_000_000 + t * per_thread + k)) for k in range(per_thread)]
+            for t in range(threads)
+        ]
+
+        def work(t: int) -> None:
+            mine = []
+            for ev in evs[t]:
+                s = time.perf_counter()
+                led.append(ev)
+                mine.append(time.perf_counter() - s)
+            with lock:
+                latencies.extend(mine)
+
+        start = time.perf_counter()
+        pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+        for th in pool:
+            th.start()
+        for th in pool:
+            th.join()
+        elapsed = time.perf_counter() - start
+    return threads * per_thread / elapsed, latencies
+
+
+def bench_single(tmp: Path, n: int) -> list[float]:
+    lat = []
+    with Ledger.create(tmp / "single.ledger", log_key=LOG, writers=[WRITER]) as led:
+        evs = [records.event_from_json(event_json(30_000_000 + i)) for i in range(n)]
+        led.append(evs[0])
+        for ev in evs[1:]:
+            s = time.perf_counter()
+            led.append(ev)
+            lat.append(time.perf_counter() - s)
+    return lat
+
+
+def bench_flatness(tmp: Path, big: int, probe: int) -> tuple[float, float, float, int, float]:
+    """Rate of `probe` appends at 10k records and at `big` records; proof latency at `big`."""
+    path = tmp / "flat.ledger"
+    batch = 2000
+    with Ledger.create(path, log_key=LOG, writers=[WRITER]) as led:
+
+        def append_range(a: int, b: int) -> float:
+            start = time.perf_counter()
+            for i in range(a, b, batch):
+                led.append_many(
+                    [records.event_from_json(event_json(i + k)) for k in range(min(batch, b - i))]
+                )
+            return time.perf_counter() - start
+
+        append_range(0, 10_000)
+        small_rate = probe / append_range(10_000, 10_000 + probe)
+        filled = 10_000 + probe
+        step = 50_000
+        while filled < big:
+            nxt = min(big, filled + step)
+            append_range(filled, nxt)
+            filled = nxt
+            print(f"  filled {filled:,}", file=sys.stderr)
+        big_rate = probe / append_range(filled, filled + probe)
+        size = led.size
+        import random
+
+        rng = random.Random(1)
+        times = []
+        for _ in range(2000):
+            i = rng.randrange(size)
+            s = time.perf_counter()
+            led.inclusion_proof(i)
+            times.append(time.perf_counter() - s)
+        proof_us = statistics.median(times) * 1e6
+        leaf_bytes = sum(len(led.leaf(i)) for i in range(0, size, max(1, size // 1000))) / len(
+            range(0, size, max(1, size // 1000))
+        )
+    led_size = sum(p.stat().st_size for p in tmp.glob("flat.ledger*"))
+    return small_rate, big_rate, proof_us, size, led_size / size / leaf_bytes if leaf_bytes else 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    ap.add_argument("--skip-flatness", action="store_true")
+    args = ap.parse_args()
+    n_many = 20_000 if args.quick else 100_000
+    n_cli = 20_000 if args.quick else 100_000
+    big = 100_000 if args.quick else 1_000_000
+
+    sample = records.event_from_json(event_json(1))
+    msg_size = len(records.signing_message(LOG.name, b"\0" * 57 + records.encode_event(sample)))
+    raw = raw_sign_rate(msg_size)
+    print(f"raw limit: Ed25519 signs/s, 2 threads, {msg_size}-byte messages: {raw:,.0f}")
+    rows: list[tuple[str, str, str, str]] = []
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        events = [records.event_from_json(event_json(i)) for i in range(n_many)]
+        rate = bench_append_many(tmp, events, 1000)
+        ok = rate / raw >= 0.8
+        rows.append((f"append_many {n_many:,} (batches of 1000)", f"{rate:,.0f}/s", f"{rate / raw:.2f}x", "≥0.8x " + ("PASS" if ok else "MISS")))
+        del events
+
+        rate = bench_cli(tmp, n_cli)
+        ok = rate / raw >= 0.6
+        rows.append((f"CLI append {n_cli:,}-line JSONL", f"{rate:,.0f}/s", f"{rate / raw:.2f}x", "≥0.6x " + ("PASS" if ok else "MISS")))
+
+        rate, lat = bench_threads(tmp, 8, 1000 if not args.quick else 300)
+        ok = rate / raw >= 0.5
+        rows.append(("8 threads x append()", f"{rate:,.0f}/s", f"{rate / raw:.2f}x", "≥0.5x " + ("PASS" if ok else "MISS")))
+        rows.append(("  latency p50 / p99", f"{pct(lat, 0.5) * 1e3:.2f} / {pct(lat, 0.99) * 1e3:.2f} ms", "", ""))
+
+        lat = bench_single(tmp, 2000 if not args.quick else 500)
+        p50 = pct(lat, 0.5) * 1e3
+        rows.append(("1 thread append() latency p50 / p99", f"{p50:.2f} / {pct(lat, 0.99) * 1e3:.2f} ms", "", "p50 ≤2ms " + ("PASS" if p50 <= 2 else "MISS")))
+
+        if not args.skip_flatness:
+            small, bigr, proof_us, size, per_rec = bench_flatness(tmp, big, 10_000)
+            drop = 1 - bigr / small
+            rows.append((f"flatness: rate at 10k / at {size:,}", f"{small:,.0f} / {bigr:,.0f}/s", f"{bigr / raw:.2f}x", "within 15% " + ("PASS" if abs(drop) <= 0.15 else "MISS")))
+            rows.append((f"inclusion proof from store at {size:,}", f"{proof_us:.0f} µs median", "", "≤100µs " + ("PASS" if proof_us <= 100 else "MISS")))
+            rows.append(("storage: file bytes per record / leaf bytes", f"{per_rec:.2f}x", "", ""))
+
+    width = max(len(r[0]) for r in rows)
+    for r in rows:
+        print(f"{r[0]:<{width}}  {r[1]:>24}  {r[2]:>6}  {r[3]}")
+
+
+if __name__ == "__main__":
+    main()

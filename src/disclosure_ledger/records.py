@@ -1,0 +1,1263 @@
+"""Events, their canonical encoding, and the signed record envelope.
+
+This module owns what one record says and the exact bytes it is stored as: the
+event schema (a closed set of actions, actor kinds and legal bases), strict
+validation that names the offending field, the JSON form the CLI reads and
+writes, the canonical msgpack encoding that is signed, and the envelope around
+it (version, sequence number, chain link, log time, writer key ID, event,
+Ed25519 signature) whose exact bytes are the Merkle leaf. It does no I/O and
+reads no clock: log times are passed in.
+
+Envelope (all integers big-endian)::
+
+    offset 0      1 byte    version, 0x01
+    offset 1      8 bytes   seq, uint64: the record's index in the ledger
+    offset 9      32 bytes  prev: chain hash of the previous record (zeros for seq 0)
+    offset 41     8 bytes   logged_at, int64 microseconds since the Unix epoch (UTC), >= 0
+    offset 49     4 bytes   writer key ID, uint32 (the signed-note key ID, type 0x01)
+    offset 53     4 bytes   L, uint32: length of the event encoding, <= MAX_EVENT_SIZE
+    offset 57     L bytes   the canonical event encoding (see encode_event)
+    offset 57+L   64 bytes  Ed25519 signature
+
+The first 57+L bytes are the *signed content*. The next record's ``prev`` is
+``SHA-256("disclosure-ledger/chain/v1\\n" ‖ content)``; the signature covers
+``"disclosure-ledger/record/v1\\n" ‖ origin ‖ "\\n" ‖ content``, which separates
+it from every other signature the library makes and binds it to one ledger.
+Nothing may follow the signature. A later format gets a new version byte; a
+reader refuses versions it does not know.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import hashlib
+import json
+import re
+import struct
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeAlias, TypeVar
+
+import msgpack
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from .errors import (
+    BadSignatureError,
+    KeyFormatError,
+    MalformedError,
+    UntrustedKeyError,
+    ValidationError,
+)
+from .notes import KEY_TYPE_ED25519, Signer, Verifier
+
+__all__ = [
+    "CHAIN_PREFIX",
+    "DISCLOSING_ACTIONS",
+    "ENVELOPE_VERSION",
+    "GENESIS_PREV",
+    "HEADER_SIZE",
+    "MAX_EVENT_SIZE",
+    "MAX_EXTENSION_DEPTH",
+    "NON_CONSENT_BASES",
+    "RECORD_SIG_PREFIX",
+    "RELEASING_ACTIONS",
+    "SIGNATURE_SIZE",
+    "Action",
+    "ActorKind",
+    "Clip",
+    "Envelope",
+    "Event",
+    "FrozenMap",
+    "JSONValue",
+    "LegalBasis",
+    "Party",
+    "chain_hash",
+    "decode_event",
+    "encode_content",
+    "encode_event",
+    "event_from_json",
+    "event_from_json_text",
+    "event_to_json",
+    "format_time",
+    "is_disclosure",
+    "is_without_consent",
+    "make_envelope",
+    "parse_envelope",
+    "parse_time",
+    "sign_content",
+    "signing_message",
+    "timestamp_micros",
+    "verify_envelope",
+]
+
+MAX_EVENT_SIZE = 64 * 1024
+"""The largest canonical event encoding (and JSON text) accepted, in bytes."""
+MAX_EXTENSION_DEPTH = 16
+"""How deeply lists and maps may nest inside ``extensions`` (the top map is level 1)."""
+ENVELOPE_VERSION = 1
+HEADER_SIZE = 57
+SIGNATURE_SIZE = 64
+GENESIS_PREV = bytes(32)
+"""The ``prev`` of record 0."""
+CHAIN_PREFIX = b"disclosure-ledger/chain/v1\n"
+RECORD_SIG_PREFIX = b"disclosure-ledger/record/v1\n"
+
+_HEADER = struct.Struct(">BQ32sqII")
+_MAX_INT64 = (1 << 63) - 1
+_MIN_INT64 = -(1 << 63)
+_MAX_ID = 256
+_MAX_TEXT = 8192
+_MAX_OTHER = 1024
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_E = TypeVar("_E", bound=enum.StrEnum)
+_ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+class Action(enum.StrEnum):
+    """What was done to the footage. A closed set; the value is the wire string.
+
+    ``view``, ``stream``, ``download``, ``share``, ``release``, ``clip``,
+    ``redact``, ``delete``, ``retention_change``, ``export``.
+    """
+
+    VIEW = "view"
+    STREAM = "stream"
+    DOWNLOAD = "download"
+    SHARE = "share"
+    RELEASE = "release"
+    CLIP = "clip"
+    REDACT = "redact"
+    DELETE = "delete"
+    RETENTION_CHANGE = "retention_change"
+    EXPORT = "export"
+
+
+class ActorKind(enum.StrEnum):
+    """Who a party is: ``owner``, ``vendor_employee``, ``vendor_system``,
+    ``law_enforcement`` or ``third_party``.
+    """
+
+    OWNER = "owner"
+    VENDOR_EMPLOYEE = "vendor_employee"
+    VENDOR_SYSTEM = "vendor_system"
+    LAW_ENFORCEMENT = "law_enforcement"
+    THIRD_PARTY = "third_party"
+
+
+class LegalBasis(enum.StrEnum):
+    """The basis an access claims: ``owner_consent``, ``warrant``, ``court_order``,
+    ``subpoena``, ``emergency`` or ``none``.
+    """
+
+    OWNER_CONSENT = "owner_consent"
+    WARRANT = "warrant"
+    COURT_ORDER = "court_order"
+    SUBPOENA = "subpoena"
+    EMERGENCY = "emergency"
+    NONE = "none"
+
+
+DISCLOSING_ACTIONS = frozenset({Action.DOWNLOAD, Action.SHARE, Action.RELEASE, Action.EXPORT})
+"""Actions that hand footage to someone."""
+RELEASING_ACTIONS = frozenset({Action.RELEASE, Action.SHARE, Action.DOWNLOAD, Action.EXPORT})
+"""Actions the release gate accepts as the record of a release."""
+NON_CONSENT_BASES = frozenset(b for b in LegalBasis if b is not LegalBasis.OWNER_CONSENT)
+"""Every legal basis other than the owner's consent."""
+
+_ACTIONS = {m.value: m for m in Action}
+_ACTOR_KINDS = {m.value: m for m in ActorKind}
+_LEGAL_BASES = {m.value: m for m in LegalBasis}
+
+JSONValue: TypeAlias = "str | int | bool | Sequence[JSONValue] | Mapping[str, JSONValue] | None"
+"""A value allowed in ``extensions``: no floats, integers within int64."""
+
+# Control characters (C0, DEL, C1), lone surrogates (not encodable as UTF-8),
+# line/paragraph separators and bidirectional controls: all of them can make a
+# field display as something it is not in the owner's list of disclosures.
+_BAD_OTHER = "\x7f-\x9f\ud800-\udfff\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_BAD_CHARS = re.compile(f"[\x00-\x1f{_BAD_OTHER}]")
+# Free text (justification, extension strings) may also hold newlines and tabs.
+_BAD_TEXT_CHARS = re.compile(f"[\x00-\x08\x0b-\x1f{_BAD_OTHER}]")
+_EVENT_ID = re.compile(r"[\x21-\x7e]{1,256}")
+_HEX_HASH = re.compile(r"[0-9a-f]{64}")
+# [0-9], not \d: \d also matches non-ASCII digits.
+_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
+    r"(?:Z|[+-][0-9]{2}:([0-9]{2}))"
+)
+_NAIVE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?")
+
+
+# ---------------------------------------------------------------------------
+# Field checks. Each raises ValidationError naming ``name``.
+
+
+def _check_str(value: object, name: str, max_len: int, *, text: bool = False) -> str:
+    # Returns ``value`` itself when it is a plain str, so callers can tell
+    # whether anything changed.
+    if not isinstance(value, str):
+        raise ValidationError(name, f"must be a string, not {type(value).__name__}")
+    if not value:
+        raise ValidationError(name, "must not be empty")
+    if len(value) > max_len:
+        raise ValidationError(name, f"must be at most {max_len} characters")
+    if (_BAD_TEXT_CHARS if text else _BAD_CHARS).search(value):
+        raise ValidationError(name, "must not contain control characters")
+    return value if type(value) is str else str(value)
+
+
+def _check_time(value: object, name: str) -> datetime:
+    if not isinstance(value, datetime):
+        raise ValidationError(name, f"must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(name, "must be timezone-aware")
+    if value.tzinfo is UTC and type(value) is datetime:
+        return value
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError) as err:
+        raise ValidationError(name, "is out of range in UTC") from err
+    return datetime(
+        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, UTC
+    )
+
+
+def _check_hash(value: object, name: str) -> bytes:
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise ValidationError(name, f"must be 32 bytes, not {type(value).__name__}")
+    if len(value) != 32:
+        raise ValidationError(name, f"must be 32 bytes, not {len(value)}")
+    return value if type(value) is bytes else bytes(value)
+
+
+def _check_enum(value: object, name: str, table: Mapping[str, _E]) -> _E:
+    # StrEnum members hash and compare as their values, so one lookup serves
+    # both members and plain strings.
+    member = table.get(value) if isinstance(value, str) else None
+    if member is None:
+        allowed = ", ".join(table)
+        raise ValidationError(name, f"must be one of: {allowed} (got {value!r:.64})")
+    return member
+
+
+def format_time(value: datetime) -> str:
+    """Render a UTC datetime as ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``.
+
+    The fraction is written, with exactly six digits, only when it is not zero,
+    so each instant has one form.
+
+    Raises:
+        ValidationError: if ``value`` is not a timezone-aware datetime.
+    """
+    utc = _check_time(value, "time")
+    return utc.replace(tzinfo=None).isoformat() + "Z"
+
+
+def parse_time(text: object, name: str = "time") -> datetime:
+    """Parse an RFC 3339 time with a zone (``Z`` or ``±hh:mm``) into a UTC datetime.
+
+    Up to nine fraction digits are accepted; digits beyond the sixth
+    (sub-microsecond) are truncated, since Python datetimes hold microseconds.
+
+    Raises:
+        ValidationError: naming ``name`` if ``text`` is not such a time (a time
+            without a zone included) or is out of range.
+    """
+    if not isinstance(text, str):
+        raise ValidationError(name, f"must be an RFC 3339 time string, not {type(text).__name__}")
+    m = _TIME.fullmatch(text)
+    if m is None:
+        if _NAIVE_TIME.fullmatch(text):
+            raise ValidationError(name, "has no time zone: add Z or an offset like +01:00")
+        raise ValidationError(
+            name, f"must be an RFC 3339 time like 2026-11-27T10:15:00Z: {text[:64]!r}"
+        )
+    offset_minutes = m.group(1)
+    if offset_minutes is not None and offset_minutes > "59":
+        raise ValidationError(name, f"has an invalid zone offset: {text[:64]!r}")
+    try:
+        # The regex has pinned the syntax down; fromisoformat (3.11) reads it,
+        # truncating fraction digits beyond the sixth.
+        parsed = datetime.fromisoformat(text)
+        if parsed.tzinfo is not UTC:
+            parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as err:
+        raise ValidationError(name, f"is not a valid time: {err}") from err
+    return parsed
+
+
+def timestamp_micros(value: datetime) -> int:
+    """Return ``value`` as whole microseconds since the Unix epoch (an envelope's logged_at).
+
+    Raises:
+        MalformedError: if ``value`` is naive or before the epoch.
+    """
+    utc = _check_time(value, "logged_at")
+    micros = (utc - _EPOCH) // _ONE_MICROSECOND
+    if micros < 0:
+        raise MalformedError("logged_at must not be before 1970-01-01T00:00:00Z")
+    return micros
+
+
+# ---------------------------------------------------------------------------
+# Extensions: a frozen, hashable JSON-like map.
+
+
+class FrozenMap(Mapping[str, JSONValue]):
+    """An immutable, validated map of ``extensions`` values.
+
+    Keys are non-empty strings (at most 256 characters, no control
+    characters), iterated in UTF-8 byte order. Values are strings (at most
+    8192 characters; newlines and tabs allowed), integers within int64, bools,
+    ``None``, lists (held as tuples) and nested maps (held as ``FrozenMap``).
+    Floats are refused: they have no canonical encoding. Two maps are equal
+    when their canonical encodings are, so ``True`` and ``1`` differ.
+    """
+
+    __slots__ = ("_items", "_packed", "_plain")
+
+    _items: dict[str, JSONValue]
+    _plain: dict[str, object]
+    _packed: bytes | None
+
+    def __init__(self, data: Mapping[str, object] | None = None) -> None:
+        """Validate and freeze ``data``.
+
+        Raises:
+            ValidationError: naming the offending entry under ``extensions``.
+        """
+        frozen = _freeze_map(data or {}, "extensions", 1)
+        self._items = frozen._items
+        self._plain = frozen._plain
+        self._packed = None
+
+    @classmethod
+    def _make(cls, items: dict[str, JSONValue], plain: dict[str, object]) -> FrozenMap:
+        obj = cls.__new__(cls)
+        obj._items = items
+        obj._plain = plain
+        obj._packed = None
+        return obj
+
+    def __getitem__(self, key: str) -> JSONValue:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _canonical(self) -> bytes:
+        if self._packed is None:
+            self._packed = _packb(self._plain)
+        return self._packed
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrozenMap):
+            return self._canonical() == other._canonical()
+        if isinstance(other, Mapping):
+            try:
+                return self._canonical() == FrozenMap(other)._canonical()
+            except ValidationError:
+                return False
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._canonical())
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._plain!r})"
+
+    def to_json(self) -> dict[str, object]:
+        """Return a fresh, mutable copy as plain dicts and lists."""
+        return _thaw_map(self._plain)
+
+
+_EMPTY_MAP = FrozenMap._make({}, {})
+
+
+def _plain_map(value: Mapping[str, JSONValue]) -> dict[str, object]:
+    # Event.extensions is always a FrozenMap once built; the annotation is wider
+    # so that callers may pass a dict.
+    return value._plain if isinstance(value, FrozenMap) else FrozenMap(value)._plain
+
+
+def _thaw_map(plain: dict[str, object]) -> dict[str, object]:
+    return {k: _thaw(v) for k, v in plain.items()}
+
+
+def _thaw(value: object) -> object:
+    if isinstance(value, dict):
+        return _thaw_map(value)
+    if isinstance(value, list):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _freeze_map(value: Mapping[Any, object], path: str, depth: int) -> FrozenMap:
+    # A FrozenMap is reused only at the top: nested inside another map its
+    # depth must be counted again, or an event could be built that no decoder
+    # would accept.
+    if depth == 1 and isinstance(value, FrozenMap):
+        return value
+    if depth > MAX_EXTENSION_DEPTH:
+        raise ValidationError(path, f"nests more than {MAX_EXTENSION_DEPTH} levels deep")
+    for key in value:
+        if not isinstance(key, str):
+            raise ValidationError(path, f"keys must be strings, not {type(key).__name__}")
+    items: dict[str, JSONValue] = {}
+    plain: dict[str, object] = {}
+    # Code-point order is UTF-8 byte order (surrogates are refused), so the
+    # canonical key order is plain sorted().
+    for key in sorted(value):
+        sub = f"{path}.{key}"
+        _check_str(key, sub, _MAX_ID)
+        frozen, raw = _freeze(value[key], sub, depth)
+        items[key] = frozen
+        plain[key] = raw
+    return FrozenMap._make(items, plain)
+
+
+def _freeze(value: object, path: str, depth: int) -> tuple[JSONValue, object]:
+    if value is None or isinstance(value, bool):
+        return value, value
+    if isinstance(value, int):
+        if not _MIN_INT64 <= value <= _MAX_INT64:
+            raise ValidationError(path, "integers must fit in 64 signed bits")
+        number = int(value)
+        return number, number
+    if isinstance(value, str):
+        text = _check_str(value, path, _MAX_TEXT, text=True) if value else ""
+        return text, text
+    if isinstance(value, float):
+        raise ValidationError(
+            path,
+            "floats are not allowed (they have no canonical encoding): use an integer or a string",
+        )
+    if isinstance(value, Mapping):
+        fm = _freeze_map(value, path, depth + 1)
+        return fm, fm._plain
+    if isinstance(value, list | tuple):
+        if depth + 1 > MAX_EXTENSION_DEPTH:
+            raise ValidationError(path, f"nests more than {MAX_EXTENSION_DEPTH} levels deep")
+        frozen_items: list[JSONValue] = []
+        raw_items: list[object] = []
+        for i, item in enumerate(value):
+            f, r = _freeze(item, f"{path}[{i}]", depth + 1)
+            frozen_items.append(f)
+            raw_items.append(r)
+        return tuple(frozen_items), raw_items
+    raise ValidationError(path, f"{type(value).__name__} is not a JSON value")
+
+
+# ---------------------------------------------------------------------------
+# Values.
+
+
+def _set_str(obj: object, name: str, value: object, max_len: int, *, text: bool = False) -> None:
+    # Validate an optional string field, replacing it only if it must change
+    # (a str subclass): object.__setattr__ on a frozen dataclass is not free.
+    if value is not None and _check_str(value, name, max_len, text=text) is not value:
+        object.__setattr__(obj, name, str(value))
+
+
+def _set_time(obj: object, name: str, value: object) -> datetime | None:
+    if value is None:
+        return None
+    utc = _check_time(value, name)
+    if utc is not value:
+        object.__setattr__(obj, name, utc)
+    return utc
+
+
+def _set_hash(obj: object, name: str, value: object) -> None:
+    if value is not None:
+        checked = _check_hash(value, name)
+        if checked is not value:
+            object.__setattr__(obj, name, checked)
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    """An actor or recipient: its kind, and optionally an ID and an organization.
+
+    ``id`` is at most 256 characters, ``organization`` at most 1024; neither
+    may be empty or contain control characters.
+    """
+
+    kind: ActorKind
+    id: str | None = None
+    organization: str | None = None
+
+    def __post_init__(self) -> None:
+        """Validate and normalise.
+
+        Raises:
+            ValidationError: naming ``kind``, ``id`` or ``organization``.
+        """
+        kind = _check_enum(self.kind, "kind", _ACTOR_KINDS)
+        if kind is not self.kind:
+            object.__setattr__(self, "kind", kind)
+        _set_str(self, "id", self.id, _MAX_ID)
+        _set_str(self, "organization", self.organization, _MAX_OTHER)
+
+
+@dataclass(frozen=True, slots=True)
+class Clip:
+    """A piece of footage: its ID, the SHA-256 of its content and its time range.
+
+    ``end`` must not be before ``start``; both are normalised to UTC.
+    """
+
+    clip_id: str
+    sha256: bytes
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        """Validate and normalise.
+
+        Raises:
+            ValidationError: naming ``clip_id``, ``sha256``, ``start`` or ``end``.
+        """
+        if self.clip_id is None or self.sha256 is None:
+            raise ValidationError("clip_id" if self.clip_id is None else "sha256", "is required")
+        _set_str(self, "clip_id", self.clip_id, _MAX_ID)
+        _set_hash(self, "sha256", self.sha256)
+        start = _check_time(self.start, "start")
+        end = _check_time(self.end, "end")
+        if end < start:
+            raise ValidationError("end", "must not be before start")
+        if start is not self.start:
+            object.__setattr__(self, "start", start)
+        if end is not self.end:
+            object.__setattr__(self, "end", end)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One access to footage: who did what to which footage, for whom, on what basis.
+
+    Construction validates every field (a bad one raises
+    :class:`ValidationError` naming it), normalises times to UTC, converts
+    enum strings to members, ``footage`` to a tuple and ``extensions`` to a
+    :class:`FrozenMap`, and computes the canonical encoding once (so
+    :func:`encode_event` is free). ``consent`` says whether the owner
+    consented; ``derived_from`` is the SHA-256 of the original footage when a
+    clip or redaction is handled.
+    """
+
+    event_id: str
+    occurred_at: datetime
+    camera_id: str
+    action: Action
+    actor: Party
+    owner_id: str | None = None
+    footage: tuple[Clip, ...] = ()
+    recipient: Party | None = None
+    legal_basis: LegalBasis | None = None
+    legal_reference: str | None = None
+    justification: str | None = None
+    consent: bool | None = None
+    owner_notified_at: datetime | None = None
+    notification_deferred_until: datetime | None = None
+    purpose: str | None = None
+    derived_from: bytes | None = None
+    extensions: Mapping[str, JSONValue] = _EMPTY_MAP
+    _encoded: bytes = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        """Validate, normalise and encode.
+
+        Raises:
+            ValidationError: naming the first bad field, or ``<event>`` if the
+                canonical encoding is larger than :data:`MAX_EVENT_SIZE`.
+        """
+        put = object.__setattr__
+        event_id = self.event_id
+        if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
+            raise ValidationError(
+                "event_id", "must be 1 to 256 printable ASCII characters without spaces"
+            )
+        if type(event_id) is not str:
+            put(self, "event_id", str(event_id))
+        if _set_time(self, "occurred_at", self.occurred_at) is None:
+            raise ValidationError("occurred_at", "is required")
+        if self.camera_id is None:
+            raise ValidationError("camera_id", "is required")
+        _set_str(self, "camera_id", self.camera_id, _MAX_ID)
+        action = _check_enum(self.action, "action", _ACTIONS)
+        if action is not self.action:
+            put(self, "action", action)
+        if not isinstance(self.actor, Party):
+            raise ValidationError("actor", "must be a Party")
+        _set_str(self, "owner_id", self.owner_id, _MAX_ID)
+        footage = self.footage
+        if type(footage) is not tuple:
+            if not isinstance(footage, list | tuple):
+                raise ValidationError("footage", "must be a list of clips")
+            footage = tuple(footage)
+            put(self, "footage", footage)
+        for i, clip in enumerate(footage):
+            if not isinstance(clip, Clip):
+                raise ValidationError(f"footage[{i}]", "must be a Clip")
+        if self.recipient is not None and not isinstance(self.recipient, Party):
+            raise ValidationError("recipient", "must be a Party")
+        if self.legal_basis is not None:
+            basis = _check_enum(self.legal_basis, "legal_basis", _LEGAL_BASES)
+            if basis is not self.legal_basis:
+                put(self, "legal_basis", basis)
+        _set_str(self, "legal_reference", self.legal_reference, _MAX_OTHER)
+        _set_str(self, "justification", self.justification, _MAX_TEXT, text=True)
+        if self.consent is not None and not isinstance(self.consent, bool):
+            raise ValidationError("consent", "must be true, false or absent")
+        _set_time(self, "owner_notified_at", self.owner_notified_at)
+        _set_time(self, "notification_deferred_until", self.notification_deferred_until)
+        _set_str(self, "purpose", self.purpose, _MAX_TEXT)
+        _set_hash(self, "derived_from", self.derived_from)
+        ext = self.extensions
+        if not isinstance(ext, FrozenMap):
+            if not isinstance(ext, Mapping):
+                raise ValidationError("extensions", "must be a map of names to values")
+            put(self, "extensions", _freeze_map(ext, "extensions", 1))
+        encoded = _encode(self)
+        if len(encoded) > MAX_EVENT_SIZE:
+            raise ValidationError(
+                "<event>",
+                f"canonical encoding is {len(encoded)} bytes, more than {MAX_EVENT_SIZE}",
+            )
+        put(self, "_encoded", encoded)
+
+
+# ---------------------------------------------------------------------------
+# Canonical encoding.
+
+
+def _party_plain(party: Party) -> dict[str, object]:
+    # Keys in UTF-8 byte order: id, kind, organization.
+    out: dict[str, object] = {}
+    if party.id is not None:
+        out["id"] = party.id
+    out["kind"] = party.kind
+    if party.organization is not None:
+        out["organization"] = party.organization
+    return out
+
+
+def _time_str(value: datetime) -> str:
+    # Times are UTC with a plain UTC tzinfo by construction.
+    return value.isoformat()[:-6] + "Z"
+
+
+_local = threading.local()
+
+
+def _packb(value: object) -> bytes:
+    # A Packer per thread: cheaper than msgpack.packb, which builds one per call.
+    try:
+        packer = _local.packer
+    except AttributeError:
+        packer = _local.packer = msgpack.Packer(use_bin_type=True)
+    packed: bytes = packer.pack(value)
+    return packed
+
+
+def _encode(ev: Event) -> bytes:
+    # Keys are inserted in UTF-8 byte order; msgpack keeps insertion order.
+    # A test checks the order against sorted(). Enum members are packed as
+    # the strs they are (msgpack packs str subclasses as str), skipping the
+    # slow ``.value`` descriptor.
+    m: dict[str, object] = {
+        "action": ev.action,
+        "actor": _party_plain(ev.actor),
+        "camera_id": ev.camera_id,
+    }
+    if ev.consent is not None:
+        m["consent"] = ev.consent
+    if ev.derived_from is not None:
+        m["derived_from"] = ev.derived_from
+    m["event_id"] = ev.event_id
+    if ev.extensions:
+        m["extensions"] = _plain_map(ev.extensions)
+    if ev.footage:
+        m["footage"] = [
+            {
+                "clip_id": c.clip_id,
+                "end": _time_str(c.end),
+                "sha256": c.sha256,
+                "start": _time_str(c.start),
+            }
+            for c in ev.footage
+        ]
+    if ev.justification is not None:
+        m["justification"] = ev.justification
+    if ev.legal_basis is not None:
+        m["legal_basis"] = ev.legal_basis
+    if ev.legal_reference is not None:
+        m["legal_reference"] = ev.legal_reference
+    if ev.notification_deferred_until is not None:
+        m["notification_deferred_until"] = _time_str(ev.notification_deferred_until)
+    m["occurred_at"] = _time_str(ev.occurred_at)
+    if ev.owner_id is not None:
+        m["owner_id"] = ev.owner_id
+    if ev.owner_notified_at is not None:
+        m["owner_notified_at"] = _time_str(ev.owner_notified_at)
+    if ev.purpose is not None:
+        m["purpose"] = ev.purpose
+    if ev.recipient is not None:
+        m["recipient"] = _party_plain(ev.recipient)
+    return _packb(m)
+
+
+def encode_event(event: Event) -> bytes:
+    """Return the canonical encoding of ``event``.
+
+    The encoding is msgpack (str and bin kept apart) of one map whose keys are
+    the field names in UTF-8 byte order, recursively, with absent fields (None,
+    empty ``footage``, empty ``extensions``) omitted. Times are strings
+    ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` in UTC, hashes 32-byte bins, enums their
+    string values, integers msgpack's shortest form. ``footage`` is an array of
+    maps ``{clip_id, end, sha256, start}``; ``actor`` and ``recipient`` are
+    maps ``{id, kind, organization}``. New optional fields may be added later:
+    an old event, which lacks them, keeps its encoding.
+
+    The encoding is computed when the event is built, so this is a lookup.
+
+    Raises:
+        MalformedError: if ``event`` is not an :class:`Event`.
+    """
+    if not isinstance(event, Event):
+        raise MalformedError(f"expected an Event, not {type(event).__name__}")
+    return event._encoded
+
+
+def _refuse_ext(code: int, data: bytes) -> object:
+    raise ValueError(f"msgpack extension type {code} is not allowed")
+
+
+def decode_event(data: bytes) -> Event:
+    """Decode a canonical event encoding (see :func:`encode_event`), strictly.
+
+    The event is rebuilt with full validation, then re-encoded: anything but
+    the one canonical encoding of that event (key order, integer widths,
+    time forms, duplicate keys, trailing bytes) is refused.
+
+    Raises:
+        MalformedError: if ``data`` is too large, is not msgpack, or is not canonical.
+        ValidationError: (a MalformedError) if the decoded event is invalid.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise MalformedError(f"event encoding must be bytes, not {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > MAX_EVENT_SIZE:
+        raise MalformedError(f"event encoding is larger than {MAX_EVENT_SIZE} bytes")
+    try:
+        obj = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            ext_hook=_refuse_ext,
+            max_str_len=MAX_EVENT_SIZE,
+            max_bin_len=MAX_EVENT_SIZE,
+            max_array_len=MAX_EVENT_SIZE,
+            max_map_len=MAX_EVENT_SIZE,
+            max_ext_len=0,
+        )
+    except (ValueError, msgpack.UnpackException) as err:
+        raise MalformedError(f"event encoding is not valid msgpack: {err}") from err
+    event = _event_from_plain(obj, binary=True)
+    if event._encoded != data:
+        raise MalformedError("event encoding is not canonical")
+    return event
+
+
+# ---------------------------------------------------------------------------
+# JSON form (and the decoded msgpack map, which has the same shape).
+
+_EVENT_FIELDS = frozenset(
+    {
+        "event_id",
+        "occurred_at",
+        "camera_id",
+        "action",
+        "actor",
+        "owner_id",
+        "footage",
+        "recipient",
+        "legal_basis",
+        "legal_reference",
+        "justification",
+        "consent",
+        "owner_notified_at",
+        "notification_deferred_until",
+        "purpose",
+        "derived_from",
+        "extensions",
+    }
+)
+_REQUIRED = ("event_id", "occurred_at", "camera_id", "action", "actor")
+_PARTY_FIELDS = frozenset({"kind", "id", "organization"})
+_CLIP_FIELDS = ("clip_id", "sha256", "start", "end")
+_CLIP_FIELD_SET = frozenset(_CLIP_FIELDS)
+
+
+def _under(prefix: str, err: ValidationError) -> ValidationError:
+    message = str(err)[len(err.field) + 2 :]
+    return ValidationError(f"{prefix}.{err.field}", message)
+
+
+def _check_keys(obj: object, path: str, allowed: frozenset[str]) -> Mapping[str, Any]:
+    if not isinstance(obj, Mapping):
+        raise ValidationError(path, f"must be an object, not {type(obj).__name__}")
+    unknown = obj.keys() - allowed
+    if unknown:
+        first = sorted(map(str, unknown))[0]
+        where = first if path == "<event>" else f"{path}.{first}"
+        raise ValidationError(where, "unknown field")
+    return obj
+
+
+def _hash_from_plain(value: object, name: str, binary: bool) -> bytes:
+    if binary:
+        if not isinstance(value, bytes):
+            raise ValidationError(name, "must be a 32-byte bin")
+        return _check_hash(value, name)
+    if not isinstance(value, str) or not _HEX_HASH.fullmatch(value):
+        raise ValidationError(name, "must be 64 lowercase hexadecimal digits")
+    return bytes.fromhex(value)
+
+
+def _party_from_plain(obj: object, path: str) -> Party:
+    d = _check_keys(obj, path, _PARTY_FIELDS)
+    if d.get("kind") is None:
+        raise ValidationError(f"{path}.kind", "is required")
+    try:
+        return Party(d["kind"], d.get("id"), d.get("organization"))
+    except ValidationError as err:
+        raise _under(path, err) from err
+
+
+def _clip_from_plain(obj: object, path: str, binary: bool) -> Clip:
+    d = _check_keys(obj, path, _CLIP_FIELD_SET)
+    for name in _CLIP_FIELDS:
+        if d.get(name) is None:
+            raise ValidationError(f"{path}.{name}", "is required")
+    sha = _hash_from_plain(d["sha256"], f"{path}.sha256", binary)
+    start = parse_time(d["start"], f"{path}.start")
+    end = parse_time(d["end"], f"{path}.end")
+    try:
+        return Clip(d["clip_id"], sha, start, end)
+    except ValidationError as err:
+        raise _under(path, err) from err
+
+
+def _event_from_plain(obj: object, *, binary: bool) -> Event:
+    d = _check_keys(obj, "<event>", _EVENT_FIELDS)
+    for name in _REQUIRED:
+        if d.get(name) is None:
+            raise ValidationError(name, "is required")
+    # Plain fields pass through as they are: Event checks every type.
+    fields: dict[str, Any] = dict(d)
+    fields["occurred_at"] = parse_time(d["occurred_at"], "occurred_at")
+    fields["actor"] = _party_from_plain(d["actor"], "actor")
+    footage = d.get("footage")
+    if footage is None:
+        fields["footage"] = ()
+    elif isinstance(footage, list):
+        fields["footage"] = tuple(
+            _clip_from_plain(c, f"footage[{i}]", binary) for i, c in enumerate(footage)
+        )
+    else:
+        raise ValidationError("footage", "must be a list of clips")
+    recipient = d.get("recipient")
+    if recipient is not None:
+        fields["recipient"] = _party_from_plain(recipient, "recipient")
+    for name in ("owner_notified_at", "notification_deferred_until"):
+        value = d.get(name)
+        if value is not None:
+            fields[name] = parse_time(value, name)
+    derived = d.get("derived_from")
+    if derived is not None:
+        fields["derived_from"] = _hash_from_plain(derived, "derived_from", binary)
+    ext = d.get("extensions")
+    if ext is None:
+        fields["extensions"] = _EMPTY_MAP
+    elif not isinstance(ext, Mapping):
+        raise ValidationError("extensions", "must be an object")
+    return Event(**fields)
+
+
+def event_from_json(obj: object) -> Event:
+    """Build an event from its JSON form (a parsed JSON object).
+
+    The object has exactly the :class:`Event` field names. Times are RFC 3339
+    strings with a zone (see :func:`parse_time`), hashes 64 lowercase hex
+    digits, enums their string values, ``actor`` and ``recipient`` objects
+    ``{kind, id, organization}``, ``footage`` a list of objects ``{clip_id,
+    sha256, start, end}``, ``extensions`` an object of JSON values without
+    floats. A ``null`` optional field counts as absent.
+
+    Raises:
+        ValidationError: naming the field (a dotted path such as
+            ``footage[1].sha256``) that is unknown, missing, of the wrong type
+            or invalid.
+    """
+    return _event_from_plain(obj, binary=False)
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValidationError("<json>", f"duplicate key {key!r} in an object")
+        out[key] = value
+    return out
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not allowed")
+
+
+def event_from_json_text(text: str | bytes) -> Event:
+    """Parse one JSON object (one JSON Lines line) into an event.
+
+    Bytes must be UTF-8. The text may be at most :data:`MAX_EVENT_SIZE` bytes;
+    duplicate keys and the non-standard constants NaN and Infinity are refused.
+
+    Raises:
+        ValidationError: with field ``<json>`` if the text is too large, not
+            UTF-8 or not valid JSON; otherwise as :func:`event_from_json`.
+    """
+    if isinstance(text, bytes | bytearray):
+        if len(text) > MAX_EVENT_SIZE:
+            raise ValidationError("<json>", f"is larger than {MAX_EVENT_SIZE} bytes")
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ValidationError("<json>", "is not valid UTF-8") from err
+    elif isinstance(text, str):
+        if (
+            len(text) > MAX_EVENT_SIZE
+            or len(text.encode("utf-8", "surrogatepass")) > MAX_EVENT_SIZE
+        ):
+            raise ValidationError("<json>", f"is larger than {MAX_EVENT_SIZE} bytes")
+    else:
+        raise ValidationError("<json>", f"must be str or bytes, not {type(text).__name__}")
+    try:
+        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as err:
+        raise ValidationError("<json>", f"is not valid JSON: {err}") from err
+    return _event_from_plain(obj, binary=False)
+
+
+def _party_json(party: Party) -> dict[str, object]:
+    out: dict[str, object] = {"kind": party.kind.value}
+    if party.id is not None:
+        out["id"] = party.id
+    if party.organization is not None:
+        out["organization"] = party.organization
+    return out
+
+
+def event_to_json(event: Event) -> dict[str, object]:
+    """Return the JSON form of ``event`` (a fresh dict; :func:`event_from_json` reverses it).
+
+    Absent fields are omitted; times are ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``.
+
+    Raises:
+        MalformedError: if ``event`` is not an :class:`Event`.
+    """
+    if not isinstance(event, Event):
+        raise MalformedError(f"expected an Event, not {type(event).__name__}")
+    out: dict[str, object] = {
+        "event_id": event.event_id,
+        "occurred_at": _time_str(event.occurred_at),
+        "camera_id": event.camera_id,
+        "action": event.action.value,
+        "actor": _party_json(event.actor),
+    }
+    if event.owner_id is not None:
+        out["owner_id"] = event.owner_id
+    if event.footage:
+        out["footage"] = [
+            {
+                "clip_id": c.clip_id,
+                "sha256": c.sha256.hex(),
+                "start": _time_str(c.start),
+                "end": _time_str(c.end),
+            }
+            for c in event.footage
+        ]
+    if event.recipient is not None:
+        out["recipient"] = _party_json(event.recipient)
+    if event.legal_basis is not None:
+        out["legal_basis"] = event.legal_basis.value
+    if event.legal_reference is not None:
+        out["legal_reference"] = event.legal_reference
+    if event.justification is not None:
+        out["justification"] = event.justification
+    if event.consent is not None:
+        out["consent"] = event.consent
+    if event.owner_notified_at is not None:
+        out["owner_notified_at"] = _time_str(event.owner_notified_at)
+    if event.notification_deferred_until is not None:
+        out["notification_deferred_until"] = _time_str(event.notification_deferred_until)
+    if event.purpose is not None:
+        out["purpose"] = event.purpose
+    if event.derived_from is not None:
+        out["derived_from"] = event.derived_from.hex()
+    if event.extensions:
+        out["extensions"] = _thaw_map(_plain_map(event.extensions))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Classification.
+
+
+def is_disclosure(event: Event) -> bool:
+    """Return whether ``event`` hands footage to someone other than the owner.
+
+    The action must be in :data:`DISCLOSING_ACTIONS` and the receiving party
+    (the recipient, or the actor when there is no recipient) not the owner.
+
+    Raises:
+        MalformedError: if ``event`` is not an :class:`Event`.
+    """
+    if not isinstance(event, Event):
+        raise MalformedError(f"expected an Event, not {type(event).__name__}")
+    if event.action not in DISCLOSING_ACTIONS:
+        return False
+    receiver = event.recipient if event.recipient is not None else event.actor
+    return receiver.kind is not ActorKind.OWNER
+
+
+def is_without_consent(event: Event) -> bool:
+    """Return whether ``event`` is a disclosure the owner did not consent to.
+
+    That is a disclosure whose legal basis is not ``owner_consent``, or whose
+    ``consent`` is false, or that has no legal basis and no ``consent: true``.
+
+    Raises:
+        MalformedError: if ``event`` is not an :class:`Event`.
+    """
+    if not is_disclosure(event):
+        return False
+    if event.consent is False:
+        return True
+    if event.legal_basis is None:
+        return event.consent is not True
+    return event.legal_basis is not LegalBasis.OWNER_CONSENT
+
+
+# ---------------------------------------------------------------------------
+# Envelope.
+
+
+def chain_hash(content: bytes) -> bytes:
+    """Return ``SHA-256("disclosure-ledger/chain/v1\\n" ‖ content)``: the next record's prev.
+
+    Raises:
+        TypeError: if ``content`` is not bytes-like (nothing else can fail).
+    """
+    return hashlib.sha256(CHAIN_PREFIX + content).digest()
+
+
+def encode_content(seq: int, prev: bytes, logged_at: int, key_id: int, event_bytes: bytes) -> bytes:
+    """Return the signed content: the 57-byte header followed by ``event_bytes``.
+
+    ``logged_at`` is in microseconds since the Unix epoch (see
+    :func:`timestamp_micros`). The event bytes are not decoded here.
+
+    Raises:
+        MalformedError: if a number is out of range, ``prev`` is not 32 bytes
+            or ``event_bytes`` is larger than :data:`MAX_EVENT_SIZE`.
+    """
+    if not isinstance(prev, bytes) or len(prev) != 32:
+        raise MalformedError("prev must be 32 bytes")
+    if not isinstance(event_bytes, bytes):
+        raise MalformedError("event bytes must be bytes")
+    if len(event_bytes) > MAX_EVENT_SIZE:
+        raise MalformedError(f"event encoding is larger than {MAX_EVENT_SIZE} bytes")
+    if not isinstance(logged_at, int) or logged_at < 0:
+        raise MalformedError("logged_at must be a non-negative number of microseconds")
+    try:
+        header = _HEADER.pack(ENVELOPE_VERSION, seq, prev, logged_at, key_id, len(event_bytes))
+    except struct.error as err:
+        raise MalformedError(f"envelope field out of range: {err}") from err
+    return header + event_bytes
+
+
+def _check_origin(origin: str) -> bytes:
+    if not isinstance(origin, str) or not origin:
+        raise MalformedError("origin must be a non-empty string")
+    if _BAD_CHARS.search(origin):
+        raise MalformedError("origin must not contain control characters")
+    return origin.encode("utf-8")
+
+
+def signing_message(origin: str, content: bytes) -> bytes:
+    """Return what a record signature covers: ``RECORD_SIG_PREFIX ‖ origin ‖ "\\n" ‖ content``.
+
+    Raises:
+        MalformedError: if ``origin`` is empty or has control characters.
+    """
+    return RECORD_SIG_PREFIX + _check_origin(origin) + b"\n" + content
+
+
+def sign_content(origin: str, content: bytes, signer: Signer) -> bytes:
+    """Return the writer's 64-byte Ed25519 signature of ``content`` in the ledger ``origin``.
+
+    Raises:
+        MalformedError: if ``origin`` is not acceptable.
+        KeyFormatError: if ``signer`` is not a plain Ed25519 (type 0x01) key.
+    """
+    if signer.key_type != KEY_TYPE_ED25519:
+        raise KeyFormatError("record writer keys must be Ed25519 note keys (type 0x01)")
+    return signer.sign_raw(signing_message(origin, content))
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A record as stored: the header fields, the event encoding and the signature.
+
+    ``logged_at`` is microseconds since the Unix epoch. Construction checks
+    every field's range and length; it does not decode the event or check the
+    signature (see :meth:`event` and :func:`verify_envelope`).
+    """
+
+    version: int
+    seq: int
+    prev: bytes
+    logged_at: int
+    key_id: int
+    event_bytes: bytes
+    signature: bytes
+    _content: bytes = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        """Check the fields and compute the signed content.
+
+        Raises:
+            MalformedError: if a field is out of range or has the wrong length.
+        """
+        if self.version != ENVELOPE_VERSION:
+            raise MalformedError(f"unsupported envelope version {self.version}")
+        if not isinstance(self.signature, bytes) or len(self.signature) != SIGNATURE_SIZE:
+            raise MalformedError("signature must be 64 bytes")
+        content = encode_content(self.seq, self.prev, self.logged_at, self.key_id, self.event_bytes)
+        object.__setattr__(self, "_content", content)
+
+    @property
+    def content(self) -> bytes:
+        """The signed content: header and event encoding."""
+        return self._content
+
+    @property
+    def leaf(self) -> bytes:
+        """The envelope's exact bytes, the Merkle leaf."""
+        return self._content + self.signature
+
+    @property
+    def chain_hash(self) -> bytes:
+        """The hash the next record's ``prev`` must hold."""
+        return chain_hash(self._content)
+
+    @property
+    def logged_at_time(self) -> datetime:
+        """``logged_at`` as a UTC datetime."""
+        return _EPOCH + timedelta(microseconds=self.logged_at)
+
+    def event(self) -> Event:
+        """Decode the event.
+
+        Raises:
+            MalformedError: as :func:`decode_event`.
+        """
+        return decode_event(self.event_bytes)
+
+
+def make_envelope(  # noqa: PLR0917  # positional, in the envelope's field order
+    origin: str, signer: Signer, seq: int, prev: bytes, logged_at: int, event_bytes: bytes
+) -> Envelope:
+    """Build and sign one envelope (the ledger signs batches itself; this is for one).
+
+    Raises:
+        MalformedError: if a field is out of range or ``origin`` is not acceptable.
+        KeyFormatError: if ``signer`` is not a type 0x01 key.
+    """
+    content = encode_content(seq, prev, logged_at, signer.key_id, event_bytes)
+    signature = sign_content(origin, content, signer)
+    return Envelope(ENVELOPE_VERSION, seq, prev, logged_at, signer.key_id, event_bytes, signature)
+
+
+def parse_envelope(leaf: bytes) -> Envelope:
+    """Parse an envelope's exact bytes (see the module docstring for the layout).
+
+    The event encoding is not decoded and the signature is not checked.
+
+    Raises:
+        MalformedError: if the length is not exactly 57 + L + 64, the version
+            is not 1, L exceeds :data:`MAX_EVENT_SIZE` or logged_at is negative.
+    """
+    if not isinstance(leaf, bytes | bytearray | memoryview):
+        raise MalformedError(f"envelope must be bytes, not {type(leaf).__name__}")
+    leaf = bytes(leaf)
+    if len(leaf) < HEADER_SIZE + SIGNATURE_SIZE:
+        raise MalformedError("envelope is too short")
+    version, seq, prev, logged_at, key, length = _HEADER.unpack_from(leaf)
+    if version != ENVELOPE_VERSION:
+        raise MalformedError(f"unsupported envelope version {version}")
+    if length > MAX_EVENT_SIZE:
+        raise MalformedError(f"event encoding is larger than {MAX_EVENT_SIZE} bytes")
+    if len(leaf) != HEADER_SIZE + length + SIGNATURE_SIZE:
+        raise MalformedError("envelope length does not match its event length")
+    if logged_at < 0:
+        raise MalformedError("envelope logged_at is negative")
+    end = HEADER_SIZE + length
+    return Envelope(version, seq, prev, logged_at, key, leaf[HEADER_SIZE:end], leaf[end:])
+
+
+@functools.lru_cache(maxsize=256)
+def _public_key(raw: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def verify_envelope(origin: str, envelope: Envelope, writers: Iterable[Verifier]) -> Verifier:
+    """Check the writer's signature on ``envelope`` in the ledger ``origin``.
+
+    Only type 0x01 keys in ``writers`` whose key ID matches are tried; trust
+    comes from ``writers``, never from the envelope.
+
+    Returns the writer whose key verified the signature.
+
+    Raises:
+        MalformedError: if ``origin`` is not acceptable.
+        UntrustedKeyError: if no trusted writer has the envelope's key ID.
+        BadSignatureError: if the signature verifies under none of them.
+    """
+    candidates = [
+        w for w in writers if w.key_type == KEY_TYPE_ED25519 and w.key_id == envelope.key_id
+    ]
+    if not candidates:
+        raise UntrustedKeyError(
+            f"record {envelope.seq} is signed by key {envelope.key_id:08x}, not a trusted writer",
+            index=envelope.seq,
+        )
+    message = signing_message(origin, envelope.content)
+    for writer in candidates:
+        try:
+            _public_key(writer.public_key).verify(envelope.signature, message)
+        except InvalidSignature:
+            continue
+        return writer
+    raise BadSignatureError(
+        f"record {envelope.seq}: signature by {candidates[0].name} does not verify",
+        index=envelope.seq,
+    )

@@ -1,0 +1,708 @@
+"""Tests for records: event validation, the JSON form, canonical encoding, envelopes."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import struct
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from disclosure_ledger.errors import (
+    BadSignatureError,
+    KeyFormatError,
+    MalformedError,
+    UntrustedKeyError,
+    ValidationError,
+)
+from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
+from disclosure_ledger.records import (
+    CHAIN_PREFIX,
+    GENESIS_PREV,
+    HEADER_SIZE,
+    MAX_EVENT_SIZE,
+    MAX_EXTENSION_DEPTH,
+    RECORD_SIG_PREFIX,
+    Action,
+    ActorKind,
+    Clip,
+    Envelope,
+    Event,
+    FrozenMap,
+    LegalBasis,
+    Party,
+    chain_hash,
+    decode_event,
+    encode_content,
+    encode_event,
+    event_from_json,
+    event_from_json_text,
+    event_to_json,
+    format_time,
+    is_disclosure,
+    is_without_consent,
+    make_envelope,
+    parse_envelope,
+    parse_time,
+    sign_content,
+    signing_message,
+    timestamp_micros,
+    verify_envelope,
+)
+
+ORIGIN = "example.com/ledger/owner-42"
+WRITER = Signer("vendor-writer", bytes(range(32)))
+OTHER = Signer("other-writer", bytes(range(1, 33)))
+PROPS = settings(max_examples=120, deadline=None)
+
+EXAMPLE: dict[str, Any] = {
+    "event_id": "4f0c1",
+    "occurred_at": "2026-11-27T10:15:00Z",
+    "camera_id": "cam-7",
+    "owner_id": "owner-42",
+    "action": "release",
+    "actor": {"kind": "vendor_employee", "id": "emp-19", "organization": "Vendor Inc"},
+    "recipient": {"kind": "law_enforcement", "organization": "Springfield PD"},
+    "legal_basis": "emergency",
+    "legal_reference": "case 26-1193",
+    "justification": "Imminent threat reported by caller.\nSupervisor approved.",
+    "footage": [
+        {
+            "clip_id": "c-88",
+            "sha256": "ab" * 32,
+            "start": "2026-11-27T09:00:00Z",
+            "end": "2026-11-27T09:05:00Z",
+        }
+    ],
+}
+
+
+def example(**changes: Any) -> dict[str, Any]:
+    obj = copy.deepcopy(EXAMPLE)
+    for key, value in changes.items():
+        if value is None:
+            obj.pop(key, None)
+        else:
+            obj[key] = value
+    return obj
+
+
+# ---------------------------------------------------------------------------
+# Strategies.
+
+_text_chars = st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Cf", "Zl", "Zp"))
+ids = st.text(_text_chars, min_size=1, max_size=40)
+event_ids = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=64)
+texts = st.text(st.one_of(_text_chars, st.sampled_from("\n\t")), min_size=1, max_size=200)
+offsets = st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59).map(
+    lambda m: timezone(timedelta(minutes=m))
+)
+times = st.datetimes(
+    min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=offsets
+)
+hashes = st.binary(min_size=32, max_size=32)
+parties = st.builds(
+    Party,
+    kind=st.sampled_from(ActorKind),
+    id=st.none() | ids,
+    organization=st.none() | ids,
+)
+
+
+@st.composite
+def clips(draw: st.DrawFn) -> Clip:
+    start = draw(times)
+    end = start + draw(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=2)))
+    return Clip(draw(ids), draw(hashes), start, end)
+
+
+int64 = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
+json_values = st.recursive(
+    st.none() | st.booleans() | int64 | st.text(_text_chars, max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(ids, inner, max_size=3),
+    max_leaves=8,
+)
+extensions = st.dictionaries(ids, json_values, max_size=4)
+
+events = st.builds(
+    Event,
+    event_id=event_ids,
+    occurred_at=times,
+    camera_id=ids,
+    action=st.sampled_from(Action),
+    actor=parties,
+    owner_id=st.none() | ids,
+    footage=st.lists(clips(), max_size=3).map(tuple),
+    recipient=st.none() | parties,
+    legal_basis=st.none() | st.sampled_from(LegalBasis),
+    legal_reference=st.none() | ids,
+    justification=st.none() | texts,
+    consent=st.none() | st.booleans(),
+    owner_notified_at=st.none() | times,
+    notification_deferred_until=st.none() | times,
+    purpose=st.none() | ids,
+    derived_from=st.none() | hashes,
+    extensions=extensions,
+)
+
+
+def _envelope(event: Event, seq: int = 3, signer: Signer = WRITER) -> Envelope:
+    prev = hashlib.sha256(b"previous").digest()
+    return make_envelope(ORIGIN, signer, seq, prev, 1_795_000_000_000_000, encode_event(event))
+
+
+EXAMPLE_EVENT = event_from_json(EXAMPLE)
+
+
+# ---------------------------------------------------------------------------
+# Round trips.
+
+
+@PROPS
+@given(events)
+def test_json_round_trip(event: Event) -> None:
+    as_json = event_to_json(event)
+    assert event_from_json(as_json) == event
+    # And through text, as the CLI reads it.
+    assert event_from_json_text(json.dumps(as_json)) == event
+
+
+@PROPS
+@given(events)
+def test_encoding_round_trip(event: Event) -> None:
+    data = encode_event(event)
+    decoded = decode_event(data)
+    assert decoded == event
+    assert encode_event(decoded) == data
+
+
+@PROPS
+@given(events, st.integers(min_value=0, max_value=(1 << 64) - 1), hashes, int64)
+def test_envelope_round_trip(event: Event, seq: int, prev: bytes, logged_at: int) -> None:
+    logged_at = abs(logged_at) if logged_at != -(1 << 63) else 0
+    env = make_envelope(ORIGIN, WRITER, seq, prev, logged_at, encode_event(event))
+    parsed = parse_envelope(env.leaf)
+    assert parsed == env
+    assert parsed.leaf == env.leaf
+    assert parsed.event() == event
+    assert verify_envelope(ORIGIN, parsed, [WRITER.verifier]) == WRITER.verifier
+
+
+_FLIP_ENV = _envelope(EXAMPLE_EVENT)
+
+
+@PROPS
+@given(st.integers(min_value=0, max_value=len(_FLIP_ENV.leaf) * 8 - 1))
+def test_any_bit_flip_fails_parse_or_verify(bit: int) -> None:
+    leaf = bytearray(_FLIP_ENV.leaf)
+    leaf[bit // 8] ^= 1 << (bit % 8)
+    with pytest.raises((MalformedError, BadSignatureError, UntrustedKeyError)):
+        verify_envelope(ORIGIN, parse_envelope(bytes(leaf)), [WRITER.verifier, OTHER.verifier])
+
+
+def _check_sorted(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    keys = [k.encode() for k, _ in pairs]
+    assert keys == sorted(keys)
+    return dict(pairs)
+
+
+@PROPS
+@given(events)
+def test_encoding_keys_sorted_by_utf8(event: Event) -> None:
+    msgpack.unpackb(encode_event(event), object_pairs_hook=_check_sorted)
+
+
+def test_example_input() -> None:
+    ev = event_from_json_text(json.dumps(EXAMPLE))
+    assert ev.action is Action.RELEASE
+    assert ev.actor == Party(ActorKind.VENDOR_EMPLOYEE, "emp-19", "Vendor Inc")
+    assert ev.recipient == Party(ActorKind.LAW_ENFORCEMENT, organization="Springfield PD")
+    assert ev.legal_basis is LegalBasis.EMERGENCY
+    assert ev.footage[0].sha256 == bytes([0xAB]) * 32
+    assert ev.occurred_at == datetime(2026, 11, 27, 10, 15, tzinfo=UTC)
+    assert event_to_json(ev) == EXAMPLE
+
+
+def test_encoding_is_the_documented_map() -> None:
+    decoded = msgpack.unpackb(encode_event(EXAMPLE_EVENT), raw=False)
+    assert decoded["footage"][0]["sha256"] == bytes([0xAB]) * 32
+    assert decoded["occurred_at"] == "2026-11-27T10:15:00Z"
+    assert decoded["actor"] == {
+        "id": "emp-19",
+        "kind": "vendor_employee",
+        "organization": "Vendor Inc",
+    }
+    assert "consent" not in decoded
+    assert "extensions" not in decoded
+
+
+def test_times_normalised_to_utc_and_truncated() -> None:
+    ev = event_from_json(example(occurred_at="2026-11-27T11:15:00.123456789+01:00", footage=[]))
+    assert ev.occurred_at == datetime(2026, 11, 27, 10, 15, 0, 123456, tzinfo=UTC)
+    assert ev.occurred_at.tzinfo is UTC
+    assert event_to_json(ev)["occurred_at"] == "2026-11-27T10:15:00.123456Z"
+    assert "footage" not in event_to_json(ev)
+    py = Event(
+        "e1",
+        datetime(2026, 1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
+        "cam",
+        Action.VIEW,
+        Party(ActorKind.OWNER),
+    )
+    assert py.occurred_at == datetime(2026, 1, 1, tzinfo=UTC)
+    assert format_time(py.occurred_at) == "2026-01-01T00:00:00Z"
+    assert parse_time("2026-01-01T00:00:00.5-00:30") == datetime(2026, 1, 1, 0, 30, 0, 500000, UTC)
+
+
+def test_python_construction_coerces_and_validates() -> None:
+    ev = Event(
+        event_id="e1",
+        occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+        camera_id="cam",
+        action="share",  # type: ignore[arg-type]
+        actor=Party("owner"),  # type: ignore[arg-type]
+        footage=[
+            Clip("c", bytes(32), datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
+        ],  # type: ignore[arg-type]
+        extensions={"b": [1, {"y": None}], "a": True},
+    )
+    assert ev.action is Action.SHARE
+    assert ev.actor.kind is ActorKind.OWNER
+    assert isinstance(ev.footage, tuple)
+    assert isinstance(ev.extensions, FrozenMap)
+    assert list(ev.extensions) == ["a", "b"]
+    assert ev.extensions["b"] == (1, FrozenMap({"y": None}))
+    assert ev.extensions == {"a": True, "b": [1, {"y": None}]}
+    assert ev.extensions != {"a": 1, "b": [1, {"y": None}]}  # True is not 1
+    assert hash(ev) == hash(decode_event(encode_event(ev)))
+    with pytest.raises(ValidationError) as info:
+        Event("e1", datetime(2026, 1, 1), "cam", Action.VIEW, Party(ActorKind.OWNER))
+    assert info.value.field == "occurred_at"
+
+
+def test_classification() -> None:
+    def ev(**changes: Any) -> Event:
+        return event_from_json(example(**changes))
+
+    assert is_disclosure(EXAMPLE_EVENT)
+    assert is_without_consent(EXAMPLE_EVENT)  # emergency
+    consented = ev(legal_basis="owner_consent")
+    assert is_disclosure(consented)
+    assert not is_without_consent(consented)
+    assert is_without_consent(ev(legal_basis="owner_consent", consent=False))
+    no_basis = example(consent=True)
+    del no_basis["legal_basis"]
+    assert not is_without_consent(event_from_json(no_basis))
+    del no_basis["consent"]
+    assert is_without_consent(event_from_json(no_basis))
+    assert not is_disclosure(ev(action="view"))
+    assert not is_disclosure(ev(recipient={"kind": "owner", "id": "owner-42"}))
+    own_download = example(action="download", actor={"kind": "owner", "id": "owner-42"})
+    del own_download["recipient"]
+    assert not is_disclosure(event_from_json(own_download))
+    assert not is_without_consent(event_from_json(own_download))
+
+
+# ---------------------------------------------------------------------------
+# Validation: every rule names its field.
+
+
+def _field_of(obj: object) -> str:
+    with pytest.raises(ValidationError) as info:
+        event_from_json(obj)
+    return info.value.field
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"event_id": None}, "event_id"),
+        ({"occurred_at": None}, "occurred_at"),
+        ({"camera_id": None}, "camera_id"),
+        ({"action": None}, "action"),
+        ({"actor": None}, "actor"),
+        ({"action": "steal"}, "action"),
+        ({"action": "Release"}, "action"),
+        ({"legal_basis": "vibes"}, "legal_basis"),
+        ({"actor": {"kind": "alien"}}, "actor.kind"),
+        ({"actor": {"id": "x"}}, "actor.kind"),
+        ({"actor": {"kind": "owner", "name": "x"}}, "actor.name"),
+        ({"recipient": {"kind": "owner", "id": ""}}, "recipient.id"),
+        ({"recipient": "police"}, "recipient"),
+        ({"occurred_at": "2026-11-27T10:15:00"}, "occurred_at"),
+        ({"occurred_at": "2026-11-27 10:15:00Z"}, "occurred_at"),
+        ({"occurred_at": "2026-11-27T10:15:00z"}, "occurred_at"),
+        ({"occurred_at": "2026-13-27T10:15:00Z"}, "occurred_at"),
+        ({"occurred_at": "2026-11-27T10:15:60Z"}, "occurred_at"),
+        ({"occurred_at": "2026-11-27T10:15:00+01:60"}, "occurred_at"),
+        ({"occurred_at": "2026-11-27T10:15:00+24:00"}, "occurred_at"),
+        ({"occurred_at": "2026-11-27T10:15:00.1234567890Z"}, "occurred_at"),
+        ({"occurred_at": "٢٠٢٦-11-27T10:15:00Z"}, "occurred_at"),
+        ({"occurred_at": 1795000000}, "occurred_at"),
+        ({"owner_notified_at": "2026-11-27"}, "owner_notified_at"),
+        ({"event_id": "has space"}, "event_id"),
+        ({"event_id": "é"}, "event_id"),
+        ({"event_id": "x" * 257}, "event_id"),
+        ({"event_id": 7}, "event_id"),
+        ({"camera_id": "cam\x00"}, "camera_id"),
+        ({"camera_id": "cam\u202e"}, "camera_id"),
+        ({"camera_id": ""}, "camera_id"),
+        ({"camera_id": "c" * 257}, "camera_id"),
+        ({"owner_id": ["owner"]}, "owner_id"),
+        ({"legal_reference": "r" * 1025}, "legal_reference"),
+        ({"legal_reference": "line\nbreak"}, "legal_reference"),
+        ({"justification": "j" * 8193}, "justification"),
+        ({"justification": "bell\x07"}, "justification"),
+        ({"purpose": "tab\there"}, "purpose"),
+        ({"consent": "yes"}, "consent"),
+        ({"consent": 1}, "consent"),
+        ({"derived_from": "AB" * 32}, "derived_from"),
+        ({"derived_from": "ab" * 31 + "a"}, "derived_from"),
+        ({"derived_from": "ab" * 33}, "derived_from"),
+        ({"footage": {"clip_id": "c"}}, "footage"),
+        ({"footage": ["c-88"]}, "footage[0]"),
+        ({"extensions": [1]}, "extensions"),
+        ({"extensions": {"ratio": 0.5}}, "extensions.ratio"),
+        ({"extensions": {"a": {"b": [1, 2.0]}}}, "extensions.a.b[1]"),
+        ({"extensions": {"big": 1 << 63}}, "extensions.big"),
+        ({"extensions": {"": 1}}, "extensions."),
+        ({"extensions": {"k": "nul\x00"}}, "extensions.k"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_validation_names_field(changes: dict[str, Any], field: str) -> None:
+    obj = copy.deepcopy(EXAMPLE)
+    for key, value in changes.items():
+        if value is None:
+            del obj[key]
+        else:
+            obj[key] = value
+    assert _field_of(obj) == field
+
+
+def _clip(**changes: Any) -> dict[str, Any]:
+    clip = dict(EXAMPLE["footage"][0])
+    clip.update(changes)
+    return {k: v for k, v in clip.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    ("clip", "field"),
+    [
+        (_clip(sha256="AB" * 32), "footage[1].sha256"),
+        (_clip(sha256="ab" * 31 + "a"), "footage[1].sha256"),
+        (_clip(sha256="zz" * 32), "footage[1].sha256"),
+        (_clip(sha256=None), "footage[1].sha256"),
+        (_clip(clip_id=None), "footage[1].clip_id"),
+        (_clip(clip_id="bad\nid"), "footage[1].clip_id"),
+        (_clip(start="2026-11-27T09:00:00"), "footage[1].start"),
+        (_clip(end="2026-11-27T08:59:59Z"), "footage[1].end"),
+        (_clip(duration=5), "footage[1].duration"),
+    ],
+)
+def test_clip_validation_names_field(clip: dict[str, Any], field: str) -> None:
+    obj = example(footage=[EXAMPLE["footage"][0], clip])
+    assert _field_of(obj) == field
+
+
+def test_end_before_start_in_python() -> None:
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    with pytest.raises(ValidationError) as info:
+        Clip("c", bytes(32), t, t - timedelta(microseconds=1))
+    assert info.value.field == "end"
+    with pytest.raises(ValidationError) as info:
+        Clip("c", bytes(31), t, t)
+    assert info.value.field == "sha256"
+
+
+def test_float_in_extensions_has_clear_message() -> None:
+    with pytest.raises(ValidationError, match="floats are not allowed"):
+        event_from_json(example(extensions={"x": 1.5}))
+    with pytest.raises(ValidationError, match="floats are not allowed"):
+        Event(
+            "e",
+            datetime(2026, 1, 1, tzinfo=UTC),
+            "cam",
+            Action.VIEW,
+            Party(ActorKind.OWNER),
+            extensions={"x": [float("nan")]},  # type: ignore[list-item]  # the point
+        )
+
+
+def test_extension_depth_cap() -> None:
+    value: Any = 1
+    for _ in range(MAX_EXTENSION_DEPTH):
+        value = [value]
+    with pytest.raises(ValidationError, match="nests more than"):
+        event_from_json(example(extensions={"deep": value}))
+
+
+def test_not_an_object() -> None:
+    assert _field_of([EXAMPLE]) == "<event>"
+    assert _field_of(None) == "<event>"
+
+
+def test_oversize_event() -> None:
+    big = {f"k{i}": "x" * 8000 for i in range(9)}
+    with pytest.raises(ValidationError) as info:
+        event_from_json(example(extensions=big))
+    assert info.value.field == "<event>"
+    with pytest.raises(MalformedError):
+        decode_event(bytes(MAX_EVENT_SIZE + 1))
+    with pytest.raises(ValidationError) as info:
+        event_from_json_text(json.dumps(EXAMPLE) + " " * MAX_EVENT_SIZE)
+    assert info.value.field == "<json>"
+
+
+def test_json_text_errors() -> None:
+    text = json.dumps(EXAMPLE)
+    dup = text[:-1] + ', "camera_id": "cam-8"}'
+    with pytest.raises(ValidationError, match="duplicate key 'camera_id'") as info:
+        event_from_json_text(dup)
+    assert info.value.field == "<json>"
+    nested_dup = text.replace('"kind": "vendor_employee"', '"kind": "owner", "kind": "owner"')
+    with pytest.raises(ValidationError, match="duplicate key 'kind'"):
+        event_from_json_text(nested_dup)
+    bad_texts: list[str | bytes] = ["{", "", "[1,", '{"x": NaN}', b"\xff{}", "[" * 60_000]
+    for bad in bad_texts:
+        with pytest.raises(ValidationError) as info:
+            event_from_json_text(bad)
+        assert info.value.field == "<json>"
+    assert event_from_json_text(text.encode()) == EXAMPLE_EVENT
+
+
+def test_null_optional_fields_are_absent() -> None:
+    obj = example(footage=[])
+    obj["owner_id"] = None
+    obj["extensions"] = None
+    ev = event_from_json(obj)
+    assert ev.owner_id is None
+    assert ev.footage == ()
+    assert not ev.extensions
+
+
+# ---------------------------------------------------------------------------
+# Canonical encoding is enforced on decode.
+
+
+def _repack(obj: Any) -> bytes:
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
+
+
+def test_decode_refuses_non_canonical() -> None:
+    data = encode_event(EXAMPLE_EVENT)
+    plain = msgpack.unpackb(data, raw=False)
+    assert _repack(plain) == data
+    # Keys out of order.
+    reordered = dict(reversed(list(plain.items())))
+    with pytest.raises(MalformedError, match="not canonical"):
+        decode_event(_repack(reordered))
+    # A non-canonical time form that still parses.
+    offset = dict(plain, occurred_at="2026-11-27T11:15:00+01:00")
+    with pytest.raises(MalformedError, match="not canonical"):
+        decode_event(_repack(offset))
+    zero_fraction = dict(plain, occurred_at="2026-11-27T10:15:00.000000Z")
+    with pytest.raises(MalformedError, match="not canonical"):
+        decode_event(_repack(zero_fraction))
+    # An explicit nil for an absent field.
+    with_nil = dict(sorted({**plain, "consent": None}.items()))
+    with pytest.raises(MalformedError, match="not canonical"):
+        decode_event(_repack(with_nil))
+    # A non-minimal integer width (uint32 for 1) inside extensions.
+    ev = Event(
+        "e",
+        datetime(2026, 1, 1, tzinfo=UTC),
+        "c",
+        Action.VIEW,
+        Party(ActorKind.OWNER),
+        extensions={"n": 1},
+    )
+    canon = encode_event(ev)
+    wide = canon.replace(b"\xa1n\x01", b"\xa1n\xce\x00\x00\x00\x01")
+    assert wide != canon
+    with pytest.raises(MalformedError, match="not canonical"):
+        decode_event(wide)
+    # Trailing bytes, ext types, hex hash where bin belongs.
+    with pytest.raises(MalformedError):
+        decode_event(data + b"\xc0")
+    with pytest.raises(MalformedError):
+        decode_event(b"\xd6\xff\x00\x00\x00\x00")
+    hex_hash = copy.deepcopy(plain)
+    hex_hash["footage"][0]["sha256"] = "ab" * 32
+    with pytest.raises(ValidationError) as info:
+        decode_event(_repack(hex_hash))
+    assert info.value.field == "footage[0].sha256"
+    with pytest.raises(MalformedError):
+        decode_event(b"\x81\x01\x02")  # integer map key
+    with pytest.raises(MalformedError):
+        decode_event(b"")
+
+
+# ---------------------------------------------------------------------------
+# Envelopes.
+
+
+def test_envelope_layout() -> None:
+    event_bytes = encode_event(EXAMPLE_EVENT)
+    env = make_envelope(ORIGIN, WRITER, 0, GENESIS_PREV, 1_000_001, event_bytes)
+    leaf = env.leaf
+    assert leaf[0] == 1
+    assert struct.unpack(">Q", leaf[1:9])[0] == 0
+    assert leaf[9:41] == GENESIS_PREV
+    assert struct.unpack(">q", leaf[41:49])[0] == 1_000_001
+    assert struct.unpack(">I", leaf[49:53])[0] == WRITER.key_id
+    assert struct.unpack(">I", leaf[53:57])[0] == len(event_bytes)
+    assert leaf[HEADER_SIZE : HEADER_SIZE + len(event_bytes)] == event_bytes
+    assert len(leaf) == HEADER_SIZE + len(event_bytes) + 64
+    assert env.content == leaf[:-64]
+    assert env.content == encode_content(0, GENESIS_PREV, 1_000_001, WRITER.key_id, event_bytes)
+    assert env.chain_hash == hashlib.sha256(CHAIN_PREFIX + env.content).digest()
+    assert chain_hash(env.content) == env.chain_hash
+    message = RECORD_SIG_PREFIX + ORIGIN.encode() + b"\n" + env.content
+    assert signing_message(ORIGIN, env.content) == message
+    assert sign_content(ORIGIN, env.content, WRITER) == env.signature
+    assert env.logged_at_time == datetime(1970, 1, 1, 0, 0, 1, 1, tzinfo=UTC)
+    assert timestamp_micros(env.logged_at_time) == 1_000_001
+
+
+def test_parse_envelope_strict() -> None:
+    leaf = _FLIP_ENV.leaf
+    with pytest.raises(MalformedError, match="length"):
+        parse_envelope(leaf + b"\x00")
+    with pytest.raises(MalformedError, match="length"):
+        parse_envelope(leaf[:-1])
+    with pytest.raises(MalformedError, match="too short"):
+        parse_envelope(leaf[:HEADER_SIZE])
+    with pytest.raises(MalformedError, match="version"):
+        parse_envelope(b"\x02" + leaf[1:])
+    with pytest.raises(MalformedError, match="version"):
+        parse_envelope(b"\x00" + leaf[1:])
+    negative = leaf[:41] + struct.pack(">q", -1) + leaf[49:]
+    with pytest.raises(MalformedError, match="negative"):
+        parse_envelope(negative)
+    huge = leaf[:53] + struct.pack(">I", MAX_EVENT_SIZE + 1) + leaf[57:]
+    with pytest.raises(MalformedError, match="larger"):
+        parse_envelope(huge)
+
+
+def test_envelope_field_checks() -> None:
+    evb = encode_event(EXAMPLE_EVENT)
+    with pytest.raises(MalformedError):
+        encode_content(-1, GENESIS_PREV, 0, 0, evb)
+    with pytest.raises(MalformedError):
+        encode_content(1 << 64, GENESIS_PREV, 0, 0, evb)
+    with pytest.raises(MalformedError):
+        encode_content(0, bytes(31), 0, 0, evb)
+    with pytest.raises(MalformedError):
+        encode_content(0, GENESIS_PREV, -1, 0, evb)
+    with pytest.raises(MalformedError):
+        encode_content(0, GENESIS_PREV, 0, 1 << 32, evb)
+    with pytest.raises(MalformedError):
+        encode_content(0, GENESIS_PREV, 0, 0, bytes(MAX_EVENT_SIZE + 1))
+    with pytest.raises(MalformedError):
+        Envelope(1, 0, GENESIS_PREV, 0, 0, evb, bytes(63))
+    with pytest.raises(MalformedError):
+        Envelope(2, 0, GENESIS_PREV, 0, 0, evb, bytes(64))
+    with pytest.raises(MalformedError):
+        signing_message("two\nlines", b"")
+    with pytest.raises(MalformedError):
+        signing_message("", b"")
+    with pytest.raises(MalformedError):
+        timestamp_micros(datetime(1969, 12, 31, tzinfo=UTC))
+
+
+def test_verify_untrusted_key() -> None:
+    env = _envelope(EXAMPLE_EVENT)
+    with pytest.raises(UntrustedKeyError) as info:
+        verify_envelope(ORIGIN, env, [OTHER.verifier])
+    assert info.value.index == env.seq
+    with pytest.raises(UntrustedKeyError):
+        verify_envelope(ORIGIN, env, [])
+
+
+def test_verify_signature_by_another_key() -> None:
+    env = _envelope(EXAMPLE_EVENT)
+    forged = Envelope(
+        env.version,
+        env.seq,
+        env.prev,
+        env.logged_at,
+        env.key_id,
+        env.event_bytes,
+        sign_content(ORIGIN, env.content, OTHER),
+    )
+    with pytest.raises(BadSignatureError) as info:
+        verify_envelope(ORIGIN, forged, [WRITER.verifier])
+    assert info.value.index == env.seq
+
+
+def test_verify_other_origin_fails() -> None:
+    env = _envelope(EXAMPLE_EVENT)
+    with pytest.raises(BadSignatureError):
+        verify_envelope("example.com/ledger/someone-else", env, [WRITER.verifier])
+
+
+def test_verify_only_type_01_keys_and_same_id_collisions() -> None:
+    env = _envelope(EXAMPLE_EVENT)
+    # A cosignature key is never a writer, even with the same name and key.
+    cosigner = Signer(WRITER.name, bytes(range(32)), KEY_TYPE_COSIGNATURE)
+    with pytest.raises(UntrustedKeyError):
+        verify_envelope(ORIGIN, env, [cosigner.verifier])
+    with pytest.raises(KeyFormatError):
+        sign_content(ORIGIN, env.content, cosigner)
+
+    # A different public key that claims the same key ID is tried and fails;
+    # the real one still verifies after it.
+    class SameId:
+        """A verifier look-alike: the writer's key ID, another public key."""
+
+        name = WRITER.name
+        key_type = 1
+        key_id = WRITER.key_id
+        public_key = OTHER.verifier.public_key
+
+    with pytest.raises(BadSignatureError):
+        verify_envelope(ORIGIN, env, [SameId()])  # type: ignore[list-item]
+    ok = verify_envelope(ORIGIN, env, [SameId(), WRITER.verifier])  # type: ignore[list-item]
+    assert ok == WRITER.verifier
+
+
+def test_event_bytes_flip_is_bad_signature() -> None:
+    env = _envelope(EXAMPLE_EVENT)
+    leaf = bytearray(env.leaf)
+    leaf[HEADER_SIZE + 5] ^= 0x01
+    parsed = parse_envelope(bytes(leaf))
+    with pytest.raises(BadSignatureError):
+        verify_envelope(ORIGIN, parsed, [WRITER.verifier])
+
+
+def test_nested_frozen_map_depth_is_counted() -> None:
+    value: Any = 1
+    for _ in range(MAX_EXTENSION_DEPTH - 1):
+        value = [value]
+    inner = FrozenMap({"deep": value})  # exactly at the cap on its own
+    with pytest.raises(ValidationError, match="nests more than"):
+        Event(
+            "e",
+            datetime(2026, 1, 1, tzinfo=UTC),
+            "cam",
+            Action.VIEW,
+            Party(ActorKind.OWNER),
+            extensions={"outer": inner},
+        )
+    ev = Event(
+        "e",
+        datetime(2026, 1, 1, tzinfo=UTC),
+        "cam",
+        Action.VIEW,
+        Party(ActorKind.OWNER),
+        extensions=inner,
+    )
+    assert decode_event(encode_event(ev)) == ev
