@@ -65,7 +65,7 @@ from .storage import SQLiteStore, stored_hash_count
 __all__ = ["AppendReceipt", "CheckReport", "Ledger", "Record"]
 
 _MAX_BATCH = 8192
-_SIGN_CHUNK = 128
+_SIGN_CHUNK = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +390,14 @@ class Ledger:
         return [signer.sign_raw(records.signing_message(origin, c)) for c, signer in items]
 
     def _commit(self, batch: list[_Request]) -> None:
+        # Fast path: let the UNIQUE index catch duplicates. If it does, roll back
+        # and redo with an explicit check, so only the offending requests fail.
+        try:
+            self._commit_checked(batch, check_duplicates=False)
+        except DuplicateEventError:
+            self._commit_checked(batch, check_duplicates=True)
+
+    def _commit_checked(self, batch: list[_Request], *, check_duplicates: bool) -> None:
         assert self._log_key is not None  # noqa: S101 - _ensure_committer checked it
         assert self._pool is not None  # noqa: S101
         sha = hashlib.sha256
@@ -398,25 +406,31 @@ class Ledger:
         with self._store.append_txn() as txn:
             size = txn.size()
             prev, stack = self._load_head(txn, size)
-            ids = [ev.event_id for req in batch for ev, _ in req.events]
-            existing = txn.existing_event_ids(ids)
             accepted: list[_Request] = []
-            seen: set[str] = set()
-            for req in batch:
-                dup = next(
-                    (
-                        ev.event_id
-                        for ev, _ in req.events
-                        if ev.event_id in existing or ev.event_id in seen
-                    ),
-                    None,
-                )
-                if dup is not None:
-                    req.future.set_exception(DuplicateEventError(dup))
-                    continue
-                seen.update(ev.event_id for ev, _ in req.events)
-                accepted.append(req)
+            refused: list[tuple[_Request, str]] = []
+            if check_duplicates:
+                ids = [ev.event_id for req in batch for ev, _ in req.events]
+                existing = txn.existing_event_ids(ids)
+                seen: set[str] = set()
+                for req in batch:
+                    dup = next(
+                        (
+                            ev.event_id
+                            for ev, _ in req.events
+                            if ev.event_id in existing or ev.event_id in seen
+                        ),
+                        None,
+                    )
+                    if dup is not None:
+                        refused.append((req, dup))
+                        continue
+                    seen.update(ev.event_id for ev, _ in req.events)
+                    accepted.append(req)
+            else:
+                accepted = batch
             if not accepted:
+                for req, dup in refused:
+                    req.future.set_exception(DuplicateEventError(dup))
                 return
             logged_at = time.time_ns() // 1000
             seq = size
@@ -430,21 +444,23 @@ class Ledger:
                     prev = sha(chain_prefix + content).digest()
                     contents.append((content, req.writer))
                     seq += 1
-            # Sign in parallel, in chunks, while this thread builds rows and hashes.
+            # Sign on the pool, chunk by chunk, while this thread stores the
+            # chunks already signed (sqlite3 releases the GIL while it works).
             chunks = [contents[i : i + _SIGN_CHUNK] for i in range(0, len(contents), _SIGN_CHUNK)]
             futures = [self._pool.submit(self._sign_chunk, ch) for ch in chunks]
             for req in accepted:
                 vkey = req.writer.verifier.vkey
                 if vkey not in self._registered:
                     txn.register_writer(req.writer.key_id, vkey, size)
-            hashes: list[bytes] = []
             leaf_hashes: list[bytes] = []
-            rows: list[tuple[object, ...]] = []
             n = size
             pos = 0
+            hash_pos = stored_hash_count(size)
             flat = [ev for req in accepted for ev, _ in req.events]
             for chunk, fut in zip(chunks, futures, strict=True):
                 sigs = fut.result()
+                hashes: list[bytes] = []
+                rows: list[tuple[object, ...]] = []
                 for (content, _), sig in zip(chunk, sigs, strict=True):
                     leaf = content + sig
                     lh = sha(b"\x00" + leaf).digest()
@@ -460,6 +476,7 @@ class Ledger:
                     stack.append(h)
                     ev = flat[pos]
                     rec = ev.recipient
+                    basis = ev.legal_basis
                     rows.append(
                         (
                             size + pos,
@@ -467,18 +484,19 @@ class Ledger:
                             leaf,
                             ev.camera_id,
                             ev.owner_id,
-                            ev.action.value,
-                            ev.actor.kind.value,
-                            None if rec is None else rec.kind.value,
+                            str(ev.action),
+                            str(ev.actor.kind),
+                            None if rec is None else str(rec.kind),
                             None if rec is None else rec.organization,
-                            None if ev.legal_basis is None else ev.legal_basis.value,
+                            None if basis is None else str(basis),
                             _utc_column(ev.occurred_at),
                             logged_at,
                         )
                     )
                     pos += 1
-            txn.insert_records(rows)
-            txn.insert_hashes(stored_hash_count(size), hashes)
+                txn.insert_records(rows)
+                txn.insert_hashes(hash_pos, hashes)
+                hash_pos += len(hashes)
             new_size = n
             root = stack[-1]
             for h in reversed(stack[:-1]):
@@ -486,6 +504,8 @@ class Ledger:
             note = sign_checkpoint(Checkpoint(origin, new_size, root), log_key)
             txn.insert_checkpoint(new_size, note)
         # Committed and durable: update the cache, then acknowledge.
+        for req, dup in refused:
+            req.future.set_exception(DuplicateEventError(dup))
         for req in accepted:
             self._registered.add(req.writer.verifier.vkey)
         self._head_size, self._head_prev, self._head_frontier = new_size, prev, stack
