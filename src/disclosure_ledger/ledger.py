@@ -305,7 +305,8 @@ class Ledger:
             DuplicateEventError: if its ``event_id`` is already in the ledger.
             StorageError: if it cannot be written (nothing is appended).
         """
-        return self.append_many([event], writer=writer)[0]
+        # Validate here so a single event's error names its field without a position.
+        return self.append_many([_coerce_event(event)], writer=writer)[0]
 
     def submit(
         self, events: Iterable[Event | Mapping[str, Any]], *, writer: Signer | None = None
