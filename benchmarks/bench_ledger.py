@@ -128,7 +128,10 @@ def bench_threads(tmp: Path, threads: int, per_thread: int) -> tuple[float, list
     lock = threading.Lock()
     with Ledger.create(tmp / "threads.ledger", log_key=LOG, writers=[WRITER]) as led:
         evs = [
-            [records.event_from_json(event_json(20_000_000 + t * per_thread + k)) for k in range(per_thread)]
+            [
+                records.event_from_json(event_json(20_000_000 + t * per_thread + k))
+                for k in range(per_thread)
+            ]
             for t in range(threads)
         ]
 
@@ -225,27 +228,76 @@ def main() -> None:
         events = [records.event_from_json(event_json(i)) for i in range(n_many)]
         rate = bench_append_many(tmp, events, 1000)
         ok = rate / raw >= 0.8
-        rows.append((f"append_many {n_many:,} (batches of 1000)", f"{rate:,.0f}/s", f"{rate / raw:.2f}x", "≥0.8x " + ("PASS" if ok else "MISS")))
+        rows.append(
+            (
+                f"append_many {n_many:,} (batches of 1000)",
+                f"{rate:,.0f}/s",
+                f"{rate / raw:.2f}x",
+                "≥0.8x " + ("PASS" if ok else "MISS"),
+            )
+        )
         del events
 
         rate = bench_cli(tmp, n_cli)
         ok = rate / raw >= 0.6
-        rows.append((f"CLI append {n_cli:,}-line JSONL", f"{rate:,.0f}/s", f"{rate / raw:.2f}x", "≥0.6x " + ("PASS" if ok else "MISS")))
+        rows.append(
+            (
+                f"CLI append {n_cli:,}-line JSONL",
+                f"{rate:,.0f}/s",
+                f"{rate / raw:.2f}x",
+                "≥0.6x " + ("PASS" if ok else "MISS"),
+            )
+        )
 
         rate, lat = bench_threads(tmp, 8, 1000 if not args.quick else 300)
         ok = rate / raw >= 0.5
-        rows.append(("8 threads x append()", f"{rate:,.0f}/s", f"{rate / raw:.2f}x", "≥0.5x " + ("PASS" if ok else "MISS")))
-        rows.append(("  latency p50 / p99", f"{pct(lat, 0.5) * 1e3:.2f} / {pct(lat, 0.99) * 1e3:.2f} ms", "", ""))
+        rows.append(
+            (
+                "8 threads x append()",
+                f"{rate:,.0f}/s",
+                f"{rate / raw:.2f}x",
+                "≥0.5x " + ("PASS" if ok else "MISS"),
+            )
+        )
+        rows.append(
+            (
+                "  latency p50 / p99",
+                f"{pct(lat, 0.5) * 1e3:.2f} / {pct(lat, 0.99) * 1e3:.2f} ms",
+                "",
+                "",
+            )
+        )
 
         lat = bench_single(tmp, 2000 if not args.quick else 500)
         p50 = pct(lat, 0.5) * 1e3
-        rows.append(("1 thread append() latency p50 / p99", f"{p50:.2f} / {pct(lat, 0.99) * 1e3:.2f} ms", "", "p50 ≤2ms " + ("PASS" if p50 <= 2 else "MISS")))
+        rows.append(
+            (
+                "1 thread append() latency p50 / p99",
+                f"{p50:.2f} / {pct(lat, 0.99) * 1e3:.2f} ms",
+                "",
+                "p50 ≤2ms " + ("PASS" if p50 <= 2 else "MISS"),
+            )
+        )
 
         if not args.skip_flatness:
             small, bigr, proof_us, size, per_rec = bench_flatness(tmp, big, 10_000)
             drop = 1 - bigr / small
-            rows.append((f"flatness: rate at 10k / at {size:,}", f"{small:,.0f} / {bigr:,.0f}/s", f"{bigr / raw:.2f}x", "within 15% " + ("PASS" if abs(drop) <= 0.15 else "MISS")))
-            rows.append((f"inclusion proof from store at {size:,}", f"{proof_us:.0f} µs median", "", "≤100µs " + ("PASS" if proof_us <= 100 else "MISS")))
+            rows.append(
+                (
+                    f"flatness: rate at 10k / at {size:,}",
+                    f"{small:,.0f} / {bigr:,.0f}/s",
+                    f"{bigr / raw:.2f}x",
+                    "within 15% " + ("PASS" if abs(drop) <= 0.15 else "MISS"),
+                )
+            )
+            rows.append(
+                (
+                    f"inclusion proof from store at {size:,}",
+                    f"{proof_us:.0f} µs median",
+                    "",
+                    "≤100µs " + ("PASS" if proof_us <= 100 else "MISS"),
+                )
+            )
             rows.append(("storage: file bytes per record / leaf bytes", f"{per_rec:.2f}x", "", ""))
 
     width = max(len(r[0]) for r in rows)

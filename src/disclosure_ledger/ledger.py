@@ -39,7 +39,6 @@ from .checkpoints import (
     sign_checkpoint,
 )
 from .errors import (
-    BadSignatureError,
     ChainBreakError,
     DuplicateEventError,
     LedgerError,
@@ -790,10 +789,7 @@ class Ledger:
                 raise UntrustedKeyError(
                     f"record {index} is signed by unknown key ID {env.key_id:08x}", index=index
                 )
-            try:
-                records.verify_envelope(origin=self.origin, envelope=env, writers=candidates)
-            except BadSignatureError as err:
-                raise BadSignatureError(f"record {index}: {err}", index=index) from err
+            records.verify_envelope(origin=self.origin, envelope=env, writers=candidates)
             try:
                 env.event()
             except MalformedError as err:

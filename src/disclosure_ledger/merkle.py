@@ -128,52 +128,47 @@ def _fold(hashes: Sequence[bytes]) -> bytes:
     return acc
 
 
-def _inclusion_plan(index: int, size: int) -> list[list[NodeId]]:
-    # RFC 6962 §2.1.1 PATH(m, D[0:n]) in RFC order (leaf to root), from bit
-    # arithmetic instead of the recursion (as transparency-dev/merkle does), so a
-    # proof costs a few integer operations per level. Below level ``inner`` the
-    # leaf and the tree's last leaf share no subtree: every sibling is complete,
-    # except the one at ``inner - 1``, which holds the last leaf and may be an
-    # incomplete (ephemeral) node folded from several stored ones. Above it, the
-    # siblings are the complete left subtrees on the border, one per set bit.
-    inner = (index ^ (size - 1)).bit_length()
-    plan = [[NodeId(level, (index >> level) ^ 1)] for level in range(inner - 1)]
+def _path_plan(index: int, level: int, size: int) -> list[list[NodeId]]:
+    # The siblings on the way from node (level, index) to the root of the tree
+    # of ``size`` leaves, in RFC order (lowest first). Bit arithmetic instead of
+    # the RFC's recursion, as transparency-dev/merkle does, so a proof costs a
+    # few integer operations per level. Counted in nodes of ``level``, the node
+    # and the tree's last node share no subtree below ``inner``: every sibling
+    # there is complete, except the one at ``inner - 1``, which holds the last
+    # leaf and may be incomplete (ephemeral: folded from several stored nodes).
+    # Above it, the siblings are the complete left subtrees, one per set bit.
+    inner = (index ^ ((size - 1) >> level)).bit_length()
+    plan = [[NodeId(level + k, (index >> k) ^ 1)] for k in range(inner - 1)]
     if inner:
-        top = inner - 1
-        start = ((index >> top) + 1) << top
+        top = level + inner - 1
+        start = ((index >> (inner - 1)) + 1) << top
         if size - start >= 1 << top:
             plan.append([NodeId(top, start >> top)])
         else:
             plan.append(subtree_ids(start, size))
-    rest, level = index >> inner, inner
+    rest, k = index >> inner, level + inner
     while rest:
         if rest & 1:
-            plan.append([NodeId(level, rest ^ 1)])
+            plan.append([NodeId(k, rest ^ 1)])
         rest >>= 1
-        level += 1
+        k += 1
     return plan
 
 
+def _inclusion_plan(index: int, size: int) -> list[list[NodeId]]:
+    # RFC 6962 §2.1.1 PATH(m, D[0:n]), in RFC order.
+    return _path_plan(index, 0, size)
+
+
 def _consistency_plan(old: int, new: int) -> list[list[NodeId]]:
-    # RFC 6962 §2.1.2 SUBPROOF(m, D[0:n], true), in RFC order.
-    plan: list[list[NodeId]] = []
-    lo, hi, m, whole = 0, new, old, True
-    while True:
-        n = hi - lo
-        if m == n:
-            if not whole:
-                plan.append(subtree_ids(lo, hi))
-            break
-        k = 1 << ((n - 1).bit_length() - 1)
-        if m <= k:
-            plan.append(subtree_ids(lo + k, hi))
-            hi = lo + k
-        else:
-            plan.append(subtree_ids(lo, lo + k))
-            lo += k
-            m -= k
-            whole = False
-    plan.reverse()
+    # RFC 6962 §2.1.2 SUBPROOF(m, D[0:n], true), in RFC order: the largest
+    # perfect subtree the old tree ends with (left out when it is the whole old
+    # tree, whose root the verifier holds), then that subtree's path in the new tree.
+    level = (old & -old).bit_length() - 1
+    index = (old - 1) >> level
+    plan = _path_plan(index, level, new)
+    if index:
+        plan.insert(0, [NodeId(level, index)])
     return plan
 
 

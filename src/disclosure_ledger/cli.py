@@ -1,0 +1,698 @@
+"""The ``disclosure-ledger`` command line, a thin layer over the public API.
+
+This module owns the command names, their options and outputs (a contract that
+other tools and tests depend on) and one rule: a user's mistake, a missing or
+unusable file, or a tampered ledger gets one line on standard error,
+``disclosure-ledger: error: <message>``, and a non-zero exit, never a
+traceback. Exit codes: 0 success; 1 a failed check or verification, or refused
+input (a bad event line, a duplicate ``event_id``); 2 a usage error or an
+unusable input (a missing file, a bad key file, a file that is not a ledger).
+
+Passphrases are read from a file (``--passphrase-file``) or an environment
+variable (``--passphrase-env``), never from the command line, where other
+users could see them in the process list. One passphrase serves every
+encrypted key a command reads.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import select
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from itertools import islice
+from pathlib import Path
+from typing import IO, Any, NoReturn, TypeVar
+
+import click
+
+from . import records
+from .checkpoints import format_receipt, format_witness_request
+from .demo import MIN_RECORDS, run_demo
+from .errors import (
+    ConflictError,
+    DuplicateEventError,
+    LedgerError,
+    MalformedError,
+    VerificationError,
+)
+from .keys import keygen as _keygen
+from .keys import read_signer_file
+from .ledger import AppendReceipt, Ledger, Record
+from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Signer, b64encode
+
+__all__ = [
+    "APPEND_BATCH",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CommandError",
+    "CommandFailedError",
+    "cli",
+    "main",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+_EXIT_INTERNAL = 3
+
+#: The most event lines ``append`` validates and commits as one batch.
+APPEND_BATCH = 1000
+_READ_CHUNK = 1 << 16
+_PROG = "disclosure-ledger"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CommandError(click.ClickException):
+    """A command cannot run: reported as one ``disclosure-ledger: error: ...`` line, exit 2."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str) -> None:
+        # One line, whatever the message: tools read the first line of stderr.
+        super().__init__(" ".join(message.split("\n")))
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        """Print the one error line to standard error (or ``file``)."""
+        click.echo(f"{_PROG}: error: {self.format_message()}", file=file, err=file is None)
+
+
+class CommandFailedError(CommandError):
+    """A check or verification failed, or input was refused: one line, exit 1."""
+
+    exit_code = EXIT_FAILED
+
+
+def _error(message: str, exit_code: int) -> CommandError:
+    return CommandFailedError(message) if exit_code == EXIT_FAILED else CommandError(message)
+
+
+def _exit_code_for(err: LedgerError) -> int:
+    # A record or proof that is false, or input that the ledger refuses, is a
+    # "no" (1); anything that stops the command from running at all is 2.
+    if isinstance(err, VerificationError | DuplicateEventError | ConflictError):
+        return EXIT_FAILED
+    return EXIT_USAGE
+
+
+class _Group(click.Group):
+    """A group that turns library and OS errors into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException:
+            raise
+        except LedgerError as err:
+            raise _error(str(err), _exit_code_for(err)) from err
+        except OSError as err:
+            if err.errno == errno.EPIPE:
+                # click exits quietly when the reader of our output went away.
+                raise
+            where = f"{err.filename}: " if err.filename else ""
+            raise CommandError(f"{where}{err.strerror or err}") from err
+
+
+# -- shared options --------------------------------------------------------------------
+
+
+def _passphrase_options(f: F) -> F:
+    f = click.option(
+        "--passphrase-env",
+        metavar="VAR",
+        help="Read the key passphrase from environment variable VAR.",
+    )(f)
+    return click.option(
+        "--passphrase-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Read the key passphrase from the first line of FILE.",
+    )(f)
+
+
+def _passphrase(file: Path | None, env: str | None) -> str | None:
+    """Return the passphrase given by ``--passphrase-file`` or ``--passphrase-env``.
+
+    Raises:
+        click.UsageError: if both are given.
+        CommandError: if the file or variable is missing or empty.
+    """
+    if file is not None and env is not None:
+        raise click.UsageError("give --passphrase-file or --passphrase-env, not both")
+    if file is not None:
+        try:
+            raw = file.read_bytes()
+        except OSError as err:
+            raise CommandError(f"{file}: cannot read the passphrase file: {err.strerror}") from err
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise CommandError(f"{file}: the passphrase file is not valid UTF-8") from err
+        value = text.split("\n", 1)[0].removesuffix("\r")
+        if not value:
+            raise CommandError(f"{file}: the passphrase file's first line is empty")
+        return value
+    if env is not None:
+        env_value = os.environ.get(env)
+        if env_value is None:
+            raise CommandError(f"environment variable {env} is not set")
+        if not env_value:
+            raise CommandError(f"environment variable {env} is empty")
+        return env_value
+    return None
+
+
+_ledger_argument = click.argument("ledger", type=click.Path(path_type=Path))
+_key_path = click.Path(path_type=Path)
+
+
+# -- the commands --------------------------------------------------------------------------
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="disclosure_ledger", prog_name=_PROG)
+def cli() -> None:
+    """Signed, hash-chained, Merkle-proven ledger of every access to camera footage."""
+
+
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--out", "prefix", required=True, metavar="PREFIX", help="Write PREFIX.key and PREFIX.pub."
+)
+@click.option("--witness", is_flag=True, help="Make a cosignature (type 0x04) key for a witness.")
+@_passphrase_options
+def keygen(
+    *,
+    name: str,
+    prefix: str,
+    witness: bool,
+    passphrase_file: Path | None,
+    passphrase_env: str | None,
+) -> None:
+    """Generate a key: PREFIX.key (mode 0600) and PREFIX.pub; print the verifier key.
+
+    \f
+    Raises:
+        CommandError: if a passphrase option is unusable.
+        KeyFormatError: if the name is not a key name or a file exists.
+    """
+    passphrase = _passphrase(passphrase_file, passphrase_env)
+    key_type = KEY_TYPE_COSIGNATURE if witness else KEY_TYPE_ED25519
+    signer = _keygen(name, prefix, passphrase=passphrase, key_type=key_type)
+    click.echo(signer.verifier.vkey)
+
+
+@cli.command()
+@_ledger_argument
+@click.option("--origin", required=True, help="The log's origin: the log key's name.")
+@click.option("--log-key", required=True, type=_key_path, help="The log's signer key file.")
+@_passphrase_options
+def init(
+    *,
+    ledger: Path,
+    origin: str,
+    log_key: Path,
+    passphrase_file: Path | None,
+    passphrase_env: str | None,
+) -> None:
+    """Create a new ledger LEDGER whose checkpoints the log key signs.
+
+    \f
+    Raises:
+        CommandError: if ORIGIN is not the log key's name or the key is a witness key.
+        KeyFormatError: if the key file is unusable or the passphrase is wrong.
+        StorageError: if LEDGER exists or cannot be created.
+    """
+    signer = read_signer_file(log_key, _passphrase(passphrase_file, passphrase_env))
+    if signer.key_type != KEY_TYPE_ED25519:
+        raise CommandError(f"{log_key}: a log key must be an Ed25519 key, not a witness key")
+    if origin != signer.name:
+        raise CommandError(
+            f"--origin {origin!r} differs from the log key's name {signer.name!r}; "
+            "a ledger's origin is its log key's name"
+        )
+    with Ledger.create(ledger, log_key=signer, origin=origin):
+        pass
+    click.echo(f"created {ledger} for {origin}")
+
+
+# -- append ------------------------------------------------------------------------------
+
+
+def _chunk_reader(stream: IO[bytes]) -> tuple[Callable[[], bytes], Callable[[], bool]]:
+    """Return ``read()`` (blocks for at least one byte or EOF) and ``ready()``.
+
+    For a real file descriptor (a file, pipe or terminal) ``read`` returns what
+    is available now, and ``ready`` says whether more is, without waiting. For
+    other streams (tests) everything counts as available.
+    """
+    try:
+        fd = stream.fileno()
+    except (OSError, io.UnsupportedOperation, AttributeError):
+
+        def read_stream() -> bytes:
+            return stream.read(_READ_CHUNK)
+
+        return read_stream, lambda: True
+
+    def read_fd() -> bytes:
+        return os.read(fd, _READ_CHUNK)
+
+    def ready() -> bool:
+        try:
+            readable, _, _ = select.select([fd], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    return read_fd, ready
+
+
+def _line_batches(stream: IO[bytes]) -> Iterator[list[tuple[int, bytes]]]:
+    """Yield batches of ``(line number, line)``, at most :data:`APPEND_BATCH` each.
+
+    A batch ends when it is full or when no more input is available without
+    waiting, so a file or a fast pipe is committed in large batches while a
+    person typing at a terminal (or a slow producer) is acknowledged line by
+    line. Blank lines are counted but not yielded. An empty batch means the
+    input has paused: the caller should acknowledge everything in flight.
+    """
+    read, ready = _chunk_reader(stream)
+    carry = b""
+    lineno = 0
+    pending: list[tuple[int, bytes]] = []
+    eof = False
+    first = True
+    while not eof:
+        if not first and not ready():
+            # About to wait for input: an empty batch tells the caller to
+            # acknowledge what it has committed first.
+            yield []
+        first = False
+        chunk = read()
+        while True:
+            if not chunk:
+                eof = True
+                break
+            parts = (carry + chunk).split(b"\n")
+            carry = parts.pop()
+            for part in parts:
+                lineno += 1
+                if part.strip():
+                    pending.append((lineno, part))
+            if len(pending) >= APPEND_BATCH or not ready():
+                break
+            chunk = read()
+        if eof and carry:
+            lineno += 1
+            if carry.strip():
+                pending.append((lineno, carry))
+            carry = b""
+        while len(pending) >= APPEND_BATCH:
+            yield pending[:APPEND_BATCH]
+            pending = pending[APPEND_BATCH:]
+        if pending:
+            yield pending
+            pending = []
+
+
+def _ack_lines(receipts: Sequence[AppendReceipt]) -> str:
+    return "".join(
+        json.dumps({"index": r.index, "leaf_hash": b64encode(r.leaf_hash), "event_id": r.event_id})
+        + "\n"
+        for r in receipts
+    )
+
+
+class _Appender:
+    """Commits batches through ``Ledger.submit``, one in flight, and acknowledges them.
+
+    While one batch commits (signing, writing, fsync) the next is read and
+    validated; it is submitted only after the previous one is durable, so a
+    failure never leaves a later line appended after an earlier one failed.
+    """
+
+    def __init__(self, ledger: Ledger, out: Callable[[str], None]) -> None:
+        self._ledger = ledger
+        self._out = out
+        self._inflight: tuple[Future[list[AppendReceipt]], list[tuple[int, records.Event]]] | None
+        self._inflight = None
+        self.appended = 0
+
+    def submit(self, items: list[tuple[int, records.Event]]) -> None:
+        """Wait for the batch in flight, then queue ``items``.
+
+        Raises:
+            CommandFailedError: if the batch in flight held an event already in the ledger.
+            LedgerError: if the batch in flight could not be appended.
+        """
+        self.finish()
+        if items:
+            future = self._ledger.submit([ev for _, ev in items])
+            self._inflight = (future, items)
+
+    def finish(self) -> None:
+        """Wait for the batch in flight and acknowledge its records.
+
+        Raises:
+            CommandFailedError: if it held an event already in the ledger (the lines
+                before that one are appended and acknowledged).
+            LedgerError: if it could not be appended.
+        """
+        if self._inflight is None:
+            return
+        future, items = self._inflight
+        self._inflight = None
+        try:
+            self._ack(future.result())
+        except DuplicateEventError as err:
+            # The ledger refuses the whole batch; the lines before the duplicate
+            # must still be appended, so append them on their own.
+            pos = next((k for k, (_, ev) in enumerate(items) if ev.event_id == err.event_id), None)
+            if pos is None:
+                raise
+            lineno = items[pos][0]
+            if pos > 0:
+                try:
+                    self._ack(self._ledger.append_many([ev for _, ev in items[:pos]]))
+                except DuplicateEventError as inner:
+                    # Another process appended one of them meanwhile: report the first.
+                    self._inflight = None
+                    first = next(
+                        (ln for ln, ev in items[:pos] if ev.event_id == inner.event_id), lineno
+                    )
+                    raise CommandFailedError(f"line {first}: {inner}") from inner
+            raise CommandFailedError(f"line {lineno}: {err}") from err
+
+    def _ack(self, receipts: list[AppendReceipt]) -> None:
+        if receipts:
+            self._out(_ack_lines(receipts))
+            self.appended += len(receipts)
+
+
+def _open_for_append(
+    path: Path, writer: Signer, log_key: Signer | None, writer_key_path: Path
+) -> Ledger:
+    if log_key is None:
+        with Ledger.open(path, readonly=True) as probe:
+            log_verifier = probe.log_verifier
+        if writer.verifier != log_verifier:
+            raise CommandError(
+                f"{writer_key_path} is not this ledger's log key "
+                f"({log_verifier.name}+{log_verifier.key_id:08x}); appending signs a new "
+                "checkpoint, so --log-key is needed"
+            )
+        log_key = writer
+    return Ledger.open(path, log_key=log_key, writers=[writer])
+
+
+@cli.command()
+@_ledger_argument
+@click.argument(
+    "file", required=False, default="-", type=click.Path(allow_dash=True, path_type=str)
+)
+@click.option("--writer-key", required=True, type=_key_path, help="Signs each record.")
+@click.option(
+    "--log-key",
+    type=_key_path,
+    help="Signs each commit's checkpoint (default: the writer key, if it is the log key).",
+)
+@_passphrase_options
+def append(
+    *,
+    ledger: Path,
+    file: str,
+    writer_key: Path,
+    log_key: Path | None,
+    passphrase_file: Path | None,
+    passphrase_env: str | None,
+) -> None:
+    """Append events read as JSON Lines from FILE (standard input if absent or "-").
+
+    Prints {"index": N, "leaf_hash": "<base64>", "event_id": "..."} for each
+    record once it is durable. Lines are committed in batches of up to 1000:
+    a batch ends when it is full or when no more input is available without
+    waiting, so a terminal or a slow pipe is acknowledged line by line. A bad
+    line stops the command with exit 1: every line before it is appended and
+    acknowledged, nothing from it or after it is appended.
+
+    \f
+    Raises:
+        CommandFailedError: for a bad line or a duplicate ``event_id`` (exit 1).
+        CommandError: if FILE cannot be read or --log-key is needed.
+        KeyFormatError: if a key file is unusable or the passphrase is wrong.
+        StorageError: if the ledger cannot be opened or written.
+    """
+    passphrase = _passphrase(passphrase_file, passphrase_env)
+    writer = read_signer_file(writer_key, passphrase)
+    log_signer = None if log_key is None else read_signer_file(log_key, passphrase)
+
+    def out(text: str) -> None:
+        click.echo(text, nl=False)
+
+    with (
+        _open_input(file) as stream,
+        _open_for_append(ledger, writer, log_signer, writer_key) as lg,
+    ):
+        appender = _Appender(lg, out)
+        seen: dict[str, int] = {}
+        error: CommandFailedError | None = None
+        for batch in _line_batches(stream):
+            items: list[tuple[int, records.Event]] = []
+            for lineno, raw in batch:
+                try:
+                    event = records.event_from_json_text(raw)
+                except MalformedError as err:
+                    error = CommandFailedError(f"line {lineno}: {err}")
+                    break
+                first = seen.get(event.event_id)
+                if first is not None:
+                    error = CommandFailedError(
+                        f"line {lineno}: event_id {event.event_id!r} repeats line {first}",
+                    )
+                    break
+                seen[event.event_id] = lineno
+                items.append((lineno, event))
+            appender.submit(items)
+            if error is not None:
+                break
+        appender.finish()
+        if error is not None:
+            raise error
+
+
+class _open_input:  # noqa: N801 - used like open()
+    """Open FILE for binary reading, or standard input for ``-``."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._owned: IO[bytes] | None = None
+
+    def __enter__(self) -> IO[bytes]:
+        if self._name == "-":
+            return sys.stdin.buffer
+        try:
+            self._owned = Path(self._name).open("rb")
+        except IsADirectoryError as err:
+            raise CommandError(f"{self._name}: is a directory, not an events file") from err
+        except OSError as err:
+            raise CommandError(f"{self._name}: cannot read: {err.strerror}") from err
+        return self._owned
+
+    def __exit__(self, *exc: object) -> None:
+        if self._owned is not None:
+            self._owned.close()
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def _open_readonly(path: Path) -> Ledger:
+    return Ledger.open(path, readonly=True)
+
+
+@cli.command()
+@_ledger_argument
+@click.option(
+    "--size", type=click.IntRange(min=0), help="The checkpoint of this size (default: latest)."
+)
+def checkpoint(*, ledger: Path, size: int | None) -> None:
+    """Print the latest (or size-N) signed checkpoint, with its stored cosignatures.
+
+    \f
+    Raises:
+        StorageError: if the ledger cannot be opened or has no checkpoint of that size.
+    """
+    with _open_readonly(ledger) as lg:
+        signed = lg.latest_checkpoint() if size is None else lg.checkpoint(size)
+    click.echo(signed.note, nl=False)
+
+
+@cli.command()
+@_ledger_argument
+@click.option("--index", type=click.IntRange(min=0), help="Print a receipt for record I.")
+@click.option(
+    "--consistency",
+    "old",
+    type=click.IntRange(min=0),
+    metavar="OLD",
+    help="Print a witness add-checkpoint body from size OLD.",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(min=0),
+    help="Under the checkpoint of this size (default: latest).",
+)
+def prove(*, ledger: Path, index: int | None, old: int | None, size: int | None) -> None:
+    """Print a receipt (C2SP tlog-proof) or a witness request (tlog-witness add-checkpoint).
+
+    With --index I: the receipt of record I, its leaf bytes on the extra line.
+    With --consistency OLD: "old OLD", the consistency proof, a blank line and
+    the checkpoint.
+
+    \f
+    Raises:
+        click.UsageError: unless exactly one of --index and --consistency is given.
+        MalformedError: if the index or old size is beyond the checkpoint.
+        StorageError: if the ledger cannot be opened or has no checkpoint of that size.
+    """
+    if (index is None) == (old is None):
+        raise click.UsageError("give exactly one of --index and --consistency")
+    with _open_readonly(ledger) as lg:
+        if index is not None:
+            text = format_receipt(lg.receipt(index, size))
+        else:
+            assert old is not None  # noqa: S101 - checked above; this informs mypy
+            text = format_witness_request(lg.witness_request(old, size))
+    click.echo(text, nl=False)
+
+
+@cli.command()
+@_ledger_argument
+def check(*, ledger: Path) -> None:
+    """Rebuild chain, signatures, Merkle hashes and checkpoints; exit 1 on the first fault.
+
+    \f
+    Raises:
+        CommandFailedError: with the first fault found (exit 1).
+        StorageError: if the file cannot be opened as a ledger (exit 2).
+    """
+    with _open_readonly(ledger) as lg:
+        try:
+            report = lg.check()
+        except LedgerError as err:
+            # Whatever check finds wrong in the file is a failed check, not a usage error.
+            raise CommandFailedError(f"check failed: {err}") from err
+    click.echo(
+        f"ok: {report.size} records, {report.checkpoints} checkpoints, "
+        f"root {b64encode(report.root)}"
+    )
+
+
+def _record_json(rec: Record) -> str:
+    return json.dumps(
+        {
+            "index": rec.index,
+            "leaf_hash": b64encode(rec.leaf_hash),
+            "event": records.event_to_json(rec.event),
+        },
+        ensure_ascii=False,
+    )
+
+
+@cli.command()
+@_ledger_argument
+@click.option("--index", type=click.IntRange(min=0), help="Only record I.")
+@click.option("--camera", help="Only records of this camera_id.")
+@click.option("--owner", help="Only records of this owner_id.")
+@click.option("--limit", type=click.IntRange(min=0), help="At most N records.")
+def show(
+    *, ledger: Path, index: int | None, camera: str | None, owner: str | None, limit: int | None
+) -> None:
+    """Print records as JSON lines: index, leaf_hash and the event's JSON form.
+
+    \f
+    Raises:
+        click.UsageError: if --index is combined with a filter.
+        StorageError: if the ledger cannot be opened or has no record I.
+    """
+    with _open_readonly(ledger) as lg:
+        if index is not None:
+            if camera is not None or owner is not None:
+                raise click.UsageError("--index cannot be combined with --camera or --owner")
+            found: Iterator[Record] = iter([lg.record(index)])
+        elif camera is not None or owner is not None:
+            found = iter(lg.query(camera_id=camera, owner_id=owner, limit=limit))
+        else:
+            found = lg.iter_records()
+        for rec in islice(found, limit):
+            click.echo(_record_json(rec))
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Work here (default: a new temporary directory).",
+)
+@click.option(
+    "--records",
+    "count",
+    type=click.IntRange(min=MIN_RECORDS),
+    default=200,
+    show_default=True,
+    help="How many events to log.",
+)
+def demo(*, directory: Path | None, count: int) -> None:
+    """Create keys and a ledger, log a realistic mix of footage accesses, and show them.
+
+    \f
+    Raises:
+        CommandError: if DIR cannot be created.
+        StorageError: if DIR already holds a demo.
+    """
+    if directory is None:
+        directory = Path(tempfile.mkdtemp(prefix="disclosure-ledger-demo-"))
+        click.echo(f"working in {directory}")
+    else:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise CommandError(f"{directory}: cannot create: {err.strerror}") from err
+    run_demo(directory, count, sys.stdout)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Run the command line and exit with its status.
+
+    A bug (an exception that is not a :class:`LedgerError` or an ``OSError``)
+    is reported in one line with exit code 3; set ``DISCLOSURE_LEDGER_TRACEBACK=1``
+    to see the traceback.
+
+    Raises:
+        SystemExit: always, with the exit status.
+    """
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name=_PROG)
+    except Exception as err:
+        if os.environ.get("DISCLOSURE_LEDGER_TRACEBACK"):
+            raise
+        click.echo(
+            f"{_PROG}: internal error: {type(err).__name__}: {err} "
+            "(a bug; set DISCLOSURE_LEDGER_TRACEBACK=1 to see where)",
+            err=True,
+        )
+        sys.exit(_EXIT_INTERNAL)
+    sys.exit(EXIT_OK)
+
+
+if __name__ == "__main__":
+    main()
