@@ -106,11 +106,32 @@ class CheckReport:
     root: bytes
 
 
+_Item = tuple[Event, bytes, tuple[object, ...]]
+
+
+def _index_columns(ev: Event) -> tuple[object, ...]:
+    # The query columns stored beside each leaf, in storage.RECORD_COLUMNS order
+    # after (seq, leaf, logged_at). Built by the caller's thread, not the committer.
+    rec = ev.recipient
+    basis = ev.legal_basis
+    return (
+        ev.event_id,
+        ev.camera_id,
+        ev.owner_id,
+        str(ev.action),
+        str(ev.actor.kind),
+        None if rec is None else str(rec.kind),
+        None if rec is None else rec.organization,
+        None if basis is None else str(basis),
+        _utc_column(ev.occurred_at),
+    )
+
+
 class _Request:
     __slots__ = ("events", "future", "writer")
 
     def __init__(
-        self, events: list[tuple[Event, bytes]], writer: Signer, future: Future[list[AppendReceipt]]
+        self, events: list[_Item], writer: Signer, future: Future[list[AppendReceipt]]
     ) -> None:
         self.events = events
         self.writer = writer
@@ -320,7 +341,7 @@ class Ledger:
                 field path starts with the event's position, as ``[3].actor.kind``.
         """
         signer = self._writer(writer)
-        encoded: list[tuple[Event, bytes]] = []
+        encoded: list[_Item] = []
         seen: set[str] = set()
         for i, item in enumerate(events):
             try:
@@ -330,7 +351,7 @@ class Ledger:
             if ev.event_id in seen:
                 raise DuplicateEventError(ev.event_id)
             seen.add(ev.event_id)
-            encoded.append((ev, records.encode_event(ev)))
+            encoded.append((ev, records.encode_event(ev), _index_columns(ev)))
         future: Future[list[AppendReceipt]] = Future()
         if not encoded:
             future.set_result([])
@@ -409,14 +430,14 @@ class Ledger:
             accepted: list[_Request] = []
             refused: list[tuple[_Request, str]] = []
             if check_duplicates:
-                ids = [ev.event_id for req in batch for ev, _ in req.events]
+                ids = [ev.event_id for req in batch for ev, _, _ in req.events]
                 existing = txn.existing_event_ids(ids)
                 seen: set[str] = set()
                 for req in batch:
                     dup = next(
                         (
                             ev.event_id
-                            for ev, _ in req.events
+                            for ev, _, _ in req.events
                             if ev.event_id in existing or ev.event_id in seen
                         ),
                         None,
@@ -424,7 +445,7 @@ class Ledger:
                     if dup is not None:
                         refused.append((req, dup))
                         continue
-                    seen.update(ev.event_id for ev, _ in req.events)
+                    seen.update(ev.event_id for ev, _, _ in req.events)
                     accepted.append(req)
             else:
                 accepted = batch
@@ -439,7 +460,7 @@ class Ledger:
             chain_prefix = records.CHAIN_PREFIX
             for req in accepted:
                 kid = req.writer.key_id
-                for _, evb in req.events:
+                for _, evb, _ in req.events:
                     content = encode_content(seq, prev, logged_at, kid, evb)
                     prev = sha(chain_prefix + content).digest()
                     contents.append((content, req.writer))
@@ -456,7 +477,7 @@ class Ledger:
             n = size
             pos = 0
             hash_pos = stored_hash_count(size)
-            flat = [ev for req in accepted for ev, _ in req.events]
+            flat = [cols for req in accepted for _, _, cols in req.events]
             for chunk, fut in zip(chunks, futures, strict=True):
                 sigs = fut.result()
                 hashes: list[bytes] = []
@@ -474,25 +495,7 @@ class Ledger:
                         hashes.append(h)
                         m >>= 1
                     stack.append(h)
-                    ev = flat[pos]
-                    rec = ev.recipient
-                    basis = ev.legal_basis
-                    rows.append(
-                        (
-                            size + pos,
-                            ev.event_id,
-                            leaf,
-                            ev.camera_id,
-                            ev.owner_id,
-                            str(ev.action),
-                            str(ev.actor.kind),
-                            None if rec is None else str(rec.kind),
-                            None if rec is None else rec.organization,
-                            None if basis is None else str(basis),
-                            _utc_column(ev.occurred_at),
-                            logged_at,
-                        )
-                    )
+                    rows.append((size + pos, leaf, logged_at, *flat[pos]))
                     pos += 1
                 txn.insert_records(rows)
                 txn.insert_hashes(hash_pos, hashes)
@@ -513,7 +516,7 @@ class Ledger:
         pos = 0
         for req in accepted:
             out = []
-            for ev, _ in req.events:
+            for ev, _, _ in req.events:
                 out.append(AppendReceipt(size + pos, leaf_hashes[pos], ev.event_id, signed))
                 pos += 1
             req.future.set_result(out)
