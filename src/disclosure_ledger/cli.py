@@ -31,7 +31,7 @@ from typing import IO, Any, NoReturn, TypeVar
 
 import click
 
-from . import records
+from . import cli_witness, records
 from .checkpoints import format_receipt, format_witness_request
 from .demo import MIN_RECORDS, run_demo
 from .errors import (
@@ -668,6 +668,10 @@ def demo(*, directory: Path | None, count: int) -> None:
         except OSError as err:
             raise CommandError(f"{directory}: cannot create: {err.strerror}") from err
     run_demo(directory, count, sys.stdout)
+
+
+# The witness, receipt, gate and evidence commands live in their own module.
+cli_witness.register(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -20,7 +20,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import records
+from . import records, witness_client
 from .checkpoints import (
     Checkpoint,
     Receipt,
@@ -191,6 +191,14 @@ class Ledger:
         self._start_lock = threading.Lock()
         self._closed = False
         self._registered: set[str] = set()
+        # Witnesses: a background thread asks them to cosign the newest checkpoint.
+        self._witnesses: list[witness_client.WitnessEndpoint] = []
+        self._witness_clock: Callable[[], float] = time.time
+        self._witness_thread: threading.Thread | None = None
+        self._witness_wakeup = threading.Condition()
+        self._witness_pending: int | None = None
+        self._witness_stop = False
+        self._witness_outcomes: list[witness_client.WitnessOutcome] = []
         # Cache of the committed head, valid while the size matches the file.
         self._head_size = -1
         self._head_prev = records.GENESIS_PREV
@@ -264,6 +272,11 @@ class Ledger:
         if committer is not None:
             self._queue.put(None)
             committer.join()
+        if self._witness_thread is not None:
+            with self._witness_wakeup:
+                self._witness_stop = True
+                self._witness_wakeup.notify()
+            self._witness_thread.join()
         if self._pool is not None:
             self._pool.shutdown()
         self._store.close()
@@ -520,6 +533,10 @@ class Ledger:
                 out.append(AppendReceipt(size + pos, leaf_hashes[pos], ev.event_id, signed))
                 pos += 1
             req.future.set_result(out)
+        if self._witnesses:
+            with self._witness_wakeup:
+                self._witness_pending = new_size
+                self._witness_wakeup.notify()
 
     # -- reading -------------------------------------------------------------------------
 
@@ -558,7 +575,9 @@ class Ledger:
             yield Record(i, env, env.event())
 
     def _signed(self, size: int, note: str) -> SignedCheckpoint:
-        lines = self._store.cosignature_lines(size)
+        # Newest first: a note counts one signature per key, and a witness's
+        # latest cosignature is the freshest statement it made.
+        lines = self._store.cosignature_lines(size)[::-1]
         full = add_signature_lines(note, lines) if lines else note
         witnesses = [parse_verifier(w) for w in self._witness_keys(size)]
         return open_checkpoint(full, self.log_verifier, witnesses)
@@ -824,6 +843,74 @@ class Ledger:
         return CheckReport(size, len(checkpoints), tuple(w.vkey for w in writers), cr.root())
 
     # -- witnesses -------------------------------------------------------------------------
+
+    def attach_witnesses(
+        self,
+        witnesses: Iterable[witness_client.WitnessEndpoint],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Ask these witnesses to cosign every new checkpoint, in the background.
+
+        After each commit a background thread sends each witness an
+        add-checkpoint request for the newest checkpoint (older ones still
+        waiting are skipped: a cosignature of the newest covers them) and
+        stores the cosignatures that verify. A witness that is down, slow or
+        refusing is recorded (see :meth:`witness_events`) and never delays or
+        fails an append. ``clock`` gives cosignature times to in-process witnesses.
+
+        Raises:
+            LedgerError: if the ledger is closed.
+        """
+        with self._start_lock:
+            if self._closed:
+                raise LedgerError("the ledger is closed")
+            self._witnesses.extend(witnesses)
+            self._witness_clock = clock
+            if self._witness_thread is None and self._witnesses:
+                self._witness_thread = threading.Thread(
+                    target=self._run_witnesses, name="ledger-witness", daemon=True
+                )
+                self._witness_thread.start()
+
+    def _run_witnesses(self) -> None:
+        while True:
+            with self._witness_wakeup:
+                while self._witness_pending is None and not self._witness_stop:
+                    self._witness_wakeup.wait()
+                size = self._witness_pending
+                self._witness_pending = None
+                if size is None:
+                    return
+            outcomes = witness_client.collect_cosignatures(
+                self, list(self._witnesses), int(self._witness_clock()), size=size
+            )
+            self._witness_outcomes = (self._witness_outcomes + outcomes)[-1000:]
+
+    def cosign_now(self, *, size: int | None = None) -> list[witness_client.WitnessOutcome]:
+        """Ask the attached witnesses to cosign a checkpoint now and wait for the answers.
+
+        Never raises for a witness's failure; each outcome says what happened.
+        """
+        return witness_client.collect_cosignatures(
+            self, list(self._witnesses), int(self._witness_clock()), size=size
+        )
+
+    def record_witness_event(self, size: int, witness: str, outcome: str, detail: str) -> None:
+        """Record what a witness answered for the checkpoint of ``size``.
+
+        Raises:
+            StorageError: if the ledger cannot be written.
+        """
+        self._store.add_witness_event(size, witness, outcome, detail)
+
+    def witness_events(self) -> list[tuple[int, str, str, str]]:
+        """Every recorded witness outcome ``(size, witness, outcome, detail)``, oldest first.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
+        return self._store.witness_events()
 
     def add_cosignatures(
         self, size: int, lines: Sequence[str], witnesses: Iterable[Verifier]

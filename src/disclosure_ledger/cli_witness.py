@@ -1,0 +1,506 @@
+"""Command-line commands for witnesses, cosignatures, receipts, the release gate and evidence.
+
+This module owns these commands' names, options and outputs; :func:`register`
+adds them to the ``disclosure-ledger`` group. They follow the main CLI's rule:
+a failure is one line on standard error, ``disclosure-ledger: error:
+<message>``, never a traceback. Exit codes: 0 success; 1 a refusal or a
+failed verification (a witness refusing a checkpoint, a receipt that does not
+verify, a gate that does not release, evidence that proves nothing); 2 a
+usage error or an unusable input (a missing file, a bad key file).
+
+``witness add`` speaks the command-witness protocol of
+:mod:`.witness_client`: on success it prints the cosignature line; when the
+witness holds another size than the request's ``old``, it also prints that
+size alone on standard output (the protocol's 409 body) before exiting 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import click
+
+from .checkpoints import parse_checkpoint
+from .errors import (
+    ConflictError,
+    KeyFormatError,
+    LedgerError,
+    MalformedError,
+    StorageError,
+    VerificationError,
+)
+from .evidence import check_evidence, parse_evidence
+from .gate import DEFAULT_MAX_AGE_SECONDS, ReleaseGate, verify_record_receipt
+from .keys import read_signer_file, read_verifier_file
+from .ledger import Ledger
+from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Verifier, parse_note
+from .policy import Policy, parse_policy
+from .witness import StaleOldSizeError, Witness
+from .witness_client import CommandWitness, LocalWitness, WitnessEndpoint, collect_cosignatures
+
+__all__ = ["register"]
+
+_PROG = "disclosure-ledger"
+_EXIT_FAILED = 1
+_EXIT_USAGE = 2
+_MAX_INPUT = 4 << 20
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _UsageFailure(click.ClickException):
+    """One ``disclosure-ledger: error: ...`` line, exit 2."""
+
+    exit_code = _EXIT_USAGE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split("\n")))
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        """Print the one error line to standard error (or ``file``)."""
+        click.echo(f"{_PROG}: error: {self.format_message()}", file=file, err=file is None)
+
+
+class _Refusal(_UsageFailure):
+    """One ``disclosure-ledger: error: ...`` line, exit 1."""
+
+    exit_code = _EXIT_FAILED
+
+
+def _fail(message: str, exit_code: int = _EXIT_USAGE) -> _UsageFailure:
+    return _Refusal(message) if exit_code == _EXIT_FAILED else _UsageFailure(message)
+
+
+def _reporting(
+    refusal: tuple[type[LedgerError], ...] = (VerificationError, ConflictError),
+) -> Callable[[F], F]:
+    """Turn library and OS errors into one line: exit 1 for ``refusal`` kinds, else 2."""
+
+    def wrap(f: F) -> F:
+        @functools.wraps(f)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return f(*args, **kwargs)
+            except click.ClickException:
+                raise
+            except (StorageError, KeyFormatError) as err:
+                raise _fail(str(err), _EXIT_USAGE) from err
+            except LedgerError as err:
+                code = _EXIT_FAILED if isinstance(err, refusal) else _EXIT_USAGE
+                raise _fail(str(err), code) from err
+            except OSError as err:
+                where = f"{err.filename}: " if err.filename else ""
+                raise _fail(f"{where}{err.strerror or err}", _EXIT_USAGE) from err
+
+        return run  # type: ignore[return-value]  # functools.wraps keeps the signature
+
+    return wrap
+
+
+_ALL_REFUSALS: tuple[type[LedgerError], ...] = (LedgerError,)
+
+
+def _passphrase_options(f: F) -> F:
+    f = click.option(
+        "--passphrase-env",
+        metavar="VAR",
+        help="Read the key passphrase from environment variable VAR.",
+    )(f)
+    return click.option(
+        "--passphrase-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Read the key passphrase from the first line of FILE.",
+    )(f)
+
+
+def _passphrase(file: Path | None, env: str | None) -> str | None:
+    if file is not None and env is not None:
+        raise _fail("give at most one of --passphrase-file and --passphrase-env")
+    if file is not None:
+        try:
+            lines = file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise _fail(f"{file}: cannot read the passphrase file") from err
+        return lines[0] if lines else ""
+    if env is not None:
+        value = os.environ.get(env)
+        if value is None:
+            raise _fail(f"environment variable {env} is not set")
+        return value
+    return None
+
+
+def _read_input(path: str, what: str) -> bytes:
+    if path == "-":
+        data = sys.stdin.buffer.read(_MAX_INPUT + 1)
+    else:
+        try:
+            with Path(path).open("rb") as fh:
+                data = fh.read(_MAX_INPUT + 1)
+        except OSError as err:
+            raise _fail(f"{path}: cannot read the {what}: {err.strerror}") from err
+    if len(data) > _MAX_INPUT:
+        raise _fail(f"{path}: the {what} is too large")
+    return data
+
+
+def _verifier(path: Path, want: int, what: str) -> Verifier:
+    v = read_verifier_file(path)
+    if v.key_type != want:
+        kind = "a cosignature (type 0x04)" if want == KEY_TYPE_COSIGNATURE else "an Ed25519"
+        raise _fail(f"{path}: the {what} must be {kind} key")
+    return v
+
+
+def _policy_file(path: Path) -> Policy:
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise _fail(f"{path}: cannot read the policy: {err.strerror}") from err
+    try:
+        return parse_policy(data)
+    except MalformedError as err:
+        raise _fail(f"{path}: {err}") from err
+
+
+_key_path = click.Path(exists=False, dir_okay=False, path_type=Path)
+
+
+# -- witness init / add -------------------------------------------------------------------
+
+
+@click.group("witness")
+def _witness() -> None:
+    """Run a witness: cosign a log's checkpoints only if each extends the last."""
+
+
+@_witness.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--key", "key_path", required=True, type=_key_path, help="The witness's key file.")
+@click.option(
+    "--log",
+    "logs",
+    required=True,
+    multiple=True,
+    type=_key_path,
+    help="A followed log's .pub file (repeatable).",
+)
+@_passphrase_options
+@_reporting()
+def _witness_init(
+    *,
+    directory: Path,
+    key_path: Path,
+    logs: Sequence[Path],
+    passphrase_file: Path | None,
+    passphrase_env: str | None,
+) -> None:
+    """Create a witness in DIRECTORY that cosigns with KEY the logs given."""
+    key = read_signer_file(key_path, _passphrase(passphrase_file, passphrase_env))
+    if key.key_type != KEY_TYPE_COSIGNATURE:
+        raise _fail(f"{key_path}: a witness key must be a cosignature key (keygen --witness)")
+    log_keys = [_verifier(p, KEY_TYPE_ED25519, "log key") for p in logs]
+    w = Witness.init(directory, key, log_keys, key_file=key_path)
+    click.echo(f"witness {w.verifier.vkey}")
+    for log in w.logs:
+        click.echo(f"follows {log.vkey}")
+
+
+def _open_witness(directory: Path, key_path: Path | None, passphrase: str | None) -> Witness:
+    config = Witness.read_config(directory)
+    path = key_path
+    if path is None:
+        if config.key_file is None:
+            raise _fail(f"{directory}: the witness records no key file; give --key")
+        path = Path(config.key_file)
+    return Witness.open(directory, read_signer_file(path, passphrase))
+
+
+@_witness.command("add")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("request_file", metavar="REQUEST_FILE")
+@click.option("--key", "key_path", type=_key_path, help="The witness's key file (default: init's).")
+@_passphrase_options
+@_reporting(_ALL_REFUSALS)
+def _witness_add(
+    *,
+    directory: Path,
+    request_file: str,
+    key_path: Path | None,
+    passphrase_file: Path | None,
+    passphrase_env: str | None,
+) -> None:
+    """Check an add-checkpoint request (REQUEST_FILE, or - for stdin) and print the cosignature."""
+    try:
+        w = _open_witness(directory, key_path, _passphrase(passphrase_file, passphrase_env))
+    except (StorageError, KeyFormatError) as err:
+        raise _fail(str(err), _EXIT_USAGE) from err
+    body = _read_input(request_file, "witness request")
+    try:
+        line = w.add_checkpoint(body, int(time.time()))
+    except StaleOldSizeError as err:
+        click.echo(str(err.current_size))
+        raise _fail(str(err), _EXIT_FAILED) from err
+    except StorageError as err:
+        raise _fail(str(err), _EXIT_USAGE) from err
+    except LedgerError as err:
+        raise _fail(str(err), _EXIT_FAILED) from err
+    click.echo(line, nl=False)
+
+
+# -- cosign ---------------------------------------------------------------------------------
+
+
+@click.command("cosign")
+@click.argument("ledger", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", metavar="FILE")
+@click.option(
+    "--witness-key",
+    "witness_keys",
+    multiple=True,
+    type=_key_path,
+    help="A trusted witness's .pub file (repeatable).",
+)
+@click.option("--policy", "policy_path", type=_key_path, help="Trust the policy's witnesses.")
+@click.option(
+    "--size",
+    type=click.IntRange(min=0),
+    help="The checkpoint size (default: from FILE, or latest).",
+)
+@_reporting()
+def _cosign(
+    *,
+    ledger: Path,
+    file: str,
+    witness_keys: Sequence[Path],
+    policy_path: Path | None,
+    size: int | None,
+) -> None:
+    """Attach cosignature lines from FILE (- for stdin) to a stored checkpoint.
+
+    FILE holds cosignature lines, or a whole cosigned checkpoint note.
+    """
+    keys = [_verifier(p, KEY_TYPE_COSIGNATURE, "witness key") for p in witness_keys]
+    if policy_path is not None:
+        keys += _policy_file(policy_path).witness_keys()
+    if not keys:
+        raise _fail("give --witness-key or --policy: the witnesses to trust")
+    raw = _read_input(file, "cosignature file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _fail(f"{file}: not UTF-8 text", _EXIT_FAILED) from err
+    lines = [line for line in text.splitlines() if line.startswith("— ")]
+    if not lines:
+        raise _fail(f"{file}: holds no signature lines", _EXIT_FAILED)
+    if size is None and "\n\n" in text:
+        try:
+            size = parse_checkpoint(parse_note(text).text).size
+        except MalformedError:
+            size = None
+    with Ledger.open(ledger) as lg:
+        target = lg.latest_checkpoint().checkpoint.size if size is None else size
+        new = lg.add_cosignatures(target, lines, keys)
+    click.echo(f"stored {new} new cosignature(s) for checkpoint {target}")
+
+
+# -- verify-receipt, gate check ---------------------------------------------------------
+
+
+def _receipt_policy(
+    log_key: Path | None, policy_path: Path | None, writer_keys: Sequence[Path]
+) -> Policy:
+    if log_key is None and policy_path is None:
+        raise _fail("give --log-key or --policy: the log to trust")
+    base = Policy() if policy_path is None else _policy_file(policy_path)
+    logs = base.logs
+    if log_key is not None:
+        logs = (_verifier(log_key, KEY_TYPE_ED25519, "log key"), *logs)
+    writers = (*base.writers, *(_verifier(p, KEY_TYPE_ED25519, "writer key") for p in writer_keys))
+    return Policy(logs, writers, base.witnesses, base.groups, base.quorum)
+
+
+@click.command("verify-receipt")
+@click.argument("receipt", metavar="RECEIPT")
+@click.option("--log-key", type=_key_path, help="The log's .pub file.")
+@click.option("--policy", "policy_path", type=_key_path, help="A trust policy file.")
+@click.option(
+    "--writer-key",
+    "writer_keys",
+    multiple=True,
+    type=_key_path,
+    help="A trusted writer's .pub file (repeatable).",
+)
+@_reporting(_ALL_REFUSALS)
+def _verify_receipt(
+    *,
+    receipt: str,
+    log_key: Path | None,
+    policy_path: Path | None,
+    writer_keys: Sequence[Path],
+) -> None:
+    """Verify a receipt (RECEIPT, or - for stdin) and print the record it proves, as JSON.
+
+    With --policy, the checkpoint must carry the policy's witness quorum and,
+    if the policy names writers, the record must be signed by one of them.
+    """
+    policy = _receipt_policy(log_key, policy_path, writer_keys)
+    record = verify_record_receipt(_read_input(receipt, "receipt"), policy)
+    click.echo(json.dumps(record.to_json(), indent=2, ensure_ascii=False))
+
+
+@click.group("gate")
+def _gate() -> None:
+    """The release gate: may this footage be released under this receipt?"""
+
+
+@_gate.command("check")
+@click.argument("receipt", metavar="RECEIPT")
+@click.option(
+    "--footage-sha256", "footage", required=True, help="SHA-256 of the footage, 64 hex digits."
+)
+@click.option("--policy", "policy_path", required=True, type=_key_path, help="A trust policy.")
+@click.option(
+    "--max-age",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_AGE_SECONDS,
+    show_default=True,
+    help="The oldest checkpoint accepted, in seconds.",
+)
+@click.option("--now", type=click.IntRange(min=0), help="Check as of this Unix time.")
+@_reporting(_ALL_REFUSALS)
+def _gate_check(
+    *, receipt: str, footage: str, policy_path: Path, max_age: int, now: int | None
+) -> None:
+    """Exit 0 and print the release record if the footage may be released; else exit 1."""
+    text = footage.strip().lower()
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise _fail("--footage-sha256 must be 64 hex digits")
+    gate = ReleaseGate(_policy_file(policy_path), max_age_seconds=max_age)
+    when = int(time.time()) if now is None else now
+    record = gate.check(_read_input(receipt, "receipt"), bytes.fromhex(text), when)
+    out = {"release": True, **record.to_json()}
+    click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+
+
+# -- evidence check ----------------------------------------------------------------------
+
+
+@click.group("evidence")
+def _evidence() -> None:
+    """Split-view evidence: two signed checkpoints of one log that cannot both be true."""
+
+
+@_evidence.command("check")
+@click.argument("file", metavar="FILE")
+@click.option("--log-key", required=True, type=_key_path, help="The log's .pub file.")
+@_reporting(_ALL_REFUSALS)
+def _evidence_check(*, file: str, log_key: Path) -> None:
+    """Exit 0 and describe the misbehaviour if FILE proves it; else exit 1."""
+    key = _verifier(log_key, KEY_TYPE_ED25519, "log key")
+    found = check_evidence(parse_evidence(_read_input(file, "evidence file")), key)
+    click.echo(f"proven: {found.kind}")
+    click.echo(found.description)
+
+
+# -- witness-collect ---------------------------------------------------------------------
+
+
+@click.command("witness-collect")
+@click.argument("ledger", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--witness-dir",
+    "witness_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A local witness directory (repeatable).",
+)
+@click.option(
+    "--witness-cmd",
+    "witness_cmds",
+    multiple=True,
+    help="A witness command reading the request on stdin (repeatable; pair with --witness-key).",
+)
+@click.option(
+    "--witness-key",
+    "witness_keys",
+    multiple=True,
+    type=_key_path,
+    help="The .pub file of the witness behind each --witness-cmd, in the same order.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for each witness command.",
+)
+@_passphrase_options
+@_reporting()
+def _witness_collect(
+    *,
+    ledger: Path,
+    witness_dirs: Sequence[Path],
+    witness_cmds: Sequence[str],
+    witness_keys: Sequence[Path],
+    timeout: float,
+    passphrase_file: Path | None,
+    passphrase_env: str | None,
+) -> None:
+    """Push the ledger's latest checkpoint to witnesses and store their cosignatures.
+
+    Prints one line per witness; exits 1 if any did not cosign.
+    """
+    if not witness_dirs and not witness_cmds:
+        raise _fail("give at least one --witness-dir or --witness-cmd")
+    if len(witness_cmds) != len(witness_keys):
+        raise _fail("give one --witness-key for each --witness-cmd, in the same order")
+    passphrase = _passphrase(passphrase_file, passphrase_env)
+    endpoints: list[WitnessEndpoint] = [
+        LocalWitness(_open_witness(d, None, passphrase)) for d in witness_dirs
+    ]
+    for cmd, key_path in zip(witness_cmds, witness_keys, strict=True):
+        try:
+            argv = shlex.split(cmd)
+        except ValueError as err:
+            raise _fail(f"--witness-cmd {cmd!r}: {err}") from err
+        key = _verifier(key_path, KEY_TYPE_COSIGNATURE, "witness key")
+        endpoints.append(CommandWitness(argv, key, timeout=timeout))
+    with Ledger.open(ledger) as lg:
+        outcomes = collect_cosignatures(lg, endpoints, int(time.time()))
+    for o in outcomes:
+        click.echo(f"{o.outcome} {o.witness} size {o.size}: {o.detail}")
+    failed = sum(1 for o in outcomes if not o.ok)
+    if failed:
+        raise _fail(f"{failed} of {len(outcomes)} witnesses did not cosign", _EXIT_FAILED)
+
+
+def register(cli: click.Group) -> None:
+    """Add ``witness``, ``cosign``, ``verify-receipt``, ``gate``, ``evidence`` and
+    ``witness-collect`` to ``cli``.
+
+    Raises:
+        ValueError: if ``cli`` already has a command of one of these names.
+    """
+    commands: list[click.Command] = [
+        _witness,
+        _cosign,
+        _verify_receipt,
+        _gate,
+        _evidence,
+        _witness_collect,
+    ]
+    for cmd in commands:
+        assert cmd.name is not None  # noqa: S101 - every command above is named
+        if cmd.name in cli.commands:
+            raise ValueError(f"the CLI already has a command {cmd.name!r}")
+    for cmd in commands:
+        cli.add_command(cmd)

@@ -1,0 +1,532 @@
+"""A witness: cosign a log's checkpoint only if it extends the last one cosigned.
+
+This module owns the witness's state machine and its small on-disk state,
+light enough for camera firmware: no server, no database, a directory of
+small text files, and time passed in by the caller. The add-checkpoint step
+takes a C2SP tlog-witness request body and follows that protocol: it checks
+the log's signature, that ``old`` is the size it last cosigned, the
+consistency proof from the root it holds, persists the new size and root
+atomically and only then returns a ``cosignature/v1`` line.
+
+Directory layout::
+
+    DIR/config                       the witness's key and the logs it follows
+    DIR/state/<sha256(origin)>       the last cosigned checkpoint of one log
+    DIR/state/<sha256(origin)>.lock  held (flock) across check-and-update
+    DIR/evidence/*.evidence          split-view evidence (see :mod:`.evidence`)
+
+``config`` is::
+
+    disclosure-ledger/witness-config/v1
+    witness <the witness's verifier key>
+    key-file <path of the signer key file>       (optional, used by the CLI)
+    log <a followed log's verifier key>          (one or more)
+
+A state file is ``disclosure-ledger/witness-state/v1`` and a newline,
+followed by the signed checkpoint note last cosigned, verbatim. Both files are
+replaced atomically (temporary file, fsync, ``os.replace``, directory fsync),
+so a crash leaves either the old state or the new one. Two add-checkpoint calls
+for one origin, from threads or processes, serialise on the lock file, so they
+can never both succeed from the same old size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from .checkpoints import (
+    SignedCheckpoint,
+    WitnessRequest,
+    cosign_checkpoint,
+    open_checkpoint,
+    parse_checkpoint,
+    parse_witness_request,
+)
+from .errors import (
+    BadSignatureError,
+    ConflictError,
+    InconsistentCheckpointError,
+    KeyFormatError,
+    MalformedError,
+    ProofError,
+    RollbackError,
+    RootMismatchError,
+    StorageError,
+    UntrustedKeyError,
+    VerificationError,
+)
+from .evidence import Evidence, detect_split_view, make_evidence, write_evidence_file
+from .merkle import EMPTY_ROOT, verify_consistency
+from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Signer, Verifier, parse_note
+from .notes import parse_verifier as _parse_verifier
+
+__all__ = [
+    "CONFIG_HEADER",
+    "STATE_HEADER",
+    "OldSizeTooLargeError",
+    "SizeWentBackwardsError",
+    "SplitViewError",
+    "StaleOldSizeError",
+    "UnknownOriginError",
+    "Witness",
+    "WitnessConfig",
+    "WitnessState",
+    "format_config",
+    "parse_config",
+]
+
+CONFIG_HEADER = "disclosure-ledger/witness-config/v1"
+STATE_HEADER = "disclosure-ledger/witness-state/v1"
+_MAX_FILE = 2 << 20
+
+
+class UnknownOriginError(UntrustedKeyError):
+    """The witness does not follow the log the checkpoint names (the protocol's 404)."""
+
+
+class StaleOldSizeError(ConflictError):
+    """The request's ``old`` is not the size last cosigned (the protocol's 409).
+
+    ``current_size`` is the size the witness holds; retry from it.
+    """
+
+    def __init__(self, origin: str, old_size: int, current_size: int) -> None:
+        super().__init__(
+            f"stale old size {old_size} for {origin}: the witness last cosigned size {current_size}"
+        )
+        self.origin = origin
+        self.old_size = old_size
+        self.current_size = current_size
+
+
+class OldSizeTooLargeError(MalformedError):
+    """The request's ``old`` is larger than the checkpoint's size (the protocol's 400)."""
+
+
+class SizeWentBackwardsError(RollbackError):
+    """The checkpoint is smaller than the one the witness last cosigned.
+
+    ``current_size`` is the size the witness holds.
+    """
+
+    def __init__(self, origin: str, size: int, current_size: int) -> None:
+        super().__init__(
+            f"checkpoint size {size} for {origin} is smaller than the size {current_size} "
+            "the witness already cosigned"
+        )
+        self.origin = origin
+        self.size = size
+        self.current_size = current_size
+
+
+class SplitViewError(InconsistentCheckpointError):
+    """The log signed a checkpoint that contradicts the one the witness holds.
+
+    ``evidence`` proves it to anyone with the log's key; ``evidence_path`` is
+    where the witness wrote it (``None`` if writing failed).
+    """
+
+    def __init__(self, message: str, evidence: Evidence, evidence_path: Path | None) -> None:
+        where = f"; evidence written to {evidence_path}" if evidence_path else ""
+        super().__init__(message + where)
+        self.evidence = evidence
+        self.evidence_path = evidence_path
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessState:
+    """What a witness holds for one log: the last checkpoint it cosigned."""
+
+    origin: str
+    size: int
+    root: bytes
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessConfig:
+    """A witness directory's configuration (see the module docstring)."""
+
+    witness: Verifier
+    logs: tuple[Verifier, ...]
+    key_file: str | None = None
+
+
+def _origin_stem(origin: str) -> str:
+    return hashlib.sha256(origin.encode("utf-8")).hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + "-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _read_small(path: Path, what: str) -> str | None:
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(_MAX_FILE + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise StorageError(f"{path}: cannot read the {what}: {err.strerror}") from err
+    if len(raw) > _MAX_FILE:
+        raise StorageError(f"{path}: the {what} is too large")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise StorageError(f"{path}: the {what} is not UTF-8") from err
+
+
+def format_config(config: WitnessConfig) -> str:
+    """Return the ``config`` file text (see the module docstring)."""
+    lines = [CONFIG_HEADER, f"witness {config.witness.vkey}"]
+    if config.key_file is not None:
+        lines.append(f"key-file {config.key_file}")
+    lines.extend(f"log {v.vkey}" for v in config.logs)
+    return "\n".join(lines) + "\n"
+
+
+def parse_config(text: str) -> WitnessConfig:
+    """Parse a witness ``config`` file.
+
+    Raises:
+        MalformedError: if the header, a key or a line is malformed, or there
+            is no witness key or no log.
+    """
+    lines = text.splitlines()
+    if not lines or lines[0] != CONFIG_HEADER:
+        raise MalformedError(f"witness config must start with {CONFIG_HEADER}")
+    witness: Verifier | None = None
+    key_file: str | None = None
+    logs: list[Verifier] = []
+    for n, line in enumerate(lines[1:], 2):
+        word, _, rest = line.partition(" ")
+        try:
+            if word == "witness" and witness is None:
+                witness = _parse_verifier(rest)
+            elif word == "key-file" and key_file is None and rest:
+                key_file = rest
+            elif word == "log":
+                logs.append(_parse_verifier(rest))
+            else:
+                raise MalformedError(f"witness config line {n}: unexpected {word!r}")
+        except KeyFormatError as err:
+            raise MalformedError(f"witness config line {n}: {err}") from err
+    if witness is None or witness.key_type != KEY_TYPE_COSIGNATURE:
+        raise MalformedError("witness config needs a cosignature (type 0x04) witness key")
+    if not logs:
+        raise MalformedError("witness config names no log")
+    return WitnessConfig(witness, tuple(logs), key_file)
+
+
+class Witness:
+    """A witness over a state directory. Create with :meth:`init`, reopen with :meth:`open`.
+
+    Thread-safe, and safe to use from several processes over one directory.
+    """
+
+    __slots__ = ("_config", "_dir", "_key", "_locks", "_locks_guard")
+
+    def __init__(self, directory: Path, key: Signer, config: WitnessConfig) -> None:
+        """Use :meth:`init` or :meth:`open` instead.
+
+        Raises:
+            KeyFormatError: if ``key`` is not the witness key named in ``config``.
+        """
+        if key.key_type != KEY_TYPE_COSIGNATURE:
+            raise KeyFormatError("a witness key must be a cosignature (type 0x04) key")
+        if key.verifier != config.witness:
+            raise KeyFormatError(
+                f"{directory}: this witness's key is {config.witness.name}+"
+                f"{config.witness.key_id:08x}, not the key given"
+            )
+        self._dir = directory
+        self._key = key
+        self._config = config
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    @classmethod
+    def init(
+        cls,
+        directory: str | os.PathLike[str],
+        key: Signer,
+        logs: Iterable[Verifier],
+        *,
+        key_file: str | os.PathLike[str] | None = None,
+    ) -> Witness:
+        """Create a witness directory that follows ``logs`` and cosigns with ``key``.
+
+        ``key_file`` (recorded, not read) lets the CLI find the key later.
+
+        Raises:
+            KeyFormatError: if ``key`` is not a cosignature key or a log key is
+                not an Ed25519 note key.
+            MalformedError: if no log is given.
+            StorageError: if the directory already holds a witness or cannot be written.
+        """
+        if key.key_type != KEY_TYPE_COSIGNATURE:
+            raise KeyFormatError("a witness key must be a cosignature (type 0x04) key")
+        log_list = tuple(dict.fromkeys(logs))
+        if not log_list:
+            raise MalformedError("a witness must follow at least one log")
+        for log in log_list:
+            if log.key_type != KEY_TYPE_ED25519:
+                raise KeyFormatError(f"log key {log.name} is not an Ed25519 note key")
+        d = Path(directory)
+        kf = None if key_file is None else str(Path(key_file).resolve())
+        if kf is not None and "\n" in kf:
+            raise MalformedError("the key file path must be one line")
+        config = WitnessConfig(key.verifier, log_list, kf)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            if (d / "config").exists():
+                raise StorageError(f"{d}: already holds a witness; refusing to overwrite it")
+            (d / "state").mkdir(exist_ok=True)
+            (d / "evidence").mkdir(exist_ok=True)
+            _write_atomic(d / "config", format_config(config))
+        except OSError as err:
+            raise StorageError(f"{d}: cannot create the witness: {err.strerror or err}") from err
+        return cls(d, key, config)
+
+    @staticmethod
+    def read_config(directory: str | os.PathLike[str]) -> WitnessConfig:
+        """Read a witness directory's configuration.
+
+        Raises:
+            StorageError: if the directory holds no witness or its config is unreadable.
+        """
+        d = Path(directory)
+        text = _read_small(d / "config", "witness config")
+        if text is None:
+            raise StorageError(f"{d}: not a witness directory (no config)")
+        try:
+            return parse_config(text)
+        except MalformedError as err:
+            raise StorageError(f"{d / 'config'}: {err}") from err
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike[str], key: Signer) -> Witness:
+        """Open an existing witness directory with its key.
+
+        Raises:
+            StorageError: if the directory holds no witness.
+            KeyFormatError: if ``key`` is not this witness's key.
+        """
+        d = Path(directory)
+        return cls(d, key, cls.read_config(d))
+
+    def __repr__(self) -> str:
+        return f"Witness(dir={str(self._dir)!r}, key={self._key.name!r})"
+
+    @property
+    def directory(self) -> Path:
+        """The state directory."""
+        return self._dir
+
+    @property
+    def verifier(self) -> Verifier:
+        """The witness's public cosignature key."""
+        return self._key.verifier
+
+    @property
+    def logs(self) -> tuple[Verifier, ...]:
+        """The verifier keys of the logs this witness follows."""
+        return self._config.logs
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _state_path(self, origin: str) -> Path:
+        return self._dir / "state" / _origin_stem(origin)
+
+    def _log_keys(self, origin: str) -> list[Verifier]:
+        return [v for v in self._config.logs if v.name == origin]
+
+    def _open_signed(self, note: str, origin: str) -> SignedCheckpoint:
+        keys = self._log_keys(origin)
+        if not keys:
+            raise UnknownOriginError(f"the witness does not follow the log {origin!r}")
+        last: VerificationError | None = None
+        for key in keys:
+            try:
+                return open_checkpoint(note, key)
+            except UntrustedKeyError as err:
+                last = err
+        assert last is not None  # noqa: S101 - keys is not empty
+        raise BadSignatureError(
+            f"checkpoint for {origin} is not signed by the log's key: {last}"
+        ) from last
+
+    def state(self, origin: str) -> WitnessState | None:
+        """Return the last checkpoint cosigned for ``origin``, or ``None``.
+
+        Raises:
+            StorageError: if the state file is unreadable, malformed, or its
+                checkpoint is not signed by a followed log key.
+        """
+        path = self._state_path(origin)
+        text = _read_small(path, "witness state")
+        if text is None:
+            return None
+        header, sep, note = text.partition("\n")
+        if header != STATE_HEADER or not sep:
+            raise StorageError(f"{path}: not a witness state file")
+        try:
+            signed = self._open_signed(note, origin)
+        except (MalformedError, VerificationError) as err:
+            raise StorageError(f"{path}: the stored checkpoint does not verify: {err}") from err
+        cp = signed.checkpoint
+        if cp.origin != origin:
+            raise StorageError(f"{path}: holds a checkpoint of {cp.origin!r}, not {origin!r}")
+        return WitnessState(origin, cp.size, cp.root, note)
+
+    @contextlib.contextmanager
+    def _locked(self, origin: str) -> Iterator[None]:
+        with self._locks_guard:
+            lock = self._locks.setdefault(origin, threading.Lock())
+        lock_path = self._state_path(origin).with_suffix(".lock")
+        with lock:
+            try:
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                raise StorageError(f"{lock_path}: cannot open: {err.strerror}") from err
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing the descriptor releases the flock
+
+    # -- add-checkpoint ------------------------------------------------------------------
+
+    def add_checkpoint(self, request: bytes | str | WitnessRequest, now: int) -> str:
+        """Check a tlog-witness add-checkpoint request; persist and cosign it.
+
+        ``now`` (seconds since the Unix epoch) is the cosignature's timestamp.
+        A request for the checkpoint already held (same size, same root, empty
+        proof) gets a fresh cosignature.
+
+        Returns the ``cosignature/v1`` signature line (ending in a newline).
+
+        Raises:
+            MalformedError: if the request is malformed.
+            UnknownOriginError: if the witness does not follow the checkpoint's log.
+            BadSignatureError: if the log key did not sign the checkpoint.
+            OldSizeTooLargeError: if ``old`` is larger than the checkpoint's size.
+            SizeWentBackwardsError: if the checkpoint is smaller than the one held.
+            StaleOldSizeError: if ``old`` is not the size held (``current_size`` says which).
+            ProofError: if the proof has the wrong shape (or is not empty when it must be).
+            RootMismatchError: if the proof does not lead from the held root to the new one.
+            SplitViewError: if the checkpoint provably contradicts the one held;
+                evidence is written under ``DIR/evidence``.
+            StorageError: if the state cannot be read or written.
+        """
+        req = request if isinstance(request, WitnessRequest) else parse_witness_request(request)
+        origin = parse_checkpoint(parse_note(req.checkpoint).text).origin
+        signed = self._open_signed(req.checkpoint, origin)
+        new = signed.checkpoint
+        if req.old_size > new.size:
+            raise OldSizeTooLargeError(
+                f"old size {req.old_size} is larger than the checkpoint size {new.size}"
+            )
+        if new.size == 0 and new.root != EMPTY_ROOT:
+            raise RootMismatchError(
+                "a checkpoint of size 0 must have the empty root", EMPTY_ROOT, new.root
+            )
+        with self._locked(new.origin):
+            held = self.state(new.origin)
+            self._check_against(held, req, signed, now)
+            if held is None or held.size != new.size:
+                try:
+                    _write_atomic(
+                        self._state_path(new.origin), STATE_HEADER + "\n" + req.checkpoint
+                    )
+                except OSError as err:
+                    raise StorageError(
+                        f"{self._dir}: cannot persist the witness state: {err.strerror or err}"
+                    ) from err
+            return cosign_checkpoint(new, self._key, now)
+
+    def _check_against(
+        self, held: WitnessState | None, req: WitnessRequest, signed: SignedCheckpoint, now: int
+    ) -> None:
+        new = signed.checkpoint
+        held_size = 0 if held is None else held.size
+        if new.size < held_size:
+            raise SizeWentBackwardsError(new.origin, new.size, held_size)
+        if req.old_size != held_size:
+            raise StaleOldSizeError(new.origin, req.old_size, held_size)
+        if held is None or req.old_size == 0:
+            if req.proof:
+                raise ProofError("a request from size 0 must carry no consistency proof")
+            return
+        if new.size == held.size:
+            if req.proof:
+                raise ProofError("a request for the size already held must carry no proof")
+            if new.root != held.root:
+                self._raise_split_view(
+                    make_evidence(held.note, req.checkpoint),
+                    held,
+                    now,
+                    f"the log signed two roots for size {new.size} of {new.origin}",
+                )
+            return
+        try:
+            verify_consistency(held.size, new.size, held.root, new.root, req.proof)
+        except RootMismatchError as err:
+            ev = detect_split_view(held.note, req.checkpoint, req.proof, signed.log_key)
+            if ev is not None:
+                self._raise_split_view(
+                    ev,
+                    held,
+                    now,
+                    f"the checkpoint of size {new.size} of {new.origin} does not extend"
+                    f" the size {held.size} the witness cosigned",
+                )
+            raise RootMismatchError(
+                f"consistency proof from {held.size} to {new.size} fails: {err}",
+                err.expected,
+                err.computed,
+            ) from err
+
+    def _raise_split_view(
+        self, evidence: Evidence, held: WitnessState, now: int, message: str
+    ) -> NoReturn:
+        path: Path | None
+        try:
+            path = write_evidence_file(
+                self._dir / "evidence", evidence, f"{_origin_stem(held.origin)[:16]}-{now}"
+            )
+        except StorageError:
+            path = None
+        raise SplitViewError(message, evidence, path)

@@ -1,0 +1,248 @@
+"""Receipts and the release gate: what verifies, and each reason the gate refuses.
+
+Receipts come from a real ledger whose checkpoints two in-process witnesses
+cosign through the ledger-side client; the gate must release footage only for
+a fresh, witnessed release record that names that footage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from disclosure_ledger import records
+from disclosure_ledger.checkpoints import (
+    Checkpoint,
+    Receipt,
+    format_receipt,
+    parse_receipt,
+    sign_checkpoint,
+)
+from disclosure_ledger.errors import (
+    BadSignatureError,
+    LedgerError,
+    MalformedError,
+    ProofError,
+    RootMismatchError,
+    UntrustedKeyError,
+    VerificationError,
+)
+from disclosure_ledger.gate import (
+    FootageNotNamedError,
+    NotAReleaseError,
+    QuorumNotMetError,
+    RecordMismatchError,
+    ReleaseGate,
+    StaleCheckpointError,
+    verify_record_receipt,
+)
+from disclosure_ledger.ledger import Ledger
+from disclosure_ledger.merkle import leaf_hash
+from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
+from disclosure_ledger.policy import Policy
+from disclosure_ledger.witness import Witness
+from disclosure_ledger.witness_client import LocalWitness, collect_cosignatures
+
+from .ledger_helpers import event, log_key, new_ledger, release_event, writer_key
+
+NOW = 1_790_000_000
+
+
+def wkey(name: str) -> Signer:
+    return Signer(name, hashlib.sha256(name.encode()).digest(), KEY_TYPE_COSIGNATURE)
+
+
+def clip_hash(i: int) -> bytes:
+    return hashlib.sha256(f"clip-{i}".encode()).digest()
+
+
+@dataclass
+class World:
+    ledger: Ledger
+    witnesses: list[Witness]
+    policy: Policy  # 2 of 2 witnesses, the writer trusted
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    led = new_ledger(tmp_path)
+    ws = [
+        Witness.init(tmp_path / f"w{k}", wkey(f"witness.example/w{k}"), [log_key().verifier])
+        for k in (1, 2)
+    ]
+    led.append_many(
+        [event(0), release_event(1), event(2, action="share", derived_from=clip_hash(9).hex())]
+    )
+    outcomes = collect_cosignatures(led, [LocalWitness(w) for w in ws], NOW)
+    assert [o.outcome for o in outcomes] == ["cosigned", "cosigned"]
+    policy = Policy.simple(
+        log_key().verifier, [writer_key().verifier], [w.verifier for w in ws], threshold=2
+    )
+    yield World(led, ws, policy)
+    led.close()
+
+
+def test_a_witnessed_release_passes_the_gate(world: World) -> None:
+    gate = ReleaseGate(world.policy, max_age_seconds=600)
+    receipt = format_receipt(world.ledger.receipt(1))
+    rec = gate.check(receipt, clip_hash(1), NOW + 599)
+    assert rec.index == 1
+    assert rec.event.event_id == "ev-00000001"
+    assert rec.event.action is records.Action.RELEASE
+    assert rec.writer == writer_key().verifier
+    assert rec.quorum_met
+    assert {c.witness for c in rec.cosignatures} == {w.verifier for w in world.witnesses}
+    assert rec.tree_size == 3
+    assert rec.origin == log_key().name
+    assert gate.freshness(rec) == NOW
+    summary = rec.to_json()
+    assert summary["index"] == 1
+    assert summary["event"]["event_id"] == "ev-00000001"
+    assert len(summary["cosigned_by"]) == 2
+
+
+def test_receipts_round_trip_and_verify_offline(world: World) -> None:
+    receipt = world.ledger.receipt(1)
+    text = format_receipt(receipt)
+    assert parse_receipt(text) == receipt
+    assert format_receipt(parse_receipt(text)) == text
+    rec = verify_record_receipt(text.encode(), world.policy)
+    assert rec.leaf == world.ledger.leaf(1)
+    assert rec.envelope.seq == 1
+
+
+def _flip(data: bytes, pos: int) -> bytes:
+    out = bytearray(data)
+    out[pos] ^= 1
+    return bytes(out)
+
+
+def test_tampered_receipts_fail(world: World) -> None:
+    r = world.ledger.receipt(1)
+    cp_lines = r.checkpoint.split("\n")
+    tampered = {
+        "index": Receipt(0, r.proof, r.checkpoint, r.extra),
+        "proof-hash": Receipt(r.index, (_flip(r.proof[0], 3), *r.proof[1:]), r.checkpoint, r.extra),
+        "truncated-proof": Receipt(r.index, r.proof[:-1], r.checkpoint, r.extra),
+        "leaf": Receipt(r.index, r.proof, r.checkpoint, _flip(r.extra or b"", 70)),
+        "checkpoint-size": Receipt(
+            r.index, r.proof, "\n".join([cp_lines[0], "4", *cp_lines[2:]]), r.extra
+        ),
+    }
+    for name, bad in tampered.items():
+        with pytest.raises((VerificationError, MalformedError)) as info:
+            verify_record_receipt(bad, world.policy)
+        assert isinstance(info.value, LedgerError), name
+    with pytest.raises(RootMismatchError):
+        verify_record_receipt(tampered["proof-hash"], world.policy)
+    with pytest.raises(ProofError):
+        verify_record_receipt(tampered["truncated-proof"], world.policy)
+    with pytest.raises(BadSignatureError):
+        verify_record_receipt(tampered["checkpoint-size"], world.policy)
+    with pytest.raises(MalformedError, match="no record"):
+        verify_record_receipt(Receipt(r.index, r.proof, r.checkpoint), world.policy)
+    with pytest.raises(MalformedError):
+        verify_record_receipt("not a receipt", world.policy)
+
+
+def test_untrusted_logs_and_writers(world: World) -> None:
+    receipt = world.ledger.receipt(1)
+    other = Signer("other.example/log", bytes(range(3, 35)))
+    with pytest.raises(UntrustedKeyError, match="trusts no log"):
+        verify_record_receipt(receipt, Policy.simple(other.verifier))
+    impostor = Signer(log_key().name, bytes(range(4, 36)))
+    with pytest.raises(UntrustedKeyError, match="not signed"):
+        verify_record_receipt(receipt, Policy.simple(impostor.verifier))
+    someone = Signer("someone.example/writer", bytes(range(6, 38)))
+    with pytest.raises(UntrustedKeyError, match="not a trusted writer"):
+        verify_record_receipt(receipt, Policy.simple(log_key().verifier, [someone.verifier]))
+    # No writers in the policy: the log alone vouches, and the writer is not named.
+    rec = verify_record_receipt(receipt, Policy.simple(log_key().verifier))
+    assert rec.writer is None
+    assert rec.quorum_met  # no quorum asked for
+
+
+def test_a_leaf_at_the_wrong_index_is_refused() -> None:
+    key = log_key()
+    ev = records.event_from_json(release_event(1))
+    env = records.make_envelope(key.name, key, 5, records.GENESIS_PREV, 0, records.encode_event(ev))
+    note = sign_checkpoint(Checkpoint(key.name, 1, leaf_hash(env.leaf)), key)
+    with pytest.raises(RecordMismatchError, match="sequence number 5"):
+        verify_record_receipt(Receipt(0, (), note, env.leaf), Policy.simple(key.verifier))
+
+
+def test_gate_refuses_without_the_quorum(tmp_path: Path, world: World) -> None:
+    third = Witness.init(tmp_path / "w3", wkey("witness.example/w3"), [log_key().verifier])
+    policy = Policy.simple(
+        log_key().verifier,
+        [writer_key().verifier],
+        [*(w.verifier for w in world.witnesses), third.verifier],
+        threshold=3,
+    )
+    receipt = world.ledger.receipt(1)
+    with pytest.raises(QuorumNotMetError, match="3 of 3"):
+        ReleaseGate(policy).check(receipt, clip_hash(1), NOW)
+    with pytest.raises(QuorumNotMetError):
+        verify_record_receipt(receipt, policy)
+    assert not verify_record_receipt(receipt, policy, require_quorum=False).quorum_met
+    collect_cosignatures(world.ledger, [LocalWitness(third)], NOW)
+    ReleaseGate(policy).check(world.ledger.receipt(1), clip_hash(1), NOW)
+
+
+def test_gate_refuses_a_record_that_is_not_a_release(world: World) -> None:
+    with pytest.raises(NotAReleaseError, match="'view'"):
+        ReleaseGate(world.policy).check(world.ledger.receipt(0), clip_hash(0), NOW)
+
+
+def test_gate_refuses_footage_the_record_does_not_name(world: World) -> None:
+    gate = ReleaseGate(world.policy)
+    with pytest.raises(FootageNotNamedError, match="does not name footage"):
+        gate.check(world.ledger.receipt(1), clip_hash(2), NOW)
+    # The share of a derived clip releases that clip, not the original.
+    assert gate.check(world.ledger.receipt(2), clip_hash(2), NOW).index == 2
+    with pytest.raises(FootageNotNamedError, match="original"):
+        gate.check(world.ledger.receipt(2), clip_hash(9), NOW)
+
+
+def test_gate_refuses_a_stale_checkpoint(world: World) -> None:
+    gate = ReleaseGate(world.policy, max_age_seconds=600)
+    with pytest.raises(StaleCheckpointError) as info:
+        gate.check(world.ledger.receipt(1), clip_hash(1), NOW + 601)
+    assert (info.value.freshness, info.value.age) == (NOW, 601)
+    # A receipt under a newer checkpoint, cosigned later, is fresh again; one
+    # fresh cosignature among the quorum's witnesses sets the time.
+    world.ledger.append(event(3))
+    ws = world.witnesses
+    collect_cosignatures(world.ledger, [LocalWitness(ws[0])], NOW + 1000)
+    collect_cosignatures(world.ledger, [LocalWitness(ws[1])], NOW + 900)
+    rec = gate.check(world.ledger.receipt(1), clip_hash(1), NOW + 1500)
+    assert rec.tree_size == 4
+    assert gate.freshness(rec) == NOW + 1000
+
+
+def test_without_a_quorum_freshness_is_the_logged_time(world: World) -> None:
+    policy = Policy.simple(log_key().verifier, [writer_key().verifier])
+    gate = ReleaseGate(policy, max_age_seconds=60)
+    rec = verify_record_receipt(world.ledger.receipt(1), policy)
+    assert gate.freshness(rec) == rec.logged_at
+    gate.check(world.ledger.receipt(1), clip_hash(1), rec.logged_at + 60)
+    with pytest.raises(StaleCheckpointError):
+        gate.check(world.ledger.receipt(1), clip_hash(1), rec.logged_at + 61)
+
+
+def test_gate_arguments(world: World) -> None:
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(MalformedError):
+            ReleaseGate(world.policy, max_age_seconds=bad)  # type: ignore[arg-type]
+    with pytest.raises(MalformedError, match="name the log"):
+        ReleaseGate(Policy())
+    gate = ReleaseGate(world.policy)
+    with pytest.raises(MalformedError, match="32-byte"):
+        gate.check(world.ledger.receipt(1), clip_hash(1).hex().encode(), NOW)
+    with pytest.raises(MalformedError, match="whole seconds"):
+        gate.check(world.ledger.receipt(1), clip_hash(1), float(NOW))  # type: ignore[arg-type]
+    assert "2 of 2" in repr(gate)
