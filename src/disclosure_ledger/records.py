@@ -36,10 +36,10 @@ import json
 import re
 import struct
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar, cast
 
 import msgpack
 from cryptography.exceptions import InvalidSignature
@@ -190,6 +190,11 @@ _TIME = re.compile(
     r"(?:Z|[+-][0-9]{2}:([0-9]{2}))"
 )
 _NAIVE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?")
+# What format_time writes (a subset of _TIME): no zero fraction, and hours
+# only to 23, in case fromisoformat some day reads 24:00 as the next midnight.
+_CANONICAL_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-9]{2}:[0-9]{2}(?:\.(?!0{6})[0-9]{6})?Z"
+)
 
 
 # ---------------------------------------------------------------------------
@@ -199,6 +204,10 @@ _NAIVE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}
 def _check_str(value: object, name: str, max_len: int, *, text: bool = False) -> str:
     # Returns ``value`` itself when it is a plain str, so callers can tell
     # whether anything changed.
+    if type(value) is str and 0 < len(value) <= max_len and value.isascii() and value.isprintable():
+        # The common case, without the regex: printable ASCII is exactly
+        # U+0020 to U+007E, none of which either pattern refuses.
+        return value
     if not isinstance(value, str):
         raise ValidationError(name, f"must be a string, not {type(value).__name__}")
     if not value:
@@ -227,6 +236,8 @@ def _check_time(value: object, name: str) -> datetime:
 
 
 def _check_hash(value: object, name: str) -> bytes:
+    if type(value) is bytes and len(value) == 32:
+        return value
     if not isinstance(value, bytes | bytearray | memoryview):
         raise ValidationError(name, f"must be 32 bytes, not {type(value).__name__}")
     if len(value) != 32:
@@ -288,6 +299,23 @@ def parse_time(text: object, name: str = "time") -> datetime:
     except (ValueError, OverflowError) as err:
         raise ValidationError(name, f"is not a valid time: {err}") from err
     return parsed
+
+
+def _parse_time(text: object, name: str) -> tuple[datetime, str]:
+    # parse_time, also returning the canonical form (format_time) of the time.
+    # A time already written in canonical form is its own canonical form, which
+    # saves formatting it again for the encoding; anything else is parsed by
+    # the general path and formatted.
+    if type(text) is str and _CANONICAL_TIME.fullmatch(text) is not None:
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError as err:
+            raise ValidationError(name, f"is not a valid time: {err}") from err
+        # CPython reads "Z" as the UTC singleton; were that to change, this
+        # keeps each time's tzinfo the one parse_time gives.
+        return (parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)), text
+    parsed = parse_time(text, name)
+    return parsed, _time_str(parsed)
 
 
 def timestamp_micros(value: datetime) -> int:
@@ -625,13 +653,7 @@ class Event:
             if not isinstance(ext, Mapping):
                 raise ValidationError("extensions", "must be a map of names to values")
             put(self, "extensions", _freeze_map(ext, "extensions", 1))
-        encoded = _encode(self)
-        if len(encoded) > MAX_EVENT_SIZE:
-            raise ValidationError(
-                "<event>",
-                f"canonical encoding is {len(encoded)} bytes, more than {MAX_EVENT_SIZE}",
-            )
-        put(self, "_encoded", encoded)
+        put(self, "_encoded", _encode(self))
 
 
 # ---------------------------------------------------------------------------
@@ -649,6 +671,11 @@ def _party_plain(party: Party) -> dict[str, object]:
     return out
 
 
+def _clip_plain(clip: Clip, start: str, end: str) -> dict[str, object]:
+    # Keys in UTF-8 byte order; the times already in canonical form.
+    return {"clip_id": clip.clip_id, "end": end, "sha256": clip.sha256, "start": start}
+
+
 def _time_str(value: datetime) -> str:
     # Times are UTC with a plain UTC tzinfo by construction.
     return value.isoformat()[:-6] + "Z"
@@ -658,7 +685,8 @@ _local = threading.local()
 
 
 def _packb(value: object) -> bytes:
-    # A Packer per thread: cheaper than msgpack.packb, which builds one per call.
+    # A Packer per thread (Packer objects are not thread-safe): cheaper than
+    # msgpack.packb, which builds one per call.
     try:
         packer = _local.packer
     except AttributeError:
@@ -667,51 +695,91 @@ def _packb(value: object) -> bytes:
     return packed
 
 
-def _encode(ev: Event) -> bytes:
-    # Keys are inserted in UTF-8 byte order; msgpack keeps insertion order.
-    # A test checks the order against sorted(). Enum members are packed as
-    # the strs they are (msgpack packs str subclasses as str), skipping the
+def _pack_event(  # noqa: PLR0917  # positional, in the encoding's key order
+    action: Action,
+    actor: dict[str, object],
+    camera_id: str,
+    consent: bool | None,
+    derived_from: bytes | None,
+    event_id: str,
+    extensions: dict[str, object],
+    footage: list[dict[str, object]],
+    justification: str | None,
+    legal_basis: LegalBasis | None,
+    legal_reference: str | None,
+    notification_deferred_until: str | None,
+    occurred_at: str,
+    owner_id: str | None,
+    owner_notified_at: str | None,
+    purpose: str | None,
+    recipient: dict[str, object] | None,
+) -> bytes:
+    # The one place that knows the encoding's layout; every argument is in its
+    # encoded form already (times as canonical strings, parties and clips as
+    # maps). Keys are inserted in UTF-8 byte order; msgpack keeps insertion
+    # order. A test checks the order against sorted(). Enum members are packed
+    # as the strs they are (msgpack packs str subclasses as str), skipping the
     # slow ``.value`` descriptor.
-    m: dict[str, object] = {
-        "action": ev.action,
-        "actor": _party_plain(ev.actor),
-        "camera_id": ev.camera_id,
-    }
-    if ev.consent is not None:
-        m["consent"] = ev.consent
-    if ev.derived_from is not None:
-        m["derived_from"] = ev.derived_from
-    m["event_id"] = ev.event_id
-    if ev.extensions:
-        m["extensions"] = _plain_map(ev.extensions)
-    if ev.footage:
-        m["footage"] = [
-            {
-                "clip_id": c.clip_id,
-                "end": _time_str(c.end),
-                "sha256": c.sha256,
-                "start": _time_str(c.start),
-            }
-            for c in ev.footage
-        ]
-    if ev.justification is not None:
-        m["justification"] = ev.justification
-    if ev.legal_basis is not None:
-        m["legal_basis"] = ev.legal_basis
-    if ev.legal_reference is not None:
-        m["legal_reference"] = ev.legal_reference
-    if ev.notification_deferred_until is not None:
-        m["notification_deferred_until"] = _time_str(ev.notification_deferred_until)
-    m["occurred_at"] = _time_str(ev.occurred_at)
-    if ev.owner_id is not None:
-        m["owner_id"] = ev.owner_id
-    if ev.owner_notified_at is not None:
-        m["owner_notified_at"] = _time_str(ev.owner_notified_at)
-    if ev.purpose is not None:
-        m["purpose"] = ev.purpose
-    if ev.recipient is not None:
-        m["recipient"] = _party_plain(ev.recipient)
-    return _packb(m)
+    m: dict[str, object] = {"action": action, "actor": actor, "camera_id": camera_id}
+    if consent is not None:
+        m["consent"] = consent
+    if derived_from is not None:
+        m["derived_from"] = derived_from
+    m["event_id"] = event_id
+    if extensions:
+        m["extensions"] = extensions
+    if footage:
+        m["footage"] = footage
+    if justification is not None:
+        m["justification"] = justification
+    if legal_basis is not None:
+        m["legal_basis"] = legal_basis
+    if legal_reference is not None:
+        m["legal_reference"] = legal_reference
+    if notification_deferred_until is not None:
+        m["notification_deferred_until"] = notification_deferred_until
+    m["occurred_at"] = occurred_at
+    if owner_id is not None:
+        m["owner_id"] = owner_id
+    if owner_notified_at is not None:
+        m["owner_notified_at"] = owner_notified_at
+    if purpose is not None:
+        m["purpose"] = purpose
+    if recipient is not None:
+        m["recipient"] = recipient
+    encoded = _packb(m)
+    if len(encoded) > MAX_EVENT_SIZE:
+        raise ValidationError(
+            "<event>",
+            f"canonical encoding is {len(encoded)} bytes, more than {MAX_EVENT_SIZE}",
+        )
+    return encoded
+
+
+def _optional_time_str(value: datetime | None) -> str | None:
+    return None if value is None else _time_str(value)
+
+
+def _encode(ev: Event) -> bytes:
+    return _pack_event(
+        ev.action,
+        _party_plain(ev.actor),
+        ev.camera_id,
+        ev.consent,
+        ev.derived_from,
+        ev.event_id,
+        _plain_map(ev.extensions),
+        [_clip_plain(c, _time_str(c.start), _time_str(c.end)) for c in ev.footage],
+        ev.justification,
+        ev.legal_basis,
+        ev.legal_reference,
+        _optional_time_str(ev.notification_deferred_until),
+        _time_str(ev.occurred_at),
+        ev.owner_id,
+        _optional_time_str(ev.owner_notified_at),
+        ev.purpose,
+        None if ev.recipient is None else _party_plain(ev.recipient),
+    )
 
 
 def encode_event(event: Event) -> bytes:
@@ -813,6 +881,8 @@ def _under(prefix: str, err: ValidationError) -> ValidationError:
 
 
 def _check_keys(obj: object, path: str, allowed: frozenset[str]) -> Mapping[str, Any]:
+    if type(obj) is dict and allowed.issuperset(obj):
+        return obj
     if not isinstance(obj, Mapping):
         raise ValidationError(path, f"must be an object, not {type(obj).__name__}")
     unknown = obj.keys() - allowed
@@ -828,69 +898,312 @@ def _hash_from_plain(value: object, name: str, binary: bool) -> bytes:
         if not isinstance(value, bytes):
             raise ValidationError(name, "must be a 32-byte bin")
         return _check_hash(value, name)
+    if type(value) is str and len(value) == 64:
+        # Without the regex: fromhex also reads upper case and spaces, but only
+        # 64 lowercase hex digits are the .hex() of the 32 bytes they give.
+        try:
+            digest = bytes.fromhex(value)
+        except ValueError:
+            pass
+        else:
+            if len(digest) == 32 and digest.hex() == value:
+                return digest
     if not isinstance(value, str) or not _HEX_HASH.fullmatch(value):
         raise ValidationError(name, "must be 64 lowercase hexadecimal digits")
     return bytes.fromhex(value)
 
 
-def _party_from_plain(obj: object, path: str) -> Party:
+# Building values from plain maps (parsed JSON, decoded msgpack) checks each
+# field once, here, and then fills the frozen dataclass's slots directly
+# instead of calling its constructor, whose __post_init__ would check them all
+# again. The builders make the constructors' checks, with the same messages
+# and in the same order, and build the encoded form as they go (a time given
+# in canonical form is not formatted again), so the values built, and the
+# first error found, are the same as the constructors'. Calling Event(...)
+# from user code still validates everything.
+#
+# The slots are filled through a twin: a plain class with the same slots, whose
+# instance then becomes the dataclass by __class__ assignment (which Python
+# allows between classes of the same layout, and checks). Plain slot stores
+# cost a third of object.__setattr__ calls, and an event has 18 slots.
+
+
+class _ClipTwin:
+    __slots__ = ("clip_id", "sha256", "start", "end")  # noqa: RUF023  # Clip's field order
+
+    def __init__(self, clip_id: str, sha256: bytes, start: datetime, end: datetime) -> None:
+        self.clip_id = clip_id
+        self.sha256 = sha256
+        self.start = start
+        self.end = end
+
+
+class _EventTwin:
+    __slots__ = (  # noqa: RUF023  # in Event's field order, to read side by side
+        "event_id",
+        "occurred_at",
+        "camera_id",
+        "action",
+        "actor",
+        "owner_id",
+        "footage",
+        "recipient",
+        "legal_basis",
+        "legal_reference",
+        "justification",
+        "consent",
+        "owner_notified_at",
+        "notification_deferred_until",
+        "purpose",
+        "derived_from",
+        "extensions",
+        "_encoded",
+    )
+
+    def __init__(  # noqa: PLR0917  # positional, in the field order, like Event's own
+        self,
+        event_id: str,
+        occurred_at: datetime,
+        camera_id: str,
+        action: Action,
+        actor: Party,
+        owner_id: str | None,
+        footage: tuple[Clip, ...],
+        recipient: Party | None,
+        legal_basis: LegalBasis | None,
+        legal_reference: str | None,
+        justification: str | None,
+        consent: bool | None,
+        owner_notified_at: datetime | None,
+        notification_deferred_until: datetime | None,
+        purpose: str | None,
+        derived_from: bytes | None,
+        extensions: FrozenMap,
+        encoded: bytes,
+    ) -> None:
+        self.event_id = event_id
+        self.occurred_at = occurred_at
+        self.camera_id = camera_id
+        self.action = action
+        self.actor = actor
+        self.owner_id = owner_id
+        self.footage = footage
+        self.recipient = recipient
+        self.legal_basis = legal_basis
+        self.legal_reference = legal_reference
+        self.justification = justification
+        self.consent = consent
+        self.owner_notified_at = owner_notified_at
+        self.notification_deferred_until = notification_deferred_until
+        self.purpose = purpose
+        self.derived_from = derived_from
+        self.extensions = extensions
+        self._encoded = encoded
+
+
+for _twin, _real in ((_ClipTwin, Clip), (_EventTwin, Event)):
+    # __class__ assignment would refuse a mismatch too, but only when first used.
+    if _twin.__slots__ != _real.__slots__:  # pragma: no cover
+        raise ImportError(f"{_twin.__name__} does not match {_real.__name__}")
+
+
+# Parties recur from event to event (the same employee, the same police
+# force), so built ones are kept, with their encoded form, keyed by their
+# plain-str fields. Both are immutable once built: the encoded map is only
+# ever read by the packer. Bounded by clearing, which a racing thread can only
+# make it miss.
+_PARTY_CACHE: dict[tuple[str, str | None, str | None], tuple[Party, dict[str, object]]] = {}
+_PARTY_CACHE_SIZE = 4096
+
+
+def _party_from_plain(obj: object, path: str) -> tuple[Party, dict[str, object]]:
+    # Returns the party and its encoded form.
     d = _check_keys(obj, path, _PARTY_FIELDS)
-    if d.get("kind") is None:
+    get = d.get
+    kind = get("kind")
+    if kind is None:
         raise ValidationError(f"{path}.kind", "is required")
+    pid = get("id")
+    org = get("organization")
+    if (
+        type(kind) is str
+        and (pid is None or type(pid) is str)
+        and (org is None or type(org) is str)
+    ):
+        key = (kind, pid, org)
+        cached = _PARTY_CACHE.get(key)
+        if cached is not None:
+            return cached
+    else:
+        key = None
     try:
-        return Party(d["kind"], d.get("id"), d.get("organization"))
+        party = Party(d["kind"], pid, org)
     except ValidationError as err:
         raise _under(path, err) from err
+    built = party, _party_plain(party)
+    if key is not None:
+        if len(_PARTY_CACHE) >= _PARTY_CACHE_SIZE:
+            _PARTY_CACHE.clear()
+        _PARTY_CACHE[key] = built
+    return built
 
 
-def _clip_from_plain(obj: object, path: str, binary: bool) -> Clip:
-    d = _check_keys(obj, path, _CLIP_FIELD_SET)
-    for name in _CLIP_FIELDS:
-        if d.get(name) is None:
-            raise ValidationError(f"{path}.{name}", "is required")
-    sha = _hash_from_plain(d["sha256"], f"{path}.sha256", binary)
-    start = parse_time(d["start"], f"{path}.start")
-    end = parse_time(d["end"], f"{path}.end")
+def _clip_from_plain(obj: object, index: int, binary: bool) -> tuple[Clip, dict[str, object]]:
+    # Returns the clip and its encoded form. The field path is only written
+    # out for an error.
+    if type(obj) is not dict or not _CLIP_FIELD_SET.issuperset(obj):
+        _check_keys(obj, f"footage[{index}]", _CLIP_FIELD_SET)
     try:
-        return Clip(d["clip_id"], sha, start, end)
+        return _clip_fields(obj, binary)  # type: ignore[arg-type]  # a Mapping, checked above
     except ValidationError as err:
-        raise _under(path, err) from err
+        raise _under(f"footage[{index}]", err) from err
+
+
+def _clip_fields(d: Mapping[str, Any], binary: bool) -> tuple[Clip, dict[str, object]]:
+    get = d.get
+    clip_id = get("clip_id")
+    sha = get("sha256")
+    start_text = get("start")
+    end_text = get("end")
+    if clip_id is None or sha is None or start_text is None or end_text is None:
+        for name in _CLIP_FIELDS:
+            if get(name) is None:
+                raise ValidationError(name, "is required")
+    sha = _hash_from_plain(sha, "sha256", binary)
+    start, start_str = _parse_time(start_text, "start")
+    end, end_str = _parse_time(end_text, "end")
+    clip_id = _check_str(clip_id, "clip_id", _MAX_ID)
+    if end < start:
+        raise ValidationError("end", "must not be before start")
+    clip = _ClipTwin(clip_id, sha, start, end)
+    clip.__class__ = Clip  # type: ignore[assignment]  # see _EventTwin
+    return cast(Clip, clip), {"clip_id": clip_id, "end": end_str, "sha256": sha, "start": start_str}
 
 
 def _event_from_plain(obj: object, *, binary: bool) -> Event:
+    # The structural checks first, then those of Event.__post_init__, in its
+    # order: an event with several faults is refused for the same one as when
+    # this built the fields and called Event(**fields).
     d = _check_keys(obj, "<event>", _EVENT_FIELDS)
-    for name in _REQUIRED:
-        if d.get(name) is None:
-            raise ValidationError(name, "is required")
-    # Plain fields pass through as they are: Event checks every type.
-    fields: dict[str, Any] = dict(d)
-    fields["occurred_at"] = parse_time(d["occurred_at"], "occurred_at")
-    fields["actor"] = _party_from_plain(d["actor"], "actor")
-    footage = d.get("footage")
-    if footage is None:
-        fields["footage"] = ()
-    elif isinstance(footage, list):
-        fields["footage"] = tuple(
-            _clip_from_plain(c, f"footage[{i}]", binary) for i, c in enumerate(footage)
-        )
-    else:
-        raise ValidationError("footage", "must be a list of clips")
-    recipient = d.get("recipient")
+    get = d.get
+    event_id = get("event_id")
+    occurred_at = get("occurred_at")
+    camera_id = get("camera_id")
+    action = get("action")
+    actor = get("actor")
+    if event_id is None or occurred_at is None or camera_id is None or action is None:
+        for name in _REQUIRED:
+            if get(name) is None:
+                raise ValidationError(name, "is required")
+    if actor is None:
+        raise ValidationError("actor", "is required")
+    occurred_at, occurred_str = _parse_time(occurred_at, "occurred_at")
+    actor, actor_plain = _party_from_plain(actor, "actor")
+    footage_in = get("footage")
+    footage: tuple[Clip, ...] = ()
+    footage_plain: list[dict[str, object]] = []
+    if footage_in is not None:
+        if not isinstance(footage_in, list):
+            raise ValidationError("footage", "must be a list of clips")
+        for i, c in enumerate(footage_in):
+            clip, clip_plain = _clip_from_plain(c, i, binary)
+            footage += (clip,)
+            footage_plain.append(clip_plain)
+    recipient = get("recipient")
+    recipient_plain = None
     if recipient is not None:
-        fields["recipient"] = _party_from_plain(recipient, "recipient")
-    for name in ("owner_notified_at", "notification_deferred_until"):
-        value = d.get(name)
-        if value is not None:
-            fields[name] = parse_time(value, name)
-    derived = d.get("derived_from")
+        recipient, recipient_plain = _party_from_plain(recipient, "recipient")
+    notified_at = get("owner_notified_at")
+    notified_str = None
+    if notified_at is not None:
+        notified_at, notified_str = _parse_time(notified_at, "owner_notified_at")
+    deferred = get("notification_deferred_until")
+    deferred_str = None
+    if deferred is not None:
+        deferred, deferred_str = _parse_time(deferred, "notification_deferred_until")
+    derived = get("derived_from")
     if derived is not None:
-        fields["derived_from"] = _hash_from_plain(derived, "derived_from", binary)
-    ext = d.get("extensions")
-    if ext is None:
-        fields["extensions"] = _EMPTY_MAP
-    elif not isinstance(ext, Mapping):
+        derived = _hash_from_plain(derived, "derived_from", binary)
+    ext = get("extensions")
+    if ext is not None and not isinstance(ext, Mapping):
         raise ValidationError("extensions", "must be an object")
-    return Event(**fields)
+
+    # What Event.__post_init__ checks, in its order.
+    if not (
+        type(event_id) is str
+        and 0 < len(event_id) <= _MAX_ID
+        and event_id.isascii()
+        and event_id.isprintable()
+        and " " not in event_id
+    ):
+        if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
+            raise ValidationError(
+                "event_id", "must be 1 to 256 printable ASCII characters without spaces"
+            )
+        event_id = str(event_id)
+    camera_id = _check_str(camera_id, "camera_id", _MAX_ID)
+    action = _check_enum(action, "action", _ACTIONS)
+    owner_id = get("owner_id")
+    if owner_id is not None:
+        owner_id = _check_str(owner_id, "owner_id", _MAX_ID)
+    legal_basis = get("legal_basis")
+    if legal_basis is not None:
+        legal_basis = _check_enum(legal_basis, "legal_basis", _LEGAL_BASES)
+    legal_reference = get("legal_reference")
+    if legal_reference is not None:
+        legal_reference = _check_str(legal_reference, "legal_reference", _MAX_OTHER)
+    justification = get("justification")
+    if justification is not None:
+        justification = _check_str(justification, "justification", _MAX_TEXT, text=True)
+    consent = get("consent")
+    if consent is not None and not isinstance(consent, bool):
+        raise ValidationError("consent", "must be true, false or absent")
+    purpose = get("purpose")
+    if purpose is not None:
+        purpose = _check_str(purpose, "purpose", _MAX_TEXT)
+    extensions = _EMPTY_MAP if ext is None else _freeze_map(ext, "extensions", 1)
+
+    encoded = _pack_event(
+        action,
+        actor_plain,
+        camera_id,
+        consent,
+        derived,
+        event_id,
+        extensions._plain,
+        footage_plain,
+        justification,
+        legal_basis,
+        legal_reference,
+        deferred_str,
+        occurred_str,
+        owner_id,
+        notified_str,
+        purpose,
+        recipient_plain,
+    )
+    event = _EventTwin(
+        event_id,
+        occurred_at,
+        camera_id,
+        action,
+        actor,
+        owner_id,
+        footage,
+        recipient,
+        legal_basis,
+        legal_reference,
+        justification,
+        consent,
+        notified_at,
+        deferred,
+        purpose,
+        derived,
+        extensions,
+        encoded,
+    )
+    event.__class__ = Event  # type: ignore[assignment]  # see _EventTwin
+    return cast(Event, event)
 
 
 def event_from_json(obj: object) -> Event:
@@ -912,16 +1225,49 @@ def event_from_json(obj: object) -> Event:
 
 
 def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValidationError("<json>", f"duplicate key {key!r} in an object")
-        out[key] = value
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValidationError("<json>", f"duplicate key {key!r} in an object")
+            seen.add(key)
     return out
 
 
 def _refuse_constant(name: str) -> object:
     raise ValueError(f"{name} is not allowed")
+
+
+# One decoder for every call: json.loads with hooks builds a new one each time.
+# Sharing it between threads is safe: its only state is a key-interning memo,
+# each use of which happens with the GIL held (json.loads shares its default
+# decoder the same way).
+_JSON_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
+# The decoder's scanner, which decode() calls after skipping white space; not
+# in the type stubs, but set by JSONDecoder.__init__ since Python 2.6.
+_JSON_SCAN: Callable[[str, int], tuple[object, int]] = _JSON_DECODER.scan_once  # type: ignore[attr-defined]
+_MAX_UTF8_PER_CHAR = 4
+
+
+def _json_loads(text: str) -> object:
+    # json.loads(text, object_pairs_hook=..., parse_constant=...), errors
+    # included. A text that starts with its object and ends where the object
+    # ends (a JSON Lines line) goes to the scanner directly; anything else
+    # (leading or trailing white space or data, a BOM, an error) takes the
+    # decoder's own path.
+    if text[:1] == "{":
+        try:
+            obj, end = _JSON_SCAN(text, 0)
+        except StopIteration:
+            pass
+        else:
+            if end == len(text):
+                return obj
+    if text.startswith("\ufeff"):
+        # What json.loads says before it hands a str to the decoder.
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    return _JSON_DECODER.decode(text)
 
 
 def event_from_json_text(text: str | bytes) -> Event:
@@ -942,15 +1288,18 @@ def event_from_json_text(text: str | bytes) -> Event:
         except UnicodeDecodeError as err:
             raise ValidationError("<json>", "is not valid UTF-8") from err
     elif isinstance(text, str):
-        if (
-            len(text) > MAX_EVENT_SIZE
-            or len(text.encode("utf-8", "surrogatepass")) > MAX_EVENT_SIZE
+        n = len(text)
+        if n > MAX_EVENT_SIZE or (
+            # Only a long text that is not ASCII can be within the limit in
+            # characters and over it in bytes.
+            not (type(text) is str and (text.isascii() or n * _MAX_UTF8_PER_CHAR <= MAX_EVENT_SIZE))
+            and len(text.encode("utf-8", "surrogatepass")) > MAX_EVENT_SIZE
         ):
             raise ValidationError("<json>", f"is larger than {MAX_EVENT_SIZE} bytes")
     else:
         raise ValidationError("<json>", f"must be str or bytes, not {type(text).__name__}")
     try:
-        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
+        obj = _json_loads(text)
     except (ValueError, RecursionError) as err:
         raise ValidationError("<json>", f"is not valid JSON: {err}") from err
     return _event_from_plain(obj, binary=False)
@@ -1102,12 +1451,22 @@ def _check_origin(origin: str) -> bytes:
     return origin.encode("utf-8")
 
 
+@functools.lru_cache(maxsize=64)
+def _signing_prefix(origin: str) -> bytes:
+    # A ledger signs and verifies every record under the same origin. Only
+    # plain strs are cached (a str subclass might not hash as its value), and
+    # a refused origin raises, which is not cached.
+    return RECORD_SIG_PREFIX + _check_origin(origin) + b"\n"
+
+
 def signing_message(origin: str, content: bytes) -> bytes:
     """Return what a record signature covers: ``RECORD_SIG_PREFIX ‖ origin ‖ "\\n" ‖ content``.
 
     Raises:
         MalformedError: if ``origin`` is empty or has control characters.
     """
+    if type(origin) is str:
+        return _signing_prefix(origin) + content
     return RECORD_SIG_PREFIX + _check_origin(origin) + b"\n" + content
 
 
@@ -1221,7 +1580,50 @@ def parse_envelope(leaf: bytes) -> Envelope:
     if logged_at < 0:
         raise MalformedError("envelope logged_at is negative")
     end = HEADER_SIZE + length
-    return Envelope(version, seq, prev, logged_at, key, leaf[HEADER_SIZE:end], leaf[end:])
+    # Every check Envelope() makes has been made, and the signed content is
+    # the leaf's first 57 + L bytes: fill the slots (see _EventTwin).
+    env = _EnvelopeTwin(
+        version, seq, prev, logged_at, key, leaf[HEADER_SIZE:end], leaf[end:], leaf[:end]
+    )
+    env.__class__ = Envelope  # type: ignore[assignment]  # see _EventTwin
+    return cast(Envelope, env)
+
+
+class _EnvelopeTwin:
+    __slots__ = (  # noqa: RUF023  # in Envelope's field order, to read side by side
+        "version",
+        "seq",
+        "prev",
+        "logged_at",
+        "key_id",
+        "event_bytes",
+        "signature",
+        "_content",
+    )
+
+    def __init__(  # noqa: PLR0917  # positional, in the field order, like Envelope's own
+        self,
+        version: int,
+        seq: int,
+        prev: bytes,
+        logged_at: int,
+        key_id: int,
+        event_bytes: bytes,
+        signature: bytes,
+        content: bytes,
+    ) -> None:
+        self.version = version
+        self.seq = seq
+        self.prev = prev
+        self.logged_at = logged_at
+        self.key_id = key_id
+        self.event_bytes = event_bytes
+        self.signature = signature
+        self._content = content
+
+
+if _EnvelopeTwin.__slots__ != Envelope.__slots__:  # pragma: no cover
+    raise ImportError("_EnvelopeTwin does not match Envelope")
 
 
 @functools.lru_cache(maxsize=256)
