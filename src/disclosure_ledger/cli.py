@@ -31,7 +31,7 @@ from typing import IO, Any, NoReturn, TypeVar
 
 import click
 
-from . import cli_witness, records
+from . import cli_owner, cli_witness, records
 from .checkpoints import format_receipt, format_witness_request
 from .demo import MIN_RECORDS, run_demo
 from .errors import (
@@ -670,7 +670,9 @@ def demo(*, directory: Path | None, count: int) -> None:
     run_demo(directory, count, sys.stdout)
 
 
-# The witness, receipt, gate and evidence commands live in their own module.
+# The owner's commands (export, verify) and the witness, receipt, gate and
+# evidence commands live in their own modules.
+cli_owner.register(cli)
 cli_witness.register(cli)
 
 

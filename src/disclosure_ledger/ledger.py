@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import records, witness_client
+from . import bundle, records, witness_client
 from .checkpoints import (
     Checkpoint,
     Receipt,
@@ -573,6 +573,26 @@ class Ledger:
         for i, leaf in enumerate(self._store.iter_leaves(start, stop), start):
             env = records.parse_envelope(leaf)
             yield Record(i, env, env.event())
+
+    def iter_leaves(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Yield the exact leaf bytes of records ``[start, end)``, in bounded memory.
+
+        Raises:
+            StorageError: if a record is missing.
+        """
+        return self._store.iter_leaves(start, self.size if end is None else end)
+
+    def export(self, path: str | os.PathLike[str], from_size: int = 0) -> bundle.ExportSummary:
+        """Write the ledger (or the range from checkpointed size ``from_size``) to one bundle.
+
+        See :func:`disclosure_ledger.bundle.export_ledger`; the format is in docs/format.md.
+
+        Raises:
+            MalformedError: if ``from_size`` is negative or beyond the latest checkpoint.
+            StorageError: if ``from_size`` is not a checkpointed size or the file
+                cannot be written.
+        """
+        return bundle.export_ledger(self, path, from_size)
 
     def _signed(self, size: int, note: str) -> SignedCheckpoint:
         # Newest first: a note counts one signature per key, and a witness's

@@ -1,0 +1,244 @@
+"""The owner's commands: ``export`` and ``verify``, added to the main command group.
+
+This module owns those two commands' options, outputs and exit codes:
+0 verified (or exported); 1 the ledger failed verification, including
+malformed or truncated content; 2 the command could not run (bad usage, a
+missing or unreadable file, a bad key, policy, trusted checkpoint or state).
+Every error is one line on standard error, ``disclosure-ledger: error:
+<message>``, never a traceback; a failed verification names its class and,
+where it has one, the record index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from .bundle import export_ledger
+from .errors import LedgerError, MalformedError, VerificationError
+from .keys import read_verifier_file
+from .ledger import Ledger
+from .notes import MAX_NOTE_SIZE, Verifier, parse_verifier
+from .policy import Policy, parse_policy
+from .report import render_failure_json, render_json, render_text
+from .verify import VerifyInputError, verify
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "register"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+_PROG = "disclosure-ledger"
+_MAX_POLICY = 256 * 1024
+
+
+class _CommandError(click.ClickException):
+    """One ``disclosure-ledger: error: ...`` line and exit 2 (or 1 for a failure)."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        """Print the one error line to standard error (or ``file``)."""
+        click.echo(f"{_PROG}: error: {self.format_message()}", file=file, err=file is None)
+
+
+class _FailedError(_CommandError):
+    """The ledger failed verification: one error line and exit 1."""
+
+    exit_code = EXIT_FAILED
+
+
+def _read_limited(path: Path, limit: int, what: str) -> bytes:
+    try:
+        if path.is_dir():
+            raise _CommandError(f"{path}: is a directory, not a {what}")
+        with path.open("rb") as fh:
+            raw = fh.read(limit + 1)
+    except FileNotFoundError as err:
+        raise _CommandError(f"{path}: no such {what}") from err
+    except OSError as err:
+        raise _CommandError(f"{path}: cannot read the {what}: {err.strerror}") from err
+    if len(raw) > limit:
+        raise _CommandError(f"{path}: too large to be a {what}")
+    return raw
+
+
+def _verifier(value: str, option: str) -> Verifier:
+    """A verifier key from a .pub file, or given inline as a key string."""
+    try:
+        if not Path(value).exists() and value.count("+") >= 2:
+            return parse_verifier(value)
+        return read_verifier_file(value)
+    except LedgerError as err:
+        raise _CommandError(f"{option}: {err}") from err
+
+
+def _policy(policy_file: Path | None, log_key: str | None, writer_keys: tuple[str, ...]) -> Policy:
+    base = Policy()
+    if policy_file is not None:
+        raw = _read_limited(policy_file, _MAX_POLICY, "policy file")
+        try:
+            base = parse_policy(raw)
+        except MalformedError as err:
+            raise _CommandError(f"{policy_file}: {err}") from err
+    logs = list(base.logs)
+    if log_key is not None:
+        v = _verifier(log_key, "--log-key")
+        if v not in logs:
+            logs.append(v)
+    writers = list(base.writers)
+    for text in writer_keys:
+        v = _verifier(text, "--writer-key")
+        if v not in writers:
+            writers.append(v)
+    if not logs:
+        raise _CommandError("give --log-key, or a --policy with a 'log' line")
+    return Policy(tuple(logs), tuple(writers), base.witnesses, base.groups, base.quorum)
+
+
+def _failure_message(err: LedgerError) -> str:
+    index = getattr(err, "index", None)
+    where = f" at record {index}" if index is not None else ""
+    return f"verification failed: {type(err).__name__}{where}: {err}"
+
+
+@click.command("export")
+@click.argument("ledger", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option(
+    "--from",
+    "from_size",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="M",
+    help="Export only the records from checkpointed size M on (a range bundle).",
+)
+def export_command(*, ledger: Path, out: Path, from_size: int) -> None:
+    """Write LEDGER (or the range from size M) to the bundle file OUT for its owner."""
+    try:
+        with Ledger.open(ledger, readonly=True) as lg:
+            summary = export_ledger(lg, out, from_size)
+    except LedgerError as err:
+        raise _CommandError(str(err)) from err
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        raise _CommandError(f"{where}{err.strerror or err}") from err
+    click.echo(
+        f"exported records {summary.from_size}..{summary.to_size} of {summary.origin}"
+        f" ({summary.record_count} records, {summary.bytes_written} bytes) to {out}"
+    )
+
+
+@click.command("verify")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--log-key", metavar="PUB", help="The log's public key: a .pub file or key string.")
+@click.option(
+    "--writer-key",
+    "writer_keys",
+    multiple=True,
+    metavar="PUB",
+    help="A writer key trusted to sign records (repeatable). Default: the log key.",
+)
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(path_type=Path),
+    help="A trust policy file: log, writer, witness, group and quorum lines.",
+)
+@click.option(
+    "--trusted-checkpoint",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="A signed checkpoint you saw before; the bundle must be consistent with it.",
+)
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help="Remember the last verified checkpoint per log in DIR, and check against it.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
+@click.option("--strict", is_flag=True, help="Decode and validate every event in full (slower).")
+def verify_command(
+    *,
+    bundle: Path,
+    log_key: str | None,
+    writer_keys: tuple[str, ...],
+    policy_file: Path | None,
+    trusted_checkpoint: Path | None,
+    state_dir: Path | None,
+    as_json: bool,
+    strict: bool,
+) -> None:
+    """Verify the bundle BUNDLE offline with the keys you trust, and list every disclosure.
+
+    Exit status: 0 verified; 1 the ledger failed verification (tampered,
+    malformed or truncated); 2 the verification could not run.
+    """
+    policy = _policy(policy_file, log_key, writer_keys)
+    trusted = (
+        None
+        if trusted_checkpoint is None
+        else _read_limited(trusted_checkpoint, MAX_NOTE_SIZE, "checkpoint file")
+    )
+    with contextlib.ExitStack() as stack:
+        progress = _progress(stack) if _stderr_is_terminal() else None
+        try:
+            report = verify(
+                bundle,
+                policy,
+                trusted=trusted,
+                state_dir=state_dir,
+                progress=progress,
+                strict=strict,
+            )
+        except VerifyInputError as err:
+            raise _CommandError(str(err)) from err
+        except (MalformedError, VerificationError) as err:
+            if as_json:
+                click.echo(render_failure_json(err), nl=False)
+            raise _FailedError(_failure_message(err)) from err
+        except LedgerError as err:
+            raise _CommandError(str(err)) from err
+        except OSError as err:
+            where = f"{err.filename}: " if err.filename else ""
+            raise _CommandError(f"{where}{err.strerror or err}") from err
+    click.echo(render_json(report) if as_json else render_text(report), nl=False)
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def _progress(stack: contextlib.ExitStack) -> Callable[[int, int], None]:
+    """A progress callback that draws a bar on standard error, created on first use."""
+    bar: list[Any] = []
+    shown = [0]
+
+    def update(done: int, total: int) -> None:
+        if not bar:
+            bar.append(
+                stack.enter_context(
+                    click.progressbar(length=total, label="verifying", file=sys.stderr)
+                )
+            )
+        bar[0].update(done - shown[0])
+        shown[0] = done
+
+    return update
+
+
+def register(cli: click.Group) -> None:
+    """Add the ``export`` and ``verify`` commands to ``cli``."""
+    cli.add_command(export_command, "export")
+    cli.add_command(verify_command, "verify")

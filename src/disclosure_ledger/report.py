@@ -1,0 +1,227 @@
+"""Rendering a verification report: plain text for people, one JSON document for programs.
+
+This module owns how a :class:`~.verify.Report` (or a failed verification)
+reads. Both forms say the same things: the verdict, the log and its size, the
+range and the time covered, the disclosures (those made without the owner's
+consent first) and the counts by action, legal basis and recipient
+organization. Text shown to a person passes through :func:`printable`, so a
+string in a record can never move the cursor or change the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import LedgerError
+from .notes import b64encode
+from .verify import Disclosure, Report
+
+__all__ = [
+    "REPORT_FORMAT",
+    "failure_to_json",
+    "printable",
+    "render_failure_json",
+    "render_json",
+    "render_text",
+    "report_to_json",
+]
+
+REPORT_FORMAT = "disclosure-ledger/verify-report/v1"
+"""The ``format`` member of every JSON report; a later layout gets a new name."""
+
+
+def printable(text: object) -> str:
+    """Return ``text`` with every non-printable character replaced by U+FFFD."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in s)
+
+
+def _disclosure_json(d: Disclosure) -> dict[str, Any]:
+    return {
+        "index": d.index,
+        "event_id": d.event_id,
+        "occurred_at": d.occurred_at,
+        "camera_id": d.camera_id,
+        "action": d.action,
+        "actor": {"kind": d.actor_kind, "id": d.actor_id, "organization": d.actor_organization},
+        "recipient": None
+        if d.recipient_kind is None
+        else {
+            "kind": d.recipient_kind,
+            "id": d.recipient_id,
+            "organization": d.recipient_organization,
+        },
+        "legal_basis": d.legal_basis,
+        "legal_reference": d.legal_reference,
+        "justification": d.justification,
+        "consent": d.consent,
+        "without_consent": d.without_consent,
+        "owner_notified_at": d.owner_notified_at,
+        "notification_deferred_until": d.notification_deferred_until,
+        "footage": [
+            {"clip_id": c.clip_id, "sha256": c.sha256, "start": c.start, "end": c.end}
+            for c in d.footage
+        ],
+        "footage_count": d.footage_count,
+    }
+
+
+def report_to_json(report: Report) -> dict[str, Any]:
+    """Return the report as a JSON-ready dict (see docs/owners.md for the members)."""
+    return {
+        "format": REPORT_FORMAT,
+        "verdict": report.verdict,
+        "origin": report.origin,
+        "size": report.size,
+        "range": {"from": report.from_size, "to": report.size, "records": report.record_count},
+        "root": b64encode(report.root),
+        "checkpoint": report.checkpoint,
+        "log_key": report.log_key,
+        "cosigners": list(report.cosigners),
+        "quorum": report.quorum,
+        "occurred": {"first": report.first_occurred_at, "last": report.last_occurred_at},
+        "logged": {"first": report.first_logged_at, "last": report.last_logged_at},
+        "consistency": list(report.consistency),
+        "state_saved": report.state_saved,
+        "disclosure_count": report.disclosure_count,
+        "without_consent_count": report.without_consent_count,
+        "unlisted_disclosures": report.unlisted_disclosures,
+        "disclosures": [_disclosure_json(d) for d in report.disclosures],
+        "counts": {
+            "action": dict(report.actions),
+            "legal_basis": dict(report.legal_bases),
+            "recipient_organization": dict(report.recipient_organizations),
+            "writer": dict(report.writers),
+        },
+    }
+
+
+def render_json(report: Report) -> str:
+    """Return the report as one JSON document (UTF-8 text, with a final newline)."""
+    return json.dumps(report_to_json(report), ensure_ascii=False, indent=2) + "\n"
+
+
+def failure_to_json(err: LedgerError) -> dict[str, Any]:
+    """Return a failed verification as a JSON-ready dict: verdict, error class, index, message."""
+    return {
+        "format": REPORT_FORMAT,
+        "verdict": "failed",
+        "error": {
+            "class": type(err).__name__,
+            "index": getattr(err, "index", None),
+            "message": str(err),
+        },
+    }
+
+
+def render_failure_json(err: LedgerError) -> str:
+    """Return :func:`failure_to_json` as one JSON document with a final newline."""
+    return json.dumps(failure_to_json(err), ensure_ascii=False, indent=2) + "\n"
+
+
+def _party(kind: str | None, ident: str | None, org: str | None) -> str:
+    if kind is None:
+        return "nobody named"
+    who = org or ident or "unnamed"
+    extra = f", {ident}" if org and ident else ""
+    return f"{who} ({kind}{extra})"
+
+
+def _disclosure_lines(d: Disclosure) -> list[str]:
+    basis = d.legal_basis or "not stated"
+    if d.legal_reference:
+        basis += f", reference {d.legal_reference}"
+    if d.consent is not None:
+        basis += f"; consent recorded as {'yes' if d.consent else 'no'}"
+    lines = [
+        f"  #{d.index}  {d.occurred_at}  {d.action} to"
+        f" {_party(d.recipient_kind, d.recipient_id, d.recipient_organization)}",
+        f"      by {_party(d.actor_kind, d.actor_id, d.actor_organization)},"
+        f" camera {d.camera_id}, event {d.event_id}",
+        f"      legal basis: {basis}",
+    ]
+    if d.justification:
+        lines.append(f"      justification: {d.justification}")
+    for c in d.footage:
+        lines.append(f"      footage: {c.clip_id} {c.start} .. {c.end} (sha256 {c.sha256[:16]}…)")
+    if d.footage_count > len(d.footage):
+        lines.append(f"      footage: and {d.footage_count - len(d.footage)} more clips")
+    if not d.footage_count:
+        lines.append("      footage: none named")
+    lines.append(f"      notification: {d.notification}")
+    return [printable(line) for line in lines]
+
+
+def _counts(title: str, pairs: tuple[tuple[str, int], ...]) -> list[str]:
+    if not pairs:
+        return [f"  {title}: none"]
+    width = max(len(printable(k)) for k, _ in pairs)
+    out = [f"  {title}:"]
+    out += [f"    {printable(k):<{width}}  {n}" for k, n in pairs]
+    return out
+
+
+def render_text(report: Report) -> str:
+    """Return the report as plain text for a person.
+
+    Verdict, log, size and times first; then the disclosures, those without
+    the owner's consent leading; then the counts.
+    """
+    r = report
+    occurred = (
+        f"{r.first_occurred_at} .. {r.last_occurred_at}"
+        if r.first_occurred_at is not None
+        else "no records"
+    )
+    logged = f"{r.first_logged_at} .. {r.last_logged_at}" if r.first_logged_at else "no records"
+    witnessed = ", ".join(r.cosigners) if r.cosigners else "no witness"
+    lines = [
+        f"VERIFIED: the ledger of {printable(r.origin)} is intact",
+        f"  size:         {r.size} records",
+        f"  checked:      records {r.from_size} to {r.size - 1 if r.size else 0}"
+        f" ({r.record_count} records)"
+        if r.record_count
+        else f"  checked:      no new records (size {r.size})",
+        f"  root:         {b64encode(r.root)}",
+        f"  signed by:    the log key {printable(r.log_key)}",
+        f"  cosigned by:  {printable(witnessed)} (policy: {printable(r.quorum)})",
+        f"  occurred:     {occurred}",
+        f"  logged:       {logged}",
+    ]
+    lines += [f"  consistency:  {printable(c)}" for c in r.consistency]
+    if r.state_saved:
+        lines.append("  state:        saved; the next run must be consistent with this checkpoint")
+    lines.append("")
+    others = r.disclosure_count - r.without_consent_count
+    lines.append(
+        f"DISCLOSURES: {r.disclosure_count}"
+        f" ({r.without_consent_count} without your consent, {others} with it)"
+    )
+    without = [d for d in r.disclosures if d.without_consent]
+    with_consent = [d for d in r.disclosures if not d.without_consent]
+    if without:
+        lines.append("")
+        lines.append("Without your consent:")
+        for d in without:
+            lines += _disclosure_lines(d)
+    if with_consent:
+        lines.append("")
+        lines.append("With your consent:")
+        for d in with_consent:
+            lines += _disclosure_lines(d)
+    if r.unlisted_disclosures:
+        lines.append("")
+        lines.append(
+            f"  ... and {r.unlisted_disclosures} more disclosures, counted but not listed"
+            " (the list is capped; use --json and a range bundle to see them)"
+        )
+    lines.append("")
+    lines.append("COUNTS")
+    lines += _counts("by action", r.actions)
+    lines += _counts("by legal basis", r.legal_bases)
+    lines += _counts("by recipient organization", r.recipient_organizations)
+    lines += _counts("by writer key", r.writers)
+    return "\n".join(lines) + "\n"

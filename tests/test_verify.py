@@ -1,0 +1,426 @@
+"""verify(): what it checks, where its trust comes from, the state directory and the report."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from disclosure_ledger import records
+from disclosure_ledger.bundle import export_ledger
+from disclosure_ledger.checkpoints import Checkpoint, cosign_checkpoint, sign_checkpoint
+from disclosure_ledger.errors import (
+    InconsistentCheckpointError,
+    MalformedError,
+    RollbackError,
+    UntrustedKeyError,
+    VerificationError,
+)
+from disclosure_ledger.ledger import Ledger
+from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
+from disclosure_ledger.policy import Policy, parse_policy
+from disclosure_ledger.report import (
+    failure_to_json,
+    printable,
+    render_json,
+    render_text,
+    report_to_json,
+)
+from disclosure_ledger.verify import (
+    DuplicateRecordError,
+    MalformedRecordError,
+    Report,
+    VerifyInputError,
+    _FingerprintSet,
+    load_state,
+    save_state,
+    state_file,
+    verify,
+)
+
+from .ledger_helpers import ORIGIN, event, log_key, new_ledger, release_event, writer_key
+from .test_tamper import POLICY, bundle_of, forge, leaves_of
+
+WITNESS = Signer("witness.example/w1", bytes(range(90, 122)), KEY_TYPE_COSIGNATURE)
+WITNESS2 = Signer("witness.example/w2", bytes(range(130, 162)), KEY_TYPE_COSIGNATURE)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    lg = new_ledger(tmp_path)
+    lg.append_many([event(i) for i in range(4)])
+    lg.append_many(
+        [
+            release_event(4, "warrant"),
+            release_event(5, "emergency"),
+            event(
+                6,
+                action="share",
+                recipient={"kind": "third_party", "organization": "Insurer Ltd"},
+                legal_basis="owner_consent",
+                consent=True,
+                owner_notified_at="2026-11-28T10:00:00Z",
+            ),
+            event(
+                7,
+                action="download",
+                actor={"kind": "owner", "id": "owner-42"},
+            ),
+            event(
+                8,
+                action="release",
+                recipient={"kind": "law_enforcement", "organization": "County Sheriff"},
+                legal_basis="subpoena",
+                notification_deferred_until="2027-01-01T00:00:00Z",
+            ),
+        ]
+    )
+    lg.append_many([event(i) for i in range(9, 12)])
+    return lg
+
+
+def _export(lg: Ledger, path: Path, from_size: int = 0) -> Path:
+    export_ledger(lg, path, from_size)
+    return path
+
+
+def test_report_contents(ledger: Ledger, tmp_path: Path) -> None:
+    report = verify(_export(ledger, tmp_path / "b"), POLICY)
+    assert report.verdict == "verified"
+    assert (report.origin, report.size, report.from_size, report.record_count) == (
+        ORIGIN,
+        12,
+        0,
+        12,
+    )
+    assert report.root == ledger.latest_checkpoint().checkpoint.root
+    assert dict(report.actions) == {"view": 7, "release": 3, "share": 1, "download": 1}
+    assert dict(report.legal_bases) == {
+        "(not stated)": 8,
+        "warrant": 1,
+        "emergency": 1,
+        "owner_consent": 1,
+        "subpoena": 1,
+    }
+    assert dict(report.recipient_organizations) == {
+        "(no recipient)": 8,
+        "Springfield PD": 2,
+        "Insurer Ltd": 1,
+        "County Sheriff": 1,
+    }
+    assert dict(report.writers) == {writer_key().name: 12}
+    assert report.first_occurred_at == "2026-11-27T09:30:00Z"
+    assert report.last_occurred_at == "2026-11-27T09:41:00Z"
+    assert report.first_logged_at is not None
+    # The owner's own download is no disclosure; those without consent lead.
+    assert report.disclosure_count == 4
+    assert report.without_consent_count == 3
+    assert [d.index for d in report.disclosures] == [4, 5, 8, 6]
+    assert [d.without_consent for d in report.disclosures] == [True, True, True, False]
+    warrant = report.disclosures[0]
+    assert (warrant.legal_basis, warrant.legal_reference) == ("warrant", "case 26-4")
+    assert warrant.recipient_organization == "Springfield PD"
+    assert warrant.footage[0].clip_id == "clip-4"
+    assert warrant.notification == "owner not notified"
+    assert report.disclosures[2].notification == "notification deferred until 2027-01-01T00:00:00Z"
+    assert report.disclosures[3].notification == "owner notified at 2026-11-28T10:00:00Z"
+    assert report.unlisted_disclosures == 0
+    assert any("no earlier checkpoint" in c for c in report.consistency)
+
+
+def test_text_and_json_say_the_same(ledger: Ledger, tmp_path: Path) -> None:
+    report = verify(_export(ledger, tmp_path / "b"), POLICY)
+    text = render_text(report)
+    assert text.startswith("VERIFIED")
+    assert text.index("Without your consent:") < text.index("With your consent:")
+    assert text.index("DISCLOSURES") < text.index("COUNTS")
+    for needle in ("case 26-4", "Springfield PD", "deferred until 2027-01-01", "by action"):
+        assert needle in text
+    doc = json.loads(render_json(report))
+    assert doc == report_to_json(report)
+    assert doc["verdict"] == "verified"
+    assert doc["size"] == 12
+    assert doc["counts"]["action"]["release"] == 3
+    assert [d["index"] for d in doc["disclosures"]] == [4, 5, 8, 6]
+    assert doc["disclosures"][0]["recipient"]["organization"] == "Springfield PD"
+
+
+def test_failure_json() -> None:
+    err = DuplicateRecordError("record 5 repeats", index=5)
+    assert failure_to_json(err)["error"] == {
+        "class": "DuplicateRecordError",
+        "index": 5,
+        "message": "record 5 repeats",
+    }
+
+
+def test_printable_neutralises_terminal_controls() -> None:
+    assert printable("ok") == "ok"
+    assert printable("a\x1b[2Jb\u202e") == "a\ufffd[2Jb\ufffd"
+
+
+def test_disclosure_list_is_capped_but_counted(ledger: Ledger, tmp_path: Path) -> None:
+    report = verify(_export(ledger, tmp_path / "b"), POLICY, max_listed=1)
+    assert [d.index for d in report.disclosures] == [4, 6]
+    assert (report.disclosure_count, report.unlisted_disclosures) == (4, 2)
+    assert "2 more disclosures" in render_text(report)
+
+
+def test_progress_is_reported(ledger: Ledger, tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    verify(_export(ledger, tmp_path / "b"), POLICY, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (12, 12)
+
+
+def test_strict_mode_agrees(ledger: Ledger, tmp_path: Path) -> None:
+    path = _export(ledger, tmp_path / "b")
+    fast, strict = verify(path, POLICY), verify(path, POLICY, strict=True)
+    assert fast == strict
+
+
+def test_non_canonical_event_is_refused_in_strict_mode(tmp_path: Path) -> None:
+    # Valid msgpack, the right fields, but not the canonical encoding (keys reversed).
+    canonical = records.encode_event(records.event_from_json(event(1)))
+    obj = msgpack.unpackb(canonical, raw=False)
+    reordered = msgpack.packb(dict(reversed(list(obj.items()))), use_bin_type=True)
+    data = forge([event(0), reordered])
+    report = verify(io.BytesIO(data), POLICY)
+    assert report.size == 2
+    with pytest.raises(MalformedRecordError, match="record 1: event encoding is not canonical"):
+        verify(io.BytesIO(data), POLICY, strict=True)
+
+
+def test_broken_event_is_refused_even_on_the_fast_path(tmp_path: Path) -> None:
+    bad = msgpack.packb({"event_id": "x", "action": "teleport"}, use_bin_type=True)
+    with pytest.raises(MalformedRecordError) as info:
+        verify(io.BytesIO(forge([event(0), event(1), bad])), POLICY)
+    assert info.value.index == 2
+    with pytest.raises(MalformedRecordError):
+        verify(io.BytesIO(forge([b"\xc1"])), POLICY)
+    # A disclosing action is always decoded in full.
+    canonical = records.encode_event(records.event_from_json(release_event(3)))
+    obj = msgpack.unpackb(canonical, raw=False)
+    reordered = msgpack.packb(dict(reversed(list(obj.items()))), use_bin_type=True)
+    with pytest.raises(MalformedRecordError, match="not canonical"):
+        verify(io.BytesIO(forge([reordered])), POLICY)
+
+
+def test_duplicate_event_id_named(tmp_path: Path) -> None:
+    with pytest.raises(DuplicateRecordError, match="record 3 repeats the event_id 'ev-00000001'"):
+        verify(io.BytesIO(forge([event(0), event(1), event(2), event(1)])), POLICY)
+
+
+def test_earliest_failure_is_reported_across_chunks(tmp_path: Path) -> None:
+    # A bad signature at 300 and a truncation much later: the signature wins.
+    data = forge([event(i) for i in range(600)])
+    leaves = leaves_of(data)
+    bad = bytearray(leaves[300])
+    bad[-1] ^= 1
+    leaves[300] = bytes(bad)
+    data = bundle_of(leaves)
+    with pytest.raises(VerificationError) as info:
+        verify(io.BytesIO(data[:-2000]), POLICY)
+    assert (type(info.value).__name__, info.value.index) == ("BadSignatureError", 300)
+
+
+def test_many_records_many_chunks(tmp_path: Path) -> None:
+    data = forge([event(i) for i in range(1100)])
+    report = verify(io.BytesIO(data), POLICY, threads=2)
+    assert (report.size, dict(report.actions)) == (1100, {"view": 1100})
+
+
+def test_without_writer_keys_records_must_be_signed_by_the_log_key(tmp_path: Path) -> None:
+    lg = Ledger.create(tmp_path / "l", log_key=log_key())  # no writers: the log key signs
+    lg.append_many([event(i) for i in range(3)])
+    path = _export(lg, tmp_path / "b")
+    report = verify(path, Policy.simple(log_key().verifier))
+    assert dict(report.writers) == {ORIGIN: 3}
+    # A ledger written by a writer key fails a policy that names no writer.
+    lg2 = new_ledger(tmp_path, "w.ledger")
+    lg2.append_many([event(0)])
+    with pytest.raises(UntrustedKeyError, match="record 0 is signed by key"):
+        verify(_export(lg2, tmp_path / "w"), Policy.simple(log_key().verifier))
+
+
+def test_key_hints_are_never_trusted(tmp_path: Path) -> None:
+    rogue = Signer("vendor.example/writer/rogue", bytes(range(7, 39)))
+    data = forge([event(0)], signers={0: rogue})
+    with pytest.raises(UntrustedKeyError, match="not a trusted writer"):
+        verify(io.BytesIO(data), POLICY)
+
+
+def test_bad_key_hint_is_malformed(ledger: Ledger, tmp_path: Path) -> None:
+    from .test_bundle import join_frames, split_frames
+
+    frames = split_frames(_export(ledger, tmp_path / "b").read_bytes())
+    frames.insert(1, (0x02, b"not a key"))
+    with pytest.raises(MalformedError, match="key hint 0"):
+        verify(io.BytesIO(join_frames(frames)), POLICY)
+
+
+def test_policy_without_a_log_for_the_origin(ledger: Ledger, tmp_path: Path) -> None:
+    other = Signer("someone.else/log", bytes(32))
+    with pytest.raises(UntrustedKeyError, match=r"policy trusts only 'someone\.else/log'"):
+        verify(_export(ledger, tmp_path / "b"), Policy.simple(other.verifier))
+    with pytest.raises(VerifyInputError, match="no log key"):
+        verify(tmp_path / "b", Policy())
+
+
+# -- witnesses --------------------------------------------------------------------------
+
+
+def test_witness_quorum(ledger: Ledger, tmp_path: Path) -> None:
+    latest = ledger.latest_checkpoint()
+    line = cosign_checkpoint(latest.checkpoint, WITNESS, 1_800_000_000)
+    ledger.add_cosignatures(latest.checkpoint.size, [line], [WITNESS.verifier])
+    path = _export(ledger, tmp_path / "b")
+    one = Policy.simple(log_key().verifier, [writer_key().verifier], [WITNESS.verifier])
+    report = verify(path, one)
+    assert report.cosigners == (WITNESS.name,)
+    both = Policy.simple(
+        log_key().verifier, [writer_key().verifier], [WITNESS.verifier, WITNESS2.verifier]
+    )
+    with pytest.raises(UntrustedKeyError, match="lacks the witness quorum"):
+        verify(path, both)
+    text = (
+        f"log {log_key().verifier.vkey}\nwriter {writer_key().verifier.vkey}\n"
+        f"witness a {WITNESS.verifier.vkey}\nwitness b {WITNESS2.verifier.vkey}\n"
+        "group g any a b\nquorum g\n"
+    )
+    assert verify(path, parse_policy(text)).quorum.startswith("1 of 2")
+
+
+def test_unhinted_signature_line_is_refused(ledger: Ledger, tmp_path: Path) -> None:
+    from .test_bundle import join_frames, split_frames
+
+    frames = split_frames(_export(ledger, tmp_path / "b").read_bytes())
+    note = next(p for t, p in frames if t == 0x03).decode()
+    cp = ledger.latest_checkpoint().checkpoint
+    extra = note + cosign_checkpoint(cp, WITNESS2, 5)
+    frames = [(t, extra.encode() if t == 0x03 else p) for t, p in frames]
+    with pytest.raises(MalformedError, match="neither trusted nor hinted"):
+        verify(io.BytesIO(join_frames(frames)), POLICY)
+
+
+# -- state and trusted checkpoints ---------------------------------------------------------
+
+
+def test_state_file_is_named_by_the_origin_hash(tmp_path: Path) -> None:
+    assert state_file(tmp_path, ORIGIN).name == hashlib.sha256(ORIGIN.encode()).hexdigest()
+
+
+def test_state_advances_and_range_bundles_verify_incrementally(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    first = verify(_export(ledger, tmp_path / "a"), POLICY, state_dir=state)
+    assert first.state_saved
+    assert load_state(state, ORIGIN) == ledger.latest_checkpoint().note
+    ledger.append_many([event(i) for i in range(12, 20)])
+    report = verify(_export(ledger, tmp_path / "r", from_size=12), POLICY, state_dir=state)
+    assert (report.from_size, report.size, report.record_count) == (12, 20, 8)
+    assert report.consistency == ("consistent with the saved state of size 12",)
+    assert report.state_saved
+    # The same bundle again: consistent, nothing to advance.
+    again = verify(tmp_path / "r", POLICY, state_dir=state)
+    assert not again.state_saved
+    # The old full bundle is now a rollback; the state does not move.
+    with pytest.raises(RollbackError):
+        verify(tmp_path / "a", POLICY, state_dir=state)
+    assert load_state(state, ORIGIN) == ledger.latest_checkpoint().note
+
+
+def test_range_bundle_that_starts_after_the_state(ledger: Ledger, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    lg = ledger
+    verify(_export(lg, tmp_path / "a"), POLICY, state_dir=state)  # size 12
+    lg.append_many([event(i) for i in range(12, 15)])
+    lg.append_many([event(i) for i in range(15, 18)])
+    with pytest.raises(VerificationError, match="records in between are missing; export from 12"):
+        verify(_export(lg, tmp_path / "r", from_size=15), POLICY, state_dir=state)
+
+
+def test_range_bundle_with_state_inside_the_range(ledger: Ledger, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    verify(_export(ledger, tmp_path / "a"), POLICY, state_dir=state)  # size 12
+    ledger.append_many([event(i) for i in range(12, 20)])
+    report = verify(_export(ledger, tmp_path / "r", from_size=9), POLICY, state_dir=state)
+    assert report.consistency == ("consistent with the saved state of size 12",)
+
+
+def test_trusted_checkpoint(ledger: Ledger, tmp_path: Path) -> None:
+    seen = ledger.checkpoint(9).note
+    report = verify(_export(ledger, tmp_path / "a"), POLICY, trusted=seen)
+    assert report.consistency == ("consistent with the trusted checkpoint of size 9",)
+    forged = sign_checkpoint(Checkpoint(ORIGIN, 9, bytes(32)), log_key())
+    with pytest.raises(InconsistentCheckpointError, match="fork"):
+        verify(tmp_path / "a", POLICY, trusted=forged.encode())
+    with pytest.raises(VerifyInputError, match="trusted checkpoint does not verify"):
+        verify(tmp_path / "a", POLICY, trusted="not a note")
+    other = Signer("someone.else/log", bytes(32))
+    with pytest.raises(VerifyInputError):
+        verify(
+            tmp_path / "a", POLICY, trusted=sign_checkpoint(Checkpoint(ORIGIN, 9, bytes(32)), other)
+        )
+
+
+def test_state_never_moves_backwards(ledger: Ledger, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    newer = ledger.latest_checkpoint()
+    older = ledger.checkpoint(4)
+    assert save_state(state, newer)
+    assert not save_state(state, older)
+    assert load_state(state, ORIGIN) == newer.note
+    assert not [p for p in state.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_unusable_state(ledger: Ledger, tmp_path: Path) -> None:
+    path = _export(ledger, tmp_path / "a")
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(VerifyInputError, match="not a directory"):
+        verify(path, POLICY, state_dir=not_a_dir)
+    state = tmp_path / "state"
+    state.mkdir()
+    state_file(state, ORIGIN).write_bytes(b"\xff\xfe")
+    with pytest.raises(VerifyInputError, match="not a checkpoint note"):
+        verify(path, POLICY, state_dir=state)
+    state_file(state, ORIGIN).write_text("garbage\n")
+    with pytest.raises(VerifyInputError, match="saved state does not verify"):
+        verify(path, POLICY, state_dir=state)
+
+
+def test_bundle_file_problems_are_input_errors(tmp_path: Path) -> None:
+    with pytest.raises(VerifyInputError, match="no such bundle file"):
+        verify(tmp_path / "missing", POLICY)
+    with pytest.raises(VerifyInputError, match="is a directory"):
+        verify(tmp_path, POLICY)
+    with pytest.raises(MalformedError, match="empty"):
+        verify(io.BytesIO(b""), POLICY)
+
+
+# -- the fingerprint set ------------------------------------------------------------------
+
+
+def test_fingerprint_set_grows_and_finds_duplicates() -> None:
+    s = _FingerprintSet()
+    values = [
+        int.from_bytes(hashlib.sha256(str(i).encode()).digest()[:8], "big") for i in range(100_000)
+    ]
+    assert all(s.add(v) for v in values)
+    assert not any(s.add(v) for v in values[::997])
+    assert s.add(0)
+    assert not s.add(0)
+    assert not s.add(1)  # 0 is stored as 1
+
+
+def test_report_is_a_frozen_value(ledger: Ledger, tmp_path: Path) -> None:
+    report = verify(_export(ledger, tmp_path / "b"), POLICY)
+    assert isinstance(report, Report)
+    with pytest.raises(AttributeError):
+        report.size = 3  # type: ignore[misc]
+    hash(report.disclosures[0])
