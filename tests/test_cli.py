@@ -533,7 +533,9 @@ def test_demo_runs(work: Path) -> None:
     assert "receipt verifies" in out
     assert "c2sp.org/tlog-proof@v1" in out
     assert "ok: 40 records" in out
-    assert out.index("WITHOUT YOUR CONSENT") < out.index("With your consent")
+    assert "VERIFIED" in out
+    assert out.index("Without your consent:") < out.index("With your consent:")
+    assert "One byte changed in the export" in out
     assert "emergency" in out
     assert "case 26-1193" in out
     assert "notification deferred until" in out

@@ -40,20 +40,39 @@ from .errors import (
     ValidationError,
     VerificationError,
 )
+from .gate import ReleaseGate, VerifiedRecord, verify_record_receipt
+from .ledger import AppendReceipt, CheckReport, Ledger, Record
 from .notes import Signer, Verifier, generate_signer, parse_signer, parse_verifier
+from .policy import Policy, parse_policy
+from .records import Action, ActorKind, Clip, Event, LegalBasis, Party
+from .verify import Report, verify
+from .witness import Witness
 
 __all__ = [
+    "Action",
+    "ActorKind",
+    "AppendReceipt",
     "BadSignatureError",
     "ChainBreakError",
+    "CheckReport",
     "Checkpoint",
+    "Clip",
     "ConflictError",
     "DuplicateEventError",
+    "Event",
     "InconsistentCheckpointError",
     "KeyFormatError",
+    "Ledger",
     "LedgerError",
+    "LegalBasis",
     "MalformedError",
+    "Party",
+    "Policy",
     "ProofError",
     "Receipt",
+    "Record",
+    "ReleaseGate",
+    "Report",
     "RollbackError",
     "RootMismatchError",
     "SignedCheckpoint",
@@ -62,7 +81,9 @@ __all__ = [
     "UntrustedKeyError",
     "ValidationError",
     "VerificationError",
+    "VerifiedRecord",
     "Verifier",
+    "Witness",
     "WitnessRequest",
     "format_checkpoint",
     "format_receipt",
@@ -70,10 +91,13 @@ __all__ = [
     "generate_signer",
     "open_checkpoint",
     "parse_checkpoint",
+    "parse_policy",
     "parse_receipt",
     "parse_signer",
     "parse_verifier",
     "parse_witness_request",
     "sign_checkpoint",
+    "verify",
     "verify_receipt",
+    "verify_record_receipt",
 ]

@@ -27,10 +27,13 @@ from typing import Any, TextIO
 
 from . import records as schema
 from .checkpoints import format_receipt, parse_receipt, verify_receipt
-from .errors import StorageError
+from .errors import LedgerError, StorageError
 from .keys import keygen, read_verifier_file
 from .ledger import AppendReceipt, Ledger, Record
 from .notes import b64encode
+from .policy import Policy
+from .report import render_text
+from .verify import verify
 
 __all__ = ["LOG_NAME", "MIN_RECORDS", "OWNER", "WRITER_NAME", "run_demo"]
 
@@ -48,7 +51,7 @@ _VENDOR = "Vendor Inc"
 #: The demo's disclosures; ``--records`` must leave room for them.
 MIN_RECORDS = 6
 
-_FILES = ("log.key", "log.pub", "writer.key", "writer.pub", "ledger.db")
+_FILES = ("log.key", "log.pub", "writer.key", "writer.pub", "ledger.db", "ledger.bundle")
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,28 +339,38 @@ def _describe(rec: Record, out: TextIO) -> None:
     print(f"      record #{rec.index}, leaf hash {b64encode(rec.leaf_hash)}", file=out)
 
 
-def _owner_view(ledger: Ledger, out: TextIO) -> None:
-    mine = [r for r in ledger.iter_records() if r.event.owner_id == OWNER]
-    disclosures = [r for r in mine if schema.is_disclosure(r.event)]
-    # Without consent first; within each group, in time order.
-    disclosures.sort(key=lambda r: (not schema.is_without_consent(r.event), r.event.occurred_at))
-    without = sum(1 for r in disclosures if schema.is_without_consent(r.event))
-    staff = sum(1 for r in mine if r.event.actor.kind is schema.ActorKind.VENDOR_EMPLOYEE)
-    print(f"== What {OWNER} would see ==", file=out)
+def _owner_view(directory: Path, ledger: Ledger, out: TextIO) -> None:
+    # What the owner does: receive an export, verify it offline with the keys
+    # they trust (here the two .pub files), keep state for the next run.
+    bundle_path = directory / "ledger.bundle"
+    ledger.export(bundle_path)
+    print(f"\n== What {OWNER} sees: export and offline verification ==", file=out)
     print(
-        f"{len(mine)} accesses to your footage; {len(disclosures)} disclosures to someone "
-        f"other than you, {without} of them without your consent; "
-        f"{staff} by {_VENDOR} employees (support tickets, releases).",
+        f"$ disclosure-ledger verify {bundle_path.name} --log-key log.pub "
+        "--writer-key writer.pub --state owner-state",
         file=out,
     )
-    shown_header: bool | None = None
-    for rec in disclosures:
-        no_consent = schema.is_without_consent(rec.event)
-        if shown_header is None or shown_header != no_consent:
-            title = "WITHOUT YOUR CONSENT" if no_consent else "With your consent"
-            print(f"\n{title}:", file=out)
-            shown_header = no_consent
-        _describe(rec, out)
+    policy = Policy.simple(
+        read_verifier_file(directory / "log.pub"), [read_verifier_file(directory / "writer.pub")]
+    )
+    report = verify(bundle_path, policy, state_dir=directory / "owner-state")
+    print(render_text(report), end="", file=out)
+
+    # A vendor that edits one byte of the export is caught.
+    data = bytearray(bundle_path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    tampered = directory / "tampered.bundle"
+    tampered.write_bytes(bytes(data))
+    try:
+        verify(tampered, policy)
+    except LedgerError as err:
+        print(
+            f"\n== One byte changed in the export ==\nverification failed: "
+            f"{type(err).__name__}: {err}",
+            file=out,
+        )
+    else:  # pragma: no cover - the verifier would be broken
+        raise LedgerError("a tampered bundle verified")
     print(
         "\nEvery record above is signed, chained and in the checkpoint; a release that was "
         "never logged cannot appear here, which is why releases go through the release gate.",
@@ -430,4 +443,4 @@ def run_demo(directory: Path, records: int, out: TextIO) -> None:
             file=out,
         )
         print(file=out)
-        _owner_view(ledger, out)
+        _owner_view(directory, ledger, out)

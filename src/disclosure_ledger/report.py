@@ -136,11 +136,18 @@ def _disclosure_lines(d: Disclosure) -> list[str]:
         basis += f", reference {d.legal_reference}"
     if d.consent is not None:
         basis += f"; consent recorded as {'yes' if d.consent else 'no'}"
+    actor = _party(d.actor_kind, d.actor_id, d.actor_organization)
+    if d.recipient_kind is None:
+        # No recipient named: the actor took the footage themselves.
+        head = f"  #{d.index}  {d.occurred_at}  {d.action} by {actor}"
+        by = f"      camera {d.camera_id}, event {d.event_id}"
+    else:
+        recipient = _party(d.recipient_kind, d.recipient_id, d.recipient_organization)
+        head = f"  #{d.index}  {d.occurred_at}  {d.action} to {recipient}"
+        by = f"      by {actor}, camera {d.camera_id}, event {d.event_id}"
     lines = [
-        f"  #{d.index}  {d.occurred_at}  {d.action} to"
-        f" {_party(d.recipient_kind, d.recipient_id, d.recipient_organization)}",
-        f"      by {_party(d.actor_kind, d.actor_id, d.actor_organization)},"
-        f" camera {d.camera_id}, event {d.event_id}",
+        head,
+        by,
         f"      legal basis: {basis}",
     ]
     if d.justification:
