@@ -423,3 +423,20 @@ def test_checkpoint_notes_open_with_log_key(ledger: Ledger) -> None:
     for size in ledger.checkpoint_sizes():
         note = ledger.checkpoint(size).note
         assert open_checkpoint(note, log_key().verifier).checkpoint.size == size
+
+
+def test_full_disk_gets_clear_error_and_ledger_stays_intact(ledger: Ledger) -> None:
+    ledger.append_many([event(i) for i in range(20)])
+    before = ledger.latest_checkpoint().note
+    # SQLite reports a capped file exactly as a full disk (SQLITE_FULL).
+    conn = ledger._store._conn
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+    with pytest.raises(StorageError, match="disk full"):
+        ledger.append_many([event(1000 + i) for i in range(2000)])
+    assert ledger.size == 20
+    assert ledger.latest_checkpoint().note == before
+    ledger.check()
+    conn.execute("PRAGMA max_page_count = 1073741823")
+    assert ledger.append(event(5000)).index == 20
+    ledger.check()
