@@ -359,7 +359,11 @@ class Readable(Protocol):
     """Anything with a binary ``read(n)``: a file, a pipe, a socket file."""
 
     def read(self, n: int = -1, /) -> bytes:
-        """Return up to ``n`` bytes; fewer only at the end (or for a raw stream)."""
+        """Return up to ``n`` bytes; fewer only at the end (or for a raw stream).
+
+        Raises:
+            OSError: if the stream cannot be read (:class:`BundleReader` passes it on).
+        """
         ...
 
 

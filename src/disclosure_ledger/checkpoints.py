@@ -128,6 +128,9 @@ def format_checkpoint(checkpoint: Checkpoint) -> str:
 
     ``<origin>\\n<size>\\n<base64 root>\\n`` followed by one line per extension.
     Later versions may add extension lines; readers keep but do not interpret them.
+
+    Raises:
+        Nothing: pure formatting; :class:`Checkpoint` checked its fields when it was built.
     """
     lines = [checkpoint.origin, str(checkpoint.size), b64encode(checkpoint.root)]
     lines.extend(checkpoint.extensions)
@@ -178,7 +181,11 @@ class SignedCheckpoint:
     cosignatures: tuple[Cosignature, ...]
 
     def cosigned_by(self, witnesses: Iterable[Verifier]) -> list[Cosignature]:
-        """Return the cosignatures made by any of ``witnesses``."""
+        """Return the cosignatures made by any of ``witnesses``.
+
+        Raises:
+            Nothing: it filters cosignatures that already verified.
+        """
         wanted = set(witnesses)
         return [c for c in self.cosignatures if c.witness in wanted]
 
@@ -305,6 +312,9 @@ def format_receipt(receipt: Receipt) -> str:
     ``c2sp.org/tlog-proof@v1``, an optional ``extra <base64>`` line,
     ``index <N>``, one base64 proof hash per line (leaf's sibling first),
     a blank line, and the signed checkpoint verbatim.
+
+    Raises:
+        Nothing: pure formatting; :class:`Receipt` checked its fields when it was built.
     """
     lines = [RECEIPT_HEADER]
     if receipt.extra is not None:
@@ -412,6 +422,9 @@ def format_witness_request(request: WitnessRequest) -> str:
 
     ``old <N>``, one base64 consistency-proof hash per line, a blank line,
     and the signed checkpoint verbatim.
+
+    Raises:
+        Nothing: pure formatting; :class:`WitnessRequest` checked its fields when it was built.
     """
     lines = [f"old {request.old_size}"]
     lines.extend(b64encode(h) for h in request.proof)
@@ -443,5 +456,9 @@ def parse_witness_request(text: str | bytes) -> WitnessRequest:
 
 
 def proof_lines(hashes: Sequence[bytes]) -> str:
-    """Return hashes as base64 lines, each ending in a newline."""
+    """Return hashes as base64 lines, each ending in a newline.
+
+    Raises:
+        Nothing: pure formatting (the hashes' lengths are not checked).
+    """
     return "".join(b64encode(h) + "\n" for h in hashes)

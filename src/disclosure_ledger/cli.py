@@ -80,7 +80,11 @@ class CommandError(click.ClickException):
         super().__init__(" ".join(message.split("\n")))
 
     def show(self, file: IO[Any] | None = None) -> None:
-        """Print the one error line to standard error (or ``file``)."""
+        """Print the one error line to standard error (or ``file``).
+
+        Raises:
+            Nothing on purpose: it writes one line; an OSError from the write passes through.
+        """
         click.echo(f"{_PROG}: error: {self.format_message()}", file=file, err=file is None)
 
 
@@ -178,7 +182,13 @@ _key_path = click.Path(path_type=Path)
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="disclosure_ledger", prog_name=_PROG)
 def cli() -> None:
-    """Signed, hash-chained, Merkle-proven ledger of every access to camera footage."""
+    """Signed, hash-chained, Merkle-proven ledger of every access to camera footage.
+
+    \f
+    Raises:
+        Nothing: the group callback does no work; the group's ``invoke`` turns a
+            subcommand's LedgerError or OSError into a one-line CommandError.
+    """
 
 
 @cli.command()

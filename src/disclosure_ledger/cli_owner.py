@@ -123,7 +123,13 @@ def _failure_message(err: LedgerError) -> str:
     help="Export only the records from checkpointed size M on (a range bundle).",
 )
 def export_command(*, ledger: Path, out: Path, from_size: int) -> None:
-    """Write LEDGER (or the range from size M) to the bundle file OUT for its owner."""
+    """Write LEDGER (or the range from size M) to the bundle file OUT for its owner.
+
+    \f
+    Raises:
+        _CommandError: (exit 2) if LEDGER cannot be opened, M is not a checkpointed
+            size, or OUT cannot be written.
+    """
     try:
         with Ledger.open(ledger, readonly=True) as lg:
             summary = export_ledger(lg, out, from_size)
@@ -184,6 +190,13 @@ def verify_command(
 
     Exit status: 0 verified; 1 the ledger failed verification (tampered,
     malformed or truncated); 2 the verification could not run.
+
+    \f
+    Raises:
+        _FailedError: (exit 1) for a MalformedError or VerificationError from
+            :func:`~.verify.verify`; with --json the failure report is printed first.
+        _CommandError: (exit 2) if a key, the policy, the trusted checkpoint, the
+            state directory or BUNDLE cannot be read or used.
     """
     policy = _policy(policy_file, log_key, writer_keys)
     trusted = (
@@ -239,6 +252,10 @@ def _progress(stack: contextlib.ExitStack) -> Callable[[int, int], None]:
 
 
 def register(cli: click.Group) -> None:
-    """Add the ``export`` and ``verify`` commands to ``cli``."""
+    """Add the ``export`` and ``verify`` commands to ``cli``.
+
+    Raises:
+        Nothing: :meth:`click.Group.add_command` replaces a command of the same name.
+    """
     cli.add_command(export_command, "export")
     cli.add_command(verify_command, "verify")

@@ -230,7 +230,11 @@ def make_evidence(note_a: str, note_b: str, proof: Sequence[bytes] = ()) -> Evid
 
 
 def format_evidence(evidence: Evidence) -> str:
-    """Return the evidence file text (see the module docstring for the exact bytes)."""
+    """Return the evidence file text (see the module docstring for the exact bytes).
+
+    Raises:
+        Nothing: pure formatting; :class:`Evidence` checked the notes and hashes when built.
+    """
     parts = [EVIDENCE_HEADER + "\n"]
     for note in (evidence.first, evidence.second):
         parts.append(f"checkpoint {len(note.encode('utf-8'))}\n")

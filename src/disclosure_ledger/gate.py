@@ -121,7 +121,12 @@ class VerifiedRecord:
         return self.envelope.logged_at // 1_000_000
 
     def to_json(self) -> dict[str, Any]:
-        """Return a JSON-ready summary (what ``verify-receipt`` prints)."""
+        """Return a JSON-ready summary (what ``verify-receipt`` prints).
+
+        Raises:
+            ValueError: if the record's ``logged_at`` lies after the year 9999, which
+                the envelope allows (int64 microseconds) but :mod:`datetime` cannot show.
+        """
         cp = self.checkpoint.checkpoint
         return {
             "origin": cp.origin,
@@ -262,7 +267,11 @@ class ReleaseGate:
         )
 
     def freshness(self, record: VerifiedRecord) -> int:
-        """Return the time of the record's checkpoint (see the module docstring)."""
+        """Return the time of the record's checkpoint (see the module docstring).
+
+        Raises:
+            Nothing: it reads the record's verified cosignatures and ``logged_at``.
+        """
         members = _quorum_members(self.policy)
         stamps = [c.timestamp for c in record.cosignatures if c.witness in members]
         if stamps:

@@ -263,7 +263,12 @@ class Ledger:
         return cls(store, log_key=log_key, writers=writers, signing_threads=signing_threads)
 
     def close(self) -> None:
-        """Finish pending appends, stop the committer and close the file."""
+        """Finish pending appends, stop the committer and close the file.
+
+        Raises:
+            Nothing: a second call does nothing, and an append that fails while
+                finishing reports its error through its own future.
+        """
         with self._start_lock:
             if self._closed:
                 return
@@ -628,7 +633,11 @@ class Ledger:
         return self._signed(size, note)
 
     def checkpoint_sizes(self) -> list[int]:
-        """Return every checkpointed size, ascending."""
+        """Return every checkpointed size, ascending.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
         return self._store.checkpoint_sizes()
 
     def query(
@@ -738,7 +747,12 @@ class Ledger:
     # -- integrity -----------------------------------------------------------------------
 
     def writer_verifiers(self) -> list[Verifier]:
-        """Return every writer key that has signed records here, and the log key."""
+        """Return every writer key that has signed records here, and the log key.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+            KeyFormatError: if a stored writer key string is malformed (a damaged file).
+        """
         keys = [parse_verifier(v) for v in self._store.writer_keys()]
         if self.log_verifier not in keys:
             keys.append(self.log_verifier)
@@ -911,6 +925,10 @@ class Ledger:
         """Ask the attached witnesses to cosign a checkpoint now and wait for the answers.
 
         Never raises for a witness's failure; each outcome says what happened.
+
+        Raises:
+            Nothing: :func:`~.witness_client.collect_cosignatures` turns every
+                failure, a witness's or the ledger's, into an outcome.
         """
         return witness_client.collect_cosignatures(
             self, list(self._witnesses), int(self._witness_clock()), size=size

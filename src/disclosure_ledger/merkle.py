@@ -112,6 +112,10 @@ def subtree_ids(lo: int, hi: int) -> list[NodeId]:
     ``lo`` must be a multiple of the largest power of two not above ``hi - lo``
     (true of every range a proof or a tree head asks about). Folding the
     returned hashes from the right with :func:`node_hash` gives ``MTH(D[lo:hi])``.
+
+    Raises:
+        Nothing: integer arithmetic only (an empty list when ``lo >= hi``); the
+            precondition on ``lo`` is not checked.
     """
     ids: list[NodeId] = []
     while lo < hi:
@@ -442,13 +446,22 @@ class CompactRange:
             self.size = size
 
     def root(self) -> bytes:
-        """Return the root of the leaves absorbed so far."""
+        """Return the root of the leaves absorbed so far.
+
+        Raises:
+            Nothing: it folds the hashes already held (the empty root when there are none).
+        """
         if not self.hashes:
             return EMPTY_ROOT
         return _fold(self.hashes)
 
     def copy(self) -> CompactRange:
-        """Return an independent copy."""
+        """Return an independent copy.
+
+        Raises:
+            MalformedError: only if ``size`` or ``hashes`` were changed by hand so that
+                they no longer agree (the copy is checked as it is built).
+        """
         return CompactRange(self.size, list(self.hashes))
 
 

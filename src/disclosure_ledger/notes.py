@@ -82,7 +82,11 @@ _KNOWN_TYPES = (KEY_TYPE_ED25519, KEY_TYPE_COSIGNATURE)
 
 
 def b64encode(data: bytes) -> str:
-    """Return standard, padded base64 of ``data``."""
+    """Return standard, padded base64 of ``data``.
+
+    Raises:
+        TypeError: if ``data`` is not bytes-like (from :func:`base64.b64encode`).
+    """
     return base64.b64encode(data).decode("ascii")
 
 
@@ -116,7 +120,13 @@ def check_key_name(name: str) -> None:
 
 
 def key_id(name: str, key_type: int, public_key: bytes) -> int:
-    """Return the signed-note key ID: SHA-256(name ‖ 0x0A ‖ type ‖ key)[:4] as a uint32."""
+    """Return the signed-note key ID: SHA-256(name ‖ 0x0A ‖ type ‖ key)[:4] as a uint32.
+
+    Raises:
+        ValueError: if ``key_type`` is not a byte value (0 to 255).
+        UnicodeEncodeError: if ``name`` holds a lone surrogate, which
+            :func:`check_key_name` does not refuse.
+    """
     digest = hashlib.sha256(name.encode() + b"\n" + bytes([key_type]) + public_key).digest()
     return int.from_bytes(digest[:4], "big")
 
@@ -229,6 +239,10 @@ class Signer:
         """Return the signer key string ``PRIVATE+KEY+name+hex8+base64(type ‖ seed)``.
 
         This is secret material: write it only to a protected key file.
+
+        Raises:
+            UnicodeEncodeError: only if the name holds a lone surrogate (see
+                :func:`key_id`); the type and seed were checked when the signer was made.
         """
         seed = self._private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         return (
@@ -236,7 +250,11 @@ class Signer:
         )
 
     def sign_raw(self, message: bytes) -> bytes:
-        """Return the Ed25519 signature of ``message`` (64 bytes)."""
+        """Return the Ed25519 signature of ``message`` (64 bytes).
+
+        Raises:
+            Nothing: Ed25519 signs any bytes; the key was checked when the signer was made.
+        """
         return self._private.sign(message)
 
     def sign(self, text: str, timestamp: int | None = None) -> bytes:
@@ -387,7 +405,11 @@ class OpenedNote:
     unverified: tuple[NoteSignature, ...]
 
     def signed_by(self, verifier: Verifier) -> VerifiedSignature | None:
-        """Return the verified signature by ``verifier``, if there is one."""
+        """Return the verified signature by ``verifier``, if there is one.
+
+        Raises:
+            Nothing: a lookup among signatures that already verified.
+        """
         for v in self.verified:
             if v.verifier == verifier:
                 return v

@@ -78,18 +78,31 @@ class Policy:
         return cls((log,), tuple(writers), MappingProxyType(wit), MappingProxyType(groups), quorum)
 
     def log_for(self, origin: str) -> Verifier | None:
-        """Return the trusted log key whose name is ``origin``."""
+        """Return the trusted log key whose name is ``origin``.
+
+        Raises:
+            Nothing: a lookup by name (``None`` when no log has it).
+        """
         for log in self.logs:
             if log.name == origin:
                 return log
         return None
 
     def witness_keys(self) -> list[Verifier]:
-        """Every witness key named by the policy."""
+        """Every witness key named by the policy.
+
+        Raises:
+            Nothing: it copies the policy's witness keys.
+        """
         return list(self.witnesses.values())
 
     def quorum_met(self, cosigners: Iterable[Verifier]) -> bool:
-        """Whether cosignatures by ``cosigners`` satisfy the quorum."""
+        """Whether cosignatures by ``cosigners`` satisfy the quorum.
+
+        Raises:
+            KeyError: only for a hand-built policy whose quorum or a group member names
+                no witness or group; :func:`parse_policy` and :meth:`simple` never build one.
+        """
         if self.quorum is None:
             return True
         signed = set(cosigners)
@@ -103,7 +116,12 @@ class Policy:
         return count >= group.threshold
 
     def describe_quorum(self) -> str:
-        """A short human description of the quorum."""
+        """A short human description of the quorum.
+
+        Raises:
+            KeyError: only for a hand-built policy whose quorum names no witness or
+                group; :func:`parse_policy` and :meth:`simple` never build one.
+        """
         if self.quorum is None:
             return "no witness cosignatures required"
         if self.quorum in self.witnesses:
@@ -225,7 +243,11 @@ def _check_name(
 
 
 def format_policy(policy: Policy) -> str:
-    """Return the policy file text (see the module docstring for the format)."""
+    """Return the policy file text (see the module docstring for the format).
+
+    Raises:
+        Nothing: pure formatting of the policy's keys and names.
+    """
     lines = [f"log {v.vkey}" for v in policy.logs]
     lines += [f"writer {v.vkey}" for v in policy.writers]
     lines += [f"witness {name} {v.vkey}" for name, v in policy.witnesses.items()]

@@ -402,7 +402,11 @@ class FrozenMap(Mapping[str, JSONValue]):
         return f"FrozenMap({self._plain!r})"
 
     def to_json(self) -> dict[str, object]:
-        """Return a fresh, mutable copy as plain dicts and lists."""
+        """Return a fresh, mutable copy as plain dicts and lists.
+
+        Raises:
+            Nothing: the map was validated when it was built.
+        """
         return _thaw_map(self._plain)
 
 

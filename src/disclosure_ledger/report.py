@@ -32,7 +32,11 @@ REPORT_FORMAT = "disclosure-ledger/verify-report/v1"
 
 
 def printable(text: object) -> str:
-    """Return ``text`` with every non-printable character replaced by U+FFFD."""
+    """Return ``text`` with every non-printable character replaced by U+FFFD.
+
+    Raises:
+        Nothing: it converts with :class:`str` and replaces characters.
+    """
     s = str(text)
     if s.isprintable():
         return s
@@ -70,7 +74,11 @@ def _disclosure_json(d: Disclosure) -> dict[str, Any]:
 
 
 def report_to_json(report: Report) -> dict[str, Any]:
-    """Return the report as a JSON-ready dict (see docs/owners.md for the members)."""
+    """Return the report as a JSON-ready dict (see docs/owners.md for the members).
+
+    Raises:
+        Nothing: it copies fields of a report that :func:`~.verify.verify` built.
+    """
     return {
         "format": REPORT_FORMAT,
         "verdict": report.verdict,
@@ -100,12 +108,20 @@ def report_to_json(report: Report) -> dict[str, Any]:
 
 
 def render_json(report: Report) -> str:
-    """Return the report as one JSON document (UTF-8 text, with a final newline)."""
+    """Return the report as one JSON document (UTF-8 text, with a final newline).
+
+    Raises:
+        Nothing: every value :func:`report_to_json` returns is JSON-serializable.
+    """
     return json.dumps(report_to_json(report), ensure_ascii=False, indent=2) + "\n"
 
 
 def failure_to_json(err: LedgerError) -> dict[str, Any]:
-    """Return a failed verification as a JSON-ready dict: verdict, error class, index, message."""
+    """Return a failed verification as a JSON-ready dict: verdict, error class, index, message.
+
+    Raises:
+        Nothing: it reads the error's class, ``index`` and message.
+    """
     return {
         "format": REPORT_FORMAT,
         "verdict": "failed",
@@ -118,7 +134,11 @@ def failure_to_json(err: LedgerError) -> dict[str, Any]:
 
 
 def render_failure_json(err: LedgerError) -> str:
-    """Return :func:`failure_to_json` as one JSON document with a final newline."""
+    """Return :func:`failure_to_json` as one JSON document with a final newline.
+
+    Raises:
+        Nothing: every value :func:`failure_to_json` returns is JSON-serializable.
+    """
     return json.dumps(failure_to_json(err), ensure_ascii=False, indent=2) + "\n"
 
 
@@ -176,6 +196,9 @@ def render_text(report: Report) -> str:
 
     Verdict, log, size and times first; then the disclosures, those without
     the owner's consent leading; then the counts.
+
+    Raises:
+        Nothing: pure formatting of a report that :func:`~.verify.verify` built.
     """
     r = report
     occurred = (

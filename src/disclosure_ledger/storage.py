@@ -57,6 +57,9 @@ def stored_hash_index(level: int, n: int) -> int:
     Leaf ``k`` is stored after the ``2k - popcount(k)`` hashes of the leaves
     before it and the nodes they completed; each interior node follows the
     leaf that completed it.
+
+    Raises:
+        Nothing: integer arithmetic only.
     """
     for _ in range(level):
         n = 2 * n + 1
@@ -68,7 +71,11 @@ def stored_hash_index(level: int, n: int) -> int:
 
 
 def stored_hash_count(size: int) -> int:
-    """Return how many hashes are stored for a tree of ``size`` leaves."""
+    """Return how many hashes are stored for a tree of ``size`` leaves.
+
+    Raises:
+        Nothing: integer arithmetic only.
+    """
     return 2 * size - size.bit_count()
 
 
@@ -297,7 +304,11 @@ class SQLiteStore:
             raise _storage_error(err, self.path, "configuring") from err
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection.
+
+        Raises:
+            Nothing: closing a closed connection does nothing.
+        """
         with self._lock:
             self._conn.close()
 
@@ -324,7 +335,11 @@ class SQLiteStore:
             raise _storage_error(err, self.path, "reading") from err
 
     def size(self) -> int:
-        """Return the number of records committed."""
+        """Return the number of records committed.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
         row = self._read("SELECT MAX(seq) FROM records")[0][0]
         return 0 if row is None else int(row) + 1
 
@@ -380,52 +395,92 @@ class SQLiteStore:
             raise StorageError("a Merkle hash the proof needs is not stored") from err
 
     def read_hash_range(self, start: int, end: int) -> list[bytes]:
-        """Return stored hashes with positions ``[start, end)`` in order."""
+        """Return stored hashes with positions ``[start, end)`` in order.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
         rows = self._read(
             "SELECT hash FROM hashes WHERE id >= ? AND id < ? ORDER BY id", (start, end)
         )
         return [bytes(r[0]) for r in rows]
 
     def hash_count(self) -> int:
-        """Return the number of stored hashes."""
+        """Return the number of stored hashes.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
         row = self._read("SELECT MAX(id) FROM hashes")[0][0]
         return 0 if row is None else int(row) + 1
 
     def checkpoint(self, size: int) -> str | None:
-        """Return the signed checkpoint note stored for ``size``, if any."""
+        """Return the signed checkpoint note stored for ``size``, if any.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
         rows = self._read("SELECT note FROM checkpoints WHERE size = ?", (size,))
         return str(rows[0][0]) if rows else None
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
-        """Return ``(size, note)`` of the newest checkpoint, if any."""
+        """Return ``(size, note)`` of the newest checkpoint, if any.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
         rows = self._read("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
         return (int(rows[0][0]), str(rows[0][1])) if rows else None
 
     def checkpoint_sizes(self) -> list[int]:
-        """Return every checkpointed size, ascending."""
+        """Return every checkpointed size, ascending.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
         return [int(r[0]) for r in self._read("SELECT size FROM checkpoints ORDER BY size")]
 
     def iter_checkpoints(self) -> Iterator[tuple[int, str]]:
-        """Yield ``(size, note)`` for every checkpoint, ascending."""
+        """Yield ``(size, note)`` for every checkpoint, ascending.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
         for size, note in self._read("SELECT size, note FROM checkpoints ORDER BY size"):
             yield int(size), str(note)
 
     def cosignature_lines(self, size: int) -> list[str]:
-        """Return the cosignature lines stored for the checkpoint of ``size``."""
+        """Return the cosignature lines stored for the checkpoint of ``size``.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
         rows = self._read("SELECT line FROM cosignatures WHERE size = ? ORDER BY rowid", (size,))
         return [str(r[0]) for r in rows]
 
     def cosigning_witnesses(self, size: int) -> list[str]:
-        """Return the verifier keys of the witnesses whose cosignatures are stored for ``size``."""
+        """Return the verifier keys of the witnesses whose cosignatures are stored for ``size``.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
         rows = self._read("SELECT DISTINCT witness FROM cosignatures WHERE size = ?", (size,))
         return [str(r[0]) for r in rows]
 
     def writer_keys(self) -> list[str]:
-        """Return the verifier key strings of every registered writer."""
+        """Return the verifier key strings of every registered writer.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
         return [str(r[0]) for r in self._read("SELECT vkey FROM writers ORDER BY rowid")]
 
     def has_event_ids(self, event_ids: Sequence[str]) -> set[str]:
-        """Return those of ``event_ids`` that are already in the ledger."""
+        """Return those of ``event_ids`` that are already in the ledger.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
         found: set[str] = set()
         for i in range(0, len(event_ids), 500):
             part = list(event_ids[i : i + 500])
@@ -440,6 +495,9 @@ class SQLiteStore:
 
         ``where`` is built by the ledger from fixed column names; values are
         always bound parameters.
+
+        Raises:
+            StorageError: if the ledger cannot be read or ``where`` is not valid SQL.
         """
         sql = "SELECT seq FROM records"
         if where:
@@ -520,7 +578,11 @@ class SQLiteStore:
             )
 
     def witness_events(self) -> list[tuple[int, str, str, str]]:
-        """Return every recorded witness outcome ``(size, witness, outcome, detail)``."""
+        """Return every recorded witness outcome ``(size, witness, outcome, detail)``.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
         rows = self._read("SELECT size, witness, outcome, detail FROM witness_events ORDER BY id")
         return [(int(a), str(b), str(c), str(d)) for a, b, c, d in rows]
 
@@ -535,12 +597,23 @@ class AppendTxn:
         self.conn = conn
 
     def size(self) -> int:
-        """The committed size, read inside the lock."""
+        """The committed size, read inside the lock.
+
+        Raises:
+            sqlite3.Error: if the statement fails (:meth:`SQLiteStore.append_txn` rolls back
+                and reports it as StorageError).
+        """
         row = self.conn.execute("SELECT MAX(seq) FROM records").fetchone()[0]
         return 0 if row is None else int(row) + 1
 
     def last_leaf(self, size: int) -> bytes | None:
-        """The leaf of record ``size - 1``, if there is one."""
+        """The leaf of record ``size - 1``, if there is one.
+
+        Raises:
+            StorageError: if ``size`` is positive and record ``size - 1`` is missing.
+            sqlite3.Error: if the statement fails (:meth:`SQLiteStore.append_txn` rolls back
+                and reports it as StorageError).
+        """
         if size == 0:
             return None
         row = self.conn.execute("SELECT leaf FROM records WHERE seq = ?", (size - 1,)).fetchone()
@@ -549,7 +622,13 @@ class AppendTxn:
         return bytes(row[0])
 
     def frontier(self, ids: Sequence[NodeId]) -> list[bytes]:
-        """The stored hashes of ``ids``, read inside the lock."""
+        """The stored hashes of ``ids``, read inside the lock.
+
+        Raises:
+            StorageError: if a hash is not stored.
+            sqlite3.Error: if the statement fails (:meth:`SQLiteStore.append_txn` rolls back
+                and reports it as StorageError).
+        """
         out = []
         for level, n in ids:
             row = self.conn.execute(
@@ -561,7 +640,12 @@ class AppendTxn:
         return out
 
     def existing_event_ids(self, event_ids: Sequence[str]) -> set[str]:
-        """Those of ``event_ids`` already committed."""
+        """Those of ``event_ids`` already committed.
+
+        Raises:
+            sqlite3.Error: if the statement fails (:meth:`SQLiteStore.append_txn` rolls back
+                and reports it as StorageError).
+        """
         found: set[str] = set()
         for i in range(0, len(event_ids), 500):
             part = list(event_ids[i : i + 500])
@@ -595,18 +679,35 @@ class AppendTxn:
             raise StorageError(f"record insert refused: {err}") from err
 
     def insert_hashes(self, first_id: int, hashes: Sequence[bytes]) -> None:
-        """Insert stored hashes at consecutive positions from ``first_id``."""
+        """Insert stored hashes at consecutive positions from ``first_id``.
+
+        Raises:
+            sqlite3.IntegrityError: if a position is already stored.
+            sqlite3.Error: if the statement fails (:meth:`SQLiteStore.append_txn` rolls back
+                and reports it as StorageError).
+        """
         self.conn.executemany(
             "INSERT INTO hashes (id, hash) VALUES (?, ?)",
             zip(range(first_id, first_id + len(hashes)), hashes, strict=True),
         )
 
     def insert_checkpoint(self, size: int, note: str) -> None:
-        """Insert the signed checkpoint for ``size``."""
+        """Insert the signed checkpoint for ``size``.
+
+        Raises:
+            sqlite3.IntegrityError: if ``size`` already has a checkpoint.
+            sqlite3.Error: if the statement fails (:meth:`SQLiteStore.append_txn` rolls back
+                and reports it as StorageError).
+        """
         self.conn.execute("INSERT INTO checkpoints (size, note) VALUES (?, ?)", (size, note))
 
     def register_writer(self, key_id: int, vkey: str, size: int) -> None:
-        """Remember a writer key (no-op if known)."""
+        """Remember a writer key (no-op if known).
+
+        Raises:
+            sqlite3.Error: if the statement fails (:meth:`SQLiteStore.append_txn` rolls back
+                and reports it as StorageError).
+        """
         self.conn.execute(
             "INSERT OR IGNORE INTO writers (key_id, vkey, added_at_size) VALUES (?, ?, ?)",
             (key_id, vkey, size),

@@ -227,6 +227,10 @@ def state_file(state_dir: str | os.PathLike[str], origin: str) -> Path:
     """Return the file that holds the last verified checkpoint of ``origin``.
 
     Its name is the hex SHA-256 of the origin, so any origin makes a safe name.
+
+    Raises:
+        Nothing: a pure path computation that touches no file (an origin read from a
+            checkpoint always encodes as UTF-8).
     """
     return Path(state_dir) / hashlib.sha256(origin.encode("utf-8")).hexdigest()
 

@@ -209,7 +209,11 @@ def _read_small(path: Path, what: str) -> str | None:
 
 
 def format_config(config: WitnessConfig) -> str:
-    """Return the ``config`` file text (see the module docstring)."""
+    """Return the ``config`` file text (see the module docstring).
+
+    Raises:
+        Nothing: pure formatting of keys that were checked when they were parsed.
+    """
     lines = [CONFIG_HEADER, f"witness {config.witness.vkey}"]
     if config.key_file is not None:
         lines.append(f"key-file {config.key_file}")

@@ -85,7 +85,12 @@ class WitnessEndpoint(Protocol):
         ...
 
     def known_size(self, ledger: Ledger) -> int | None:
-        """The size this witness last cosigned for the ledger's log, if the endpoint knows it."""
+        """The size this witness last cosigned for the ledger's log, if the endpoint knows it.
+
+        Raises:
+            StorageError: if the state it reads the size from cannot be read;
+                :func:`collect_cosignatures` turns any exception into an outcome.
+        """
         ...
 
     def submit(self, body: str, now: int) -> str:
@@ -316,6 +321,10 @@ def collect_cosignatures(
 
     Never raises: a witness that is down, slow or refusing, and even a ledger
     that cannot say its latest size, yields an outcome, not an exception.
+
+    Raises:
+        Nothing: see above; an outcome that cannot be recorded in the ledger is
+            still returned.
     """
     endpoints = list(witnesses)
     try:
