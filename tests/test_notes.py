@@ -581,3 +581,8 @@ def test_any_bit_flip_of_a_signed_note_fails(text: str, bit: int, data: st.DataO
     tampered = flip_bit(raw, bit)
     with pytest.raises(LedgerError):
         notes.open_note(tampered, [s.verifier])
+
+
+def test_key_name_with_lone_surrogate_is_refused() -> None:
+    with pytest.raises(KeyFormatError):
+        notes.generate_signer("a\ud800")

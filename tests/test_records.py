@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from disclosure_ledger import records
 from disclosure_ledger.errors import (
     BadSignatureError,
     KeyFormatError,
@@ -185,7 +186,7 @@ def test_encoding_round_trip(event: Event) -> None:
 @PROPS
 @given(events, st.integers(min_value=0, max_value=(1 << 64) - 1), hashes, int64)
 def test_envelope_round_trip(event: Event, seq: int, prev: bytes, logged_at: int) -> None:
-    logged_at = abs(logged_at) if logged_at != -(1 << 63) else 0
+    logged_at = abs(logged_at) % (records.MAX_LOGGED_AT + 1)
     env = make_envelope(ORIGIN, WRITER, seq, prev, logged_at, encode_event(event))
     parsed = parse_envelope(env.leaf)
     assert parsed == env
@@ -585,7 +586,7 @@ def test_parse_envelope_strict() -> None:
     with pytest.raises(MalformedError, match="version"):
         parse_envelope(b"\x00" + leaf[1:])
     negative = leaf[:41] + struct.pack(">q", -1) + leaf[49:]
-    with pytest.raises(MalformedError, match="negative"):
+    with pytest.raises(MalformedError, match="outside 1970"):
         parse_envelope(negative)
     huge = leaf[:53] + struct.pack(">I", MAX_EVENT_SIZE + 1) + leaf[57:]
     with pytest.raises(MalformedError, match="larger"):
@@ -706,3 +707,28 @@ def test_nested_frozen_map_depth_is_counted() -> None:
         extensions=inner,
     )
     assert decode_event(encode_event(ev)) == ev
+
+
+def test_envelope_log_time_beyond_year_9999_is_refused() -> None:
+    signer = Signer("example.com/writer", bytes(range(1, 33)))
+    event_bytes = records.encode_event(
+        records.event_from_json(
+            {
+                "event_id": "t",
+                "occurred_at": "2026-11-27T10:15:00Z",
+                "camera_id": "c",
+                "action": "view",
+                "actor": {"kind": "owner"},
+            }
+        )
+    )
+    with pytest.raises(MalformedError):
+        records.encode_content(0, records.GENESIS_PREV, records.MAX_LOGGED_AT + 1, 1, event_bytes)
+    env = records.make_envelope(
+        "example.com/log", signer, 0, records.GENESIS_PREV, records.MAX_LOGGED_AT, event_bytes
+    )
+    assert records.parse_envelope(env.leaf).logged_at_time.year == 9999
+    leaf = bytearray(env.leaf)
+    leaf[41:49] = (records.MAX_LOGGED_AT + 1).to_bytes(8, "big")
+    with pytest.raises(MalformedError):
+        records.parse_envelope(bytes(leaf))

@@ -117,6 +117,10 @@ def check_key_name(name: str) -> None:
         raise KeyFormatError("key name must not contain '+'")
     if any(ch.isspace() or ord(ch) < 0x20 or ch == "\x7f" for ch in name):
         raise KeyFormatError("key name must not contain spaces or control characters")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise KeyFormatError("key name must be valid Unicode (no lone surrogates)") from err
 
 
 def key_id(name: str, key_type: int, public_key: bytes) -> int:

@@ -13,7 +13,8 @@ Envelope (all integers big-endian)::
     offset 0      1 byte    version, 0x01
     offset 1      8 bytes   seq, uint64: the record's index in the ledger
     offset 9      32 bytes  prev: chain hash of the previous record (zeros for seq 0)
-    offset 41     8 bytes   logged_at, int64 microseconds since the Unix epoch (UTC), >= 0
+    offset 41     8 bytes   logged_at, int64 microseconds since the Unix epoch (UTC),
+                            from 0 to MAX_LOGGED_AT (the end of 9999)
     offset 49     4 bytes   writer key ID, uint32 (the signed-note key ID, type 0x01)
     offset 53     4 bytes   L, uint32: length of the event encoding, <= MAX_EVENT_SIZE
     offset 57     L bytes   the canonical event encoding (see encode_event)
@@ -62,6 +63,7 @@ __all__ = [
     "HEADER_SIZE",
     "MAX_EVENT_SIZE",
     "MAX_EXTENSION_DEPTH",
+    "MAX_LOGGED_AT",
     "NON_CONSENT_BASES",
     "RECORD_SIG_PREFIX",
     "RELEASING_ACTIONS",
@@ -102,6 +104,8 @@ ENVELOPE_VERSION = 1
 HEADER_SIZE = 57
 SIGNATURE_SIZE = 64
 GENESIS_PREV = bytes(32)
+MAX_LOGGED_AT = 253_402_300_799_999_999
+"""The last microsecond of 9999 (UTC): later log times have no RFC 3339 form."""
 """The ``prev`` of record 0."""
 CHAIN_PREFIX = b"disclosure-ledger/chain/v1\n"
 RECORD_SIG_PREFIX = b"disclosure-ledger/record/v1\n"
@@ -1438,8 +1442,8 @@ def encode_content(seq: int, prev: bytes, logged_at: int, key_id: int, event_byt
         raise MalformedError("event bytes must be bytes")
     if len(event_bytes) > MAX_EVENT_SIZE:
         raise MalformedError(f"event encoding is larger than {MAX_EVENT_SIZE} bytes")
-    if not isinstance(logged_at, int) or logged_at < 0:
-        raise MalformedError("logged_at must be a non-negative number of microseconds")
+    if not isinstance(logged_at, int) or not 0 <= logged_at <= MAX_LOGGED_AT:
+        raise MalformedError("logged_at must be microseconds from 1970 to the end of 9999")
     try:
         header = _HEADER.pack(ENVELOPE_VERSION, seq, prev, logged_at, key_id, len(event_bytes))
     except struct.error as err:
@@ -1581,8 +1585,8 @@ def parse_envelope(leaf: bytes) -> Envelope:
         raise MalformedError(f"event encoding is larger than {MAX_EVENT_SIZE} bytes")
     if len(leaf) != HEADER_SIZE + length + SIGNATURE_SIZE:
         raise MalformedError("envelope length does not match its event length")
-    if logged_at < 0:
-        raise MalformedError("envelope logged_at is negative")
+    if not 0 <= logged_at <= MAX_LOGGED_AT:
+        raise MalformedError("envelope logged_at is outside 1970 to the end of 9999")
     end = HEADER_SIZE + length
     # Every check Envelope() makes has been made, and the signed content is
     # the leaf's first 57 + L bytes: fill the slots (see _EventTwin).

@@ -269,6 +269,9 @@ def _ask(ledger: Ledger, endpoint: WitnessEndpoint, size: int, now: int) -> Witn
         old = endpoint.known_size(ledger)
         old = 0 if old is None or old > size else old
         request: WitnessRequest = ledger.witness_request(old, size)
+    except Exception as err:  # noqa: BLE001 - our side failed, not the witness
+        return WitnessOutcome(name, size, OUTCOME_ERROR, f"cannot build the request: {err}")
+    try:
         try:
             line = endpoint.submit(format_witness_request(request), now)
         except StaleSize as stale:
