@@ -48,6 +48,13 @@ FORMAT_VERSION = 1
 _APPLICATION_ID = 0x444C4731  # "DLG1": marks the file as a ledger for `file(1)` and for us
 _BUSY_TIMEOUT_MS = 60_000
 
+_CACHED_LEVEL = 6  # nodes over 64 leaves: 1/64 of the leaves, about 2 MB per million records
+_HASH_CACHE_MAX = 1 << 16
+_IN_WIDTH = 64
+_READ_HASHES_SQL = (
+    "SELECT id, hash FROM hashes WHERE id IN (" + ",".join("?" * _IN_WIDTH) + ")"  # noqa: S608
+)
+
 _TABLES = ("meta", "writers", "records", "hashes", "checkpoints", "cosignatures")
 
 
@@ -191,6 +198,7 @@ class SQLiteStore:
         self._conn = conn
         self._lock = threading.RLock()
         self.db = sqlite_utils.Database(conn)
+        self._hash_cache: dict[int, bytes] = {}
 
     # -- opening -----------------------------------------------------------------
 
@@ -382,17 +390,34 @@ class SQLiteStore:
         positions = [stored_hash_index(level, n) for level, n in ids]
         if not positions:
             return []
+        cache = self._hash_cache
         found: dict[int, bytes] = {}
-        for i in range(0, len(positions), 500):
-            part = positions[i : i + 500]
-            marks = ",".join("?" * len(part))
-            sql = f"SELECT id, hash FROM hashes WHERE id IN ({marks})"  # noqa: S608 - only "?" marks
-            for pid, h in self._read(sql, part):
+        missing = []
+        for pos in positions:
+            h = cache.get(pos)
+            if h is None:
+                missing.append(pos)
+            else:
+                found[pos] = h
+        for i in range(0, len(missing), _IN_WIDTH):
+            # A fixed-width IN list (padded with -1, which is never a position)
+            # keeps one prepared statement in sqlite3's cache for every proof.
+            part = missing[i : i + _IN_WIDTH]
+            part += [-1] * (_IN_WIDTH - len(part))
+            for pid, h in self._read(_READ_HASHES_SQL, part):
                 found[int(pid)] = bytes(h)
         try:
-            return [found[p] for p in positions]
+            out = [found[p] for p in positions]
         except KeyError as err:
             raise StorageError("a Merkle hash the proof needs is not stored") from err
+        # Stored hashes never change, so the upper levels (few, and in every
+        # proof) can be kept in memory; a proof then reads only its lowest levels.
+        if len(cache) > _HASH_CACHE_MAX:
+            cache.clear()
+        for (level, _), pos, h in zip(ids, positions, out, strict=True):
+            if level >= _CACHED_LEVEL:
+                cache[pos] = h
+        return out
 
     def read_hash_range(self, start: int, end: int) -> list[bytes]:
         """Return stored hashes with positions ``[start, end)`` in order.
