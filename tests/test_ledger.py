@@ -440,3 +440,12 @@ def test_full_disk_gets_clear_error_and_ledger_stays_intact(ledger: Ledger) -> N
     conn.execute("PRAGMA max_page_count = 1073741823")
     assert ledger.append(event(5000)).index == 20
     ledger.check()
+
+
+def test_paths_with_uri_characters_open_read_only(tmp_path: Path) -> None:
+    odd = tmp_path / "we ird?#%dir"
+    odd.mkdir()
+    new_ledger(odd, "x.ledger").close()
+    with Ledger.open(odd / "x.ledger", readonly=True) as led:
+        assert led.size == 0
+        led.check()

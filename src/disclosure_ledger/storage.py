@@ -23,6 +23,7 @@ import errno
 import os
 import sqlite3
 import threading
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,7 +207,7 @@ class SQLiteStore:
     def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
         try:
             if readonly:
-                uri = f"file:{path}?mode=ro"
+                uri = "file:" + urllib.request.pathname2url(str(path.resolve())) + "?mode=ro"
                 conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             else:
                 conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
