@@ -106,8 +106,12 @@ def _policy(policy_file: Path | None, log_key: str | None, writer_keys: tuple[st
 
 def _failure_message(err: LedgerError) -> str:
     index = getattr(err, "index", None)
+    text = str(err)
+    # Name the record once: many messages already start with it.
     where = f" at record {index}" if index is not None else ""
-    return f"verification failed: {type(err).__name__}{where}: {err}"
+    if where and text.startswith(f"record {index}: "):
+        text = text[len(f"record {index}: ") :]
+    return f"verification failed: {type(err).__name__}{where}: {text}"
 
 
 @click.command("export")
