@@ -80,6 +80,24 @@ def raw_sign_rate(message_size: int, seconds: float = 2.0, threads: int = 2) -> 
     return sum(counts) / (time.perf_counter() - start)
 
 
+def raw_commit_rate(tmp: Path, n: int = 300) -> float:
+    """Durable (WAL, synchronous=FULL) commits per second of one small row: the fsync limit."""
+    import sqlite3
+
+    conn = sqlite3.connect(tmp / "fsync.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)")
+    start = time.perf_counter()
+    for _ in range(n):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t (b) VALUES (?)", (b"x" * 300,))
+        conn.execute("COMMIT")
+    rate = n / (time.perf_counter() - start)
+    conn.close()
+    return rate
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
@@ -225,6 +243,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        commits = raw_commit_rate(tmp)
+        print(f"raw limit: durable SQLite commits/s (WAL, synchronous=FULL): {commits:,.0f}")
         events = [records.event_from_json(event_json(i)) for i in range(n_many)]
         rate = bench_append_many(tmp, events, 1000)
         ok = rate / raw >= 0.8

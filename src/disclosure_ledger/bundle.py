@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 
+from ._fsutil import fsync_dir
 from .errors import MalformedError, StorageError
 from .merkle import HASH_SIZE
 from .notes import MAX_NOTE_SIZE
@@ -260,16 +261,6 @@ class ExportSummary:
         return self.to_size - self.from_size
 
 
-def _fsync_dir(directory: Path) -> None:
-    # Make the rename durable; some filesystems refuse to open directories.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def export_ledger(
     ledger: Ledger, path: str | os.PathLike[str], from_size: int = 0
 ) -> ExportSummary:
@@ -348,7 +339,7 @@ def export_ledger(
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return ExportSummary(target, ledger.origin, from_size, to_size, written)
 
 

@@ -32,6 +32,7 @@ from typing import IO, Any, NoReturn, TypeVar
 import click
 
 from . import cli_owner, cli_witness, records
+from ._clikit import passphrase_options
 from .checkpoints import format_receipt, format_witness_request
 from .demo import MIN_RECORDS, run_demo
 from .errors import (
@@ -42,7 +43,7 @@ from .errors import (
     VerificationError,
 )
 from .keys import keygen as _keygen
-from .keys import read_signer_file
+from .keys import read_passphrase, read_signer_file
 from .ledger import AppendReceipt, Ledger, Record
 from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Signer, b64encode
 
@@ -127,51 +128,6 @@ class _Group(click.Group):
 # -- shared options --------------------------------------------------------------------
 
 
-def _passphrase_options(f: F) -> F:
-    f = click.option(
-        "--passphrase-env",
-        metavar="VAR",
-        help="Read the key passphrase from environment variable VAR.",
-    )(f)
-    return click.option(
-        "--passphrase-file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Read the key passphrase from the first line of FILE.",
-    )(f)
-
-
-def _passphrase(file: Path | None, env: str | None) -> str | None:
-    """Return the passphrase given by ``--passphrase-file`` or ``--passphrase-env``.
-
-    Raises:
-        click.UsageError: if both are given.
-        CommandError: if the file or variable is missing or empty.
-    """
-    if file is not None and env is not None:
-        raise click.UsageError("give --passphrase-file or --passphrase-env, not both")
-    if file is not None:
-        try:
-            raw = file.read_bytes()
-        except OSError as err:
-            raise CommandError(f"{file}: cannot read the passphrase file: {err.strerror}") from err
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise CommandError(f"{file}: the passphrase file is not valid UTF-8") from err
-        value = text.split("\n", 1)[0].removesuffix("\r")
-        if not value:
-            raise CommandError(f"{file}: the passphrase file's first line is empty")
-        return value
-    if env is not None:
-        env_value = os.environ.get(env)
-        if env_value is None:
-            raise CommandError(f"environment variable {env} is not set")
-        if not env_value:
-            raise CommandError(f"environment variable {env} is empty")
-        return env_value
-    return None
-
-
 _ledger_argument = click.argument("ledger", type=click.Path(path_type=Path))
 _key_path = click.Path(path_type=Path)
 
@@ -197,7 +153,7 @@ def cli() -> None:
     "--out", "prefix", required=True, metavar="PREFIX", help="Write PREFIX.key and PREFIX.pub."
 )
 @click.option("--witness", is_flag=True, help="Make a cosignature (type 0x04) key for a witness.")
-@_passphrase_options
+@passphrase_options
 def keygen(
     *,
     name: str,
@@ -213,7 +169,7 @@ def keygen(
         CommandError: if a passphrase option is unusable.
         KeyFormatError: if the name is not a key name or a file exists.
     """
-    passphrase = _passphrase(passphrase_file, passphrase_env)
+    passphrase = read_passphrase(passphrase_file, passphrase_env)
     key_type = KEY_TYPE_COSIGNATURE if witness else KEY_TYPE_ED25519
     signer = _keygen(name, prefix, passphrase=passphrase, key_type=key_type)
     click.echo(signer.verifier.vkey)
@@ -223,7 +179,7 @@ def keygen(
 @_ledger_argument
 @click.option("--origin", required=True, help="The log's origin: the log key's name.")
 @click.option("--log-key", required=True, type=_key_path, help="The log's signer key file.")
-@_passphrase_options
+@passphrase_options
 def init(
     *,
     ledger: Path,
@@ -240,7 +196,7 @@ def init(
         KeyFormatError: if the key file is unusable or the passphrase is wrong.
         StorageError: if LEDGER exists or cannot be created.
     """
-    signer = read_signer_file(log_key, _passphrase(passphrase_file, passphrase_env))
+    signer = read_signer_file(log_key, read_passphrase(passphrase_file, passphrase_env))
     if signer.key_type != KEY_TYPE_ED25519:
         raise CommandError(f"{log_key}: a log key must be an Ed25519 key, not a witness key")
     if origin != signer.name:
@@ -434,7 +390,7 @@ def _open_for_append(
     type=_key_path,
     help="Signs each commit's checkpoint (default: the writer key, if it is the log key).",
 )
-@_passphrase_options
+@passphrase_options
 def append(
     *,
     ledger: Path,
@@ -460,7 +416,7 @@ def append(
         KeyFormatError: if a key file is unusable or the passphrase is wrong.
         StorageError: if the ledger cannot be opened or written.
     """
-    passphrase = _passphrase(passphrase_file, passphrase_env)
+    passphrase = read_passphrase(passphrase_file, passphrase_env)
     writer = read_signer_file(writer_key, passphrase)
     log_signer = None if log_key is None else read_signer_file(log_key, passphrase)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import shlex
 import sys
 import time
@@ -28,6 +27,7 @@ from typing import IO, Any, TypeVar
 
 import click
 
+from ._clikit import passphrase_options
 from .checkpoints import parse_checkpoint
 from .errors import (
     ConflictError,
@@ -39,7 +39,7 @@ from .errors import (
 )
 from .evidence import check_evidence, parse_evidence
 from .gate import DEFAULT_MAX_AGE_SECONDS, ReleaseGate, verify_record_receipt
-from .keys import read_signer_file, read_verifier_file
+from .keys import read_passphrase, read_signer_file, read_verifier_file
 from .ledger import Ledger
 from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Verifier, parse_note
 from .policy import Policy, parse_policy
@@ -108,36 +108,6 @@ def _reporting(
 _ALL_REFUSALS: tuple[type[LedgerError], ...] = (LedgerError,)
 
 
-def _passphrase_options(f: F) -> F:
-    f = click.option(
-        "--passphrase-env",
-        metavar="VAR",
-        help="Read the key passphrase from environment variable VAR.",
-    )(f)
-    return click.option(
-        "--passphrase-file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Read the key passphrase from the first line of FILE.",
-    )(f)
-
-
-def _passphrase(file: Path | None, env: str | None) -> str | None:
-    if file is not None and env is not None:
-        raise _fail("give at most one of --passphrase-file and --passphrase-env")
-    if file is not None:
-        try:
-            lines = file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as err:
-            raise _fail(f"{file}: cannot read the passphrase file") from err
-        return lines[0] if lines else ""
-    if env is not None:
-        value = os.environ.get(env)
-        if value is None:
-            raise _fail(f"environment variable {env} is not set")
-        return value
-    return None
-
-
 def _read_input(path: str, what: str) -> bytes:
     if path == "-":
         data = sys.stdin.buffer.read(_MAX_INPUT + 1)
@@ -193,7 +163,7 @@ def _witness() -> None:
     type=_key_path,
     help="A followed log's .pub file (repeatable).",
 )
-@_passphrase_options
+@passphrase_options
 @_reporting()
 def _witness_init(
     *,
@@ -204,7 +174,7 @@ def _witness_init(
     passphrase_env: str | None,
 ) -> None:
     """Create a witness in DIRECTORY that cosigns with KEY the logs given."""
-    key = read_signer_file(key_path, _passphrase(passphrase_file, passphrase_env))
+    key = read_signer_file(key_path, read_passphrase(passphrase_file, passphrase_env))
     if key.key_type != KEY_TYPE_COSIGNATURE:
         raise _fail(f"{key_path}: a witness key must be a cosignature key (keygen --witness)")
     log_keys = [_verifier(p, KEY_TYPE_ED25519, "log key") for p in logs]
@@ -228,7 +198,7 @@ def _open_witness(directory: Path, key_path: Path | None, passphrase: str | None
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("request_file", metavar="REQUEST_FILE")
 @click.option("--key", "key_path", type=_key_path, help="The witness's key file (default: init's).")
-@_passphrase_options
+@passphrase_options
 @_reporting(_ALL_REFUSALS)
 def _witness_add(
     *,
@@ -240,7 +210,7 @@ def _witness_add(
 ) -> None:
     """Check an add-checkpoint request (REQUEST_FILE, or - for stdin) and print the cosignature."""
     try:
-        w = _open_witness(directory, key_path, _passphrase(passphrase_file, passphrase_env))
+        w = _open_witness(directory, key_path, read_passphrase(passphrase_file, passphrase_env))
     except (StorageError, KeyFormatError) as err:
         raise _fail(str(err), _EXIT_USAGE) from err
     body = _read_input(request_file, "witness request")
@@ -443,7 +413,7 @@ def _evidence_check(*, file: str, log_key: Path) -> None:
     show_default=True,
     help="Seconds to wait for each witness command.",
 )
-@_passphrase_options
+@passphrase_options
 @_reporting()
 def _witness_collect(
     *,
@@ -463,7 +433,7 @@ def _witness_collect(
         raise _fail("give at least one --witness-dir or --witness-cmd")
     if len(witness_cmds) != len(witness_keys):
         raise _fail("give one --witness-key for each --witness-cmd, in the same order")
-    passphrase = _passphrase(passphrase_file, passphrase_env)
+    passphrase = read_passphrase(passphrase_file, passphrase_env)
     endpoints: list[WitnessEndpoint] = [
         LocalWitness(_open_witness(d, None, passphrase)) for d in witness_dirs
     ]

@@ -48,6 +48,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._fsutil import fsync_dir
 from .checkpoints import (
     Checkpoint,
     SignedCheckpoint,
@@ -461,19 +462,7 @@ def write_evidence_file(directory: str | os.PathLike[str], evidence: Evidence, s
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-        _fsync_dir(d)
+        fsync_dir(d)
     except OSError as err:
         raise StorageError(f"{d}: cannot write evidence: {err.strerror or err}") from err
     return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)

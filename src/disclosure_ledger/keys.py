@@ -37,6 +37,7 @@ from .notes import (
 __all__ = [
     "ENCRYPTED_HEADER",
     "keygen",
+    "read_passphrase",
     "read_signer_file",
     "read_verifier_file",
     "write_signer_file",
@@ -206,3 +207,41 @@ def keygen(
             key_path.unlink()
         raise
     return signer
+
+
+def read_passphrase(file: str | os.PathLike[str] | None, env: str | None) -> str | None:
+    """Return a key passphrase from the first line of ``file`` or from variable ``env``.
+
+    Never from a command-line argument, where other users of the machine could
+    read it. ``None`` when neither is given.
+
+    Raises:
+        KeyFormatError: if both are given, the file cannot be read or is not
+            UTF-8, the variable is not set, or the passphrase is empty.
+    """
+    if file is not None and env is not None:
+        raise KeyFormatError("give a passphrase file or a passphrase variable, not both")
+    if file is not None:
+        path = Path(file)
+        try:
+            raw = path.read_bytes()
+        except OSError as err:
+            raise KeyFormatError(
+                f"{path}: cannot read the passphrase file: {err.strerror}"
+            ) from err
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise KeyFormatError(f"{path}: the passphrase file is not valid UTF-8") from err
+        value = text.split("\n", 1)[0].removesuffix("\r")
+        if not value:
+            raise KeyFormatError(f"{path}: the passphrase file's first line is empty")
+        return value
+    if env is not None:
+        env_value = os.environ.get(env)
+        if env_value is None:
+            raise KeyFormatError(f"environment variable {env} is not set")
+        if not env_value:
+            raise KeyFormatError(f"environment variable {env} is empty")
+        return env_value
+    return None

@@ -42,6 +42,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from . import records
+from ._fsutil import fsync_dir
 from .bundle import BundleReader, Prelude, Readable
 from .checkpoints import SignedCheckpoint, open_checkpoint, parse_checkpoint
 from .errors import (
@@ -262,15 +263,6 @@ def load_state(state_dir: str | os.PathLike[str], origin: str) -> str | None:
         raise VerifyInputError(f"{path}: the saved state is not a checkpoint note") from err
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def save_state(state_dir: str | os.PathLike[str], signed: SignedCheckpoint) -> bool:
     """Remember ``signed`` as the last verified checkpoint of its origin, atomically.
 
@@ -314,7 +306,7 @@ def save_state(state_dir: str | os.PathLike[str], signed: SignedCheckpoint) -> b
                 raise
         except OSError as err:
             raise VerifyInputError(f"{target}: cannot save the state: {err.strerror}") from err
-        _fsync_dir(directory)
+        fsync_dir(directory)
         return True
     finally:
         os.close(lock_fd)

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from ._fsutil import fsync_dir
 from .checkpoints import (
     SignedCheckpoint,
     WitnessRequest,
@@ -165,18 +166,6 @@ def _origin_stem(origin: str) -> str:
     return hashlib.sha256(origin.encode("utf-8")).hexdigest()
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + "-", suffix=".tmp")
     try:
@@ -189,7 +178,7 @@ def _write_atomic(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _read_small(path: Path, what: str) -> str | None:
