@@ -536,6 +536,9 @@ def test_demo_runs(work: Path) -> None:
     assert "VERIFIED" in out
     assert out.index("Without your consent:") < out.index("With your consent:")
     assert "One byte changed in the export" in out
+    assert "witness: cosigned" in out
+    assert "allowed: record" in out
+    assert "refused: FootageNotNamedError" in out
     assert "emergency" in out
     assert "case 26-1193" in out
     assert "notification deferred until" in out

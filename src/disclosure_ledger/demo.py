@@ -28,17 +28,21 @@ from typing import Any, TextIO
 from . import records as schema
 from .checkpoints import format_receipt, parse_receipt, verify_receipt
 from .errors import LedgerError, StorageError
+from .gate import ReleaseGate
 from .keys import keygen, read_verifier_file
 from .ledger import AppendReceipt, Ledger, Record
-from .notes import b64encode
+from .notes import KEY_TYPE_COSIGNATURE, b64encode
 from .policy import Policy
 from .report import render_text
 from .verify import verify
+from .witness import Witness
+from .witness_client import LocalWitness
 
 __all__ = ["LOG_NAME", "MIN_RECORDS", "OWNER", "WRITER_NAME", "run_demo"]
 
 LOG_NAME = "vendor.example/footage-log"
 WRITER_NAME = "vendor.example/backend-1"
+WITNESS_NAME = "owner-app.example/owner-42"
 OWNER = "owner-42"
 _OTHER_OWNER = "owner-77"
 _OWNER_CAMERAS = ("cam-front-door", "cam-driveway", "cam-backyard", "cam-garage")
@@ -51,7 +55,17 @@ _VENDOR = "Vendor Inc"
 #: The demo's disclosures; ``--records`` must leave room for them.
 MIN_RECORDS = 6
 
-_FILES = ("log.key", "log.pub", "writer.key", "writer.pub", "ledger.db", "ledger.bundle")
+_FILES = (
+    "log.key",
+    "log.pub",
+    "writer.key",
+    "writer.pub",
+    "witness.key",
+    "witness.pub",
+    "witness-state",
+    "ledger.db",
+    "ledger.bundle",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +353,39 @@ def _describe(rec: Record, out: TextIO) -> None:
     print(f"      record #{rec.index}, leaf hash {b64encode(rec.leaf_hash)}", file=out)
 
 
+def _policy(directory: Path) -> Policy:
+    # What the owner trusts: the log, the vendor's writer, and their own witness.
+    return Policy.simple(
+        read_verifier_file(directory / "log.pub"),
+        [read_verifier_file(directory / "writer.pub")],
+        [read_verifier_file(directory / "witness.pub")],
+    )
+
+
+def _release_gate(directory: Path, ledger: Ledger, index: int, out: TextIO) -> None:
+    # The code that hands footage over asks the gate first: no receipt of a
+    # logged, witnessed release naming this footage, no release.
+    gate = ReleaseGate(_policy(directory), max_age_seconds=3600)
+    receipt = ledger.receipt(index)
+    record = ledger.record(index)
+    clip = record.event.footage[0].sha256
+    now = int(time.time())
+    print("\n== Release gate ==", file=out)
+    allowed = gate.check(receipt, clip, now)
+    print(
+        f"release of clip {record.event.footage[0].clip_id} allowed: record #{allowed.index} "
+        f"is in the log under a checkpoint the owner's witness cosigned",
+        file=out,
+    )
+    unlogged = hashlib.sha256(b"footage nobody logged").digest()
+    try:
+        gate.check(receipt, unlogged, now)
+    except LedgerError as err:
+        print(f"release of unlogged footage refused: {type(err).__name__}: {err}", file=out)
+    else:  # pragma: no cover - the gate would be broken
+        raise LedgerError("the gate released footage no record names")
+
+
 def _owner_view(directory: Path, ledger: Ledger, out: TextIO) -> None:
     # What the owner does: receive an export, verify it offline with the keys
     # they trust (here the two .pub files), keep state for the next run.
@@ -350,9 +397,7 @@ def _owner_view(directory: Path, ledger: Ledger, out: TextIO) -> None:
         "--writer-key writer.pub --state owner-state",
         file=out,
     )
-    policy = Policy.simple(
-        read_verifier_file(directory / "log.pub"), [read_verifier_file(directory / "writer.pub")]
-    )
+    policy = _policy(directory)
     report = verify(bundle_path, policy, state_dir=directory / "owner-state")
     print(render_text(report), end="", file=out)
 
@@ -399,14 +444,23 @@ def run_demo(directory: Path, records: int, out: TextIO) -> None:
         raise StorageError(f"{directory} already holds {', '.join(existing)}; give an empty --dir")
     log_key = keygen(LOG_NAME, directory / "log")
     writer = keygen(WRITER_NAME, directory / "writer")
-    print(f"log key:    {log_key.verifier.vkey}", file=out)
-    print(f"writer key: {writer.verifier.vkey}", file=out)
+    # The owner's phone app witnesses the log: it cosigns a checkpoint only if
+    # it is consistent with the last one it cosigned.
+    witness_key = keygen(WITNESS_NAME, directory / "witness", key_type=KEY_TYPE_COSIGNATURE)
+    witness = Witness.init(directory / "witness-state", witness_key, [log_key.verifier])
+    print(f"log key:     {log_key.verifier.vkey}", file=out)
+    print(f"writer key:  {writer.verifier.vkey}", file=out)
+    print(f"witness key: {witness_key.verifier.vkey}", file=out)
 
     plan, emergency_id = _plan(records, random.Random(7))  # noqa: S311 - a story, not a secret
     path = directory / "ledger.db"
     started = time.perf_counter()
     with Ledger.create(path, log_key=log_key, writers=[writer]) as ledger:
+        ledger.attach_witnesses([LocalWitness(witness)])
         receipts, commits = _append_all(ledger, plan)
+        # Cosigning runs in the background after each commit; ask once more and
+        # wait, so the checkpoint printed below carries the newest cosignature.
+        outcomes = ledger.cosign_now()
         elapsed = time.perf_counter() - started
         print(
             f"appended {len(receipts)} records to {path} in {commits} commits "
@@ -414,8 +468,9 @@ def run_demo(directory: Path, records: int, out: TextIO) -> None:
             file=out,
         )
 
-        print("\n== Latest checkpoint ==", file=out)
+        print("\n== Latest checkpoint, cosigned by the owner's witness ==", file=out)
         print(ledger.latest_checkpoint().note, end="", file=out)
+        print("witness: " + ", ".join(f"{o.outcome} at size {o.size}" for o in outcomes), file=out)
 
         index = next(r.index for r in receipts if r.event_id == emergency_id)
         receipt_text = format_receipt(ledger.receipt(index))
@@ -435,6 +490,8 @@ def run_demo(directory: Path, records: int, out: TextIO) -> None:
             f"{verified.checkpoint.checkpoint.size}",
             file=out,
         )
+
+        _release_gate(directory, ledger, index, out)
 
         report = ledger.check()
         print(
