@@ -449,3 +449,18 @@ def test_paths_with_uri_characters_open_read_only(tmp_path: Path) -> None:
     with Ledger.open(odd / "x.ledger", readonly=True) as led:
         assert led.size == 0
         led.check()
+
+
+def test_ledger_without_query_indexes_still_answers_queries(tmp_path: Path) -> None:
+    led = Ledger.create(
+        tmp_path / "lean.ledger", log_key=log_key(), writers=[writer_key()], query_indexes=False
+    )
+    with led:
+        led.append_many([event(i) for i in range(12)] + [release_event(12, "warrant")])
+        assert [r.index for r in led.query(camera_id="cam-0")] == [0, 3, 6, 9, 12]
+        assert [r.index for r in led.query(legal_basis="warrant")] == [12]
+        led.check()
+    conn = sqlite3.connect(tmp_path / "lean.ledger")
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    conn.close()
+    assert not {"records_camera", "records_owner", "records_time"} & names

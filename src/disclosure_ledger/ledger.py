@@ -215,8 +215,15 @@ class Ledger:
         writers: Sequence[Signer] = (),
         origin: str | None = None,
         signing_threads: int | None = None,
+        query_indexes: bool = True,
     ) -> Ledger:
         """Create a new ledger whose origin is the log key's name.
+
+        ``query_indexes`` (default on) indexes records by camera, owner and
+        time for :meth:`query`. Without them queries scan the records, and each
+        append is cheaper: with many distinct cameras and owners in one ledger
+        the indexes cost about as much as the rest of the storage work (see
+        docs/performance.md).
 
         Raises:
             MalformedError: if ``origin`` is given and differs from the log key's name.
@@ -228,7 +235,11 @@ class Ledger:
             raise MalformedError(
                 f"the origin must be the log key's name {log_key.name!r}, not {origin!r}"
             )
-        store = SQLiteStore.create(path, {"origin": log_key.name, "log_key": log_key.verifier.vkey})
+        store = SQLiteStore.create(
+            path,
+            {"origin": log_key.name, "log_key": log_key.verifier.vkey},
+            query_indexes=query_indexes,
+        )
         ledger = cls(store, log_key=log_key, writers=writers, signing_threads=signing_threads)
         # Size 0 gets a checkpoint too, so the empty ledger has a signed head.
         with store.append_txn() as txn:

@@ -132,9 +132,6 @@ CREATE TABLE IF NOT EXISTS records (
     occurred_at TEXT NOT NULL,
     logged_at INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS records_camera ON records (camera_id, occurred_at);
-CREATE INDEX IF NOT EXISTS records_owner ON records (owner_id, occurred_at);
-CREATE INDEX IF NOT EXISTS records_time ON records (occurred_at);
 CREATE TABLE IF NOT EXISTS hashes (
     id INTEGER PRIMARY KEY,
     hash BLOB NOT NULL
@@ -156,6 +153,13 @@ CREATE TABLE IF NOT EXISTS witness_events (
     outcome TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+"""
+
+
+_QUERY_INDEXES = """
+CREATE INDEX IF NOT EXISTS records_camera ON records (camera_id, occurred_at);
+CREATE INDEX IF NOT EXISTS records_owner ON records (owner_id, occurred_at);
+CREATE INDEX IF NOT EXISTS records_time ON records (occurred_at);
 """
 
 
@@ -217,8 +221,13 @@ class SQLiteStore:
         return conn
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], meta: dict[str, str]) -> SQLiteStore:
+    def create(
+        cls, path: str | os.PathLike[str], meta: dict[str, str], *, query_indexes: bool = True
+    ) -> SQLiteStore:
         """Create a new ledger file with the given metadata.
+
+        ``query_indexes`` adds indexes on camera, owner and time for queries;
+        without them queries scan, and appends are cheaper.
 
         Raises:
             StorageError: if the file exists or cannot be created.
@@ -233,7 +242,8 @@ class SQLiteStore:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
             conn.execute("BEGIN IMMEDIATE")
-            for stmt in (_SCHEMA + _triggers()).split(";\n"):
+            schema = _SCHEMA + (_QUERY_INDEXES if query_indexes else "") + _triggers()
+            for stmt in schema.split(";\n"):
                 if stmt.strip():
                     conn.execute(stmt)
             rows = [("format", FORMAT_NAME), ("format_version", str(FORMAT_VERSION))]
