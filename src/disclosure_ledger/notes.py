@@ -27,7 +27,7 @@ import binascii
 import hashlib
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -155,6 +155,12 @@ class Verifier:
     name: str
     key_type: int
     public_key: bytes
+    # Derived once: verifiers look keys up by ID for every record they check.
+    key_id: int = field(init=False, repr=False, compare=False)
+    """The 32-bit key ID."""
+    vkey: str = field(init=False, repr=False, compare=False)
+    """The verifier key string ``name+hex8+base64(type ‖ key)``."""
+    _public: Ed25519PublicKey = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_key_name(self.name)
@@ -162,18 +168,15 @@ class Verifier:
             raise KeyFormatError(f"unsupported key type 0x{self.key_type:02x}")
         if not isinstance(self.public_key, bytes) or len(self.public_key) != 32:
             raise KeyFormatError("Ed25519 public key must be 32 bytes")
-
-    @property
-    def key_id(self) -> int:
-        """The 32-bit key ID."""
-        return key_id(self.name, self.key_type, self.public_key)
-
-    @property
-    def vkey(self) -> str:
-        """The verifier key string ``name+hex8+base64(type ‖ key)``."""
-        return (
-            f"{self.name}+{self.key_id:08x}+{b64encode(bytes([self.key_type]) + self.public_key)}"
-        )
+        try:
+            public = Ed25519PublicKey.from_public_bytes(self.public_key)
+        except ValueError as err:
+            raise KeyFormatError("not an Ed25519 public key") from err
+        kid = key_id(self.name, self.key_type, self.public_key)
+        material = b64encode(bytes([self.key_type]) + self.public_key)
+        object.__setattr__(self, "key_id", kid)
+        object.__setattr__(self, "vkey", f"{self.name}+{kid:08x}+{material}")
+        object.__setattr__(self, "_public", public)
 
     def __str__(self) -> str:
         return self.vkey
@@ -186,7 +189,7 @@ class Verifier:
         Raises:
             BadSignatureError: if the signature does not verify.
         """
-        pub = Ed25519PublicKey.from_public_bytes(self.public_key)
+        pub = self._public
         timestamp: int | None = None
         if self.key_type == KEY_TYPE_COSIGNATURE:
             if len(signature) != 8 + 64:
@@ -337,10 +340,9 @@ def parse_verifier(vkey: str) -> Verifier:
     )
     key_type, public = _decode_key_material(name, hex_id, b64, "verifier key")
     try:
-        Ed25519PublicKey.from_public_bytes(public)
-    except ValueError as err:
-        raise KeyFormatError("verifier key: not an Ed25519 public key") from err
-    verifier = Verifier(name, key_type, public)
+        verifier = Verifier(name, key_type, public)
+    except KeyFormatError as err:
+        raise KeyFormatError(f"verifier key: {err}") from err
     if f"{verifier.key_id:08x}" != hex_id:
         raise KeyFormatError("verifier key: key ID does not match the key")
     return verifier
