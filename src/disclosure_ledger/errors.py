@@ -43,6 +43,11 @@ class ValidationError(MalformedError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.message = message
+
+    def under(self, prefix: str) -> ValidationError:
+        """The same error for the field as part of ``prefix`` (``prefix.field``)."""
+        return ValidationError(f"{prefix}.{self.field}", self.message)
 
 
 class KeyFormatError(MalformedError):

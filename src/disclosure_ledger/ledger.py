@@ -106,12 +106,24 @@ class CheckReport:
     root: bytes
 
 
+def _check_writer(writer: Signer) -> Signer:
+    if writer.key_type != KEY_TYPE_ED25519:
+        raise MalformedError(f"writer key {writer.name} is not an Ed25519 note key")
+    return writer
+
+
+def _record(index: int, leaf: bytes) -> Record:
+    env = records.parse_envelope(leaf)
+    return Record(index, env, env.event())
+
+
 _Item = tuple[Event, bytes, tuple[object, ...]]
 
 
 def _index_columns(ev: Event) -> tuple[object, ...]:
-    # The query columns stored beside each leaf, in storage.RECORD_COLUMNS order
-    # after (seq, leaf, logged_at). Built by the caller's thread, not the committer.
+    # The query columns stored beside each leaf, in AppendTxn.insert_records'
+    # order after (seq, leaf, logged_at). Built by the caller's thread, not the
+    # committer, which is the bottleneck of the write path.
     rec = ev.recipient
     basis = ev.legal_basis
     return (
@@ -178,10 +190,12 @@ class Ledger:
                 f"{store.path}: this ledger's log key is {self.log_verifier.name}+"
                 f"{self.log_verifier.key_id:08x}, not the key given"
             )
-        for w in writers:
-            if w.key_type != KEY_TYPE_ED25519:
-                store.close()
-                raise MalformedError(f"writer key {w.name} is not an Ed25519 note key")
+        try:
+            for w in writers:
+                _check_writer(w)
+        except MalformedError:
+            store.close()
+            raise
         self._log_key = log_key
         self._writers = list(writers)
         self._threads = signing_threads or max(1, min(4, os.cpu_count() or 1))
@@ -320,9 +334,7 @@ class Ledger:
 
     def _writer(self, writer: Signer | None) -> Signer:
         if writer is not None:
-            if writer.key_type != KEY_TYPE_ED25519:
-                raise MalformedError(f"writer key {writer.name} is not an Ed25519 note key")
-            return writer
+            return _check_writer(writer)
         if self._writers:
             return self._writers[0]
         if self._log_key is None:
@@ -376,7 +388,7 @@ class Ledger:
             try:
                 ev = _coerce_event(item)
             except ValidationError as err:
-                raise ValidationError(f"[{i}].{err.field}", str(err).split(": ", 1)[-1]) from err
+                raise err.under(f"[{i}]") from err
             if ev.event_id in seen:
                 raise DuplicateEventError(ev.event_id)
             seen.add(ev.event_id)
@@ -576,8 +588,7 @@ class Ledger:
             StorageError: if there is no such record.
             MalformedError: if the stored bytes do not decode.
         """
-        env = records.parse_envelope(self._store.leaf(index))
-        return Record(index, env, env.event())
+        return _record(index, self._store.leaf(index))
 
     def iter_records(self, start: int = 0, end: int | None = None) -> Iterator[Record]:
         """Yield records ``[start, end)`` in order, in bounded memory.
@@ -587,8 +598,7 @@ class Ledger:
         """
         stop = self.size if end is None else end
         for i, leaf in enumerate(self._store.iter_leaves(start, stop), start):
-            env = records.parse_envelope(leaf)
-            yield Record(i, env, env.event())
+            yield _record(i, leaf)
 
     def iter_leaves(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Yield the exact leaf bytes of records ``[start, end)``, in bounded memory.
@@ -615,11 +625,8 @@ class Ledger:
         # latest cosignature is the freshest statement it made.
         lines = self._store.cosignature_lines(size)[::-1]
         full = add_signature_lines(note, lines) if lines else note
-        witnesses = [parse_verifier(w) for w in self._witness_keys(size)]
+        witnesses = [parse_verifier(w) for w in self._store.cosigning_witnesses(size)]
         return open_checkpoint(full, self.log_verifier, witnesses)
-
-    def _witness_keys(self, size: int) -> list[str]:
-        return self._store.cosigning_witnesses(size)
 
     def latest_checkpoint(self) -> SignedCheckpoint:
         """Return the newest signed checkpoint, with its stored cosignatures.
@@ -693,8 +700,8 @@ class Ledger:
                     raise MalformedError("query times must carry a time zone")
                 where.append(f"occurred_at {op} ?")
                 args.append(_utc_column(bound.astimezone(UTC)))
-        seqs = self._store.query(" AND ".join(where), args, limit)
-        return [self.record(s) for s in seqs]
+        rows = self._store.query(" AND ".join(where), args, limit)
+        return [_record(seq, leaf) for seq, leaf in rows]
 
     # -- proofs ----------------------------------------------------------------------------
 

@@ -883,11 +883,6 @@ _CLIP_FIELDS = ("clip_id", "sha256", "start", "end")
 _CLIP_FIELD_SET = frozenset(_CLIP_FIELDS)
 
 
-def _under(prefix: str, err: ValidationError) -> ValidationError:
-    message = str(err)[len(err.field) + 2 :]
-    return ValidationError(f"{prefix}.{err.field}", message)
-
-
 def _check_keys(obj: object, path: str, allowed: frozenset[str]) -> Mapping[str, Any]:
     if type(obj) is dict and allowed.issuperset(obj):
         return obj
@@ -1047,7 +1042,7 @@ def _party_from_plain(obj: object, path: str) -> tuple[Party, dict[str, object]]
     try:
         party = Party(d["kind"], pid, org)
     except ValidationError as err:
-        raise _under(path, err) from err
+        raise err.under(path) from err
     built = party, _party_plain(party)
     if key is not None:
         if len(_PARTY_CACHE) >= _PARTY_CACHE_SIZE:
@@ -1064,7 +1059,7 @@ def _clip_from_plain(obj: object, index: int, binary: bool) -> tuple[Clip, dict[
     try:
         return _clip_fields(obj, binary)  # type: ignore[arg-type]  # a Mapping, checked above
     except ValidationError as err:
-        raise _under(f"footage[{index}]", err) from err
+        raise err.under(f"footage[{index}]") from err
 
 
 def _clip_fields(d: Mapping[str, Any], binary: bool) -> tuple[Clip, dict[str, object]]:

@@ -526,8 +526,10 @@ class SQLiteStore:
             found.update(str(r[0]) for r in rows)
         return found
 
-    def query(self, where: str, args: Sequence[object], limit: int | None) -> list[int]:
-        """Return the sequence numbers of records matching ``where``, ascending.
+    def query(
+        self, where: str, args: Sequence[object], limit: int | None
+    ) -> list[tuple[int, bytes]]:
+        """Return ``(seq, leaf)`` of the records matching ``where``, ascending.
 
         ``where`` is built by the ledger from fixed column names; values are
         always bound parameters.
@@ -535,13 +537,13 @@ class SQLiteStore:
         Raises:
             StorageError: if the ledger cannot be read or ``where`` is not valid SQL.
         """
-        sql = "SELECT seq FROM records"
+        sql = "SELECT seq, leaf FROM records"
         if where:
             sql += " WHERE " + where
         sql += " ORDER BY seq"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [int(r[0]) for r in self._read(sql, args)]
+        return [(int(seq), bytes(leaf)) for seq, leaf in self._read(sql, args)]
 
     # -- writing -------------------------------------------------------------------
 
