@@ -24,6 +24,7 @@ from disclosure_ledger.errors import (
     RootMismatchError,
     StorageError,
     ValidationError,
+    VerificationError,
 )
 from disclosure_ledger.ledger import Ledger
 from disclosure_ledger.notes import Signer, generate_signer
@@ -277,6 +278,7 @@ def _tamper(path: Path, sql: str, args: tuple[object, ...] = ()) -> None:
         ("replace a stored hash", RootMismatchError),
         ("rewrite a checkpoint root", (BadSignatureError, RootMismatchError)),
         ("delete the last record", (StorageError, RootMismatchError)),
+        ("file a record under another camera", VerificationError),
     ],
 )
 def test_check_catches_tampering(tmp_path: Path, what: str, error: type[Exception]) -> None:
@@ -308,6 +310,8 @@ def test_check_catches_tampering(tmp_path: Path, what: str, error: type[Exceptio
         _tamper(path, "UPDATE checkpoints SET note = ? WHERE size = 10", ("\n".join(lines),))
     elif what == "delete the last record":
         _tamper(path, "DELETE FROM records WHERE seq = 12")
+    elif what == "file a record under another camera":
+        _tamper(path, "UPDATE records SET camera_id = 'cam-elsewhere' WHERE seq = 5")
     with Ledger.open(path) as led, pytest.raises(error):
         led.check()
 

@@ -320,3 +320,24 @@ def test_off_by_one_index_and_size_agree_with_reference_exhaustively() -> None:
                 accepted, rejected = accepted + want, rejected + (not want)
     assert accepted
     assert rejected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=1, max_value=600))
+def test_append_nodes_yields_the_stored_hash_sequence(n: int) -> None:
+    # What a writer stores for each leaf is exactly the tlog stored-hash order
+    # that storage.stored_hash_index addresses, and the range's root is the tree's.
+    from disclosure_ledger.storage import stored_hash_count, stored_hash_index
+
+    leaves = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(n)]
+    tree = merkle.CompactRange()
+    stored: list[bytes] = []
+    for lh in leaves:
+        stored += tree.append_nodes(lh)
+    assert len(stored) == stored_hash_count(n)
+    full = merkle.MemoryHashStore()
+    full.extend(leaves)
+    for level, row in enumerate(full.levels):
+        for k, h in enumerate(row):
+            assert stored[stored_hash_index(level, k)] == h
+    assert tree.root() == merkle.tree_root(n, full)

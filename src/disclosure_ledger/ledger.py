@@ -216,7 +216,7 @@ class Ledger:
         # Cache of the committed head, valid while the size matches the file.
         self._head_size = -1
         self._head_prev = records.GENESIS_PREV
-        self._head_frontier: list[bytes] = []
+        self._head_range = CompactRange()
 
     # -- opening and closing ---------------------------------------------------------
 
@@ -439,13 +439,14 @@ class Ledger:
                     if not req.future.done():
                         req.future.set_exception(err)
 
-    def _load_head(self, txn: Any, size: int) -> tuple[bytes, list[bytes]]:
+    def _load_head(self, txn: Any, size: int) -> tuple[bytes, CompactRange]:
+        # The chain head and the tree's frontier at ``size``: from the cache when
+        # no other process appended since this one's last commit.
         if size == self._head_size:
-            return self._head_prev, list(self._head_frontier)
+            return self._head_prev, self._head_range.copy()
         last = txn.last_leaf(size)
         prev = records.GENESIS_PREV if last is None else records.parse_envelope(last).chain_hash
-        frontier = txn.frontier(subtree_ids(0, size))
-        return prev, frontier
+        return prev, CompactRange(size, txn.frontier(subtree_ids(0, size)))
 
     def _sign_chunk(self, items: list[tuple[bytes, Signer]]) -> list[bytes]:
         origin = self.origin
@@ -467,7 +468,7 @@ class Ledger:
         log_key = self._log_key
         with self._store.append_txn() as txn:
             size = txn.size()
-            prev, stack = self._load_head(txn, size)
+            prev, tree = self._load_head(txn, size)
             accepted: list[_Request] = []
             refused: list[tuple[_Request, str]] = []
             if check_duplicates:
@@ -515,7 +516,6 @@ class Ledger:
                 if vkey not in self._registered:
                     txn.register_writer(req.writer.key_id, vkey, size)
             leaf_hashes: list[bytes] = []
-            n = size
             pos = 0
             hash_pos = stored_hash_count(size)
             flat = [cols for req in accepted for _, _, cols in req.events]
@@ -527,33 +527,23 @@ class Ledger:
                     leaf = content + sig
                     lh = sha(b"\x00" + leaf).digest()
                     leaf_hashes.append(lh)
-                    hashes.append(lh)
-                    h = lh
-                    n += 1
-                    m = n
-                    while not m & 1:
-                        h = sha(b"\x01" + stack.pop() + h).digest()
-                        hashes.append(h)
-                        m >>= 1
-                    stack.append(h)
+                    hashes += tree.append_nodes(lh)
                     rows.append((size + pos, leaf, logged_at, *flat[pos]))
                     pos += 1
                 txn.insert_records(rows)
                 txn.insert_hashes(hash_pos, hashes)
                 hash_pos += len(hashes)
-            new_size = n
-            root = stack[-1]
-            for h in reversed(stack[:-1]):
-                root = sha(b"\x01" + h + root).digest()
-            note = sign_checkpoint(Checkpoint(origin, new_size, root), log_key)
+            new_size = tree.size
+            checkpoint = Checkpoint(origin, new_size, tree.root())
+            note = sign_checkpoint(checkpoint, log_key)
             txn.insert_checkpoint(new_size, note)
         # Committed and durable: update the cache, then acknowledge.
         for req, dup in refused:
             req.future.set_exception(DuplicateEventError(dup))
         for req in accepted:
             self._registered.add(req.writer.verifier.vkey)
-        self._head_size, self._head_prev, self._head_frontier = new_size, prev, stack
-        signed = SignedCheckpoint(Checkpoint(origin, new_size, root), note, self.log_verifier, ())
+        self._head_size, self._head_prev, self._head_range = new_size, prev, tree
+        signed = SignedCheckpoint(checkpoint, note, self.log_verifier, ())
         pos = 0
         for req in accepted:
             out = []
@@ -780,14 +770,16 @@ class Ledger:
         """Rebuild everything from the records and compare with what is stored.
 
         Checks the chain, every record signature (by a registered writer key),
-        every event's canonical encoding and index columns, every stored Merkle
-        hash, and every stored checkpoint's signature and root. Streams, so
-        memory stays bounded.
+        every event's canonical encoding, the query columns stored beside each
+        record, every stored Merkle hash, and every stored checkpoint's
+        signature and root. Streams records and checkpoints, so memory stays
+        bounded.
 
         Raises:
             ChainBreakError: if a sequence number or chain link is wrong.
             BadSignatureError, UntrustedKeyError: if a record signature fails.
             RootMismatchError: if a stored hash or checkpoint root is wrong.
+            VerificationError: if a record's query columns differ from the record.
             MalformedError: if a record does not decode.
             StorageError: if the file cannot be read.
         """
@@ -796,17 +788,18 @@ class Ledger:
         for w in writers:
             by_id.setdefault(w.key_id, []).append(w)
         size = self.size
-        checkpoints = list(self._store.iter_checkpoints())
-        cp_iter = iter(checkpoints)
-        next_cp = next(cp_iter, None)
-        cr = CompactRange()
+        checkpoints = self._store.iter_checkpoints()
+        next_cp = next(checkpoints, None)
+        checked = 0
+        tree = CompactRange()
         prev = records.GENESIS_PREV
         stored_pos = 0
         pending: list[bytes] = []
         sha = hashlib.sha256
 
         def check_checkpoints_at(n: int) -> None:
-            nonlocal next_cp
+            nonlocal next_cp, checked
+            root = tree.root()
             while next_cp is not None and next_cp[0] == n:
                 cp_size, note = next_cp
                 try:
@@ -816,16 +809,17 @@ class Ledger:
                 if signed.checkpoint.size != cp_size:
                     raise RootMismatchError(
                         f"checkpoint stored under size {cp_size} claims {signed.checkpoint.size}",
-                        cr.root(),
+                        root,
                         signed.checkpoint.root,
                     )
-                if signed.checkpoint.root != cr.root():
+                if signed.checkpoint.root != root:
                     raise RootMismatchError(
                         f"checkpoint {cp_size} root differs from the records",
                         signed.checkpoint.root,
-                        cr.root(),
+                        root,
                     )
-                next_cp = next(cp_iter, None)
+                checked += 1
+                next_cp = next(checkpoints, None)
 
         def flush_hashes(upto: int) -> None:
             nonlocal stored_pos, pending
@@ -845,7 +839,7 @@ class Ledger:
             pending = []
 
         check_checkpoints_at(0)
-        for index, leaf in enumerate(self._store.iter_leaves(0, size)):
+        for index, (leaf, columns) in enumerate(self._store.iter_record_rows(0, size)):
             try:
                 env = records.parse_envelope(leaf)
             except MalformedError as err:
@@ -865,21 +859,18 @@ class Ledger:
                 )
             records.verify_envelope(origin=self.origin, envelope=env, writers=candidates)
             try:
-                env.event()
+                event = env.event()
             except MalformedError as err:
                 raise MalformedError(f"record {index}: {err}") from err
+            # The query columns must say what the signed record says, or a
+            # query could hide a record (a release filed under another camera).
+            if columns != (env.logged_at, *_index_columns(event)):
+                raise VerificationError(
+                    f"record {index}: the stored query columns differ from the signed record",
+                    index=index,
+                )
             prev = env.chain_hash
-            lh = sha(b"\x00" + leaf).digest()
-            pending.append(lh)
-            h = lh
-            m = index + 1
-            stack = cr.hashes
-            while not m & 1:
-                h = sha(b"\x01" + stack.pop() + h).digest()
-                pending.append(h)
-                m >>= 1
-            stack.append(h)
-            cr.size = index + 1
+            pending += tree.append_nodes(sha(b"\x00" + leaf).digest())
             if len(pending) >= 8192:
                 flush_hashes(index + 1)
             if next_cp is not None and next_cp[0] == index + 1:
@@ -892,7 +883,7 @@ class Ledger:
             )
         if next_cp is not None:
             raise StorageError(f"a checkpoint of size {next_cp[0]} is beyond the records")
-        return CheckReport(size, len(checkpoints), tuple(w.vkey for w in writers), cr.root())
+        return CheckReport(size, checked, tuple(w.vkey for w in writers), tree.root())
 
     # -- witnesses -------------------------------------------------------------------------
 

@@ -422,6 +422,29 @@ class CompactRange:
             n >>= 1
         stack.append(h)
 
+    def append_nodes(self, leaf_hash: bytes) -> list[bytes]:
+        """Absorb one leaf hash and return it with every node it completes.
+
+        The list is in the order a store keeps them (the leaf, then the
+        completed nodes from the lowest level up: Go's ``tlog.StoredHashes``),
+        so a writer can store exactly what it returns.
+
+        Raises:
+            MalformedError: if ``leaf_hash`` is not 32 bytes.
+        """
+        if not isinstance(leaf_hash, (bytes, bytearray)) or len(leaf_hash) != HASH_SIZE:
+            raise MalformedError(f"leaf hash must be {HASH_SIZE} bytes")
+        stack = self.hashes
+        self.size = n = self.size + 1
+        h = leaf_hash
+        nodes = [h]
+        while not n & 1:
+            h = _sha256(b"\x01" + stack.pop() + h).digest()
+            nodes.append(h)
+            n >>= 1
+        stack.append(h)
+        return nodes
+
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
         """Absorb many leaf hashes, in order.
 

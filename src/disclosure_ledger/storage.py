@@ -156,6 +156,12 @@ CREATE TABLE IF NOT EXISTS witness_events (
 """
 
 
+_QUERY_COLUMNS = (
+    "logged_at, event_id, camera_id, owner_id, action, actor_kind, recipient_kind,"
+    " recipient_org, legal_basis, occurred_at"
+)
+"""The columns stored beside each leaf, in the order the ledger writes and checks them."""
+
 _QUERY_INDEXES = """
 CREATE INDEX IF NOT EXISTS records_camera ON records (camera_id, occurred_at);
 CREATE INDEX IF NOT EXISTS records_owner ON records (owner_id, occurred_at);
@@ -373,24 +379,44 @@ class SQLiteStore:
             raise StorageError(f"no record at index {seq}")
         return bytes(rows[0][0])
 
+    def _iter_rows(
+        self, columns: str, start: int, end: int, chunk: int
+    ) -> Iterator[tuple[Any, ...]]:
+        pos = start
+        while pos < end:
+            stop = min(end, pos + chunk)
+            rows = self._read(
+                f"SELECT {columns} FROM records WHERE seq >= ? AND seq < ? ORDER BY seq",  # noqa: S608 - fixed column lists
+                (pos, stop),
+            )
+            if len(rows) != stop - pos:
+                raise StorageError(f"records {pos}..{stop - 1} are not all present")
+            yield from rows
+            pos = stop
+
     def iter_leaves(self, start: int, end: int, chunk: int = 4096) -> Iterator[bytes]:
         """Yield the leaves of records ``[start, end)`` in order, in bounded memory.
 
         Raises:
             StorageError: if a record in the range is missing.
         """
-        pos = start
-        while pos < end:
-            stop = min(end, pos + chunk)
-            rows = self._read(
-                "SELECT seq, leaf FROM records WHERE seq >= ? AND seq < ? ORDER BY seq",
-                (pos, stop),
-            )
-            if len(rows) != stop - pos:
-                raise StorageError(f"records {pos}..{stop - 1} are not all present")
-            for _, leaf in rows:
-                yield bytes(leaf)
-            pos = stop
+        for (leaf,) in self._iter_rows("leaf", start, end, chunk):
+            yield bytes(leaf)
+
+    def iter_record_rows(
+        self, start: int, end: int, chunk: int = 4096
+    ) -> Iterator[tuple[bytes, tuple[Any, ...]]]:
+        """Yield ``(leaf, columns)`` for records ``[start, end)``, in bounded memory.
+
+        ``columns`` are the stored query columns in :meth:`AppendTxn.insert_records`
+        order after the leaf: (logged_at, event_id, camera_id, owner_id, action,
+        actor_kind, recipient_kind, recipient_org, legal_basis, occurred_at).
+
+        Raises:
+            StorageError: if a record in the range is missing.
+        """
+        for leaf, *columns in self._iter_rows(f"leaf, {_QUERY_COLUMNS}", start, end, chunk):
+            yield bytes(leaf), tuple(columns)
 
     def read_hashes(self, ids: Sequence[NodeId], /) -> list[bytes]:
         """Return the stored hashes of ``ids`` (a :class:`~.merkle.HashReader`).
@@ -476,14 +502,23 @@ class SQLiteStore:
         """
         return [int(r[0]) for r in self._read("SELECT size FROM checkpoints ORDER BY size")]
 
-    def iter_checkpoints(self) -> Iterator[tuple[int, str]]:
-        """Yield ``(size, note)`` for every checkpoint, ascending.
+    def iter_checkpoints(self, chunk: int = 4096) -> Iterator[tuple[int, str]]:
+        """Yield ``(size, note)`` for every checkpoint, ascending, in bounded memory.
 
         Raises:
             StorageError: if the ledger cannot be read.
         """
-        for size, note in self._read("SELECT size, note FROM checkpoints ORDER BY size"):
-            yield int(size), str(note)
+        after = -1
+        while True:
+            rows = self._read(
+                "SELECT size, note FROM checkpoints WHERE size > ? ORDER BY size LIMIT ?",
+                (after, chunk),
+            )
+            for size, note in rows:
+                yield int(size), str(note)
+            if len(rows) < chunk:
+                return
+            after = int(rows[-1][0])
 
     def cosignature_lines(self, size: int) -> list[str]:
         """Return the cosignature lines stored for the checkpoint of ``size``.
@@ -706,9 +741,8 @@ class AppendTxn:
         """
         try:
             self.conn.executemany(
-                "INSERT INTO records (seq, leaf, logged_at, event_id, camera_id, owner_id,"
-                " action, actor_kind, recipient_kind, recipient_org, legal_basis,"
-                " occurred_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO records (seq, leaf, {_QUERY_COLUMNS})"  # noqa: S608 - fixed columns
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
         except sqlite3.IntegrityError as err:
