@@ -21,7 +21,7 @@ Witness add-checkpoint request body (C2SP tlog-witness)::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import MalformedError, UntrustedKeyError
@@ -453,12 +453,3 @@ def parse_witness_request(text: str | bytes) -> WitnessRequest:
         raise MalformedError("consistency proof is too long")
     proof = tuple(_hash_line(line, "consistency proof hash") for line in lines[1:])
     return WitnessRequest(old, proof, note)
-
-
-def proof_lines(hashes: Sequence[bytes]) -> str:
-    """Return hashes as base64 lines, each ending in a newline.
-
-    Raises:
-        Nothing: pure formatting (the hashes' lengths are not checked).
-    """
-    return "".join(b64encode(h) + "\n" for h in hashes)

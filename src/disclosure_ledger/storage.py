@@ -25,7 +25,6 @@ import sqlite3
 import threading
 import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,6 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "AppendTxn",
-    "RecordRow",
     "SQLiteStore",
     "stored_hash_count",
     "stored_hash_index",
@@ -85,27 +83,6 @@ def stored_hash_count(size: int) -> int:
         Nothing: integer arithmetic only.
     """
     return 2 * size - size.bit_count()
-
-
-@dataclass(frozen=True, slots=True)
-class RecordRow:
-    """What the store keeps beside each leaf, for queries.
-
-    ``occurred_at`` is the UTC RFC 3339 form, which sorts as time does.
-    """
-
-    seq: int
-    event_id: str
-    leaf: bytes
-    camera_id: str
-    owner_id: str | None
-    action: str
-    actor_kind: str
-    recipient_kind: str | None
-    recipient_org: str | None
-    legal_basis: str | None
-    occurred_at: str
-    logged_at: int
 
 
 _SCHEMA = """
@@ -546,21 +523,6 @@ class SQLiteStore:
         """
         return [str(r[0]) for r in self._read("SELECT vkey FROM writers ORDER BY rowid")]
 
-    def has_event_ids(self, event_ids: Sequence[str]) -> set[str]:
-        """Return those of ``event_ids`` that are already in the ledger.
-
-        Raises:
-            StorageError: if the ledger cannot be read.
-        """
-        found: set[str] = set()
-        for i in range(0, len(event_ids), 500):
-            part = list(event_ids[i : i + 500])
-            marks = ",".join("?" * len(part))
-            sql = f"SELECT event_id FROM records WHERE event_id IN ({marks})"  # noqa: S608 - "?" only
-            rows = self._read(sql, part)
-            found.update(str(r[0]) for r in rows)
-        return found
-
     def query(
         self, where: str, args: Sequence[object], limit: int | None
     ) -> list[tuple[int, bytes]]:
@@ -572,13 +534,16 @@ class SQLiteStore:
         Raises:
             StorageError: if the ledger cannot be read or ``where`` is not valid SQL.
         """
-        sql = "SELECT seq, leaf FROM records"
-        if where:
-            sql += " WHERE " + where
-        sql += " ORDER BY seq"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        return [(int(seq), bytes(leaf)) for seq, leaf in self._read(sql, args)]
+        try:
+            with self._lock:
+                rows = list(
+                    self.db["records"].rows_where(
+                        where or None, list(args), order_by="seq", select="seq, leaf", limit=limit
+                    )
+                )
+        except sqlite3.Error as err:
+            raise _storage_error(err, self.path, "querying") from err
+        return [(int(r["seq"]), bytes(r["leaf"])) for r in rows]
 
     # -- writing -------------------------------------------------------------------
 
