@@ -1,10 +1,19 @@
-"""Small file-system helpers shared by the modules that persist state atomically."""
+"""Small file-system helpers shared by the modules that keep state in files.
+
+Atomic replacement (temporary file, fsync, rename, directory fsync), bounded
+reads of small files, and the file name a state directory uses for an origin.
+Each caller maps ``OSError`` to its own error family.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 
 def fsync_dir(directory: Path) -> None:
@@ -23,3 +32,69 @@ def fsync_dir(directory: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, *, overwrite: bool = True) -> Iterator[IO[bytes]]:
+    """Yield a file that replaces ``path`` whole, or not at all, when the block ends.
+
+    The data goes to a temporary file beside ``path``, is fsynced, then renamed
+    over ``path`` (or, with ``overwrite=False``, linked to it so an existing file
+    is never replaced), and the directory is fsynced. On error the temporary
+    file is removed and ``path`` is untouched.
+
+    Raises:
+        FileExistsError: if ``overwrite`` is false and ``path`` exists.
+        OSError: if the file cannot be written.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + "-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+            os.unlink(tmp)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (see :func:`atomic_file`).
+
+    Raises:
+        OSError: if the file cannot be written.
+    """
+    with atomic_file(path) as fh:
+        fh.write(data)
+
+
+def read_small(path: Path, limit: int) -> bytes | None:
+    """Return the bytes of ``path``, ``None`` if it does not exist.
+
+    Reads at most ``limit + 1`` bytes, so an oversized file is never loaded:
+    a result longer than ``limit`` means the file is too large.
+
+    Raises:
+        OSError: if the file exists but cannot be read (a directory included).
+    """
+    try:
+        with path.open("rb") as fh:
+            return fh.read(limit + 1)
+    except FileNotFoundError:
+        return None
+
+
+def origin_file(directory: str | os.PathLike[str], origin: str) -> Path:
+    """The file a state directory keeps for ``origin``: its SHA-256 in hex.
+
+    Raises:
+        Nothing: hashing only.
+    """
+    return Path(directory) / hashlib.sha256(origin.encode("utf-8")).hexdigest()
