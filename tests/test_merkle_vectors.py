@@ -402,3 +402,17 @@ def test_tessera_checkpoint_root_recomputed(n: int) -> None:
         merkle.verify_consistency(n - 1, n, old_root, root, proof)
         with pytest.raises(RootMismatchError):
             merkle.verify_consistency(n - 1, n, root, root, proof)
+
+
+def test_wrong_types_are_refused_not_coerced() -> None:
+    with pytest.raises(TypeError):
+        merkle.leaf_hash(5)  # type: ignore[arg-type]  # bytes(5) would be five zero bytes
+    root = merkle.leaf_hash(b"a")
+    with pytest.raises(MalformedError):
+        merkle.verify_inclusion(root, 0, 2, ["x" * 32], root)  # type: ignore[list-item]
+    with pytest.raises(MalformedError):
+        merkle.verify_consistency(1, 2, root, root, ["x" * 32])  # type: ignore[list-item]
+    cr = merkle.CompactRange()
+    with pytest.raises(MalformedError):
+        cr.extend(["x" * 32])  # type: ignore[list-item]
+    assert cr.size == 0

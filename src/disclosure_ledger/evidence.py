@@ -41,13 +41,13 @@ later version gets a new header line; readers refuse headers they do not know.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import merkle
 from ._fsutil import fsync_dir
 from .checkpoints import (
     Checkpoint,
@@ -88,10 +88,6 @@ _MAX_EVIDENCE = 2 * MAX_NOTE_SIZE + 16 * 1024
 
 class NotEvidenceError(VerificationError):
     """The evidence is well-formed and signed, but proves no misbehaviour."""
-
-
-def _sha_node(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,28 +186,7 @@ def implied_roots(old_size: int, new_size: int, proof: Sequence[bytes]) -> tuple
     for h in proof:
         if not isinstance(h, bytes) or len(h) != HASH_SIZE:
             raise MalformedError(f"proof hashes must be {HASH_SIZE} bytes")
-    if not proof:
-        raise ProofError("consistency proof is empty")
-    fn, sn = old_size - 1, new_size - 1
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    fr = sr = proof[0]
-    for c in proof[1:]:
-        if sn == 0:
-            raise ProofError("consistency proof is too long")
-        if fn & 1 or fn == sn:
-            fr = _sha_node(c, fr)
-            sr = _sha_node(c, sr)
-            while not fn & 1 and fn:
-                fn >>= 1
-                sn >>= 1
-        else:
-            sr = _sha_node(sr, c)
-        fn >>= 1
-        sn >>= 1
-    if sn != 0:
-        raise ProofError("consistency proof is too short")
+    fr, sr, _ = merkle.consistency_roots_from_items(old_size, new_size, proof)
     return fr, sr
 
 

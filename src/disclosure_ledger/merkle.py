@@ -35,6 +35,7 @@ __all__ = [
     "HashReader",
     "MemoryHashStore",
     "NodeId",
+    "consistency_roots_from_items",
     "frontier_from_consistency",
     "leaf_hash",
     "node_hash",
@@ -59,7 +60,9 @@ def leaf_hash(data: bytes) -> bytes:
     Raises:
         TypeError: if ``data`` is not bytes-like.
     """
-    return _sha256(b"\x00" + bytes(data)).digest()
+    # Concatenation takes any bytes-like value and refuses the rest (an int
+    # would otherwise turn into that many zero bytes).
+    return _sha256(b"\x00" + data).digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
@@ -257,7 +260,7 @@ def root_from_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence
     fn, sn = index, size - 1
     r = bytes(leaf_hash)
     for p in proof:
-        if len(p) != HASH_SIZE:
+        if not isinstance(p, (bytes, bytearray)) or len(p) != HASH_SIZE:
             raise MalformedError("proof hashes must be 32 bytes")
         if sn == 0:
             raise ProofError("inclusion proof is too long")
@@ -291,17 +294,37 @@ def verify_inclusion(
         raise RootMismatchError("inclusion proof does not lead to the root", root, computed)
 
 
+def _check_proof(proof: Sequence[bytes]) -> None:
+    for p in proof:
+        if not isinstance(p, (bytes, bytearray)) or len(p) != HASH_SIZE:
+            raise MalformedError(f"proof hashes must be {HASH_SIZE} bytes")
+
+
 def _consistency_roots(
     old_size: int, new_size: int, old_root: bytes, proof: Sequence[bytes]
 ) -> tuple[bytes, bytes, list[tuple[int, bytes]]]:
-    # RFC 9162 §2.1.4.2. Also collects the old tree's frontier: the hashes that
-    # build the old root are exactly its perfect subtrees, with their levels.
-    for p in proof:
-        if len(p) != HASH_SIZE:
-            raise MalformedError("proof hashes must be 32 bytes")
+    _check_proof(proof)
     items = list(proof)
     if old_size & (old_size - 1) == 0:
         items.insert(0, old_root)
+    return consistency_roots_from_items(old_size, new_size, items)
+
+
+def consistency_roots_from_items(
+    old_size: int, new_size: int, items: Sequence[bytes]
+) -> tuple[bytes, bytes, list[tuple[int, bytes]]]:
+    """Run RFC 9162 §2.1.4.2 over a *self-contained* proof and return what it implies.
+
+    ``items`` is the RFC 6962 proof with, when ``old_size`` is a power of two,
+    the old tree's root as its first element (RFC 9162 takes it from the
+    verifier instead). Returns ``(fr, sr, frontier)``: the old and new roots the
+    proof implies, and the old tree's perfect subtrees ``(level, hash)``, left to
+    right (the hashes that build ``fr``). Callers compare the roots with the
+    ones they trust; this function trusts nothing.
+
+    Raises:
+        ProofError: if the proof is empty or has the wrong length for the sizes.
+    """
     if not items:
         raise ProofError("consistency proof is empty")
     fn, sn = old_size - 1, new_size - 1
@@ -456,7 +479,7 @@ class CompactRange:
         sha = _sha256
         try:
             for leaf in leaf_hashes:
-                if len(leaf) != HASH_SIZE:
+                if not isinstance(leaf, (bytes, bytearray)) or len(leaf) != HASH_SIZE:
                     raise MalformedError("leaf hash must be 32 bytes")
                 size += 1
                 n = size
