@@ -762,3 +762,42 @@ def test_bit_flip_in_a_cosignature_never_counts_as_cosigned(bit: int, timestamp:
         .timestamp
         == timestamp
     )
+
+
+def _signed_note() -> str:
+    return sign_checkpoint(
+        Checkpoint("example.com/log", 1, merkle.leaf_hash(b"a")),
+        Signer("example.com/log", bytes(32)),
+    )
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda note: Receipt(True, (), note),  # would format as "index True"
+        lambda note: Receipt(-1, (), note),
+        lambda note: Receipt(0, [bytes(32)], note),  # a list makes the value unhashable
+        lambda note: Receipt(0, (bytes(31),), note),
+        lambda note: Receipt(0, (), note, extra="leaf"),
+        lambda note: WitnessRequest(False, (), note),
+        lambda note: WitnessRequest(1 << 63, (), note),
+        lambda note: WitnessRequest(0, [bytes(32)], note),
+        lambda note: Checkpoint("o", True, bytes(32)),
+        lambda note: Checkpoint("o", 1, bytes(32), ["ext"]),
+    ],
+)
+def test_values_refuse_wrong_types(build: Any) -> None:
+    with pytest.raises(MalformedError):
+        build(_signed_note())
+
+
+def test_peek_checkpoint_reads_without_trusting() -> None:
+    note = _signed_note()
+    assert checkpoints.peek_checkpoint(note) == parse_checkpoint(notes.parse_note(note).text)
+    # It does not verify: a note signed by anyone is read all the same.
+    stranger = sign_checkpoint(
+        Checkpoint("example.com/log", 1, bytes(32)), Signer("example.com/log", bytes(range(32)))
+    )
+    assert checkpoints.peek_checkpoint(stranger).root == bytes(32)
+    with pytest.raises(UntrustedKeyError):
+        open_checkpoint(stranger, Signer("example.com/log", bytes(32)).verifier)

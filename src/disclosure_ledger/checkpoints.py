@@ -58,6 +58,7 @@ __all__ = [
     "parse_decimal",
     "parse_receipt",
     "parse_witness_request",
+    "peek_checkpoint",
     "sign_checkpoint",
     "verify_receipt",
 ]
@@ -84,6 +85,32 @@ def parse_decimal(text: str, what: str) -> int:
     return value
 
 
+def _check_count(value: object, what: str) -> None:
+    # A size or index: an int (not a bool, which would format as "True") in int64.
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SIZE:
+        raise MalformedError(f"{what} must be an integer between 0 and 2**63-1")
+
+
+def _check_hashes(hashes: object, what: str) -> None:
+    # A tuple, so the frozen value stays hashable, of exact 32-byte hashes.
+    if not isinstance(hashes, tuple):
+        raise MalformedError(f"{what} must be a tuple of hashes")
+    for h in hashes:
+        if not isinstance(h, bytes) or len(h) != HASH_SIZE:
+            raise MalformedError(f"{what} must be {HASH_SIZE}-byte hashes")
+
+
+def _as_text(text: str | bytes, what: str) -> str:
+    if isinstance(text, bytes | bytearray):
+        try:
+            return bytes(text).decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise MalformedError(f"{what} is not valid UTF-8") from err
+    if not isinstance(text, str):
+        raise MalformedError(f"{what} must be text")
+    return text
+
+
 def _hash_line(line: str, what: str) -> bytes:
     raw = b64decode_strict(line, what)
     if len(raw) != HASH_SIZE:
@@ -105,14 +132,11 @@ class Checkpoint:
             raise MalformedError("checkpoint origin must be one non-empty line")
         if any(ord(c) < 0x20 for c in self.origin):
             raise MalformedError("checkpoint origin must not contain control characters")
-        if (
-            not isinstance(self.size, int)
-            or isinstance(self.size, bool)
-            or not 0 <= self.size <= MAX_SIZE
-        ):
-            raise MalformedError("checkpoint size must be between 0 and 2**63-1")
+        _check_count(self.size, "checkpoint size")
         if not isinstance(self.root, bytes) or len(self.root) != HASH_SIZE:
             raise MalformedError(f"checkpoint root must be {HASH_SIZE} bytes")
+        if not isinstance(self.extensions, tuple):
+            raise MalformedError("checkpoint extensions must be a tuple of lines")
         for ext in self.extensions:
             if not ext or "\n" in ext or any(ord(c) < 0x20 for c in ext):
                 raise MalformedError("checkpoint extension lines must be non-empty single lines")
@@ -199,6 +223,18 @@ def sign_checkpoint(checkpoint: Checkpoint, log_signer: Signer) -> str:
     if log_signer.key_type == KEY_TYPE_COSIGNATURE:
         raise MalformedError("a checkpoint is signed by a log key, not a cosignature key")
     return sign_note(format_checkpoint(checkpoint), [log_signer])
+
+
+def peek_checkpoint(note: bytes | str) -> Checkpoint:
+    """Return the checkpoint inside a signed note WITHOUT verifying any signature.
+
+    For choosing which key to verify with, or reporting what a refused note
+    claims; never for deciding anything.
+
+    Raises:
+        MalformedError: if the note or the checkpoint is malformed.
+    """
+    return parse_checkpoint(parse_note(note).text)
 
 
 def open_checkpoint(
@@ -298,11 +334,10 @@ class Receipt:
     extra: bytes | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.index, int) or not 0 <= self.index <= MAX_SIZE:
-            raise MalformedError("receipt index must be between 0 and 2**63-1")
-        for h in self.proof:
-            if not isinstance(h, bytes) or len(h) != HASH_SIZE:
-                raise MalformedError("receipt proof hashes must be 32 bytes")
+        _check_count(self.index, "receipt index")
+        _check_hashes(self.proof, "receipt proof")
+        if self.extra is not None and not isinstance(self.extra, bytes):
+            raise MalformedError("receipt extra must be bytes")
         parse_note(self.checkpoint)
 
 
@@ -331,13 +366,7 @@ def parse_receipt(text: str | bytes) -> Receipt:
         MalformedError: if the header, index, a proof line or the checkpoint
             note is malformed.
     """
-    if isinstance(text, bytes | bytearray):
-        try:
-            text = bytes(text).decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise MalformedError("receipt is not valid UTF-8") from err
-    if not isinstance(text, str):
-        raise MalformedError("receipt must be text")
+    text = _as_text(text, "receipt")
     lines, note = _split_header(text, "receipt")
     if lines[0] != RECEIPT_HEADER:
         raise MalformedError(f"receipt must start with {RECEIPT_HEADER}")
@@ -409,11 +438,8 @@ class WitnessRequest:
     checkpoint: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.old_size, int) or not 0 <= self.old_size <= MAX_SIZE:
-            raise MalformedError("old size must be between 0 and 2**63-1")
-        for h in self.proof:
-            if not isinstance(h, bytes) or len(h) != HASH_SIZE:
-                raise MalformedError("consistency proof hashes must be 32 bytes")
+        _check_count(self.old_size, "old size")
+        _check_hashes(self.proof, "consistency proof")
         parse_note(self.checkpoint)
 
 
@@ -438,13 +464,7 @@ def parse_witness_request(text: str | bytes) -> WitnessRequest:
         MalformedError: if the ``old`` line, a proof line or the checkpoint
             note is malformed.
     """
-    if isinstance(text, bytes | bytearray):
-        try:
-            text = bytes(text).decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise MalformedError("witness request is not valid UTF-8") from err
-    if not isinstance(text, str):
-        raise MalformedError("witness request must be text")
+    text = _as_text(text, "witness request")
     lines, note = _split_header(text, "witness request")
     if not lines[0].startswith("old "):
         raise MalformedError("witness request must start with 'old N'")
