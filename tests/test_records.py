@@ -169,9 +169,15 @@ EXAMPLE_EVENT = event_from_json(EXAMPLE)
 @given(events)
 def test_json_round_trip(event: Event) -> None:
     as_json = event_to_json(event)
-    assert event_from_json(as_json) == event
+    parsed = event_from_json(as_json)
+    assert parsed == event
+    # Equality ignores the cached encoding the parser builds on its own path
+    # (decision 0004); the bytes that get signed must be the same too.
+    assert encode_event(parsed) == encode_event(event)
     # And through text, as the CLI reads it.
-    assert event_from_json_text(json.dumps(as_json)) == event
+    from_text = event_from_json_text(json.dumps(as_json))
+    assert from_text == event
+    assert encode_event(from_text) == encode_event(event)
 
 
 @PROPS
@@ -732,3 +738,51 @@ def test_envelope_log_time_beyond_year_9999_is_refused() -> None:
     leaf[41:49] = (records.MAX_LOGGED_AT + 1).to_bytes(8, "big")
     with pytest.raises(MalformedError):
         records.parse_envelope(bytes(leaf))
+
+
+def test_values_are_checked_as_they_will_be_stored() -> None:
+    # A str subclass can claim other contents through __str__, and a
+    # memoryview's len() counts items: both used to pass the checks and then
+    # store something that could never be decoded again.
+    import array
+
+    class Sneaky(str):
+        def __str__(self) -> str:
+            return "evil\x00\u202e"
+
+    event = records.Event(
+        event_id=Sneaky("ev-1"),
+        occurred_at=datetime(2026, 11, 27, tzinfo=UTC),
+        camera_id=Sneaky("cam-1"),
+        action="view",
+        actor=records.Party("owner"),
+    )
+    assert type(event.camera_id) is str
+    assert event.camera_id == "cam-1"
+    assert type(event.event_id) is str
+    assert records.decode_event(encode_event(event)) == event
+
+    wide = memoryview(array.array("Q", range(32)))  # 32 items, 256 bytes
+    with pytest.raises(ValidationError, match="sha256: must be 32 bytes, not 256"):
+        records.Event(
+            event_id="ev-2",
+            occurred_at=datetime(2026, 11, 27, tzinfo=UTC),
+            camera_id="cam-1",
+            action="view",
+            actor=records.Party("owner"),
+            footage=(
+                records.Clip(
+                    "c",
+                    wide,  # type: ignore[arg-type]
+                    datetime(2026, 11, 27, tzinfo=UTC),
+                    datetime(2026, 11, 27, tzinfo=UTC),
+                ),
+            ),
+        )
+    clip = records.Clip(
+        "c",
+        memoryview(bytes(range(32))),  # type: ignore[arg-type]
+        datetime(2026, 11, 27, tzinfo=UTC),
+        datetime(2026, 11, 27, tzinfo=UTC),
+    )
+    assert type(clip.sha256) is bytes

@@ -214,13 +214,27 @@ def _check_str(value: object, name: str, max_len: int, *, text: bool = False) ->
         return value
     if not isinstance(value, str):
         raise ValidationError(name, f"must be a string, not {type(value).__name__}")
+    # Check exactly what will be stored: a str subclass may override __str__,
+    # so take its real contents first.
+    value = str.__str__(value)
     if not value:
         raise ValidationError(name, "must not be empty")
     if len(value) > max_len:
         raise ValidationError(name, f"must be at most {max_len} characters")
     if (_BAD_TEXT_CHARS if text else _BAD_CHARS).search(value):
         raise ValidationError(name, "must not contain control characters")
-    return value if type(value) is str else str(value)
+    return value
+
+
+def _check_event_id(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValidationError("event_id", f"must be a string, not {type(value).__name__}")
+    value = str.__str__(value)  # the contents, not a subclass's __str__
+    if not _EVENT_ID.fullmatch(value):
+        raise ValidationError(
+            "event_id", "must be 1 to 256 printable ASCII characters without spaces"
+        )
+    return value
 
 
 def _check_time(value: object, name: str) -> datetime:
@@ -244,9 +258,11 @@ def _check_hash(value: object, name: str) -> bytes:
         return value
     if not isinstance(value, bytes | bytearray | memoryview):
         raise ValidationError(name, f"must be 32 bytes, not {type(value).__name__}")
+    # Convert before measuring: a memoryview's len() counts items, not bytes.
+    value = bytes(value)
     if len(value) != 32:
         raise ValidationError(name, f"must be 32 bytes, not {len(value)}")
-    return value if type(value) is bytes else bytes(value)
+    return value
 
 
 def _check_enum(value: object, name: str, table: Mapping[str, _E]) -> _E:
@@ -498,8 +514,10 @@ def _freeze(value: object, path: str, depth: int) -> tuple[JSONValue, object]:
 def _set_str(obj: object, name: str, value: object, max_len: int, *, text: bool = False) -> None:
     # Validate an optional string field, replacing it only if it must change
     # (a str subclass): object.__setattr__ on a frozen dataclass is not free.
-    if value is not None and _check_str(value, name, max_len, text=text) is not value:
-        object.__setattr__(obj, name, str(value))
+    if value is not None:
+        checked = _check_str(value, name, max_len, text=text)
+        if checked is not value:
+            object.__setattr__(obj, name, checked)
 
 
 def _set_time(obj: object, name: str, value: object) -> datetime | None:
@@ -615,13 +633,9 @@ class Event:
                 canonical encoding is larger than :data:`MAX_EVENT_SIZE`.
         """
         put = object.__setattr__
-        event_id = self.event_id
-        if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
-            raise ValidationError(
-                "event_id", "must be 1 to 256 printable ASCII characters without spaces"
-            )
-        if type(event_id) is not str:
-            put(self, "event_id", str(event_id))
+        event_id = _check_event_id(self.event_id)
+        if event_id is not self.event_id:
+            put(self, "event_id", event_id)
         if _set_time(self, "occurred_at", self.occurred_at) is None:
             raise ValidationError("occurred_at", "is required")
         if self.camera_id is None:
@@ -1139,11 +1153,7 @@ def _event_from_plain(obj: object, *, binary: bool) -> Event:
         and event_id.isprintable()
         and " " not in event_id
     ):
-        if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
-            raise ValidationError(
-                "event_id", "must be 1 to 256 printable ASCII characters without spaces"
-            )
-        event_id = str(event_id)
+        event_id = _check_event_id(event_id)
     camera_id = _check_str(camera_id, "camera_id", _MAX_ID)
     action = _check_enum(action, "action", _ACTIONS)
     owner_id = get("owner_id")
