@@ -22,7 +22,7 @@ from disclosure_ledger.errors import (
     UntrustedKeyError,
     ValidationError,
 )
-from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
+from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer, Verifier
 from disclosure_ledger.records import (
     CHAIN_PREFIX,
     GENESIS_PREV,
@@ -667,17 +667,13 @@ def test_verify_only_type_01_keys_and_same_id_collisions() -> None:
 
     # A different public key that claims the same key ID is tried and fails;
     # the real one still verifies after it.
-    class SameId:
-        """A verifier look-alike: the writer's key ID, another public key."""
-
-        name = WRITER.name
-        key_type = 1
-        key_id = WRITER.key_id
-        public_key = OTHER.verifier.public_key
+    # A key whose ID collides with the writer's (IDs are only 32 bits).
+    same_id = Verifier(WRITER.name, 1, OTHER.verifier.public_key)
+    object.__setattr__(same_id, "key_id", WRITER.key_id)
 
     with pytest.raises(BadSignatureError):
-        verify_envelope(ORIGIN, env, [SameId()])  # type: ignore[list-item]
-    ok = verify_envelope(ORIGIN, env, [SameId(), WRITER.verifier])  # type: ignore[list-item]
+        verify_envelope(ORIGIN, env, [same_id])
+    ok = verify_envelope(ORIGIN, env, [same_id, WRITER.verifier])
     assert ok == WRITER.verifier
 
 

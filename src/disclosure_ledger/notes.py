@@ -181,6 +181,18 @@ class Verifier:
     def __str__(self) -> str:
         return self.vkey
 
+    def verifies(self, signature: bytes, message: bytes) -> bool:
+        """Whether ``signature`` is this key's Ed25519 signature of ``message``.
+
+        Raises:
+            Nothing: a wrong or malformed signature gives ``False``.
+        """
+        try:
+            self._public.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
     def verify(self, text: str, signature: bytes) -> int | None:
         """Check a note signature (without its 4-byte key ID) over ``text``.
 

@@ -43,8 +43,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias, TypeVar, cast
 
 import msgpack
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .errors import (
     BadSignatureError,
@@ -1639,11 +1637,6 @@ if _EnvelopeTwin.__slots__ != Envelope.__slots__:  # pragma: no cover
     raise ImportError("_EnvelopeTwin does not match Envelope")
 
 
-@functools.lru_cache(maxsize=256)
-def _public_key(raw: bytes) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(raw)
-
-
 def verify_envelope(origin: str, envelope: Envelope, writers: Iterable[Verifier]) -> Verifier:
     """Check the writer's signature on ``envelope`` in the ledger ``origin``.
 
@@ -1667,11 +1660,8 @@ def verify_envelope(origin: str, envelope: Envelope, writers: Iterable[Verifier]
         )
     message = signing_message(origin, envelope.content)
     for writer in candidates:
-        try:
-            _public_key(writer.public_key).verify(envelope.signature, message)
-        except InvalidSignature:
-            continue
-        return writer
+        if writer.verifies(envelope.signature, message):
+            return writer
     raise BadSignatureError(
         f"record {envelope.seq}: signature by {candidates[0].name} does not verify",
         index=envelope.seq,
