@@ -212,7 +212,6 @@ class Ledger:
         self._witness_wakeup = threading.Condition()
         self._witness_pending: int | None = None
         self._witness_stop = False
-        self._witness_outcomes: list[witness_client.WitnessOutcome] = []
         # Cache of the committed head, valid while the size matches the file.
         self._head_size = -1
         self._head_prev = records.GENESIS_PREV
@@ -925,10 +924,10 @@ class Ledger:
                 self._witness_pending = None
                 if size is None:
                     return
-            outcomes = witness_client.collect_cosignatures(
+            # Outcomes are recorded in the ledger (witness_events); nothing to keep here.
+            witness_client.collect_cosignatures(
                 self, list(self._witnesses), int(self._witness_clock()), size=size
             )
-            self._witness_outcomes = (self._witness_outcomes + outcomes)[-1000:]
 
     def cosign_now(self, *, size: int | None = None) -> list[witness_client.WitnessOutcome]:
         """Ask the attached witnesses to cosign a checkpoint now and wait for the answers.
@@ -942,6 +941,14 @@ class Ledger:
         return witness_client.collect_cosignatures(
             self, list(self._witnesses), int(self._witness_clock()), size=size
         )
+
+    def last_cosigned_size(self, witness_vkey: str) -> int | None:
+        """The largest checkpoint size with a stored cosignature by this witness key.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
+        return self._store.last_cosigned_size(witness_vkey)
 
     def record_witness_event(self, size: int, witness: str, outcome: str, detail: str) -> None:
         """Record what a witness answered for the checkpoint of ``size``.

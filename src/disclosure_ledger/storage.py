@@ -515,6 +515,15 @@ class SQLiteStore:
         rows = self._read("SELECT DISTINCT witness FROM cosignatures WHERE size = ?", (size,))
         return [str(r[0]) for r in rows]
 
+    def last_cosigned_size(self, witness: str) -> int | None:
+        """The largest size with a stored cosignature by ``witness`` (a verifier key string).
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
+        row = self._read("SELECT MAX(size) FROM cosignatures WHERE witness = ?", (witness,))[0]
+        return None if row[0] is None else int(row[0])
+
     def writer_keys(self) -> list[str]:
         """Return the verifier key strings of every registered writer.
 
