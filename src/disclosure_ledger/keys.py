@@ -22,6 +22,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from ._fsutil import read_small
+from .checkpoints import parse_decimal
 from .errors import KeyFormatError, MalformedError
 from .notes import (
     KEY_TYPE_ED25519,
@@ -48,6 +50,7 @@ _SCRYPT_LOG_N = 15
 _SCRYPT_R = 8
 _SCRYPT_P = 1
 _MAX_KEY_FILE = 4096
+_SCRYPT_MAX_MEMORY = 256 << 20
 
 
 def _kdf(passphrase: str, salt: bytes, log_n: int, r: int, p: int) -> bytes:
@@ -71,13 +74,20 @@ def _decrypt(line: str, passphrase: str | None, path: Path) -> str:
     if passphrase is None:
         raise KeyFormatError(f"{path}: the key is encrypted; a passphrase is needed")
     try:
-        log_n, r, p = (int(x) for x in fields[1:4])
+        log_n, r, p = (parse_decimal(x, "scrypt parameter") for x in fields[1:4])
         salt = b64decode_strict(fields[4], "salt")
         nonce = b64decode_strict(fields[5], "nonce")
         ct = b64decode_strict(fields[6], "ciphertext")
-    except (ValueError, MalformedError) as err:
+    except MalformedError as err:
         raise KeyFormatError(f"{path}: malformed encrypted key file") from err
-    if not (10 <= log_n <= 22 and 1 <= r <= 32 and 1 <= p <= 16 and len(nonce) == 12):
+    # scrypt needs 128 * r * 2**N bytes: a key file must not be able to ask for gigabytes.
+    if not (
+        10 <= log_n <= 22
+        and 1 <= r <= 32
+        and 1 <= p <= 16
+        and 128 * r << log_n <= _SCRYPT_MAX_MEMORY
+        and len(nonce) == 12
+    ):
         raise KeyFormatError(f"{path}: unsupported encryption parameters")
     ad = " ".join(fields[:6]).encode()
     try:
@@ -92,15 +102,14 @@ def _decrypt(line: str, passphrase: str | None, path: Path) -> str:
 
 def _read_text(path: str | os.PathLike[str], what: str) -> tuple[Path, str]:
     p = Path(path)
+    if p.is_dir():
+        raise KeyFormatError(f"{p}: is a directory, not a {what}")
     try:
-        if p.is_dir():
-            raise KeyFormatError(f"{p}: is a directory, not a {what}")
-        with p.open("rb") as fh:
-            raw = fh.read(_MAX_KEY_FILE + 1)
-    except FileNotFoundError as err:
-        raise KeyFormatError(f"{p}: no such {what}") from err
+        raw = read_small(p, _MAX_KEY_FILE)
     except OSError as err:
         raise KeyFormatError(f"{p}: cannot read the {what}: {err.strerror}") from err
+    if raw is None:
+        raise KeyFormatError(f"{p}: no such {what}")
     if len(raw) > _MAX_KEY_FILE:
         raise KeyFormatError(f"{p}: too large to be a {what}")
     try:

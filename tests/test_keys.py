@@ -1,0 +1,127 @@
+"""Key files: modes, passphrases, tampering and malformed files."""
+
+from __future__ import annotations
+
+import base64
+import stat
+from pathlib import Path
+
+import pytest
+
+from disclosure_ledger.errors import KeyFormatError
+from disclosure_ledger.keys import (
+    ENCRYPTED_HEADER,
+    keygen,
+    read_passphrase,
+    read_signer_file,
+    read_verifier_file,
+    write_signer_file,
+)
+from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
+
+SIGNER = Signer("example.com/writer", bytes(range(32)))
+
+
+def test_plain_key_file_round_trips_with_mode_0600(tmp_path: Path) -> None:
+    signer = keygen("example.com/log", tmp_path / "log")
+    key, pub = tmp_path / "log.key", tmp_path / "log.pub"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert pub.read_text() == signer.verifier.vkey + "\n"
+    assert read_signer_file(key).verifier == signer.verifier
+    assert read_verifier_file(pub) == signer.verifier
+    with pytest.raises(KeyFormatError, match="already exists"):
+        keygen("example.com/log", tmp_path / "log")
+    witness = keygen("example.com/w", tmp_path / "w", key_type=KEY_TYPE_COSIGNATURE)
+    assert read_signer_file(tmp_path / "w.key").key_type == KEY_TYPE_COSIGNATURE
+    assert witness.verifier.key_type == KEY_TYPE_COSIGNATURE
+
+
+def test_encrypted_key_round_trips_and_hides_the_seed(tmp_path: Path) -> None:
+    path = tmp_path / "enc.key"
+    write_signer_file(SIGNER, path, "correct horse")
+    text = path.read_text()
+    assert text.startswith(ENCRYPTED_HEADER + " ")
+    assert "PRIVATE" not in text
+    assert read_signer_file(path, "correct horse").verifier == SIGNER.verifier
+    with pytest.raises(KeyFormatError, match="passphrase is needed"):
+        read_signer_file(path)
+    with pytest.raises(KeyFormatError, match="wrong passphrase") as info:
+        read_signer_file(path, "battery staple")
+    assert "PRIVATE" not in str(info.value)
+
+
+def _fields(path: Path) -> list[str]:
+    return path.read_text().strip().split(" ")
+
+
+def _write(path: Path, fields: list[str]) -> None:
+    path.write_text(" ".join(fields) + "\n")
+
+
+def test_tampered_encrypted_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "enc.key"
+    write_signer_file(SIGNER, path, "pw")
+    fields = _fields(path)
+    ct = bytearray(base64.b64decode(fields[6]))
+    ct[0] ^= 1
+    _write(path, [*fields[:6], base64.b64encode(bytes(ct)).decode()])
+    with pytest.raises(KeyFormatError, match="altered"):
+        read_signer_file(path, "pw")
+    # The parameters are authenticated too: a weaker N is not accepted silently.
+    _write(path, [fields[0], "14", *fields[2:]])
+    with pytest.raises(KeyFormatError, match="altered"):
+        read_signer_file(path, "pw")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f[:6], "malformed"),  # a field missing
+        (lambda f: [f[0], "+15", *f[2:]], "malformed"),  # not a canonical decimal
+        (lambda f: [f[0], "1_5", *f[2:]], "malformed"),
+        (lambda f: [*f[:4], f[4].rstrip("=") + "A", *f[5:]], "malformed"),  # bad base64
+        (lambda f: [f[0], "22", "32", *f[3:]], "unsupported"),  # 16 GiB of scrypt memory
+        (lambda f: [f[0], "9", *f[2:]], "unsupported"),
+    ],
+)
+def test_malformed_encrypted_key_is_refused(tmp_path: Path, change, message: str) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "enc.key"
+    write_signer_file(SIGNER, path, "pw")
+    _write(path, change(_fields(path)))
+    with pytest.raises(KeyFormatError, match=message):
+        read_signer_file(path, "pw")
+
+
+def test_bad_key_files(tmp_path: Path) -> None:
+    with pytest.raises(KeyFormatError, match="no such"):
+        read_signer_file(tmp_path / "missing.key")
+    with pytest.raises(KeyFormatError, match="directory"):
+        read_verifier_file(tmp_path)
+    (tmp_path / "bin.pub").write_bytes(b"\xff\xfe")
+    with pytest.raises(KeyFormatError, match="UTF-8"):
+        read_verifier_file(tmp_path / "bin.pub")
+    (tmp_path / "big.key").write_text("x" * 5000)
+    with pytest.raises(KeyFormatError, match="too large"):
+        read_signer_file(tmp_path / "big.key")
+    (tmp_path / "two.pub").write_text(SIGNER.verifier.vkey + "\n" + SIGNER.verifier.vkey + "\n")
+    with pytest.raises(KeyFormatError, match="exactly one"):
+        read_verifier_file(tmp_path / "two.pub")
+    (tmp_path / "pub.key").write_text(SIGNER.verifier.vkey + "\n")
+    with pytest.raises(KeyFormatError, match="public verifier key"):
+        read_signer_file(tmp_path / "pub.key")
+    (tmp_path / "priv.pub").write_text(SIGNER.private_key_string() + "\n")
+    with pytest.raises(KeyFormatError, match="private key") as info:
+        read_verifier_file(tmp_path / "priv.pub")
+    assert "PRIVATE+KEY" not in str(info.value)
+
+
+def test_passphrase_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pw").write_text("first line\nsecond\n")
+    assert read_passphrase(tmp_path / "pw", None) == "first line"
+    monkeypatch.setenv("DL_PW", "from env")
+    assert read_passphrase(None, "DL_PW") == "from env"
+    assert read_passphrase(None, None) is None
+    (tmp_path / "empty").write_text("\n")
+    for file, env in ((tmp_path / "pw", "DL_PW"), (tmp_path / "empty", None), (None, "DL_NONE")):
+        with pytest.raises(KeyFormatError):
+            read_passphrase(file, env)
