@@ -11,8 +11,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 VECTORS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
 
 
@@ -31,10 +29,9 @@ def load_json(relative: str) -> Any:
     return json.loads((vectors_dir() / relative).read_text(encoding="utf-8"))
 
 
-@pytest.fixture(scope="session")
-def vectors() -> Path:
-    """The published vectors directory (fails the test if it is missing)."""
-    try:
-        return vectors_dir()
-    except FileNotFoundError as err:
-        pytest.fail(str(err))
+def flip_bit(data: bytes, bit: int) -> bytes:
+    """Return ``data`` with one bit flipped (``bit`` taken modulo its length)."""
+    bit %= len(data) * 8
+    out = bytearray(data)
+    out[bit // 8] ^= 1 << (bit % 8)
+    return bytes(out)

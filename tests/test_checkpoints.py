@@ -45,7 +45,7 @@ from disclosure_ledger.errors import (
 )
 from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
 
-from .conftest import load_json, vectors_dir
+from .conftest import flip_bit, load_json, vectors_dir
 
 PROPS = settings(max_examples=100, deadline=None)
 
@@ -64,13 +64,6 @@ ROOT = merkle.leaf_hash(b"root")
 
 def signer(name: str = "example.com/log", key_type: int = notes.KEY_TYPE_ED25519) -> Signer:
     return Signer(name, hashlib.sha256(name.encode()).digest(), key_type)
-
-
-def flip_bit(data: bytes, bit: int) -> bytes:
-    bit %= len(data) * 8
-    out = bytearray(data)
-    out[bit // 8] ^= 1 << (bit % 8)
-    return bytes(out)
 
 
 # --- tessera's test log ---------------------------------------------------------------

@@ -20,6 +20,7 @@ from disclosure_ledger import merkle
 from disclosure_ledger.errors import LedgerError, ProofError, RootMismatchError
 
 from . import reference
+from .conftest import flip_bit
 
 MAX_LEAVES = 2000
 PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -46,13 +47,6 @@ def full_store() -> merkle.MemoryHashStore:
 @lru_cache(maxsize=4096)
 def ref_root(n: int) -> bytes:
     return reference.mth(all_leaves()[:n])
-
-
-def flip_bit(data: bytes, bit: int) -> bytes:
-    bit %= len(data) * 8
-    out = bytearray(data)
-    out[bit // 8] ^= 1 << (bit % 8)
-    return bytes(out)
 
 
 def outcome(fn: Callable[..., Any], *args: Any) -> bool:

@@ -30,7 +30,7 @@ from disclosure_ledger.notes import (
     Verifier,
 )
 
-from .conftest import load_json
+from .conftest import flip_bit, load_json
 
 GO = load_json("golang-mod-sumdb-note/note-vectors.json")
 PETER = GO["keys"]["PeterNeumann"]
@@ -46,13 +46,6 @@ PROPS = settings(max_examples=100, deadline=None)
 
 def signer(name: str = "example.com/test", key_type: int = notes.KEY_TYPE_ED25519) -> Signer:
     return Signer(name, hashlib.sha256(name.encode()).digest(), key_type)
-
-
-def flip_bit(data: bytes, bit: int) -> bytes:
-    bit %= len(data) * 8
-    out = bytearray(data)
-    out[bit // 8] ^= 1 << (bit % 8)
-    return bytes(out)
 
 
 # --- Go's golang.org/x/mod/sumdb/note vectors -----------------------------------------
