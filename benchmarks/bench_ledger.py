@@ -246,48 +246,30 @@ def main() -> None:
     print(f"raw limit: Ed25519 signs/s, 2 threads, {msg_size}-byte messages: {raw:,.0f}")
     rows: list[tuple[str, str, str, str]] = []
 
+    def rate_row(label: str, rate: float, target: float | None = None) -> None:
+        verdict = (
+            "" if target is None else f"≥{target}x " + ("PASS" if rate / raw >= target else "MISS")
+        )
+        rows.append((label, f"{rate:,.0f}/s", f"{rate / raw:.2f}x", verdict))
+
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         commits = raw_commit_rate(tmp)
         print(f"raw limit: durable SQLite commits/s (WAL, synchronous=FULL): {commits:,.0f}")
         events = [records.event_from_json(event_json(i)) for i in range(n_many)]
-        rate = bench_append_many(tmp, events, 1000)
-        ok = rate / raw >= 0.8
-        rows.append(
-            (
-                f"append_many {n_many:,} (batches of 1000)",
-                f"{rate:,.0f}/s",
-                f"{rate / raw:.2f}x",
-                "≥0.8x " + ("PASS" if ok else "MISS"),
-            )
+        rate_row(
+            f"append_many {n_many:,} (batches of 1000)", bench_append_many(tmp, events, 1000), 0.8
         )
-        rate = bench_append_many(tmp, events, 1000, query_indexes=False)
-        rows.append(
-            ("  the same without query indexes", f"{rate:,.0f}/s", f"{rate / raw:.2f}x", "")
+        rate_row(
+            "  the same without query indexes",
+            bench_append_many(tmp, events, 1000, query_indexes=False),
         )
         del events
 
-        rate = bench_cli(tmp, n_cli)
-        ok = rate / raw >= 0.6
-        rows.append(
-            (
-                f"CLI append {n_cli:,}-line JSONL",
-                f"{rate:,.0f}/s",
-                f"{rate / raw:.2f}x",
-                "≥0.6x " + ("PASS" if ok else "MISS"),
-            )
-        )
+        rate_row(f"CLI append {n_cli:,}-line JSONL", bench_cli(tmp, n_cli), 0.6)
 
         rate, lat = bench_threads(tmp, 8, 1000 if not args.quick else 300)
-        ok = rate / raw >= 0.5
-        rows.append(
-            (
-                "8 threads x append()",
-                f"{rate:,.0f}/s",
-                f"{rate / raw:.2f}x",
-                "≥0.5x " + ("PASS" if ok else "MISS"),
-            )
-        )
+        rate_row("8 threads x append()", rate, 0.5)
         rows.append(
             (
                 "  latency p50 / p99",
