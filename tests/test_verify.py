@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 from pathlib import Path
@@ -45,6 +46,8 @@ from disclosure_ledger.verify import (
 from .ledger_helpers import ORIGIN, event, log_key, new_ledger, release_event, writer_key
 from .test_tamper import POLICY, bundle_of, forge, leaves_of
 
+# The package exports the function ``verify`` under the module's name.
+verify_module = importlib.import_module("disclosure_ledger.verify")
 WITNESS = Signer("witness.example/w1", bytes(range(90, 122)), KEY_TYPE_COSIGNATURE)
 WITNESS2 = Signer("witness.example/w2", bytes(range(130, 162)), KEY_TYPE_COSIGNATURE)
 
@@ -190,8 +193,9 @@ def test_non_canonical_event_is_refused_in_strict_mode(tmp_path: Path) -> None:
     data = forge([event(0), reordered])
     report = verify(io.BytesIO(data), POLICY)
     assert report.size == 2
-    with pytest.raises(MalformedRecordError, match="record 1: event encoding is not canonical"):
+    with pytest.raises(MalformedRecordError, match=r"^event encoding is not canonical") as info:
         verify(io.BytesIO(data), POLICY, strict=True)
+    assert info.value.index == 1
 
 
 def test_broken_event_is_refused_even_on_the_fast_path(tmp_path: Path) -> None:
@@ -210,8 +214,9 @@ def test_broken_event_is_refused_even_on_the_fast_path(tmp_path: Path) -> None:
 
 
 def test_duplicate_event_id_named(tmp_path: Path) -> None:
-    with pytest.raises(DuplicateRecordError, match="record 3 repeats the event_id 'ev-00000001'"):
+    with pytest.raises(DuplicateRecordError, match=r"^repeats the event_id 'ev-00000001'") as info:
         verify(io.BytesIO(forge([event(0), event(1), event(2), event(1)])), POLICY)
+    assert info.value.index == 3
 
 
 def test_earliest_failure_is_reported_across_chunks(tmp_path: Path) -> None:
@@ -233,6 +238,30 @@ def test_many_records_many_chunks(tmp_path: Path) -> None:
     assert (report.size, dict(report.actions)) == (1100, {"view": 1100})
 
 
+def test_more_chunks_than_may_be_in_flight(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small chunks, so that far more than _MAX_IN_FLIGHT of them are read and
+    # the reader must wait for the oldest (the back-pressure loop) many times.
+    monkeypatch.setattr(verify_module, "_CHUNK", 4)
+    n = 4 * (verify_module._MAX_IN_FLIGHT + 1) * 4
+    leaves = leaves_of(forge([event(i) for i in range(n)]))
+    report = verify(io.BytesIO(bundle_of(leaves)), POLICY, threads=2)
+    assert (report.size, report.first_occurred_at) == (n, "2026-11-27T09:30:00Z")
+    last = 30 + n - 1  # minutes after 09:00
+    assert report.last_occurred_at == f"2026-11-27T{9 + last // 60:02d}:{last % 60:02d}:00Z"
+    # The earliest failure still wins when it lies beyond the in-flight window.
+    bad = bytearray(leaves[n - 5])
+    bad[-1] ^= 1
+    leaves[n - 5] = bytes(bad)
+    with pytest.raises(VerificationError) as info:
+        verify(io.BytesIO(bundle_of(leaves)), POLICY, threads=2)
+    assert (type(info.value).__name__, info.value.index) == ("BadSignatureError", n - 5)
+
+
+def test_threads_below_one_is_a_programming_error(ledger: Ledger, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="threads"):
+        verify(_export(ledger, tmp_path / "b"), POLICY, threads=0)
+
+
 def test_without_writer_keys_records_must_be_signed_by_the_log_key(tmp_path: Path) -> None:
     lg = Ledger.create(tmp_path / "l", log_key=log_key())  # no writers: the log key signs
     lg.append_many([event(i) for i in range(3)])
@@ -242,8 +271,9 @@ def test_without_writer_keys_records_must_be_signed_by_the_log_key(tmp_path: Pat
     # A ledger written by a writer key fails a policy that names no writer.
     lg2 = new_ledger(tmp_path, "w.ledger")
     lg2.append_many([event(0)])
-    with pytest.raises(UntrustedKeyError, match="record 0 is signed by key"):
+    with pytest.raises(UntrustedKeyError, match=r"^signed by key") as info:
         verify(_export(lg2, tmp_path / "w"), Policy.simple(log_key().verifier))
+    assert info.value.index == 0
 
 
 def test_key_hints_are_never_trusted(tmp_path: Path) -> None:

@@ -35,13 +35,14 @@ def fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path, *, overwrite: bool = True) -> Iterator[IO[bytes]]:
+def atomic_file(path: Path, *, overwrite: bool = True, buffering: int = -1) -> Iterator[IO[bytes]]:
     """Yield a file that replaces ``path`` whole, or not at all, when the block ends.
 
     The data goes to a temporary file beside ``path``, is fsynced, then renamed
     over ``path`` (or, with ``overwrite=False``, linked to it so an existing file
     is never replaced), and the directory is fsynced. On error the temporary
-    file is removed and ``path`` is untouched.
+    file is removed and ``path`` is untouched. ``buffering`` is as for :func:`open`
+    (a large buffer suits a long streamed export).
 
     Raises:
         FileExistsError: if ``overwrite`` is false and ``path`` exists.
@@ -49,7 +50,7 @@ def atomic_file(path: Path, *, overwrite: bool = True) -> Iterator[IO[bytes]]:
     """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + "-", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fd, "wb", buffering=buffering) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

@@ -26,16 +26,14 @@ types it does not know, so a new frame can never be skipped silently.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import struct
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 
-from ._fsutil import fsync_dir
+from ._fsutil import atomic_file
 from .errors import MalformedError, StorageError
 from .merkle import HASH_SIZE
 from .notes import MAX_NOTE_SIZE
@@ -317,29 +315,11 @@ def export_ledger(
         anchor_proof,
     )
     target = Path(path)
-    directory = target.parent if str(target.parent) else Path()
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    except OSError as err:
-        raise StorageError(f"{target}: cannot create the bundle: {err.strerror}") from err
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as out:
-            # Private store access: Ledger has no public raw-leaf iterator yet
-            # and iter_records decodes every event, which export does not need.
+        with atomic_file(target, buffering=1 << 20) as out:
             written = write_bundle(out, prelude, ledger.iter_leaves(from_size, to_size))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise StorageError(f"{target}: cannot write the bundle: {err.strerror or err}") from err
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fsync_dir(directory)
     return ExportSummary(target, ledger.origin, from_size, to_size, written)
 
 
@@ -397,9 +377,8 @@ class BundleReader:
         self.offset += n
         return data
 
-    def _frame(self, expected: str) -> tuple[int, bytes]:
-        start = self.offset
-        head = self._read(5, f"a frame header ({expected})")
+    def _frame_head(self, head: bytes, start: int) -> tuple[int, int]:
+        # The type and length of the frame at ``start``, checked before its payload is read.
         ftype, length = _FRAME.unpack(head)
         cap = _CAPS.get(ftype)
         if cap is None:
@@ -409,6 +388,11 @@ class BundleReader:
                 f"{_NAMES[ftype]} frame at offset {start} claims {length} bytes;"
                 f" the most it may hold is {cap}"
             )
+        return ftype, length
+
+    def _frame(self, expected: str) -> tuple[int, bytes]:
+        start = self.offset
+        ftype, length = self._frame_head(self._read(5, f"a frame header ({expected})"), start)
         return ftype, self._read(length, f"the {_NAMES[ftype]} frame")
 
     def _text(self, payload: bytes, what: str) -> str:
@@ -520,38 +504,31 @@ class BundleReader:
         record = FrameType.RECORD
         cap = MAX_LEAF_SIZE
         count = 0
+        read = self._stream.read
         while True:
-            # The fast path: a whole record frame from a buffered file.
-            read = self._stream.read
             head = read(5)
-            if len(head) == 5:
-                ftype, length = unpack(head)
-                if ftype == record and length <= cap:
-                    if count == expected:
-                        raise MalformedError(
-                            f"record frame at offset {self.offset}: the header announces"
-                            f" only {expected} records"
-                        )
-                    self.offset += 5
-                    leaf = read(length)
-                    if len(leaf) != length:
-                        leaf = self._complete(leaf, length, "a record frame")
-                    self.offset += length
-                    count += 1
-                    yield leaf
-                    continue
-            # Anything else is read again with full checks and messages.
-            self._stream = _Rewound(head, self._stream)
-            ftype, payload = self._frame("a record or the end")
+            if len(head) != 5:
+                # A raw stream's short read, or the end of a truncated bundle.
+                head = self._complete(head, 5, "a frame header (a record or the end)")
+            ftype, length = unpack(head)
+            if ftype != record or length > cap:
+                ftype, length = self._frame_head(head, self.offset)
             if ftype == record:
-                # Only a short read of a raw stream's frame header gets here.
                 if count == expected:
                     raise MalformedError(
-                        f"record frame: the header announces only {expected} records"
+                        f"record frame at offset {self.offset}: the header announces"
+                        f" only {expected} records"
                     )
+                self.offset += 5
+                leaf = read(length)
+                if len(leaf) != length:
+                    leaf = self._complete(leaf, length, "a record frame")
+                self.offset += length
                 count += 1
-                yield payload
+                yield leaf
                 continue
+            self.offset += 5
+            payload = self._read(length, f"the {_NAMES[ftype]} frame")
             if ftype != FrameType.END:
                 raise MalformedError(
                     f"expected a record or the end frame, found a {_NAMES[ftype]} frame"
@@ -564,30 +541,6 @@ class BundleReader:
                     f"the bundle holds {count} records; its header announces {expected} and"
                     f" its end frame {claimed}"
                 )
-            if self._stream.read(1):
+            if read(1):
                 raise MalformedError(f"data follows the end frame at offset {self.offset}")
             return
-
-
-class _Rewound:
-    """A stream with some bytes pushed back in front of it."""
-
-    __slots__ = ("_head", "_stream")
-
-    def __init__(self, head: bytes, stream: Readable) -> None:
-        self._head = head
-        self._stream = stream
-
-    def read(self, n: int = -1, /) -> bytes:
-        """Return the pushed-back bytes first, then the stream's."""
-        head = self._head
-        if not head:
-            return self._stream.read(n)
-        if n < 0:
-            self._head = b""
-            return head + self._stream.read()
-        if n <= len(head):
-            self._head = head[n:]
-            return head[:n]
-        self._head = b""
-        return head + self._stream.read(n - len(head))

@@ -58,6 +58,7 @@ __all__ = [
     "DISCLOSING_ACTIONS",
     "ENVELOPE_VERSION",
     "GENESIS_PREV",
+    "HEADER",
     "HEADER_SIZE",
     "MAX_EVENT_SIZE",
     "MAX_EXTENSION_DEPTH",
@@ -88,6 +89,7 @@ __all__ = [
     "make_envelope",
     "parse_envelope",
     "parse_time",
+    "refuse_ext",
     "sign_content",
     "signing_message",
     "timestamp_micros",
@@ -108,7 +110,8 @@ MAX_LOGGED_AT = 253_402_300_799_999_999
 CHAIN_PREFIX = b"disclosure-ledger/chain/v1\n"
 RECORD_SIG_PREFIX = b"disclosure-ledger/record/v1\n"
 
-_HEADER = struct.Struct(">BQ32sqII")
+HEADER = struct.Struct(">BQ32sqII")
+"""The envelope header before the event: version, seq, prev, logged_at, key ID, L."""
 _MAX_INT64 = (1 << 63) - 1
 _MIN_INT64 = -(1 << 63)
 _MAX_ID = 256
@@ -824,7 +827,12 @@ def encode_event(event: Event) -> bytes:
     return event._encoded
 
 
-def _refuse_ext(code: int, data: bytes) -> object:
+def refuse_ext(code: int, data: bytes) -> object:
+    """The msgpack ``ext_hook`` of every strict decoder: events use no extension types.
+
+    Raises:
+        ValueError: always (msgpack reports it as malformed input).
+    """
     raise ValueError(f"msgpack extension type {code} is not allowed")
 
 
@@ -850,7 +858,7 @@ def decode_event(data: bytes) -> Event:
             raw=False,
             strict_map_key=True,
             use_list=True,
-            ext_hook=_refuse_ext,
+            ext_hook=refuse_ext,
             max_str_len=MAX_EVENT_SIZE,
             max_bin_len=MAX_EVENT_SIZE,
             max_array_len=MAX_EVENT_SIZE,
@@ -1404,7 +1412,7 @@ def encode_content(seq: int, prev: bytes, logged_at: int, key_id: int, event_byt
     if not isinstance(logged_at, int) or not 0 <= logged_at <= MAX_LOGGED_AT:
         raise MalformedError("logged_at must be microseconds from 1970 to the end of 9999")
     try:
-        header = _HEADER.pack(ENVELOPE_VERSION, seq, prev, logged_at, key_id, len(event_bytes))
+        header = HEADER.pack(ENVELOPE_VERSION, seq, prev, logged_at, key_id, len(event_bytes))
     except struct.error as err:
         raise MalformedError(f"envelope field out of range: {err}") from err
     return header + event_bytes
@@ -1537,7 +1545,7 @@ def parse_envelope(leaf: bytes) -> Envelope:
     leaf = bytes(leaf)
     if len(leaf) < HEADER_SIZE + SIGNATURE_SIZE:
         raise MalformedError("envelope is too short")
-    version, seq, prev, logged_at, key, length = _HEADER.unpack_from(leaf)
+    version, seq, prev, logged_at, key, length = HEADER.unpack_from(leaf)
     if version != ENVELOPE_VERSION:
         raise MalformedError(f"unsupported envelope version {version}")
     if length > MAX_EVENT_SIZE:

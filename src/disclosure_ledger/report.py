@@ -211,8 +211,7 @@ def render_text(report: Report) -> str:
     lines = [
         f"VERIFIED: the ledger of {printable(r.origin)} is intact",
         f"  size:         {r.size} records",
-        f"  checked:      records {r.from_size} to {r.size - 1 if r.size else 0}"
-        f" ({r.record_count} records)"
+        f"  checked:      records {r.from_size} to {r.size - 1} ({r.record_count} records)"
         if r.record_count
         else f"  checked:      no new records (size {r.size})",
         f"  root:         {b64encode(r.root)}",

@@ -27,22 +27,20 @@ import hashlib
 import os
 import re
 import secrets
-import struct
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from . import records
-from ._fsutil import fsync_dir
+from ._fsutil import origin_file, read_small, write_atomic
 from .bundle import BundleReader, Prelude, Readable
 from .checkpoints import SignedCheckpoint, open_checkpoint, parse_checkpoint
 from .errors import (
@@ -61,6 +59,7 @@ from .errors import (
 from .merkle import CompactRange, frontier_from_consistency, leaf_hash, verify_inclusion
 from .notes import KEY_TYPE_ED25519, MAX_NOTE_SIZE, Verifier, parse_note, parse_verifier
 from .policy import Policy
+from .records import HEADER, refuse_ext
 
 __all__ = [
     "DEFAULT_MAX_LISTED",
@@ -85,10 +84,8 @@ _MAX_DISTINCT = 1000
 _MAX_CLIPS = 16
 _MAX_TEXT = 2000
 _MAX_KEY_TEXT = 200
-_HEADER = struct.Struct(">BQ32sqII")
 _HEADER_SIZE = records.HEADER_SIZE
 _MIN_LEAF = records.HEADER_SIZE + records.SIGNATURE_SIZE
-_CHAIN_PREFIX = records.CHAIN_PREFIX
 _ACTIONS = frozenset(a.value.encode() for a in records.Action)
 _DISCLOSING = frozenset(a.value.encode() for a in records.DISCLOSING_ACTIONS)
 _BASES = frozenset(b.value.encode() for b in records.LegalBasis)
@@ -233,7 +230,7 @@ def state_file(state_dir: str | os.PathLike[str], origin: str) -> Path:
         Nothing: a pure path computation that touches no file (an origin read from a
             checkpoint always encodes as UTF-8).
     """
-    return Path(state_dir) / hashlib.sha256(origin.encode("utf-8")).hexdigest()
+    return origin_file(state_dir, origin)
 
 
 def load_state(state_dir: str | os.PathLike[str], origin: str) -> str | None:
@@ -249,12 +246,11 @@ def load_state(state_dir: str | os.PathLike[str], origin: str) -> str | None:
     if Path(state_dir).exists() and not Path(state_dir).is_dir():
         raise VerifyInputError(f"{state_dir}: the state path is not a directory")
     try:
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_NOTE_SIZE + 1)
-    except FileNotFoundError:
-        return None
+        raw = read_small(path, MAX_NOTE_SIZE)
     except OSError as err:
         raise VerifyInputError(f"{path}: cannot read the saved state: {err.strerror}") from err
+    if raw is None:
+        return None
     if len(raw) > MAX_NOTE_SIZE:
         raise VerifyInputError(f"{path}: the saved state is too large to be a checkpoint")
     try:
@@ -293,20 +289,9 @@ def save_state(state_dir: str | os.PathLike[str], signed: SignedCheckpoint) -> b
                 if size >= signed.checkpoint.size:
                     return False
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(signed.note.encode("utf-8"))
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_atomic(target, signed.note.encode("utf-8"))
         except OSError as err:
             raise VerifyInputError(f"{target}: cannot save the state: {err.strerror}") from err
-        fsync_dir(directory)
         return True
     finally:
         os.close(lock_fd)
@@ -339,10 +324,6 @@ class _Chunk:
     disclosures: list[Disclosure] = field(default_factory=list)
 
 
-def _refuse_ext(code: int, data: bytes) -> object:
-    raise ValueError(f"msgpack extension type {code} is not allowed")
-
-
 def _new_unpacker() -> msgpack.Unpacker:
     # One reused Unpacker per chunk: about three times faster than unpackb.
     # raw=True leaves strings as bytes (no UTF-8 decoding on the fast path).
@@ -350,7 +331,7 @@ def _new_unpacker() -> msgpack.Unpacker:
         raw=True,
         strict_map_key=False,
         use_list=False,
-        ext_hook=_refuse_ext,
+        ext_hook=refuse_ext,
         max_buffer_size=2 * records.MAX_EVENT_SIZE,
     )
 
@@ -367,7 +348,6 @@ def _cut(text: str | None) -> str | None:
 
 
 def _disclosure(index: int, event: records.Event) -> Disclosure:
-    j = records.event_to_json(event)
     actor = event.actor
     recipient = event.recipient
     clips = tuple(
@@ -379,7 +359,7 @@ def _disclosure(index: int, event: records.Event) -> Disclosure:
     return Disclosure(
         index=index,
         event_id=event.event_id,
-        occurred_at=str(j["occurred_at"]),
+        occurred_at=records.format_time(event.occurred_at),
         camera_id=event.camera_id,
         action=event.action.value,
         actor_kind=actor.kind.value,
@@ -408,55 +388,53 @@ def _decode(index: int, raw: bytes) -> records.Event:
     try:
         return records.decode_event(raw)
     except MalformedError as err:
-        raise MalformedRecordError(f"record {index}: {err}", index=index) from err
+        raise MalformedRecordError(str(err), index=index) from err
 
 
 _Fields = tuple[bytes, bytes, bytes, bytes | None, bytes | None]
+_T = TypeVar("_T", int, tuple[bytes, bytes])
 
 
-def _fields(index: int, raw: bytes, unpacker: msgpack.Unpacker | None) -> _Fields:
+def _fast_fields(raw: bytes, unpacker: msgpack.Unpacker) -> _Fields | None:
     """Return event_id, action, occurred_at, legal basis and recipient organization.
 
-    The fast path (``unpacker`` given) reads the msgpack map and checks the
-    types and values of the fields it uses; anything unexpected (and every
-    event when ``unpacker`` is None, the strict mode) goes through the full,
-    canonical decoder, which names the bad field or accepts the event.
+    Reads the msgpack map and checks the types and values of the fields it
+    uses. Returns None for anything unexpected: the caller then decodes the
+    event in full, with the canonical decoder, which names the bad field or
+    accepts the event (and replaces ``unpacker``, whose state is then unknown).
     """
-    if unpacker is not None:
-        obj: Any = None
-        try:
-            before = unpacker.tell()
-            unpacker.feed(raw)
-            obj = unpacker.unpack()
-            if unpacker.tell() - before != len(raw):
-                obj = None
-        except (ValueError, msgpack.UnpackException, msgpack.OutOfData):
-            obj = None
-        if type(obj) is dict:
-            event_id = obj.get(b"event_id")
-            action = obj.get(b"action")
-            occurred = obj.get(b"occurred_at")
-            basis = obj.get(b"legal_basis")
-            recipient = obj.get(b"recipient")
-            org = None if type(recipient) is not dict else recipient.get(b"organization")
-            if (
-                type(event_id) is bytes
-                and action in _ACTIONS
-                and type(occurred) is bytes
-                and _TIME.fullmatch(occurred)
-                and (basis is None or basis in _BASES)
-                and (recipient is None or type(recipient) is dict)
-                and (org is None or type(org) is bytes)
-            ):
-                return (
-                    event_id,
-                    action,
-                    occurred,
-                    basis,
-                    _NO_RECIPIENT if recipient is None else org,
-                )
-        raise _SlowPath
-    event = _decode(index, raw)
+    obj: Any = None
+    try:
+        before = unpacker.tell()
+        unpacker.feed(raw)
+        obj = unpacker.unpack()
+        if unpacker.tell() - before != len(raw):
+            return None
+    except (ValueError, msgpack.UnpackException, msgpack.OutOfData):
+        return None
+    if type(obj) is not dict:
+        return None
+    event_id = obj.get(b"event_id")
+    action = obj.get(b"action")
+    occurred = obj.get(b"occurred_at")
+    basis = obj.get(b"legal_basis")
+    recipient = obj.get(b"recipient")
+    org = None if type(recipient) is not dict else recipient.get(b"organization")
+    if (
+        type(event_id) is bytes
+        and action in _ACTIONS
+        and type(occurred) is bytes
+        and _TIME.fullmatch(occurred)
+        and (basis is None or basis in _BASES)
+        and (recipient is None or type(recipient) is dict)
+        and (org is None or type(org) is bytes)
+    ):
+        return (event_id, action, occurred, basis, _NO_RECIPIENT if recipient is None else org)
+    return None
+
+
+def _event_fields(event: records.Event) -> _Fields:
+    """The same fields as :func:`_fast_fields`, from a fully decoded event."""
     recipient_org: bytes | None = _NO_RECIPIENT
     if event.recipient is not None:
         o = event.recipient.organization
@@ -464,25 +442,22 @@ def _fields(index: int, raw: bytes, unpacker: msgpack.Unpacker | None) -> _Field
     return (
         event.event_id.encode(),
         event.action.value.encode(),
-        str(records.event_to_json(event)["occurred_at"]).encode(),
+        records.format_time(event.occurred_at).encode(),
         None if event.legal_basis is None else event.legal_basis.value.encode(),
         recipient_org,
     )
 
 
-class _SlowPath(Exception):  # noqa: N818 - control flow, never escapes this module
-    """The fast path cannot read this event; the Unpacker must be replaced."""
-
-
 def _check_chunk(ctx: _Context, start: int, prev: bytes, leaves: list[bytes]) -> _Chunk:
     """Check records ``start, start+1, ...``: envelope, signature, seq, chain; summarise events.
 
-    ``prev`` is the chain hash the first record must link to.
+    ``prev`` is the chain hash the first record must link to. Errors carry
+    the record's index, so their messages do not repeat it.
     """
     out = _Chunk()
-    sha = hashlib.sha256
     blake = hashlib.blake2b
-    unpack = _HEADER.unpack_from
+    chain_hash = records.chain_hash
+    unpack = HEADER.unpack_from
     writers = ctx.writers
     prefix = ctx.prefix
     fkey = ctx.fingerprint_key
@@ -497,25 +472,24 @@ def _check_chunk(ctx: _Context, start: int, prev: bytes, leaves: list[bytes]) ->
         index = start + i
         n = len(leaf)
         if n < _MIN_LEAF:
-            raise MalformedRecordError(f"record {index}: envelope is too short", index=index)
+            raise MalformedRecordError("envelope is too short", index=index)
         version, seq, link, logged_at, key_id, elen = unpack(leaf)
         if version != records.ENVELOPE_VERSION:
-            raise MalformedRecordError(
-                f"record {index}: unsupported envelope version {version}", index=index
-            )
+            raise MalformedRecordError(f"unsupported envelope version {version}", index=index)
         if elen > records.MAX_EVENT_SIZE or n != _MIN_LEAF + elen:
             raise MalformedRecordError(
-                f"record {index}: envelope length does not match its event length", index=index
+                "envelope length does not match its event length", index=index
             )
-        if logged_at < 0:
-            raise MalformedRecordError(f"record {index}: logged_at is negative", index=index)
+        if not 0 <= logged_at <= records.MAX_LOGGED_AT:
+            raise MalformedRecordError(
+                f"logged_at {logged_at} is outside 0..{records.MAX_LOGGED_AT}", index=index
+            )
         keys = writers.get(key_id)
         if keys is None:
             hint = ctx.hints.get(key_id)
             named = f" (the file's hint names it {hint})" if hint else ""
             raise UntrustedKeyError(
-                f"record {index} is signed by key {key_id:08x}{named}, not a trusted writer",
-                index=index,
+                f"signed by key {key_id:08x}{named}, not a trusted writer", index=index
             )
         end = _HEADER_SIZE + elen
         content = leaf[:end]
@@ -530,31 +504,29 @@ def _check_chunk(ctx: _Context, start: int, prev: bytes, leaves: list[bytes]) ->
             signer = name
             break
         if signer is None:
-            raise BadSignatureError(
-                f"record {index}: the signature by {keys[0][1]} does not verify", index=index
-            )
+            raise BadSignatureError(f"the signature by {keys[0][1]} does not verify", index=index)
         if seq != index:
             raise ChainBreakError(
-                f"record {index} carries sequence number {seq}: records are missing,"
-                " duplicated or out of order",
+                f"carries sequence number {seq}: records are missing, duplicated or out of order",
                 index=index,
             )
         if link != prev:
-            raise ChainBreakError(
-                f"record {index} does not link to record {index - 1}", index=index
-            )
-        prev = sha(_CHAIN_PREFIX + content).digest()
-        leaf_hashes.append(sha(b"\x00" + leaf).digest())
+            raise ChainBreakError(f"does not link to record {index - 1}", index=index)
+        prev = chain_hash(content)
+        leaf_hashes.append(leaf_hash(leaf))
         writer_counts[signer] = writer_counts.get(signer, 0) + 1
         if first_logged < 0 or logged_at < first_logged:
             first_logged = logged_at
         last_logged = max(last_logged, logged_at)
         raw = leaf[_HEADER_SIZE:end]
-        try:
-            event_id, action, occurred, basis, org = _fields(index, raw, unpacker)
-        except _SlowPath:
-            unpacker = _new_unpacker()
-            event_id, action, occurred, basis, org = _fields(index, raw, None)
+        event: records.Event | None = None
+        fields = None if unpacker is None else _fast_fields(raw, unpacker)
+        if fields is None:
+            if unpacker is not None:
+                unpacker = _new_unpacker()
+            event = _decode(index, raw)
+            fields = _event_fields(event)
+        event_id, action, occurred, basis, org = fields
         fingerprints.append(
             int.from_bytes(blake(event_id, digest_size=8, key=fkey).digest(), "big")
         )
@@ -569,7 +541,8 @@ def _check_chunk(ctx: _Context, start: int, prev: bytes, leaves: list[bytes]) ->
         if last_occ is None or key > last_occ:
             last_occ = key
         if action in _DISCLOSING:
-            event = _decode(index, raw)
+            if event is None:
+                event = _decode(index, raw)
             if records.is_disclosure(event):
                 out.disclosures.append(_disclosure(index, event))
     out.first_occurred, out.last_occurred = first_occ, last_occ
@@ -581,8 +554,8 @@ def _check_chunk(ctx: _Context, start: int, prev: bytes, leaves: list[bytes]) ->
 def _chain_of(leaf: bytes) -> bytes:
     # The chain hash the next record must carry. A malformed leaf gives some
     # hash; its own chunk fails first, so the next chunk's mismatch never shows.
-    elen = int.from_bytes(leaf[53:57], "big") if len(leaf) >= _HEADER_SIZE else 0
-    return hashlib.sha256(_CHAIN_PREFIX + leaf[: _HEADER_SIZE + elen]).digest()
+    elen = HEADER.unpack_from(leaf)[-1] if len(leaf) >= _HEADER_SIZE else 0
+    return records.chain_hash(leaf[: _HEADER_SIZE + elen])
 
 
 # -- the fingerprint set -----------------------------------------------------------------
@@ -661,20 +634,9 @@ def _open_bundle(
     return contextlib.nullcontext(bundle)
 
 
-def _note_text(note: str | bytes, what: str) -> str:
-    if isinstance(note, bytes | bytearray):
-        if len(note) > MAX_NOTE_SIZE:
-            raise VerifyInputError(f"the {what} is too large to be a checkpoint")
-        try:
-            return bytes(note).decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise VerifyInputError(f"the {what} is not a checkpoint note (not UTF-8)") from err
-    return note
-
-
 def _open_anchor(note: str | bytes, source: str, log_key: Verifier, origin: str) -> _Anchor:
     try:
-        signed = open_checkpoint(_note_text(note, source), log_key, origin=origin)
+        signed = open_checkpoint(note, log_key, origin=origin)
     except LedgerError as err:
         raise VerifyInputError(
             f"the {source} does not verify under the log key {log_key.name}: {err}"
@@ -790,30 +752,18 @@ class _Run:
             if not add(fp):
                 index = start + pos
                 raise DuplicateRecordError(
-                    f"record {index} repeats the event_id"
-                    f" {_event_id_at(index, start, leaves)!r} of an earlier record",
+                    f"repeats the event_id {_event_id_at(index, start, leaves)!r}"
+                    " of an earlier record",
                     index=index,
                 )
         _merge(self.actions, chunk.actions)
         _merge(self.bases, chunk.bases)
         _merge(self.orgs, chunk.orgs)
         _merge(self.writers, chunk.writers)
-        if chunk.first_occurred is not None and (
-            self.first_occurred is None or chunk.first_occurred < self.first_occurred
-        ):
-            self.first_occurred = chunk.first_occurred
-        if chunk.last_occurred is not None and (
-            self.last_occurred is None or chunk.last_occurred > self.last_occurred
-        ):
-            self.last_occurred = chunk.last_occurred
-        if chunk.first_logged is not None and (
-            self.first_logged is None or chunk.first_logged < self.first_logged
-        ):
-            self.first_logged = chunk.first_logged
-        if chunk.last_logged is not None and (
-            self.last_logged is None or chunk.last_logged > self.last_logged
-        ):
-            self.last_logged = chunk.last_logged
+        self.first_occurred = _least(self.first_occurred, chunk.first_occurred)
+        self.last_occurred = _most(self.last_occurred, chunk.last_occurred)
+        self.first_logged = _least(self.first_logged, chunk.first_logged)
+        self.last_logged = _most(self.last_logged, chunk.last_logged)
         for d in chunk.disclosures:
             self.disclosure_count += 1
             if d.without_consent:
@@ -825,6 +775,14 @@ class _Run:
         self.done += len(leaves)
         if self.progress is not None:
             self.progress(self.done, self.total)
+
+
+def _least(a: _T | None, b: _T | None) -> _T | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _most(a: _T | None, b: _T | None) -> _T | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 def _time_text(key: tuple[bytes, bytes] | None) -> str | None:
@@ -886,10 +844,10 @@ def verify(
         RollbackError: if the bundle is older than a checkpoint the owner saw.
         InconsistentCheckpointError: if the bundle is a fork of what the owner saw.
         VerificationError: if a range bundle starts after the owner's saved state.
-        MalformedError: also if ``threads`` is below 1 (a caller's mistake).
+        ValueError: if ``threads`` is below 1 (a programming error).
     """
     if threads < 1:
-        raise MalformedError("threads must be at least 1")
+        raise ValueError("threads must be at least 1")
     if not policy.logs:
         raise VerifyInputError("the policy names no log key")
     with _open_bundle(bundle) as stream:
@@ -1036,11 +994,17 @@ def _verify_stream(
     in_range = [a for a in anchors if m < a.signed.checkpoint.size < n]
     run = _Run(frontier, in_range, max_listed, progress, n - m)
     _stream_records(reader, ctx, run, start=m, prev=prev, threads=threads)
-    root = run.range.root()
-    if run.range.size != n or root != final.root:
-        raise RootMismatchError(
-            f"the records do not make the root of the checkpoint of size {n}", final.root, root
-        )
+    # A range with no new records (0 < m == n) has no compact range: its root
+    # was proven above by the old and the new checkpoint having the same root,
+    # and the framing (no record frame, the end frame) by the reader.
+    if not 0 < m == n:
+        root = run.range.root()
+        if run.range.size != n or root != final.root:
+            raise RootMismatchError(
+                f"the records do not make the root of the checkpoint of size {n}",
+                final.root,
+                root,
+            )
     for anchor in anchors:
         consistency.append(
             f"consistent with the {anchor.source} of size {anchor.signed.checkpoint.size}"
@@ -1101,17 +1065,17 @@ def _anchor_link(
     try:
         env = records.parse_envelope(leaf)
     except MalformedError as err:
-        raise MalformedRecordError(f"anchor record {m - 1}: {err}", index=m - 1) from err
+        raise MalformedRecordError(f"the anchor record: {err}", index=m - 1) from err
     try:
         verify_inclusion(leaf_hash(leaf), m - 1, m, prelude.anchor_proof, old_root)
     except (ProofError, MalformedError) as err:
         raise RootMismatchError(
-            f"anchor record {m - 1} is not in the old checkpoint's tree: {err}",
+            f"the anchor record is not in the old checkpoint's tree: {err}",
             old_root,
             leaf_hash(leaf),
         ) from err
     if env.seq != m - 1:
-        raise ChainBreakError(f"anchor record carries sequence number {env.seq}", index=m - 1)
+        raise ChainBreakError(f"the anchor record carries sequence number {env.seq}", index=m - 1)
     records.verify_envelope(origin, env, writers)
     return env.chain_hash
 
