@@ -1,14 +1,15 @@
-"""Shared builders for ledger tests: keys, events and a fresh ledger."""
+"""Shared builders for ledger tests: keys, events, a fresh ledger and a forked pair."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from disclosure_ledger.ledger import Ledger
-from disclosure_ledger.notes import Signer
+from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
 
 LOG_SEED = bytes(range(32))
 WRITER_SEED = bytes(range(1, 33))
@@ -61,3 +62,20 @@ def release_event(i: int, basis: str = "emergency") -> dict[str, Any]:
 
 def new_ledger(tmp: Path, name: str = "test.ledger", **kwargs: Any) -> Ledger:
     return Ledger.create(tmp / name, log_key=log_key(), writers=[writer_key()], **kwargs)
+
+
+def witness_key(name: str = "witness.example/w1") -> Signer:
+    """A cosignature (type 0x04) key whose seed follows from its name."""
+    return Signer(name, hashlib.sha256(name.encode()).digest(), KEY_TYPE_COSIGNATURE)
+
+
+def forked_ledgers(tmp: Path) -> Iterator[tuple[Ledger, Ledger]]:
+    """Two empty ledgers under one log key, for a fixture: fill them differently to fork.
+
+    Ledger ``a`` is :func:`new_ledger`'s; ``b`` is a second ledger with the same keys.
+    """
+    a = new_ledger(tmp, "a.ledger")
+    b = Ledger.create(tmp / "b.ledger", log_key=log_key(), writers=[writer_key()])
+    yield a, b
+    a.close()
+    b.close()

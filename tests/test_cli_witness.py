@@ -1,14 +1,16 @@
 """Witness, cosign, receipt, gate and evidence commands, and the ledger-side client.
 
-The commands are driven in process through a local click group with
-``cli_witness.register``; command witnesses run the same group in a real
-subprocess, so the command-witness protocol (stdin in, a cosignature line or a
-409-style size out) is exercised end to end. Every failure must be one
-``disclosure-ledger: error:`` line and never a traceback.
+The commands are driven in process through the real ``disclosure-ledger``
+group; command witnesses run the real program (``python -m
+disclosure_ledger.cli``) in a subprocess, so the command-witness protocol
+(stdin in, a cosignature line or a 409-style size out) is exercised end to
+end. Every failure must be one ``disclosure-ledger: error:`` line and never a
+traceback.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import shlex
@@ -17,11 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import pytest
-from click.testing import CliRunner, Result
 
-from disclosure_ledger import cli_witness
 from disclosure_ledger.checkpoints import format_receipt, format_witness_request
 from disclosure_ledger.evidence import format_evidence, make_evidence
 from disclosure_ledger.keys import keygen, read_signer_file
@@ -37,44 +36,14 @@ from disclosure_ledger.witness_client import (
     CommandWitness,
     LocalWitness,
     collect_cosignatures,
-    last_cosigned_size,
 )
 
+from .cli_helpers import assert_one_line_error, run
 from .ledger_helpers import ORIGIN, event, release_event
-
-ERROR_PREFIX = "disclosure-ledger: error: "
-group = click.Group()
-cli_witness.register(group)
-RUNNER = (
-    "import sys, click\n"
-    "from disclosure_ledger import cli_witness\n"
-    "g = click.Group()\n"
-    "cli_witness.register(g)\n"
-    "g(sys.argv[1:], prog_name='disclosure-ledger')\n"
-)
-
-
-def run(*args: object, input: str | bytes | None = None) -> Result:  # noqa: A002 - click's name
-    result = CliRunner().invoke(group, [str(a) for a in args], input=input)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert "Traceback" not in result.output
-    assert "Traceback" not in result.stderr
-    return result
-
-
-def one_line_error(result: Result, code: int, *needles: str) -> str:
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(ERROR_PREFIX), lines[0]
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def witness_cmd(directory: Path) -> list[str]:
-    return [sys.executable, "-c", RUNNER, "witness", "add", str(directory), "-"]
+    return [sys.executable, "-m", "disclosure_ledger.cli", "witness", "add", str(directory), "-"]
 
 
 @dataclass
@@ -109,6 +78,14 @@ def request_file(s: Setup, old: int, name: str = "req") -> Path:
     return p
 
 
+def bad_log_signature(request: str) -> str:
+    """The request with one bit of the log's signature on its checkpoint flipped."""
+    head, sep, sig = request.rstrip("\n").rpartition(" ")
+    raw = bytearray(base64.b64decode(sig))
+    raw[-1] ^= 1
+    return head + sep + base64.b64encode(bytes(raw)).decode() + "\n"
+
+
 def wpub(s: Setup, k: int) -> Verifier:
     return read_signer_file(s.work / f"w{k}.key").verifier
 
@@ -130,20 +107,20 @@ def test_witness_init_prints_keys_and_refuses_twice(setup: Setup) -> None:
     assert r.exit_code == 0
     assert r.stdout.startswith("witness witness.example/w1+")
     assert "follows " + ORIGIN in r.stdout
-    one_line_error(
+    assert_one_line_error(
         run("witness", "init", setup.w1, "--key", "w1.key", "--log", "log.pub"),
         2,
         "already holds a witness",
     )
-    one_line_error(
+    assert_one_line_error(
         run("witness", "init", setup.work / "x", "--key", "log.key", "--log", "log.pub"),
         2,
         "cosignature key",
     )
-    one_line_error(
+    assert_one_line_error(
         run("witness", "init", setup.work / "x", "--key", "w1.key", "--log", "w2.pub"), 2, "Ed25519"
     )
-    one_line_error(
+    assert_one_line_error(
         run("witness", "init", setup.work / "x", "--key", "nope.key", "--log", "log.pub"),
         2,
         "nope.key",
@@ -158,12 +135,22 @@ def test_witness_add_prints_the_cosignature_and_refuses_with_exit_1(setup: Setup
     assert r.stdout.count("\n") == 1
     # Again from old 0: stale, and the size the witness holds is printed alone.
     r = run("witness", "add", setup.w1, "-", input=req.read_text())
-    one_line_error(r, 1, "stale old size 0", "last cosigned size 2")
+    assert_one_line_error(r, 1, "stale old size 0", "last cosigned size 2")
     assert r.stdout == "2\n"
-    one_line_error(run("witness", "add", setup.w1, "-", input="old x\n\n"), 1, "old size")
-    one_line_error(run("witness", "add", setup.work / "nowhere", req), 2, "not a witness")
-    one_line_error(run("witness", "add", setup.w1, setup.work / "missing"), 2, "missing")
-    one_line_error(run("witness", "add", setup.w1, req, "--key", "w2.key"), 2, "not the key given")
+    assert_one_line_error(run("witness", "add", setup.w1, "-", input="old x\n\n"), 1, "old size")
+    assert_one_line_error(run("witness", "add", setup.work / "nowhere", req), 2, "not a witness")
+    # A checkpoint whose log signature does not verify is refused, and w2 cosigns nothing.
+    forged = bad_log_signature(req.read_text())
+    assert_one_line_error(
+        run("witness", "add", setup.w2, "-", input=forged),
+        1,
+        f"signature by {ORIGIN} does not verify",
+    )
+    assert run("witness", "add", setup.w2, req).exit_code == 0  # w2 still holds size 0
+    assert_one_line_error(run("witness", "add", setup.w1, setup.work / "missing"), 2, "missing")
+    assert_one_line_error(
+        run("witness", "add", setup.w1, req, "--key", "w2.key"), 2, "not the key given"
+    )
 
 
 # --- cosign ---------------------------------------------------------------------------------
@@ -184,15 +171,15 @@ def test_cosign_attaches_lines_from_a_file_or_a_whole_note(setup: Setup) -> None
     policy = write_policy(setup, 1, 2)
     r = run("cosign", setup.ledger, "-", "--policy", policy, input=note + line2)
     assert r.stdout == "stored 1 new cosignature(s) for checkpoint 2\n"
-    one_line_error(run("cosign", setup.ledger, "cosig"), 2, "--witness-key or --policy")
-    one_line_error(
+    assert_one_line_error(run("cosign", setup.ledger, "cosig"), 2, "--witness-key or --policy")
+    assert_one_line_error(
         run("cosign", setup.ledger, "cosig", "--witness-key", "w2.pub"), 1, "no cosignature"
     )
     (setup.work / "empty").write_text("nothing here\n")
-    one_line_error(
+    assert_one_line_error(
         run("cosign", setup.ledger, "empty", "--witness-key", "w1.pub"), 1, "no signature lines"
     )
-    one_line_error(
+    assert_one_line_error(
         run("cosign", setup.ledger, "cosig", "--witness-key", "w1.pub", "--size", 7),
         2,
         "no checkpoint of size 7",
@@ -246,13 +233,21 @@ def test_verify_receipt_failures(setup: Setup) -> None:
     lines = text.split("\n")
     lines[2] = "index 0"
     (setup.work / "bad").write_text("\n".join(lines))
-    one_line_error(run("verify-receipt", "bad", "--log-key", "log.pub"), 1)
-    one_line_error(run("verify-receipt", rec, "--log-key", "w1.pub"), 2, "Ed25519")
-    one_line_error(
+    assert_one_line_error(
+        run("verify-receipt", "bad", "--log-key", "log.pub"),
+        1,
+        "inclusion proof does not lead to the root",
+    )
+    assert_one_line_error(run("verify-receipt", rec, "--log-key", "w1.pub"), 2, "Ed25519")
+    assert_one_line_error(
         run("verify-receipt", rec, "--policy", write_policy(setup, 1, 2)), 1, "lacks the witness"
     )
-    one_line_error(run("verify-receipt", rec), 2, "--log-key or --policy")
-    one_line_error(run("verify-receipt", "-", "--log-key", "log.pub", input="junk"), 1)
+    assert_one_line_error(run("verify-receipt", rec), 2, "--log-key or --policy")
+    assert_one_line_error(
+        run("verify-receipt", "-", "--log-key", "log.pub", input="junk"),
+        1,
+        "receipt has no blank line before the checkpoint",
+    )
 
 
 def test_gate_check(setup: Setup) -> None:
@@ -266,26 +261,26 @@ def test_gate_check(setup: Setup) -> None:
     assert out["release"] is True
     assert out["index"] == 1
     other = hashlib.sha256(b"clip-0").hexdigest()
-    one_line_error(
+    assert_one_line_error(
         run("gate", "check", rec, "--footage-sha256", other, "--policy", policy),
         1,
         "does not name footage",
     )
-    one_line_error(
+    assert_one_line_error(
         run("gate", "check", receipt_file(setup, 0), "--footage-sha256", other, "--policy", policy),
         1,
         "not a release",
     )
-    one_line_error(
+    assert_one_line_error(
         run("gate", "check", rec, "--footage-sha256", clip, "--policy", policy, "--now", 1 << 40),
         1,
-        "old",
+        "s old; the gate accepts at most",
     )
-    one_line_error(
+    assert_one_line_error(
         run("gate", "check", rec, "--footage-sha256", "zz", "--policy", policy), 2, "64 hex"
     )
     (setup.work / "badpolicy").write_text("quorum nobody\n")
-    one_line_error(
+    assert_one_line_error(
         run("gate", "check", rec, "--footage-sha256", clip, "--policy", "badpolicy"), 2, "line 1"
     )
 
@@ -305,10 +300,12 @@ def test_evidence_check(setup: Setup) -> None:
     assert r.exit_code == 0, r.stderr
     assert r.stdout.startswith("proven: same-size-different-roots\n")
     (setup.work / "nothing").write_text(format_evidence(consistent))
-    one_line_error(run("evidence", "check", "nothing", "--log-key", "log.pub"), 1, "same root")
+    assert_one_line_error(
+        run("evidence", "check", "nothing", "--log-key", "log.pub"), 1, "same root"
+    )
     (setup.work / "junk").write_text("junk\n")
-    one_line_error(run("evidence", "check", "junk", "--log-key", "log.pub"), 1, "evidence")
-    one_line_error(run("evidence", "check", "missing", "--log-key", "log.pub"), 2, "missing")
+    assert_one_line_error(run("evidence", "check", "junk", "--log-key", "log.pub"), 1, "evidence")
+    assert_one_line_error(run("evidence", "check", "missing", "--log-key", "log.pub"), 2, "missing")
 
 
 # --- witness-collect and the command-witness protocol ---------------------------------
@@ -324,14 +321,14 @@ def test_witness_collect_with_directories_and_commands(setup: Setup) -> None:
     with Ledger.open(setup.ledger, readonly=True) as lg:
         signed = lg.checkpoint(2)
         assert {c.witness for c in signed.cosignatures} == {wpub(setup, 1), wpub(setup, 2)}
-        assert last_cosigned_size(lg, wpub(setup, 2).vkey) == 2
-    one_line_error(
+        assert lg.last_cosigned_size(wpub(setup, 2).vkey) == 2
+    assert_one_line_error(
         run("witness-collect", setup.ledger, "--witness-cmd", "true"), 2, "--witness-key"
     )
-    one_line_error(run("witness-collect", setup.ledger), 2, "at least one")
+    assert_one_line_error(run("witness-collect", setup.ledger), 2, "at least one")
     failing = f"{sys.executable} -c 'import sys; sys.exit(3)'"
     r = run("witness-collect", setup.ledger, "--witness-cmd", failing, "--witness-key", "w1.pub")
-    one_line_error(r, 1, "1 of 1 witnesses did not cosign")
+    assert_one_line_error(r, 1, "1 of 1 witnesses did not cosign")
     assert r.stdout.startswith("refused ")
 
 
@@ -347,9 +344,9 @@ def test_client_retries_from_the_size_a_command_witness_reports(setup: Setup) ->
         (outcome,) = collect_cosignatures(lg, [endpoint], 0)
         assert outcome.outcome == OUTCOME_COSIGNED, outcome
         assert outcome.detail == "old 2"
-        events = lg._store.witness_events()
+        events = lg.witness_events()
         assert events[-1][:3] == (3, wpub(setup, 2).vkey, OUTCOME_COSIGNED)
-        assert last_cosigned_size(lg, endpoint.name) == 3
+        assert lg.last_cosigned_size(endpoint.verifier.vkey) == 3
 
 
 def test_client_never_raises_for_witnesses_that_fail(setup: Setup) -> None:
@@ -375,7 +372,7 @@ def test_client_never_raises_for_witnesses_that_fail(setup: Setup) -> None:
         ], outcomes
         assert "timed out" in outcomes[1].detail
         assert "nope" in outcomes[2].detail
-        recorded = [(name, outcome) for _, name, outcome, _ in lg._store.witness_events()]
+        recorded = [(name, outcome) for _, name, outcome, _ in lg.witness_events()]
         assert recorded == [(o.witness, o.outcome) for o in outcomes]
         assert lg.checkpoint(2).cosignatures == ()
     with Ledger.open(setup.ledger, log_key=read_signer_file(setup.work / "log.key")) as lg:

@@ -44,7 +44,7 @@ from disclosure_ledger.evidence import (
 from disclosure_ledger.ledger import Ledger
 from disclosure_ledger.notes import Signer
 
-from .ledger_helpers import event, log_key, new_ledger, writer_key
+from .ledger_helpers import event, forked_ledgers, log_key
 
 LOG = log_key().verifier
 
@@ -52,11 +52,7 @@ LOG = log_key().verifier
 @pytest.fixture
 def fork(tmp_path: Path) -> Iterator[tuple[Ledger, Ledger]]:
     """Ledger ``a`` holds events 0.., ``b`` events 100..: same log key, different trees."""
-    a = new_ledger(tmp_path, "a.ledger")
-    b = Ledger.create(tmp_path / "b.ledger", log_key=log_key(), writers=[writer_key()])
-    yield a, b
-    a.close()
-    b.close()
+    yield from forked_ledgers(tmp_path)
 
 
 def commit(led: Ledger, sizes: list[int], base: int) -> None:
@@ -157,7 +153,7 @@ def test_a_forged_proof_that_misses_the_signed_root_proves_nothing(
     good = fork_evidence(a, b, 5, 11)
     bad = bytearray(good.proof[-1])
     bad[0] ^= 1
-    with pytest.raises(NotEvidenceError):
+    with pytest.raises(NotEvidenceError, match="does not lead to the signed root of size 11"):
         check_evidence(Evidence(good.first, good.second, (*good.proof[:-1], bytes(bad))), LOG)
 
 
@@ -255,3 +251,30 @@ def test_implied_roots_agree_with_real_trees(m: int, extra: int) -> None:
     fr, sr = implied_roots(m, n, full)
     assert fr == merkle.tree_root(m, store)
     assert sr == merkle.tree_root(n, store)
+
+
+_ROOTS = st.binary(min_size=32, max_size=32)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.integers(0, 2**63 - 1),
+    st.integers(0, 2**63 - 1),
+    _ROOTS,
+    _ROOTS,
+    st.lists(_ROOTS, max_size=70),
+)
+def test_evidence_format_parse_round_trip(
+    m: int, n: int, root_a: bytes, root_b: bytes, proof: list[bytes]
+) -> None:
+    m, n = sorted((m, n))
+    key = log_key()
+    ev = Evidence(
+        sign_checkpoint(Checkpoint(key.name, m, root_a), key),
+        sign_checkpoint(Checkpoint(key.name, n, root_b), key),
+        tuple(proof),
+    )
+    text = format_evidence(ev)
+    assert parse_evidence(text) == ev
+    assert parse_evidence(text.encode("utf-8")) == ev
+    assert format_evidence(parse_evidence(text)) == text

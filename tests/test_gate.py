@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -29,9 +29,9 @@ from disclosure_ledger.errors import (
     ProofError,
     RootMismatchError,
     UntrustedKeyError,
-    VerificationError,
 )
 from disclosure_ledger.gate import (
+    MAX_CLOCK_SKEW_SECONDS,
     FootageNotNamedError,
     NotAReleaseError,
     QuorumNotMetError,
@@ -42,18 +42,21 @@ from disclosure_ledger.gate import (
 )
 from disclosure_ledger.ledger import Ledger
 from disclosure_ledger.merkle import leaf_hash
-from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
+from disclosure_ledger.notes import Signer
 from disclosure_ledger.policy import Policy
 from disclosure_ledger.witness import Witness
 from disclosure_ledger.witness_client import LocalWitness, collect_cosignatures
 
-from .ledger_helpers import event, log_key, new_ledger, release_event, writer_key
+from .ledger_helpers import (
+    event,
+    log_key,
+    new_ledger,
+    release_event,
+    witness_key,
+    writer_key,
+)
 
 NOW = 1_790_000_000
-
-
-def wkey(name: str) -> Signer:
-    return Signer(name, hashlib.sha256(name.encode()).digest(), KEY_TYPE_COSIGNATURE)
 
 
 def clip_hash(i: int) -> bytes:
@@ -71,7 +74,7 @@ class World:
 def world(tmp_path: Path) -> Iterator[World]:
     led = new_ledger(tmp_path)
     ws = [
-        Witness.init(tmp_path / f"w{k}", wkey(f"witness.example/w{k}"), [log_key().verifier])
+        Witness.init(tmp_path / f"w{k}", witness_key(f"witness.example/w{k}"), [log_key().verifier])
         for k in (1, 2)
     ]
     led.append_many(
@@ -98,7 +101,7 @@ def test_a_witnessed_release_passes_the_gate(world: World) -> None:
     assert {c.witness for c in rec.cosignatures} == {w.verifier for w in world.witnesses}
     assert rec.tree_size == 3
     assert rec.origin == log_key().name
-    assert gate.freshness(rec) == NOW
+    assert gate.freshness(rec, NOW + 599) == NOW
     summary = rec.to_json()
     assert summary["index"] == 1
     assert summary["event"]["event_id"] == "ev-00000001"
@@ -133,16 +136,18 @@ def test_tampered_receipts_fail(world: World) -> None:
             r.index, r.proof, "\n".join([cp_lines[0], "4", *cp_lines[2:]]), r.extra
         ),
     }
+    expected: dict[str, type[LedgerError]] = {
+        "index": RootMismatchError,
+        "proof-hash": RootMismatchError,
+        "truncated-proof": ProofError,
+        "leaf": RootMismatchError,
+        "checkpoint-size": BadSignatureError,
+    }
     for name, bad in tampered.items():
-        with pytest.raises((VerificationError, MalformedError)) as info:
+        with pytest.raises(expected[name]) as info:
             verify_record_receipt(bad, world.policy)
-        assert isinstance(info.value, LedgerError), name
-    with pytest.raises(RootMismatchError):
-        verify_record_receipt(tampered["proof-hash"], world.policy)
-    with pytest.raises(ProofError):
-        verify_record_receipt(tampered["truncated-proof"], world.policy)
-    with pytest.raises(BadSignatureError):
-        verify_record_receipt(tampered["checkpoint-size"], world.policy)
+        # ProofError is RootMismatchError's base: pin the exact class.
+        assert type(info.value) is expected[name], (name, info.value)
     with pytest.raises(MalformedError, match="no record"):
         verify_record_receipt(Receipt(r.index, r.proof, r.checkpoint), world.policy)
     with pytest.raises(MalformedError):
@@ -176,7 +181,7 @@ def test_a_leaf_at_the_wrong_index_is_refused() -> None:
 
 
 def test_gate_refuses_without_the_quorum(tmp_path: Path, world: World) -> None:
-    third = Witness.init(tmp_path / "w3", wkey("witness.example/w3"), [log_key().verifier])
+    third = Witness.init(tmp_path / "w3", witness_key("witness.example/w3"), [log_key().verifier])
     policy = Policy.simple(
         log_key().verifier,
         [writer_key().verifier],
@@ -213,25 +218,125 @@ def test_gate_refuses_a_stale_checkpoint(world: World) -> None:
     with pytest.raises(StaleCheckpointError) as info:
         gate.check(world.ledger.receipt(1), clip_hash(1), NOW + 601)
     assert (info.value.freshness, info.value.age) == (NOW, 601)
-    # A receipt under a newer checkpoint, cosigned later, is fresh again; one
-    # fresh cosignature among the quorum's witnesses sets the time.
+    # A receipt under a newer checkpoint, cosigned later, is fresh again. The
+    # quorum (2 of 2) is met only from the older of the two cosignatures on,
+    # so that one sets the time.
     world.ledger.append(event(3))
     ws = world.witnesses
     collect_cosignatures(world.ledger, [LocalWitness(ws[0])], NOW + 1000)
     collect_cosignatures(world.ledger, [LocalWitness(ws[1])], NOW + 900)
     rec = gate.check(world.ledger.receipt(1), clip_hash(1), NOW + 1500)
     assert rec.tree_size == 4
-    assert gate.freshness(rec) == NOW + 1000
+    assert gate.freshness(rec, NOW + 1500) == NOW + 900
+    with pytest.raises(StaleCheckpointError) as info:
+        gate.check(world.ledger.receipt(1), clip_hash(1), NOW + 1501)
+    assert (info.value.freshness, info.value.age) == (NOW + 900, 601)
+
+
+def _third_witness_cosigns_at(tmp_path: Path, world: World, when: int) -> Witness:
+    third = Witness.init(tmp_path / "w3", witness_key("witness.example/w3"), [log_key().verifier])
+    (outcome,) = collect_cosignatures(world.ledger, [LocalWitness(third)], when)
+    assert outcome.outcome == "cosigned", outcome
+    return third
+
+
+def test_a_future_dated_cosignature_does_not_keep_a_receipt_fresh(
+    tmp_path: Path, world: World
+) -> None:
+    # w1 and w2 cosigned at NOW; w3's clock runs far ahead.
+    third = _third_witness_cosigns_at(tmp_path, world, NOW + 10**9)
+    witnesses = [*(w.verifier for w in world.witnesses), third.verifier]
+    any_one = Policy.simple(log_key().verifier, [writer_key().verifier], witnesses, threshold=1)
+    gate = ReleaseGate(any_one, max_age_seconds=600)
+    rec = verify_record_receipt(world.ledger.receipt(1), any_one)
+    assert {c.timestamp for c in rec.cosignatures} == {NOW, NOW + 10**9}
+    assert gate.freshness(rec, NOW + 601) == NOW
+    with pytest.raises(StaleCheckpointError) as info:
+        gate.check(world.ledger.receipt(1), clip_hash(1), NOW + 601)
+    assert (info.value.freshness, info.value.age) == (NOW, 601)
+    # Within the allowed clock skew a cosignature counts; just beyond it, not.
+    assert gate.freshness(rec, NOW + 10**9 - MAX_CLOCK_SKEW_SECONDS) == NOW + 10**9
+    assert gate.freshness(rec, NOW + 10**9 - MAX_CLOCK_SKEW_SECONDS - 1) == NOW
+    # When only the future witness can meet the quorum, the checkpoint has no time.
+    only_third = Policy.simple(log_key().verifier, [writer_key().verifier], [third.verifier])
+    gate = ReleaseGate(only_third, max_age_seconds=600)
+    assert gate.freshness(verify_record_receipt(world.ledger.receipt(1), only_third), NOW) is None
+    with pytest.raises(StaleCheckpointError, match="no witness quorum dated") as info:
+        gate.check(world.ledger.receipt(1), clip_hash(1), NOW)
+    assert (info.value.freshness, info.value.age) == (None, None)
+
+
+def test_one_witness_with_a_fast_clock_cannot_keep_a_receipt_fresh(
+    tmp_path: Path, world: World
+) -> None:
+    # 2 of 3: w1 and w2 cosigned at NOW, w3 (clock far ahead) at NOW + 10000.
+    third = _third_witness_cosigns_at(tmp_path, world, NOW + 10_000)
+    policy = Policy.simple(
+        log_key().verifier,
+        [writer_key().verifier],
+        [*(w.verifier for w in world.witnesses), third.verifier],
+        threshold=2,
+    )
+    gate = ReleaseGate(policy, max_age_seconds=600)
+    rec = verify_record_receipt(world.ledger.receipt(1), policy)
+    assert len(rec.cosignatures) == 3
+    # Seen from w3's (future) time, the quorum still dates from NOW.
+    assert gate.freshness(rec, NOW + 10_000) == NOW
+    with pytest.raises(StaleCheckpointError) as info:
+        gate.check(world.ledger.receipt(1), clip_hash(1), NOW + 10_000)
+    assert (info.value.freshness, info.value.age) == (NOW, 10_000)
+    # Seen from now, w3's cosignature is in the future and is ignored.
+    assert gate.freshness(rec, NOW + 601) == NOW
+    with pytest.raises(StaleCheckpointError):
+        gate.check(world.ledger.receipt(1), clip_hash(1), NOW + 601)
+    gate.check(world.ledger.receipt(1), clip_hash(1), NOW + 600)
 
 
 def test_without_a_quorum_freshness_is_the_logged_time(world: World) -> None:
     policy = Policy.simple(log_key().verifier, [writer_key().verifier])
     gate = ReleaseGate(policy, max_age_seconds=60)
     rec = verify_record_receipt(world.ledger.receipt(1), policy)
-    assert gate.freshness(rec) == rec.logged_at
+    assert gate.freshness(rec, rec.logged_at) == rec.logged_at
     gate.check(world.ledger.receipt(1), clip_hash(1), rec.logged_at + 60)
     with pytest.raises(StaleCheckpointError):
         gate.check(world.ledger.receipt(1), clip_hash(1), rec.logged_at + 61)
+    # A logged_at further in the future than the allowed skew gives no time either.
+    gate.check(world.ledger.receipt(1), clip_hash(1), rec.logged_at - MAX_CLOCK_SKEW_SECONDS)
+    too_early = rec.logged_at - MAX_CLOCK_SKEW_SECONDS - 1
+    assert gate.freshness(rec, too_early) is None
+    with pytest.raises(StaleCheckpointError, match="no witness quorum dated"):
+        gate.check(world.ledger.receipt(1), clip_hash(1), too_early)
+
+
+def test_without_a_quorum_any_named_witness_sets_the_time(world: World) -> None:
+    # The policy names both witnesses but asks for no quorum.
+    base = world.policy
+    policy = Policy(base.logs, base.writers, base.witnesses)
+    gate = ReleaseGate(policy, max_age_seconds=60)
+    rec = verify_record_receipt(world.ledger.receipt(1), policy)
+    assert rec.logged_at != NOW
+    assert gate.freshness(rec, NOW) == NOW
+
+
+def test_gate_refuses_a_record_with_a_bad_writer_signature() -> None:
+    key, writer = log_key(), writer_key()
+    ev = records.event_from_json(release_event(1))
+    good = records.make_envelope(
+        key.name, writer, 0, records.GENESIS_PREV, NOW * 10**6, records.encode_event(ev)
+    )
+    bad = replace(good, signature=_flip(good.signature, 0))
+    policy = Policy.simple(key.verifier, [writer.verifier])
+
+    def receipt_for(env: records.Envelope) -> Receipt:
+        note = sign_checkpoint(Checkpoint(key.name, 1, leaf_hash(env.leaf)), key)
+        return Receipt(0, (), note, env.leaf)
+
+    assert verify_record_receipt(receipt_for(good), policy).writer == writer.verifier
+    receipt = receipt_for(bad)
+    with pytest.raises(BadSignatureError):
+        verify_record_receipt(receipt, policy)
+    with pytest.raises(BadSignatureError):
+        ReleaseGate(policy).check(receipt, clip_hash(1), NOW)
 
 
 def test_gate_arguments(world: World) -> None:

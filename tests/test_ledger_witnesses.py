@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from disclosure_ledger.ledger import Ledger
 from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
 from disclosure_ledger.policy import Policy
 from disclosure_ledger.witness import Witness
-from disclosure_ledger.witness_client import CommandWitness, LocalWitness
+from disclosure_ledger.witness_client import OUTCOME_UNAVAILABLE, CommandWitness, LocalWitness
 
 from .ledger_helpers import event, log_key, writer_key
 
+TIMEOUT = 3.0
 WITNESS_KEY = Signer("witness.example/owner-app", bytes(range(2, 34)), KEY_TYPE_COSIGNATURE)
 
 
@@ -36,19 +38,39 @@ def test_attached_witness_cosigns_new_checkpoints(tmp_path: Path) -> None:
 
 def test_broken_witness_is_recorded_and_never_blocks_appends(tmp_path: Path) -> None:
     led = Ledger.create(tmp_path / "l.ledger", log_key=log_key(), writers=[writer_key()])
-    down = CommandWitness(
-        [sys.executable, "-c", "import sys; sys.exit(3)"], WITNESS_KEY.verifier, timeout=5
+    # A witness that hangs: each request waits out the whole timeout. Appends
+    # that waited for it would take at least TIMEOUT seconds each.
+    hung = CommandWitness(
+        [sys.executable, "-c", "import time; time.sleep(30)"], WITNESS_KEY.verifier, timeout=TIMEOUT
     )
-    led.attach_witnesses([down])
-    receipts = led.append_many([event(i) for i in range(4)])
-    assert receipts[-1].index == 3
-    outcomes = led.cosign_now()
-    assert [o.ok for o in outcomes] == [False]
-    led.close()
+    led.attach_witnesses([hung])
+    for batch in range(3):
+        start = time.monotonic()
+        receipts = led.append_many([event(batch * 10 + i) for i in range(4)])
+        elapsed = time.monotonic() - start
+        assert elapsed < TIMEOUT / 4, f"append_many took {elapsed:.2f} s"
+        assert [r.index for r in receipts] == list(range(batch * 4, batch * 4 + 4))
+        for r in receipts:
+            assert r.checkpoint.checkpoint.size == batch * 4 + 4
+            assert r.checkpoint.cosignatures == ()
+    led.close()  # waits for the witness thread, which gives up after TIMEOUT
     with Ledger.open(tmp_path / "l.ledger") as led:
-        assert led.size == 4
+        assert led.size == 12
         assert led.latest_checkpoint().cosignatures == ()
         events = led.witness_events()
         assert events
-        assert all(outcome != "cosigned" for _, _, outcome, _ in events)
+        for _, witness, outcome, detail in events:
+            assert (witness, outcome) == (hung.name, OUTCOME_UNAVAILABLE)
+            assert "timed out" in detail
         led.check()
+
+
+def test_last_cosigned_size_comes_from_stored_cosignatures(tmp_path: Path) -> None:
+    witness = Witness.init(tmp_path / "w", WITNESS_KEY, [log_key().verifier])
+    with Ledger.create(tmp_path / "l.ledger", log_key=log_key(), writers=[writer_key()]) as led:
+        assert led.last_cosigned_size(WITNESS_KEY.verifier.vkey) is None
+        led.append_many([event(i) for i in range(3)])
+        led.attach_witnesses([LocalWitness(witness)], clock=lambda: 1_800_000_000)
+        led.cosign_now()
+        assert led.last_cosigned_size(WITNESS_KEY.verifier.vkey) == 3
+        assert led.last_cosigned_size("someone-else") is None

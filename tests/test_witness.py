@@ -38,28 +38,33 @@ from disclosure_ledger.errors import (
     RootMismatchError,
     StorageError,
 )
-from disclosure_ledger.evidence import KIND_NOT_AN_EXTENSION, KIND_SAME_SIZE_FORK, check_evidence
+from disclosure_ledger.evidence import (
+    KIND_BAD_EMPTY_ROOT,
+    KIND_NOT_AN_EXTENSION,
+    KIND_SAME_SIZE_FORK,
+    check_evidence,
+)
 from disclosure_ledger.evidence import parse_evidence as parse_evidence_file
 from disclosure_ledger.ledger import Ledger
-from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer, parse_note
+from disclosure_ledger.notes import Signer, parse_note
 from disclosure_ledger.witness import (
+    CONFIG_HEADER,
     OldSizeTooLargeError,
     SizeWentBackwardsError,
     SplitViewError,
     StaleOldSizeError,
     UnknownOriginError,
     Witness,
+    WitnessConfig,
+    format_config,
+    parse_config,
 )
 
 from .conftest import load_json
-from .ledger_helpers import event, log_key, new_ledger, writer_key
+from .ledger_helpers import event, forked_ledgers, log_key, new_ledger, witness_key, writer_key
 
 NOW = 1_790_000_000
 SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-def witness_key(name: str = "witness.example/w1") -> Signer:
-    return Signer(name, hashlib.sha256(name.encode()).digest(), KEY_TYPE_COSIGNATURE)
 
 
 @pytest.fixture
@@ -213,9 +218,10 @@ def test_stale_old_size_reports_the_current_size(ledger: Ledger, witness: Witnes
 def test_old_size_larger_than_new(ledger: Ledger, witness: Witness) -> None:
     size = grow(ledger, 3)
     req = WitnessRequest(4, (), ledger.checkpoint(size).note)
-    with pytest.raises(OldSizeTooLargeError, match="larger than"):
+    with pytest.raises(MalformedError, match="larger than") as info:
         witness.add_checkpoint(req, NOW)
-    assert isinstance(OldSizeTooLargeError("x"), MalformedError)
+    assert type(info.value) is OldSizeTooLargeError
+    assert witness.state(ledger.origin) is None  # nothing was cosigned
 
 
 def test_size_went_backwards(ledger: Ledger, witness: Witness) -> None:
@@ -236,21 +242,25 @@ def test_bad_proofs(ledger: Ledger, witness: Witness) -> None:
     good = ledger.witness_request(s1, s2)
     flipped = bytearray(good.proof[0])
     flipped[0] ^= 0x80
-    cases = {
-        "modified-proof": (bytes(flipped), *good.proof[1:]),
-        "truncated-proof": good.proof[:-1],
-        "extended-proof": (*good.proof, good.proof[0]),
-        "empty-proof": (),
+    cases: dict[str, tuple[tuple[bytes, ...], type[ProofError], str]] = {
+        "modified-proof": (
+            (bytes(flipped), *good.proof[1:]),
+            RootMismatchError,
+            f"consistency proof from {s1} to {s2}",
+        ),
+        "truncated-proof": (good.proof[:-1], ProofError, "too short"),
+        "extended-proof": ((*good.proof, good.proof[0]), ProofError, "too long"),
+        "empty-proof": ((), ProofError, "empty"),
     }
-    for name, proof in cases.items():
-        req = WitnessRequest(s1, tuple(proof), good.checkpoint)
-        with pytest.raises(ProofError):
+    for name, (proof, error, needle) in cases.items():
+        req = WitnessRequest(s1, proof, good.checkpoint)
+        with pytest.raises(error, match=needle) as info:
             witness.add_checkpoint(req, NOW)
+        # RootMismatchError is a ProofError: pin the exact class.
+        assert type(info.value) is error, name
         state = witness.state(ledger.origin)
         assert state is not None
         assert state.size == s1, name
-    with pytest.raises(RootMismatchError):
-        witness.add_checkpoint(WitnessRequest(s1, cases["modified-proof"], good.checkpoint), NOW)
     witness.add_checkpoint(good, NOW)
 
 
@@ -266,9 +276,16 @@ def test_proofs_that_must_be_empty(ledger: Ledger, witness: Witness) -> None:
 
 
 def test_a_size_zero_checkpoint_must_have_the_empty_root(witness: Witness) -> None:
+    # The log signed a falsehood on its face: that alone is split-view evidence.
     cp = Checkpoint(log_key().name, 0, hashlib.sha256(b"not empty").digest())
-    with pytest.raises(RootMismatchError, match="empty root"):
+    with pytest.raises(SplitViewError, match=r"size 0 .* without the empty root") as info:
         witness.add_checkpoint(WitnessRequest(0, (), sign_checkpoint(cp, log_key())), NOW)
+    path = info.value.evidence_path
+    assert path is not None
+    assert path.parent == witness.directory / "evidence"
+    found = check_evidence(parse_evidence_file(path.read_bytes()), log_key().verifier)
+    assert found.kind == KIND_BAD_EMPTY_ROOT
+    assert witness.state(log_key().name) is None  # nothing was cosigned
 
 
 def test_malformed_requests(witness: Witness) -> None:
@@ -315,17 +332,49 @@ def test_a_tampered_state_file_is_refused(ledger: Ledger, witness: Witness) -> N
         witness.state(ledger.origin)
 
 
+def test_config_round_trip() -> None:
+    wit = witness_key().verifier
+    logs = (log_key().verifier, writer_key().verifier)
+    for config in (WitnessConfig(wit, logs), WitnessConfig(wit, logs[:1], "/keys/w1.key")):
+        text = format_config(config)
+        assert text.startswith(CONFIG_HEADER + "\n")
+        assert parse_config(text) == config
+        assert format_config(parse_config(text)) == text
+
+
+@pytest.mark.parametrize(
+    ("lines", "needle"),
+    [
+        ((), "must start with"),
+        (("disclosure-ledger/witness-config/v2",), "must start with"),
+        (("log {log}",), "needs a cosignature"),
+        (("witness {log}", "log {log}"), "needs a cosignature"),
+        (("witness {wit}",), "names no log"),
+        (("witness {wit}", "witness {wit}", "log {log}"), "line 3: unexpected 'witness'"),
+        (("witness {wit}", "key-file a", "key-file b", "log {log}"), "line 4: unexpected"),
+        (("witness {wit}", "key-file", "log {log}"), "line 3: unexpected 'key-file'"),
+        (("witness {wit}", "log {log}", "logs {log}"), "line 4: unexpected 'logs'"),
+        (("witness {wit}", "log not-a-key"), "line 3"),
+        (("witness {wit}", "log {log}", ""), "line 4: unexpected ''"),
+    ],
+)
+def test_config_refusals(lines: tuple[str, ...], needle: str) -> None:
+    keys = {"wit": witness_key().verifier.vkey, "log": log_key().verifier.vkey}
+    body = [line.format(**keys) for line in lines]
+    if not lines or not lines[0].startswith("disclosure-ledger/"):
+        body = [CONFIG_HEADER, *body] if lines else []
+    with pytest.raises(MalformedError) as info:
+        parse_config("\n".join(body) + ("\n" if body else ""))
+    assert needle in str(info.value)
+
+
 # --- split views ------------------------------------------------------------------------
 
 
 @pytest.fixture
 def fork(tmp_path: Path) -> Iterator[tuple[Ledger, Ledger]]:
     """Two ledgers under one log key whose contents differ from the first record."""
-    a = new_ledger(tmp_path, "a.ledger")
-    b = Ledger.create(tmp_path / "b.ledger", log_key=log_key(), writers=[writer_key()])
-    yield a, b
-    a.close()
-    b.close()
+    yield from forked_ledgers(tmp_path)
 
 
 def test_same_size_different_root_is_a_split_view_with_evidence(
@@ -373,8 +422,11 @@ def test_a_power_of_two_old_size_fails_the_proof_without_evidence(
     witness.add_checkpoint(a.witness_request(0, 4), NOW)
     with pytest.raises(RootMismatchError) as info:
         witness.add_checkpoint(b.witness_request(4, 8), NOW)
-    assert not isinstance(info.value, SplitViewError)
+    assert type(info.value) is RootMismatchError
     assert list((witness.directory / "evidence").iterdir()) == []
+    state = witness.state(a.origin)
+    assert state is not None
+    assert (state.size, state.root) == (4, a.checkpoint(4).checkpoint.root)
 
 
 # --- races ------------------------------------------------------------------------------

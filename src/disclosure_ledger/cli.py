@@ -32,7 +32,15 @@ from typing import IO, Any, NoReturn, TypeVar
 import click
 
 from . import cli_owner, cli_witness, records
-from ._clikit import passphrase_options
+from ._clikit import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    PROG,
+    CommandError,
+    CommandFailedError,
+    passphrase_options,
+)
 from .checkpoints import format_receipt, format_witness_request
 from .demo import MIN_RECORDS, run_demo
 from .errors import (
@@ -58,41 +66,13 @@ __all__ = [
     "main",
 ]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 _EXIT_INTERNAL = 3
 
 #: The most event lines ``append`` validates and commits as one batch.
 APPEND_BATCH = 1000
 _READ_CHUNK = 1 << 16
-_PROG = "disclosure-ledger"
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class CommandError(click.ClickException):
-    """A command cannot run: reported as one ``disclosure-ledger: error: ...`` line, exit 2."""
-
-    exit_code = EXIT_USAGE
-
-    def __init__(self, message: str) -> None:
-        # One line, whatever the message: tools read the first line of stderr.
-        super().__init__(" ".join(message.split("\n")))
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        """Print the one error line to standard error (or ``file``).
-
-        Raises:
-            Nothing on purpose: it writes one line; an OSError from the write passes through.
-        """
-        click.echo(f"{_PROG}: error: {self.format_message()}", file=file, err=file is None)
-
-
-class CommandFailedError(CommandError):
-    """A check or verification failed, or input was refused: one line, exit 1."""
-
-    exit_code = EXIT_FAILED
 
 
 def _error(message: str, exit_code: int) -> CommandError:
@@ -136,7 +116,7 @@ _key_path = click.Path(path_type=Path)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="disclosure_ledger", prog_name=_PROG)
+@click.version_option(package_name="disclosure_ledger", prog_name=PROG)
 def cli() -> None:
     """Signed, hash-chained, Merkle-proven ledger of every access to camera footage.
 
@@ -653,12 +633,12 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         SystemExit: always, with the exit status.
     """
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name=_PROG)
+        cli.main(args=list(argv) if argv is not None else None, prog_name=PROG)
     except Exception as err:
         if os.environ.get("DISCLOSURE_LEDGER_TRACEBACK"):
             raise
         click.echo(
-            f"{_PROG}: internal error: {type(err).__name__}: {err} "
+            f"{PROG}: internal error: {type(err).__name__}: {err} "
             "(a bug; set DISCLOSURE_LEDGER_TRACEBACK=1 to see where)",
             err=True,
         )

@@ -15,59 +15,38 @@ import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import click
 
+from ._clikit import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, CommandFailedError
+from ._fsutil import read_small
 from .bundle import export_ledger
 from .errors import LedgerError, MalformedError, VerificationError
 from .keys import read_verifier_file
 from .ledger import Ledger
 from .notes import MAX_NOTE_SIZE, Verifier, parse_verifier
-from .policy import Policy, parse_policy
+from .policy import MAX_POLICY_SIZE, Policy, parse_policy
 from .report import render_failure_json, render_json, render_text
 from .verify import VerifyInputError, verify
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "register"]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-_PROG = "disclosure-ledger"
-_MAX_POLICY = 256 * 1024
 
-
-class _CommandError(click.ClickException):
-    """One ``disclosure-ledger: error: ...`` line and exit 2 (or 1 for a failure)."""
-
-    exit_code = EXIT_USAGE
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.split()))
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        """Print the one error line to standard error (or ``file``)."""
-        click.echo(f"{_PROG}: error: {self.format_message()}", file=file, err=file is None)
-
-
-class _FailedError(_CommandError):
-    """The ledger failed verification: one error line and exit 1."""
-
-    exit_code = EXIT_FAILED
+# The shared one-line errors (see _clikit): exit 2, and exit 1 for a failed verification.
 
 
 def _read_limited(path: Path, limit: int, what: str) -> bytes:
+    if path.is_dir():
+        raise CommandError(f"{path}: is a directory, not a {what}")
     try:
-        if path.is_dir():
-            raise _CommandError(f"{path}: is a directory, not a {what}")
-        with path.open("rb") as fh:
-            raw = fh.read(limit + 1)
-    except FileNotFoundError as err:
-        raise _CommandError(f"{path}: no such {what}") from err
+        raw = read_small(path, limit)
     except OSError as err:
-        raise _CommandError(f"{path}: cannot read the {what}: {err.strerror}") from err
+        raise CommandError(f"{path}: cannot read the {what}: {err.strerror}") from err
+    if raw is None:
+        raise CommandError(f"{path}: no such {what}")
     if len(raw) > limit:
-        raise _CommandError(f"{path}: too large to be a {what}")
+        raise CommandError(f"{path}: too large to be a {what}")
     return raw
 
 
@@ -78,17 +57,17 @@ def _verifier(value: str, option: str) -> Verifier:
             return parse_verifier(value)
         return read_verifier_file(value)
     except LedgerError as err:
-        raise _CommandError(f"{option}: {err}") from err
+        raise CommandError(f"{option}: {err}") from err
 
 
 def _policy(policy_file: Path | None, log_key: str | None, writer_keys: tuple[str, ...]) -> Policy:
     base = Policy()
     if policy_file is not None:
-        raw = _read_limited(policy_file, _MAX_POLICY, "policy file")
+        raw = _read_limited(policy_file, MAX_POLICY_SIZE, "policy file")
         try:
             base = parse_policy(raw)
         except MalformedError as err:
-            raise _CommandError(f"{policy_file}: {err}") from err
+            raise CommandError(f"{policy_file}: {err}") from err
     logs = list(base.logs)
     if log_key is not None:
         v = _verifier(log_key, "--log-key")
@@ -100,17 +79,19 @@ def _policy(policy_file: Path | None, log_key: str | None, writer_keys: tuple[st
         if v not in writers:
             writers.append(v)
     if not logs:
-        raise _CommandError("give --log-key, or a --policy with a 'log' line")
+        raise CommandError("give --log-key, or a --policy with a 'log' line")
     return Policy(tuple(logs), tuple(writers), base.witnesses, base.groups, base.quorum)
 
 
 def _failure_message(err: LedgerError) -> str:
     index = getattr(err, "index", None)
     text = str(err)
-    # Name the record once: many messages already start with it.
     where = f" at record {index}" if index is not None else ""
-    if where and text.startswith(f"record {index}: "):
-        text = text[len(f"record {index}: ") :]
+    # The verifier's messages leave the index to ``index``; records.verify_envelope
+    # (the anchor record's signature) still starts its message with it.
+    prefix = f"record {index}: "
+    if where and text.startswith(prefix):
+        text = text[len(prefix) :]
     return f"verification failed: {type(err).__name__}{where}: {text}"
 
 
@@ -131,17 +112,17 @@ def export_command(*, ledger: Path, out: Path, from_size: int) -> None:
 
     \f
     Raises:
-        _CommandError: (exit 2) if LEDGER cannot be opened, M is not a checkpointed
+        CommandError: (exit 2) if LEDGER cannot be opened, M is not a checkpointed
             size, or OUT cannot be written.
     """
     try:
         with Ledger.open(ledger, readonly=True) as lg:
             summary = export_ledger(lg, out, from_size)
     except LedgerError as err:
-        raise _CommandError(str(err)) from err
+        raise CommandError(str(err)) from err
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""
-        raise _CommandError(f"{where}{err.strerror or err}") from err
+        raise CommandError(f"{where}{err.strerror or err}") from err
     click.echo(
         f"exported records {summary.from_size}..{summary.to_size} of {summary.origin}"
         f" ({summary.record_count} records, {summary.bytes_written} bytes) to {out}"
@@ -197,9 +178,9 @@ def verify_command(
 
     \f
     Raises:
-        _FailedError: (exit 1) for a MalformedError or VerificationError from
+        CommandFailedError: (exit 1) for a MalformedError or VerificationError from
             :func:`~.verify.verify`; with --json the failure report is printed first.
-        _CommandError: (exit 2) if a key, the policy, the trusted checkpoint, the
+        CommandError: (exit 2) if a key, the policy, the trusted checkpoint, the
             state directory or BUNDLE cannot be read or used.
     """
     policy = _policy(policy_file, log_key, writer_keys)
@@ -220,16 +201,16 @@ def verify_command(
                 strict=strict,
             )
         except VerifyInputError as err:
-            raise _CommandError(str(err)) from err
+            raise CommandError(str(err)) from err
         except (MalformedError, VerificationError) as err:
             if as_json:
                 click.echo(render_failure_json(err), nl=False)
-            raise _FailedError(_failure_message(err)) from err
+            raise CommandFailedError(_failure_message(err)) from err
         except LedgerError as err:
-            raise _CommandError(str(err)) from err
+            raise CommandError(str(err)) from err
         except OSError as err:
             where = f"{err.filename}: " if err.filename else ""
-            raise _CommandError(f"{where}{err.strerror or err}") from err
+            raise CommandError(f"{where}{err.strerror or err}") from err
     click.echo(render_json(report) if as_json else render_text(report), nl=False)
 
 

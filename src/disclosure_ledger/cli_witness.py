@@ -3,10 +3,12 @@
 This module owns these commands' names, options and outputs; :func:`register`
 adds them to the ``disclosure-ledger`` group. They follow the main CLI's rule:
 a failure is one line on standard error, ``disclosure-ledger: error:
-<message>``, never a traceback. Exit codes: 0 success; 1 a refusal or a
+<message>``, never a traceback; the main group (``cli._Group``) reports
+library and OS errors that way. Exit codes: 0 success; 1 a refusal or a
 failed verification (a witness refusing a checkpoint, a receipt that does not
-verify, a gate that does not release, evidence that proves nothing); 2 a
-usage error or an unusable input (a missing file, a bad key file).
+verify, a gate that does not release, evidence that proves nothing), including
+malformed input to those checks; 2 a usage error or an unusable input (a
+missing file, a bad key file).
 
 ``witness add`` speaks the command-witness protocol of
 :mod:`.witness_client`: on success it prints the cosignature line; when the
@@ -16,96 +18,47 @@ size alone on standard output (the protocol's 409 body) before exiting 1.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import json
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, TypeVar
 
 import click
 
-from ._clikit import passphrase_options
-from .checkpoints import parse_checkpoint
-from .errors import (
-    ConflictError,
-    KeyFormatError,
-    LedgerError,
-    MalformedError,
-    StorageError,
-    VerificationError,
-)
+from ._clikit import CommandError, CommandFailedError, passphrase_options
+from ._fsutil import read_small
+from .checkpoints import peek_checkpoint
+from .errors import KeyFormatError, LedgerError, MalformedError, StorageError
 from .evidence import check_evidence, parse_evidence
 from .gate import DEFAULT_MAX_AGE_SECONDS, ReleaseGate, verify_record_receipt
 from .keys import read_passphrase, read_signer_file, read_verifier_file
 from .ledger import Ledger
-from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Verifier, parse_note
-from .policy import Policy, parse_policy
+from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Verifier
+from .policy import MAX_POLICY_SIZE, Policy, parse_policy
 from .witness import StaleOldSizeError, Witness
 from .witness_client import CommandWitness, LocalWitness, WitnessEndpoint, collect_cosignatures
 
 __all__ = ["register"]
 
-_PROG = "disclosure-ledger"
-_EXIT_FAILED = 1
-_EXIT_USAGE = 2
 _MAX_INPUT = 4 << 20
 
-F = TypeVar("F", bound=Callable[..., Any])
 
+@contextlib.contextmanager
+def _malformed_is_a_refusal() -> Iterator[None]:
+    """Make malformed input to a check a "no" (exit 1), not a usage error (exit 2).
 
-class _UsageFailure(click.ClickException):
-    """One ``disclosure-ledger: error: ...`` line, exit 2."""
-
-    exit_code = _EXIT_USAGE
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.split("\n")))
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        """Print the one error line to standard error (or ``file``)."""
-        click.echo(f"{_PROG}: error: {self.format_message()}", file=file, err=file is None)
-
-
-class _Refusal(_UsageFailure):
-    """One ``disclosure-ledger: error: ...`` line, exit 1."""
-
-    exit_code = _EXIT_FAILED
-
-
-def _fail(message: str, exit_code: int = _EXIT_USAGE) -> _UsageFailure:
-    return _Refusal(message) if exit_code == _EXIT_FAILED else _UsageFailure(message)
-
-
-def _reporting(
-    refusal: tuple[type[LedgerError], ...] = (VerificationError, ConflictError),
-) -> Callable[[F], F]:
-    """Turn library and OS errors into one line: exit 1 for ``refusal`` kinds, else 2."""
-
-    def wrap(f: F) -> F:
-        @functools.wraps(f)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return f(*args, **kwargs)
-            except click.ClickException:
-                raise
-            except (StorageError, KeyFormatError) as err:
-                raise _fail(str(err), _EXIT_USAGE) from err
-            except LedgerError as err:
-                code = _EXIT_FAILED if isinstance(err, refusal) else _EXIT_USAGE
-                raise _fail(str(err), code) from err
-            except OSError as err:
-                where = f"{err.filename}: " if err.filename else ""
-                raise _fail(f"{where}{err.strerror or err}", _EXIT_USAGE) from err
-
-        return run  # type: ignore[return-value]  # functools.wraps keeps the signature
-
-    return wrap
-
-
-_ALL_REFUSALS: tuple[type[LedgerError], ...] = (LedgerError,)
+    A bad key file (:class:`KeyFormatError`) still means the check cannot run,
+    so it passes through to the main group, which reports it with exit 2.
+    """
+    try:
+        yield
+    except KeyFormatError:
+        raise
+    except MalformedError as err:
+        raise CommandFailedError(str(err)) from err
 
 
 def _read_input(path: str, what: str) -> bytes:
@@ -116,9 +69,9 @@ def _read_input(path: str, what: str) -> bytes:
             with Path(path).open("rb") as fh:
                 data = fh.read(_MAX_INPUT + 1)
         except OSError as err:
-            raise _fail(f"{path}: cannot read the {what}: {err.strerror}") from err
+            raise CommandError(f"{path}: cannot read the {what}: {err.strerror}") from err
     if len(data) > _MAX_INPUT:
-        raise _fail(f"{path}: the {what} is too large")
+        raise CommandError(f"{path}: the {what} is too large")
     return data
 
 
@@ -126,19 +79,21 @@ def _verifier(path: Path, want: int, what: str) -> Verifier:
     v = read_verifier_file(path)
     if v.key_type != want:
         kind = "a cosignature (type 0x04)" if want == KEY_TYPE_COSIGNATURE else "an Ed25519"
-        raise _fail(f"{path}: the {what} must be {kind} key")
+        raise CommandError(f"{path}: the {what} must be {kind} key")
     return v
 
 
 def _policy_file(path: Path) -> Policy:
     try:
-        data = path.read_bytes()
+        data = read_small(path, MAX_POLICY_SIZE)
     except OSError as err:
-        raise _fail(f"{path}: cannot read the policy: {err.strerror}") from err
+        raise CommandError(f"{path}: cannot read the policy: {err.strerror}") from err
+    if data is None:
+        raise CommandError(f"{path}: no such policy file")
     try:
         return parse_policy(data)
     except MalformedError as err:
-        raise _fail(f"{path}: {err}") from err
+        raise CommandError(f"{path}: {err}") from err
 
 
 _key_path = click.Path(exists=False, dir_okay=False, path_type=Path)
@@ -164,7 +119,6 @@ def _witness() -> None:
     help="A followed log's .pub file (repeatable).",
 )
 @passphrase_options
-@_reporting()
 def _witness_init(
     *,
     directory: Path,
@@ -176,7 +130,9 @@ def _witness_init(
     """Create a witness in DIRECTORY that cosigns with KEY the logs given."""
     key = read_signer_file(key_path, read_passphrase(passphrase_file, passphrase_env))
     if key.key_type != KEY_TYPE_COSIGNATURE:
-        raise _fail(f"{key_path}: a witness key must be a cosignature key (keygen --witness)")
+        raise CommandError(
+            f"{key_path}: a witness key must be a cosignature key (keygen --witness)"
+        )
     log_keys = [_verifier(p, KEY_TYPE_ED25519, "log key") for p in logs]
     w = Witness.init(directory, key, log_keys, key_file=key_path)
     click.echo(f"witness {w.verifier.vkey}")
@@ -189,7 +145,7 @@ def _open_witness(directory: Path, key_path: Path | None, passphrase: str | None
     path = key_path
     if path is None:
         if config.key_file is None:
-            raise _fail(f"{directory}: the witness records no key file; give --key")
+            raise CommandError(f"{directory}: the witness records no key file; give --key")
         path = Path(config.key_file)
     return Witness.open(directory, read_signer_file(path, passphrase))
 
@@ -199,7 +155,6 @@ def _open_witness(directory: Path, key_path: Path | None, passphrase: str | None
 @click.argument("request_file", metavar="REQUEST_FILE")
 @click.option("--key", "key_path", type=_key_path, help="The witness's key file (default: init's).")
 @passphrase_options
-@_reporting(_ALL_REFUSALS)
 def _witness_add(
     *,
     directory: Path,
@@ -209,20 +164,19 @@ def _witness_add(
     passphrase_env: str | None,
 ) -> None:
     """Check an add-checkpoint request (REQUEST_FILE, or - for stdin) and print the cosignature."""
-    try:
+    with _malformed_is_a_refusal():
         w = _open_witness(directory, key_path, read_passphrase(passphrase_file, passphrase_env))
-    except (StorageError, KeyFormatError) as err:
-        raise _fail(str(err), _EXIT_USAGE) from err
     body = _read_input(request_file, "witness request")
     try:
         line = w.add_checkpoint(body, int(time.time()))
     except StaleOldSizeError as err:
         click.echo(str(err.current_size))
-        raise _fail(str(err), _EXIT_FAILED) from err
+        raise CommandFailedError(str(err)) from err
     except StorageError as err:
-        raise _fail(str(err), _EXIT_USAGE) from err
+        raise CommandError(str(err)) from err
     except LedgerError as err:
-        raise _fail(str(err), _EXIT_FAILED) from err
+        # Any other refusal of the request, malformed or false, is the protocol's "no".
+        raise CommandFailedError(str(err)) from err
     click.echo(line, nl=False)
 
 
@@ -245,7 +199,6 @@ def _witness_add(
     type=click.IntRange(min=0),
     help="The checkpoint size (default: from FILE, or latest).",
 )
-@_reporting()
 def _cosign(
     *,
     ledger: Path,
@@ -262,18 +215,18 @@ def _cosign(
     if policy_path is not None:
         keys += _policy_file(policy_path).witness_keys()
     if not keys:
-        raise _fail("give --witness-key or --policy: the witnesses to trust")
+        raise CommandError("give --witness-key or --policy: the witnesses to trust")
     raw = _read_input(file, "cosignature file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise _fail(f"{file}: not UTF-8 text", _EXIT_FAILED) from err
+        raise CommandFailedError(f"{file}: not UTF-8 text") from err
     lines = [line for line in text.splitlines() if line.startswith("— ")]
     if not lines:
-        raise _fail(f"{file}: holds no signature lines", _EXIT_FAILED)
+        raise CommandFailedError(f"{file}: holds no signature lines")
     if size is None and "\n\n" in text:
         try:
-            size = parse_checkpoint(parse_note(text).text).size
+            size = peek_checkpoint(text).size
         except MalformedError:
             size = None
     with Ledger.open(ledger) as lg:
@@ -289,7 +242,7 @@ def _receipt_policy(
     log_key: Path | None, policy_path: Path | None, writer_keys: Sequence[Path]
 ) -> Policy:
     if log_key is None and policy_path is None:
-        raise _fail("give --log-key or --policy: the log to trust")
+        raise CommandError("give --log-key or --policy: the log to trust")
     base = Policy() if policy_path is None else _policy_file(policy_path)
     logs = base.logs
     if log_key is not None:
@@ -309,7 +262,6 @@ def _receipt_policy(
     type=_key_path,
     help="A trusted writer's .pub file (repeatable).",
 )
-@_reporting(_ALL_REFUSALS)
 def _verify_receipt(
     *,
     receipt: str,
@@ -323,7 +275,8 @@ def _verify_receipt(
     if the policy names writers, the record must be signed by one of them.
     """
     policy = _receipt_policy(log_key, policy_path, writer_keys)
-    record = verify_record_receipt(_read_input(receipt, "receipt"), policy)
+    with _malformed_is_a_refusal():
+        record = verify_record_receipt(_read_input(receipt, "receipt"), policy)
     click.echo(json.dumps(record.to_json(), indent=2, ensure_ascii=False))
 
 
@@ -346,17 +299,17 @@ def _gate() -> None:
     help="The oldest checkpoint accepted, in seconds.",
 )
 @click.option("--now", type=click.IntRange(min=0), help="Check as of this Unix time.")
-@_reporting(_ALL_REFUSALS)
 def _gate_check(
     *, receipt: str, footage: str, policy_path: Path, max_age: int, now: int | None
 ) -> None:
     """Exit 0 and print the release record if the footage may be released; else exit 1."""
     text = footage.strip().lower()
     if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
-        raise _fail("--footage-sha256 must be 64 hex digits")
-    gate = ReleaseGate(_policy_file(policy_path), max_age_seconds=max_age)
+        raise CommandError("--footage-sha256 must be 64 hex digits")
     when = int(time.time()) if now is None else now
-    record = gate.check(_read_input(receipt, "receipt"), bytes.fromhex(text), when)
+    with _malformed_is_a_refusal():
+        gate = ReleaseGate(_policy_file(policy_path), max_age_seconds=max_age)
+        record = gate.check(_read_input(receipt, "receipt"), bytes.fromhex(text), when)
     out = {"release": True, **record.to_json()}
     click.echo(json.dumps(out, indent=2, ensure_ascii=False))
 
@@ -372,11 +325,11 @@ def _evidence() -> None:
 @_evidence.command("check")
 @click.argument("file", metavar="FILE")
 @click.option("--log-key", required=True, type=_key_path, help="The log's .pub file.")
-@_reporting(_ALL_REFUSALS)
 def _evidence_check(*, file: str, log_key: Path) -> None:
     """Exit 0 and describe the misbehaviour if FILE proves it; else exit 1."""
     key = _verifier(log_key, KEY_TYPE_ED25519, "log key")
-    found = check_evidence(parse_evidence(_read_input(file, "evidence file")), key)
+    with _malformed_is_a_refusal():
+        found = check_evidence(parse_evidence(_read_input(file, "evidence file")), key)
     click.echo(f"proven: {found.kind}")
     click.echo(found.description)
 
@@ -414,7 +367,6 @@ def _evidence_check(*, file: str, log_key: Path) -> None:
     help="Seconds to wait for each witness command.",
 )
 @passphrase_options
-@_reporting()
 def _witness_collect(
     *,
     ledger: Path,
@@ -430,9 +382,9 @@ def _witness_collect(
     Prints one line per witness; exits 1 if any did not cosign.
     """
     if not witness_dirs and not witness_cmds:
-        raise _fail("give at least one --witness-dir or --witness-cmd")
+        raise CommandError("give at least one --witness-dir or --witness-cmd")
     if len(witness_cmds) != len(witness_keys):
-        raise _fail("give one --witness-key for each --witness-cmd, in the same order")
+        raise CommandError("give one --witness-key for each --witness-cmd, in the same order")
     passphrase = read_passphrase(passphrase_file, passphrase_env)
     endpoints: list[WitnessEndpoint] = [
         LocalWitness(_open_witness(d, None, passphrase)) for d in witness_dirs
@@ -441,7 +393,7 @@ def _witness_collect(
         try:
             argv = shlex.split(cmd)
         except ValueError as err:
-            raise _fail(f"--witness-cmd {cmd!r}: {err}") from err
+            raise CommandError(f"--witness-cmd {cmd!r}: {err}") from err
         key = _verifier(key_path, KEY_TYPE_COSIGNATURE, "witness key")
         endpoints.append(CommandWitness(argv, key, timeout=timeout))
     with Ledger.open(ledger) as lg:
@@ -450,7 +402,7 @@ def _witness_collect(
         click.echo(f"{o.outcome} {o.witness} size {o.size}: {o.detail}")
     failed = sum(1 for o in outcomes if not o.ok)
     if failed:
-        raise _fail(f"{failed} of {len(outcomes)} witnesses did not cosign", _EXIT_FAILED)
+        raise CommandFailedError(f"{failed} of {len(outcomes)} witnesses did not cosign")
 
 
 def register(cli: click.Group) -> None:

@@ -40,25 +40,23 @@ later version gets a new header line; readers refuse headers they do not know.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import merkle
-from ._fsutil import fsync_dir
+from ._fsutil import atomic_file
 from .checkpoints import (
     Checkpoint,
     SignedCheckpoint,
     open_checkpoint,
-    parse_checkpoint,
     parse_decimal,
+    peek_checkpoint,
 )
 from .errors import MalformedError, ProofError, StorageError, VerificationError
 from .merkle import EMPTY_ROOT, HASH_SIZE
-from .notes import MAX_NOTE_SIZE, Verifier, b64decode_strict, b64encode, parse_note
+from .notes import MAX_NOTE_SIZE, Verifier, b64decode_strict, b64encode
 
 __all__ = [
     "EVIDENCE_HEADER",
@@ -111,8 +109,8 @@ class Evidence:
         """
         if not isinstance(self.first, str) or not isinstance(self.second, str):
             raise MalformedError("evidence checkpoints must be text")
-        a = _checkpoint_of(self.first)
-        b = _checkpoint_of(self.second)
+        a = peek_checkpoint(self.first)
+        b = peek_checkpoint(self.second)
         if a.size > b.size:
             raise MalformedError("evidence must hold the smaller checkpoint first")
         if len(self.proof) > _MAX_PROOF:
@@ -140,8 +138,10 @@ class Misbehaviour:
     description: str
 
 
-def _checkpoint_of(note: str) -> Checkpoint:
-    return parse_checkpoint(parse_note(note).text)
+def _misbehaviour(
+    kind: str, a: Checkpoint, b: Checkpoint, implied_root: bytes | None, description: str
+) -> Misbehaviour:
+    return Misbehaviour(kind, a.origin, a.size, a.root, b.size, b.root, implied_root, description)
 
 
 def self_contained_proof(
@@ -199,7 +199,7 @@ def make_evidence(note_a: str, note_b: str, proof: Sequence[bytes] = ()) -> Evid
     Raises:
         MalformedError: if a note or a proof hash is malformed.
     """
-    a, b = _checkpoint_of(note_a), _checkpoint_of(note_b)
+    a, b = peek_checkpoint(note_a), peek_checkpoint(note_b)
     if a.size > b.size:
         note_a, note_b = note_b, note_a
     return Evidence(note_a, note_b, tuple(proof))
@@ -303,13 +303,10 @@ def check_evidence(evidence: Evidence | str | bytes, log_key: Verifier) -> Misbe
 
     for cp in (a, b):
         if cp.size == 0 and cp.root != EMPTY_ROOT:
-            return Misbehaviour(
+            return _misbehaviour(
                 KIND_BAD_EMPTY_ROOT,
-                origin,
-                a.size,
-                a.root,
-                b.size,
-                b.root,
+                a,
+                b,
                 None,
                 f"log {origin} signed a checkpoint of size 0 whose root {cp.root.hex()} "
                 "is not the empty tree's root",
@@ -321,13 +318,10 @@ def check_evidence(evidence: Evidence | str | bytes, log_key: Verifier) -> Misbe
             raise NotEvidenceError(
                 f"both checkpoints of size {a.size} have the same root: nothing is proven"
             )
-        return Misbehaviour(
+        return _misbehaviour(
             KIND_SAME_SIZE_FORK,
-            origin,
-            a.size,
-            a.root,
-            b.size,
-            b.root,
+            a,
+            b,
             None,
             f"log {origin} signed two different roots for size {a.size}: "
             f"{a.root.hex()} and {b.root.hex()}",
@@ -352,13 +346,10 @@ def check_evidence(evidence: Evidence | str | bytes, log_key: Verifier) -> Misbe
         raise NotEvidenceError(
             f"the checkpoints of sizes {a.size} and {b.size} are consistent: nothing is proven"
         )
-    return Misbehaviour(
+    return _misbehaviour(
         KIND_NOT_AN_EXTENSION,
-        origin,
-        a.size,
-        a.root,
-        b.size,
-        b.root,
+        a,
+        b,
         fr,
         f"log {origin} signed size {a.size} with root {a.root.hex()}, but its tree of size "
         f"{b.size} has root {fr.hex()} over its first {a.size} leaves: "
@@ -385,7 +376,7 @@ def detect_split_view(
     Raises:
         MalformedError: if a note is malformed.
     """
-    a, b = _checkpoint_of(older_note), _checkpoint_of(newer_note)
+    a, b = peek_checkpoint(older_note), peek_checkpoint(newer_note)
     if a.size > b.size:
         older_note, newer_note, a, b = newer_note, older_note, b, a
     if a.size in (b.size, 0):
@@ -419,25 +410,15 @@ def write_evidence_file(directory: str | os.PathLike[str], evidence: Evidence, s
     data = format_evidence(evidence).encode("utf-8")
     try:
         d.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".evidence-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            n = 0
-            while True:
-                path = d / (f"{stem}.evidence" if n == 0 else f"{stem}-{n}.evidence")
-                try:
-                    os.link(tmp, path)
-                except FileExistsError:
-                    n += 1
-                    continue
-                break
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        fsync_dir(d)
+        n = 0
+        while True:
+            path = d / (f"{stem}.evidence" if n == 0 else f"{stem}-{n}.evidence")
+            try:
+                with atomic_file(path, overwrite=False) as fh:
+                    fh.write(data)
+            except FileExistsError:
+                n += 1
+                continue
+            return path
     except OSError as err:
         raise StorageError(f"{d}: cannot write evidence: {err.strerror or err}") from err
-    return path

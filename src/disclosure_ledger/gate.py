@@ -15,11 +15,19 @@ The gate closes that gap the only way it can be closed: the release path
 itself refuses to run without a receipt, and receipts exist only for logged
 records. Time is passed in (``now``, seconds since the Unix epoch), never read.
 
-Freshness: a checkpoint's time is the newest verified cosignature timestamp
-among the witnesses that make up the policy's quorum. When the policy
-requires no quorum, it is the newest cosignature by any witness the policy
-names, and, if there is none, the time the log says it logged the record
-(the envelope's ``logged_at``), which then rests on the log's word alone.
+Freshness: a checkpoint's time is the latest time T such that the
+cosignatures dated T or later still meet the policy's quorum. No single
+witness can move it, unless the quorum is that one witness: with 2 of 3,
+the second-newest timestamp counts, so one witness with a wrong (or lying)
+clock cannot keep a receipt fresh. Cosignatures dated more than
+:data:`MAX_CLOCK_SKEW_SECONDS` after ``now`` are ignored: they do not count
+toward the quorum time, so a future timestamp cannot make a checkpoint look
+younger than it is. When the quorum is met only with such cosignatures, the
+checkpoint has no time and the gate refuses it. When the policy requires no
+quorum, the time is the newest (not future) cosignature by any witness the
+policy names and, if there is none, the time the log says it logged the
+record (the envelope's ``logged_at``), which then rests on the log's word
+alone; it is never used when a quorum is required.
 """
 
 from __future__ import annotations
@@ -33,16 +41,17 @@ from .checkpoints import (
     Cosignature,
     Receipt,
     SignedCheckpoint,
-    parse_checkpoint,
     parse_receipt,
+    peek_checkpoint,
     verify_receipt,
 )
 from .errors import MalformedError, UntrustedKeyError, VerificationError
-from .notes import KEY_TYPE_ED25519, Verifier, b64encode, parse_note
+from .notes import KEY_TYPE_ED25519, Verifier, b64encode
 from .policy import Policy
 
 __all__ = [
     "DEFAULT_MAX_AGE_SECONDS",
+    "MAX_CLOCK_SKEW_SECONDS",
     "FootageNotNamedError",
     "NotAReleaseError",
     "QuorumNotMetError",
@@ -55,6 +64,10 @@ __all__ = [
 
 DEFAULT_MAX_AGE_SECONDS = 3600
 """How old (by its freshness time) a receipt's checkpoint may be by default: one hour."""
+
+MAX_CLOCK_SKEW_SECONDS = 300
+"""How far after ``now`` a cosignature (or ``logged_at``) may be dated and still count: five
+minutes of clock difference between a witness and the gate. Later ones are ignored."""
 
 
 class QuorumNotMetError(VerificationError):
@@ -70,13 +83,14 @@ class FootageNotNamedError(VerificationError):
 
 
 class StaleCheckpointError(VerificationError):
-    """The receipt's checkpoint is older than the freshness bound.
+    """The receipt's checkpoint is older than the freshness bound, or has no time.
 
     ``freshness`` is the checkpoint's time (see the module docstring), ``age``
-    how many seconds before ``now`` it lies.
+    how many seconds before ``now`` it lies; both are ``None`` when the quorum
+    is met only by cosignatures dated too far after ``now``.
     """
 
-    def __init__(self, message: str, *, freshness: int, age: int) -> None:
+    def __init__(self, message: str, *, freshness: int | None, age: int | None) -> None:
         super().__init__(message)
         self.freshness = freshness
         self.age = age
@@ -145,20 +159,6 @@ class VerifiedRecord:
         }
 
 
-def _quorum_members(policy: Policy) -> set[Verifier]:
-    if policy.quorum is None:
-        return set(policy.witnesses.values())
-    out: set[Verifier] = set()
-    pending = [policy.quorum]
-    while pending:
-        name = pending.pop()
-        if name in policy.witnesses:
-            out.add(policy.witnesses[name])
-        elif name in policy.groups:
-            pending.extend(policy.groups[name].members)
-    return out
-
-
 def _coerce_receipt(receipt: Receipt | str | bytes) -> Receipt:
     if isinstance(receipt, Receipt):
         return receipt
@@ -194,12 +194,10 @@ def verify_record_receipt(
         QuorumNotMetError: if ``require_quorum`` and the quorum is not met.
     """
     rec = _coerce_receipt(receipt)
-    origin = parse_checkpoint(parse_note(rec.checkpoint).text).origin
+    origin = peek_checkpoint(rec.checkpoint).origin
     key = log_key if log_key is not None else policy.log_for(origin)
     if key is None:
         raise UntrustedKeyError(f"the policy trusts no log with origin {origin!r}")
-    if key.name != origin:
-        raise UntrustedKeyError(f"the log key is {key.name!r}, but the checkpoint is of {origin!r}")
     if rec.extra is None:
         raise MalformedError("the receipt carries no record (no 'extra' line)")
     witnesses = policy.witness_keys()
@@ -266,17 +264,26 @@ class ReleaseGate:
             f"ReleaseGate(quorum={self.policy.describe_quorum()!r}, max_age={self.max_age_seconds})"
         )
 
-    def freshness(self, record: VerifiedRecord) -> int:
-        """Return the time of the record's checkpoint (see the module docstring).
+    def freshness(self, record: VerifiedRecord, now: int) -> int | None:
+        """Return the time of the record's checkpoint as of ``now`` (see the module docstring).
+
+        ``None`` means the checkpoint has no time: the policy requires a quorum
+        and only cosignatures dated more than :data:`MAX_CLOCK_SKEW_SECONDS`
+        after ``now`` would meet it.
 
         Raises:
             Nothing: it reads the record's verified cosignatures and ``logged_at``.
         """
-        members = _quorum_members(self.policy)
-        stamps = [c.timestamp for c in record.cosignatures if c.witness in members]
-        if stamps:
-            return max(stamps)
-        return record.logged_at
+        latest = now + MAX_CLOCK_SKEW_SECONDS
+        cosigs = [c for c in record.cosignatures if c.timestamp <= latest]
+        if self.policy.quorum is None:
+            if cosigs:
+                return max(c.timestamp for c in cosigs)
+            return record.logged_at if record.logged_at <= latest else None
+        for t in sorted({c.timestamp for c in cosigs}, reverse=True):
+            if self.policy.quorum_met(c.witness for c in cosigs if c.timestamp >= t):
+                return t
+        return None
 
     def check(
         self, receipt: Receipt | str | bytes, footage_sha256: bytes, now: int
@@ -298,7 +305,15 @@ class ReleaseGate:
         if not isinstance(now, int) or isinstance(now, bool):
             raise MalformedError("now must be whole seconds since the Unix epoch")
         record = verify_record_receipt(receipt, self.policy)
-        fresh = self.freshness(record)
+        fresh = self.freshness(record, now)
+        if fresh is None:
+            raise StaleCheckpointError(
+                f"checkpoint {record.tree_size} of {record.origin} has no witness quorum dated "
+                f"before {now + MAX_CLOCK_SKEW_SECONDS} (cosignatures dated more than "
+                f"{MAX_CLOCK_SKEW_SECONDS} s after now do not count)",
+                freshness=None,
+                age=None,
+            )
         age = now - fresh
         if age > self.max_age_seconds:
             raise StaleCheckpointError(

@@ -21,12 +21,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from .checkpoints import parse_decimal
 from .errors import KeyFormatError, MalformedError
 from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Verifier, check_key_name, parse_verifier
 
-__all__ = ["Group", "Policy", "format_policy", "parse_policy"]
+__all__ = ["MAX_POLICY_SIZE", "Group", "Policy", "format_policy", "parse_policy"]
 
-_MAX_POLICY = 256 * 1024
+MAX_POLICY_SIZE = 256 * 1024
+"""The largest policy file accepted, in bytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +62,16 @@ class Policy:
         """Build a policy from keys: ``threshold`` of ``witnesses`` (default: all of them).
 
         Raises:
-            MalformedError: if a witness key is not a cosignature key or the
-                threshold is out of range.
+            MalformedError: if a witness key is not a cosignature key, two
+                witnesses have the same name, or the threshold is out of range.
         """
-        wit = {w.name: w for w in witnesses}
-        for w in wit.values():
+        wit: dict[str, Verifier] = {}
+        for w in witnesses:
             if w.key_type != KEY_TYPE_COSIGNATURE:
                 raise MalformedError(f"witness {w.name} needs a cosignature (type 0x04) key")
+            if w.name in wit:
+                raise MalformedError(f"two witnesses are named {w.name}")
+            wit[w.name] = w
         groups: dict[str, Group] = {}
         quorum: str | None = None
         if wit:
@@ -150,13 +155,13 @@ def parse_policy(text: str | bytes) -> Policy:
             or a second ``quorum`` line.
     """
     if isinstance(text, bytes | bytearray):
-        if len(text) > _MAX_POLICY:
+        if len(text) > MAX_POLICY_SIZE:
             raise MalformedError("policy file is too large")
         try:
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError as err:
             raise MalformedError("policy file is not valid UTF-8") from err
-    if len(text) > _MAX_POLICY:
+    if len(text) > MAX_POLICY_SIZE:
         raise MalformedError("policy file is too large")
     logs: list[Verifier] = []
     writers: list[Verifier] = []
@@ -201,10 +206,11 @@ def parse_policy(text: str | bytes) -> Policy:
                 k = len(members)
             elif spec == "any":
                 k = 1
-            elif spec.isdigit() and spec == str(int(spec)):
-                k = int(spec)
             else:
-                raise MalformedError(f"policy line {line_no}: threshold must be k, all or any")
+                try:
+                    k = parse_decimal(spec, "threshold")
+                except MalformedError as err:
+                    raise MalformedError(f"policy line {line_no}: {err} (k, all or any)") from err
             if not 1 <= k <= len(members):
                 raise MalformedError(
                     f"policy line {line_no}: threshold {k} is not between 1 and {len(members)}"

@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from . import records
 from ._fsutil import origin_file, read_small, write_atomic
 from .bundle import BundleReader, Prelude, Readable
-from .checkpoints import SignedCheckpoint, open_checkpoint, parse_checkpoint
+from .checkpoints import SignedCheckpoint, open_checkpoint, peek_checkpoint
 from .errors import (
     BadSignatureError,
     ChainBreakError,
@@ -285,7 +285,7 @@ def save_state(state_dir: str | os.PathLike[str], signed: SignedCheckpoint) -> b
         current = load_state(directory, origin)
         if current is not None:
             with contextlib.suppress(LedgerError):
-                size = parse_checkpoint(parse_note(current).text).size
+                size = peek_checkpoint(current).size
                 if size >= signed.checkpoint.size:
                     return False
         try:
@@ -893,7 +893,7 @@ def _verify_stream(
     writers = _trusted_writers(policy, log_key)
     # The checkpoint: the log's signature, the origin, the quorum, the size.
     try:
-        claimed = parse_checkpoint(parse_note(prelude.checkpoint).text)
+        claimed = peek_checkpoint(prelude.checkpoint)
     except MalformedError as err:
         raise MalformedError(f"the bundle's checkpoint: {err}") from err
     if claimed.origin != origin:

@@ -34,23 +34,21 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from ._fsutil import fsync_dir
+from ._fsutil import atomic_file, origin_file, read_small, write_atomic
 from .checkpoints import (
     SignedCheckpoint,
     WitnessRequest,
     cosign_checkpoint,
     open_checkpoint,
-    parse_checkpoint,
     parse_witness_request,
+    peek_checkpoint,
 )
 from .errors import (
     BadSignatureError,
@@ -67,7 +65,7 @@ from .errors import (
 )
 from .evidence import Evidence, detect_split_view, make_evidence, write_evidence_file
 from .merkle import EMPTY_ROOT, verify_consistency
-from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Signer, Verifier, parse_note
+from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Signer, Verifier
 from .notes import parse_verifier as _parse_verifier
 
 __all__ = [
@@ -162,33 +160,19 @@ class WitnessConfig:
     key_file: str | None = None
 
 
-def _origin_stem(origin: str) -> str:
-    return hashlib.sha256(origin.encode("utf-8")).hexdigest()
+def _check_witness_key(key: Signer) -> None:
+    if key.key_type != KEY_TYPE_COSIGNATURE:
+        raise KeyFormatError("a witness key must be a cosignature (type 0x04) key")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + "-", suffix=".tmp")
+def _read_text(path: Path, what: str) -> str | None:
+    """A small UTF-8 file's text, ``None`` if it does not exist; every fault is a StorageError."""
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(text.encode("utf-8"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
-
-
-def _read_small(path: Path, what: str) -> str | None:
-    try:
-        with path.open("rb") as fh:
-            raw = fh.read(_MAX_FILE + 1)
-    except FileNotFoundError:
-        return None
+        raw = read_small(path, _MAX_FILE)
     except OSError as err:
         raise StorageError(f"{path}: cannot read the {what}: {err.strerror}") from err
+    if raw is None:
+        return None
     if len(raw) > _MAX_FILE:
         raise StorageError(f"{path}: the {what} is too large")
     try:
@@ -257,8 +241,7 @@ class Witness:
         Raises:
             KeyFormatError: if ``key`` is not the witness key named in ``config``.
         """
-        if key.key_type != KEY_TYPE_COSIGNATURE:
-            raise KeyFormatError("a witness key must be a cosignature (type 0x04) key")
+        _check_witness_key(key)
         if key.verifier != config.witness:
             raise KeyFormatError(
                 f"{directory}: this witness's key is {config.witness.name}+"
@@ -289,8 +272,7 @@ class Witness:
             MalformedError: if no log is given.
             StorageError: if the directory already holds a witness or cannot be written.
         """
-        if key.key_type != KEY_TYPE_COSIGNATURE:
-            raise KeyFormatError("a witness key must be a cosignature (type 0x04) key")
+        _check_witness_key(key)
         log_list = tuple(dict.fromkeys(logs))
         if not log_list:
             raise MalformedError("a witness must follow at least one log")
@@ -304,11 +286,13 @@ class Witness:
         config = WitnessConfig(key.verifier, log_list, kf)
         try:
             d.mkdir(parents=True, exist_ok=True)
-            if (d / "config").exists():
-                raise StorageError(f"{d}: already holds a witness; refusing to overwrite it")
             (d / "state").mkdir(exist_ok=True)
             (d / "evidence").mkdir(exist_ok=True)
-            _write_atomic(d / "config", format_config(config))
+            # Created exclusively: of two inits racing over one directory, one fails here.
+            with atomic_file(d / "config", overwrite=False) as fh:
+                fh.write(format_config(config).encode("utf-8"))
+        except FileExistsError as err:
+            raise StorageError(f"{d}: already holds a witness; refusing to overwrite it") from err
         except OSError as err:
             raise StorageError(f"{d}: cannot create the witness: {err.strerror or err}") from err
         return cls(d, key, config)
@@ -321,7 +305,7 @@ class Witness:
             StorageError: if the directory holds no witness or its config is unreadable.
         """
         d = Path(directory)
-        text = _read_small(d / "config", "witness config")
+        text = _read_text(d / "config", "witness config")
         if text is None:
             raise StorageError(f"{d}: not a witness directory (no config)")
         try:
@@ -361,7 +345,7 @@ class Witness:
     # -- state ---------------------------------------------------------------------------
 
     def _state_path(self, origin: str) -> Path:
-        return self._dir / "state" / _origin_stem(origin)
+        return origin_file(self._dir / "state", origin)
 
     def _log_keys(self, origin: str) -> list[Verifier]:
         return [v for v in self._config.logs if v.name == origin]
@@ -389,7 +373,7 @@ class Witness:
                 checkpoint is not signed by a followed log key.
         """
         path = self._state_path(origin)
-        text = _read_small(path, "witness state")
+        text = _read_text(path, "witness state")
         if text is None:
             return None
         header, sep, note = text.partition("\n")
@@ -399,9 +383,8 @@ class Witness:
             signed = self._open_signed(note, origin)
         except (MalformedError, VerificationError) as err:
             raise StorageError(f"{path}: the stored checkpoint does not verify: {err}") from err
+        # _open_signed verifies with keys named ``origin``, so the checkpoint is of ``origin``.
         cp = signed.checkpoint
-        if cp.origin != origin:
-            raise StorageError(f"{path}: holds a checkpoint of {cp.origin!r}, not {origin!r}")
         return WitnessState(origin, cp.size, cp.root, note)
 
     @contextlib.contextmanager
@@ -440,12 +423,13 @@ class Witness:
             StaleOldSizeError: if ``old`` is not the size held (``current_size`` says which).
             ProofError: if the proof has the wrong shape (or is not empty when it must be).
             RootMismatchError: if the proof does not lead from the held root to the new one.
-            SplitViewError: if the checkpoint provably contradicts the one held;
+            SplitViewError: if the checkpoint provably contradicts the one held, or
+                is of size 0 without the empty root (false on its face);
                 evidence is written under ``DIR/evidence``.
             StorageError: if the state cannot be read or written.
         """
         req = request if isinstance(request, WitnessRequest) else parse_witness_request(request)
-        origin = parse_checkpoint(parse_note(req.checkpoint).text).origin
+        origin = peek_checkpoint(req.checkpoint).origin
         signed = self._open_signed(req.checkpoint, origin)
         new = signed.checkpoint
         if req.old_size > new.size:
@@ -453,17 +437,20 @@ class Witness:
                 f"old size {req.old_size} is larger than the checkpoint size {new.size}"
             )
         if new.size == 0 and new.root != EMPTY_ROOT:
-            raise RootMismatchError(
-                "a checkpoint of size 0 must have the empty root", EMPTY_ROOT, new.root
+            # Signed by the log and false on its face: evidence on its own.
+            self._raise_split_view(
+                make_evidence(req.checkpoint, req.checkpoint),
+                new.origin,
+                now,
+                f"the log signed a checkpoint of size 0 of {new.origin} without the empty root",
             )
         with self._locked(new.origin):
             held = self.state(new.origin)
             self._check_against(held, req, signed, now)
             if held is None or held.size != new.size:
+                state = STATE_HEADER + "\n" + req.checkpoint
                 try:
-                    _write_atomic(
-                        self._state_path(new.origin), STATE_HEADER + "\n" + req.checkpoint
-                    )
+                    write_atomic(self._state_path(new.origin), state.encode("utf-8"))
                 except OSError as err:
                     raise StorageError(
                         f"{self._dir}: cannot persist the witness state: {err.strerror or err}"
@@ -489,7 +476,7 @@ class Witness:
             if new.root != held.root:
                 self._raise_split_view(
                     make_evidence(held.note, req.checkpoint),
-                    held,
+                    held.origin,
                     now,
                     f"the log signed two roots for size {new.size} of {new.origin}",
                 )
@@ -501,25 +488,24 @@ class Witness:
             if ev is not None:
                 self._raise_split_view(
                     ev,
-                    held,
+                    held.origin,
                     now,
                     f"the checkpoint of size {new.size} of {new.origin} does not extend"
                     f" the size {held.size} the witness cosigned",
                 )
             raise RootMismatchError(
-                f"consistency proof from {held.size} to {new.size} fails: {err}",
+                f"consistency proof from {held.size} to {new.size} does not verify",
                 err.expected,
                 err.computed,
             ) from err
 
     def _raise_split_view(
-        self, evidence: Evidence, held: WitnessState, now: int, message: str
+        self, evidence: Evidence, origin: str, now: int, message: str
     ) -> NoReturn:
         path: Path | None
+        stem = f"{origin_file(self._dir, origin).name[:16]}-{now}"
         try:
-            path = write_evidence_file(
-                self._dir / "evidence", evidence, f"{_origin_stem(held.origin)[:16]}-{now}"
-            )
+            path = write_evidence_file(self._dir / "evidence", evidence, stem)
         except StorageError:
             path = None
         raise SplitViewError(message, evidence, path)

@@ -46,7 +46,6 @@ __all__ = [
     "WitnessEndpoint",
     "WitnessOutcome",
     "collect_cosignatures",
-    "last_cosigned_size",
 ]
 
 OUTCOME_COSIGNED = "cosigned"
@@ -202,12 +201,12 @@ class CommandWitness:
         return self._verifier
 
     def known_size(self, ledger: Ledger) -> int | None:
-        """The largest size this witness cosigned, from the ledger's witness events.
+        """The largest size with a cosignature by this witness stored in the ledger.
 
         Raises:
             StorageError: if the ledger cannot be read.
         """
-        return last_cosigned_size(ledger, self._name)
+        return ledger.last_cosigned_size(self._verifier.vkey)
 
     def submit(self, body: str, now: int) -> str:
         """Run the command with ``body`` on standard input; it keeps its own clock.
@@ -239,20 +238,6 @@ class CommandWitness:
                     raise StaleSize(size, reason)
             raise LedgerError(f"witness command refused: {reason}")
         return out
-
-
-def last_cosigned_size(ledger: Ledger, witness: str) -> int | None:
-    """Return the largest size ``witness`` cosigned, by the ledger's witness events.
-
-    Raises:
-        StorageError: if the ledger cannot be read.
-    """
-    sizes = [
-        size
-        for size, name, outcome, _ in ledger.witness_events()
-        if name == witness and outcome == OUTCOME_COSIGNED
-    ]
-    return max(sizes) if sizes else None
 
 
 def _record(ledger: Ledger, outcome: WitnessOutcome) -> WitnessOutcome:
