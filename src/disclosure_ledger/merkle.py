@@ -432,18 +432,9 @@ class CompactRange:
         Raises:
             MalformedError: if ``leaf_hash`` is not 32 bytes.
         """
-        # The loop of extend, inlined: a writer calls this once per record, and
-        # the call and the checks cost as much as the hash. A tuple, not a union,
-        # in isinstance: it is the faster check in CPython 3.11.
-        if not isinstance(leaf_hash, (bytes, bytearray)) or len(leaf_hash) != HASH_SIZE:
-            raise MalformedError(f"leaf hash must be {HASH_SIZE} bytes")
-        stack = self.hashes
-        self.size = n = self.size + 1
-        h = leaf_hash
-        while not n & 1:
-            h = _sha256(b"\x01" + stack.pop() + h).digest()
-            n >>= 1
-        stack.append(h)
+        # One absorbing routine for both: code that absorbs many leaves should
+        # call extend, which is faster per leaf than either.
+        self.append_nodes(leaf_hash)
 
     def append_nodes(self, leaf_hash: bytes) -> list[bytes]:
         """Absorb one leaf hash and return it with every node it completes.
@@ -455,6 +446,7 @@ class CompactRange:
         Raises:
             MalformedError: if ``leaf_hash`` is not 32 bytes.
         """
+        # A tuple, not a union, in isinstance: the faster check in CPython 3.11.
         if not isinstance(leaf_hash, (bytes, bytearray)) or len(leaf_hash) != HASH_SIZE:
             raise MalformedError(f"leaf hash must be {HASH_SIZE} bytes")
         stack = self.hashes
