@@ -920,11 +920,13 @@ def _hash_from_plain(value: object, name: str, binary: bool) -> bytes:
 # Building values from plain maps (parsed JSON, decoded msgpack) checks each
 # field once, here, and then fills the frozen dataclass's slots directly
 # instead of calling its constructor, whose __post_init__ would check them all
-# again. The builders make the constructors' checks, with the same messages
-# and in the same order, and build the encoded form as they go (a time given
-# in canonical form is not formatted again), so the values built, and the
-# first error found, are the same as the constructors'. Calling Event(...)
-# from user code still validates everything.
+# again. The builders make the constructors' checks, with the same messages,
+# and build the encoded form as they go (a time given in canonical form is not
+# formatted again), so the values built are the same as the constructors'.
+# The order differs in places (the JSON path reads times and hashes before
+# some strings), so when several fields are bad the one named first can
+# differ; every bad field is refused either way. Calling Event(...) from user
+# code still validates everything.
 #
 # The slots are filled through a twin: a plain class with the same slots, whose
 # instance then becomes the dataclass by __class__ assignment (which Python
@@ -1079,15 +1081,16 @@ def _event_from_plain(obj: object, *, binary: bool) -> Event:
     occurred_at, occurred_str = _parse_time(occurred_at, "occurred_at")
     actor, actor_plain = _party_from_plain(actor, "actor")
     footage_in = get("footage")
-    footage: tuple[Clip, ...] = ()
+    clips: list[Clip] = []
     footage_plain: list[dict[str, object]] = []
     if footage_in is not None:
         if not isinstance(footage_in, list):
             raise ValidationError("footage", "must be a list of clips")
         for i, c in enumerate(footage_in):
             clip, clip_plain = _clip_from_plain(c, i, binary)
-            footage += (clip,)
+            clips.append(clip)
             footage_plain.append(clip_plain)
+    footage = tuple(clips)
     recipient = get("recipient")
     recipient_plain = None
     if recipient is not None:
