@@ -476,7 +476,7 @@ def test_check_fails_on_sql_tampering(ledger: Path) -> None:
     append(ledger, jsonl(event(1), event(2), event(3)))
     con = sqlite3.connect(ledger)
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        con.execute("UPDATE records SET camera_id = 'x' WHERE seq = 0")
+        con.execute("UPDATE records SET leaf = x'00' WHERE seq = 0")
     con.execute("DROP TRIGGER records_no_update")
     leaf = con.execute("SELECT leaf FROM records WHERE seq = 2").fetchone()[0]
     flipped = leaf[:-1] + bytes([leaf[-1] ^ 1])

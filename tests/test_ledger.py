@@ -170,20 +170,45 @@ def test_receipt_verifies_offline_and_tampered_receipt_fails(ledger: Ledger) -> 
         verify_receipt(replace(receipt, extra=bytes(tampered)), log_key().verifier)
 
 
-def test_queries(ledger: Ledger) -> None:
+def _assert_queries(led: Ledger) -> None:
     from datetime import UTC, datetime
 
-    ledger.append_many([event(i) for i in range(12)] + [release_event(12, "warrant")])
-    assert [r.index for r in ledger.query(camera_id="cam-0")] == [0, 3, 6, 9, 12]
-    assert len(ledger.query(owner_id="owner-42")) == 13
-    assert [r.index for r in ledger.query(legal_basis="warrant")] == [12]
-    assert [r.index for r in ledger.query(recipient="Springfield PD")] == [12]
-    assert [r.index for r in ledger.query(actor_kind="vendor_employee", limit=2)] == [0, 1]
+    assert [r.index for r in led.query(camera_id="cam-0")] == [0, 3, 6, 9, 12]
+    assert len(led.query(owner_id="owner-42")) == 13
+    assert [r.index for r in led.query(legal_basis="warrant")] == [12]
+    assert [r.index for r in led.query(recipient="Springfield PD")] == [12]
+    assert [r.index for r in led.query(recipient="law_enforcement")] == [12]
+    assert [r.index for r in led.query(actor_kind="vendor_employee", limit=2)] == [0, 1]
+    assert [r.index for r in led.query(camera_id="cam-0", limit=4)] == [0, 3, 6, 9]
     since = datetime(2026, 11, 27, 9, 35, tzinfo=UTC)
     until = datetime(2026, 11, 27, 9, 38, tzinfo=UTC)
-    assert [r.index for r in ledger.query(since=since, until=until)] == [5, 6, 7]
+    assert [r.index for r in led.query(since=since, until=until)] == [5, 6, 7]
+    assert [r.index for r in led.query(camera_id="cam-1", since=since, until=until)] == [7]
+    assert led.query(camera_id="cam-nowhere") == []
     with pytest.raises(MalformedError):
-        ledger.query(since=datetime(2026, 1, 1))
+        led.query(since=datetime(2026, 1, 1))
+
+
+@pytest.mark.parametrize("indexed_before", [None, 0, 6, 13])
+def test_queries(tmp_path: Path, indexed_before: int | None) -> None:
+    # None: a writable ledger, which brings its index up to date. Otherwise a
+    # read-only one whose index covers only the first `indexed_before` records:
+    # the rest are decoded and filtered one by one, with the same answers.
+    evs = [event(i) for i in range(12)] + [release_event(12, "warrant")]
+    with new_ledger(tmp_path, "l.ledger") as led:
+        if indexed_before is None:
+            led.append_many(evs)
+            _assert_queries(led)
+            return
+        if indexed_before:
+            led.append_many(evs[:indexed_before])
+            assert led.update_index() == indexed_before
+        led.append_many(evs[indexed_before:])
+    with Ledger.open(tmp_path / "l.ledger", readonly=True) as ro:
+        assert ro._store.indexed_size() == indexed_before
+        _assert_queries(ro)
+        with pytest.raises(LedgerError, match="read-only"):
+            ro.update_index()
 
 
 def test_reopen_continues_chain_and_tree(tmp_path: Path) -> None:
@@ -246,7 +271,7 @@ def test_append_only_triggers_refuse_update_and_delete(ledger: Ledger) -> None:
     for sql in (
         "UPDATE records SET leaf = x'00' WHERE seq = 0",
         "DELETE FROM records WHERE seq = 2",
-        "UPDATE hashes SET hash = x'00' WHERE id = 0",
+        "UPDATE hashes SET run = x'00' WHERE first = 0",
         "DELETE FROM hashes",
         "DELETE FROM checkpoints",
         "UPDATE checkpoints SET note = 'x'",
@@ -276,9 +301,14 @@ def _tamper(path: Path, sql: str, args: tuple[object, ...] = ()) -> None:
         ("flip an event bit", BadSignatureError),
         ("swap two records", ChainBreakError),
         ("replace a stored hash", RootMismatchError),
+        ("drop a run of stored hashes", StorageError),
+        ("add an overlapping run of hashes", StorageError),
         ("rewrite a checkpoint root", (BadSignatureError, RootMismatchError)),
         ("delete the last record", (StorageError, RootMismatchError)),
         ("file a record under another camera", VerificationError),
+        ("drop a record from the query index", VerificationError),
+        ("register an event ID to another record", VerificationError),
+        ("unregister an event ID", VerificationError),
     ],
 )
 def test_check_catches_tampering(tmp_path: Path, what: str, error: type[Exception]) -> None:
@@ -286,6 +316,7 @@ def test_check_catches_tampering(tmp_path: Path, what: str, error: type[Exceptio
     with new_ledger(tmp_path, "l.ledger") as led:
         led.append_many([event(i) for i in range(10)])
         led.append_many([event(i) for i in range(10, 13)])
+        assert led.update_index() == 13
         led.check()
         leaf5 = led.leaf(5)
         leaf6 = led.leaf(6)
@@ -300,7 +331,21 @@ def test_check_catches_tampering(tmp_path: Path, what: str, error: type[Exceptio
     elif what == "swap two records":
         _tamper(path, "UPDATE records SET leaf = ? WHERE seq = 5", (leaf6,))
     elif what == "replace a stored hash":
-        _tamper(path, "UPDATE hashes SET hash = ? WHERE id = 3", (b"\x07" * 32,))
+        conn = sqlite3.connect(path)
+        first, run = conn.execute(
+            "SELECT first, run FROM hashes WHERE first <= 3 ORDER BY first DESC LIMIT 1"
+        ).fetchone()
+        conn.close()
+        bad = bytearray(run)
+        bad[(3 - first) * 32] ^= 1
+        _tamper(path, "UPDATE hashes SET run = ? WHERE first = ?", (bytes(bad), first))
+    elif what == "drop a run of stored hashes":
+        _tamper(
+            path, "DELETE FROM hashes WHERE first = (SELECT MIN(first) FROM hashes WHERE first > 0)"
+        )
+    elif what == "add an overlapping run of hashes":
+        # A run starting inside another one shadows its later hashes for proofs.
+        _tamper(path, "INSERT INTO hashes (first, run) VALUES (5, ?)", (b"\x07" * 64,))
     elif what == "rewrite a checkpoint root":
         conn = sqlite3.connect(path)
         note = conn.execute("SELECT note FROM checkpoints WHERE size = 10").fetchone()[0]
@@ -311,7 +356,13 @@ def test_check_catches_tampering(tmp_path: Path, what: str, error: type[Exceptio
     elif what == "delete the last record":
         _tamper(path, "DELETE FROM records WHERE seq = 12")
     elif what == "file a record under another camera":
-        _tamper(path, "UPDATE records SET camera_id = 'cam-elsewhere' WHERE seq = 5")
+        _tamper(path, "UPDATE record_index SET camera_id = 'cam-elsewhere' WHERE seq = 5")
+    elif what == "drop a record from the query index":
+        _tamper(path, "DELETE FROM record_index WHERE seq = 5")
+    elif what == "register an event ID to another record":
+        _tamper(path, "UPDATE event_ids SET seq = 6 WHERE seq = 5")
+    elif what == "unregister an event ID":
+        _tamper(path, "DELETE FROM event_ids WHERE seq = 12")
     with Ledger.open(path) as led, pytest.raises(error):
         led.check()
 
@@ -455,16 +506,13 @@ def test_paths_with_uri_characters_open_read_only(tmp_path: Path) -> None:
         led.check()
 
 
-def test_ledger_without_query_indexes_still_answers_queries(tmp_path: Path) -> None:
-    led = Ledger.create(
-        tmp_path / "lean.ledger", log_key=log_key(), writers=[writer_key()], query_indexes=False
-    )
-    with led:
-        led.append_many([event(i) for i in range(12)] + [release_event(12, "warrant")])
-        assert [r.index for r in led.query(camera_id="cam-0")] == [0, 3, 6, 9, 12]
-        assert [r.index for r in led.query(legal_basis="warrant")] == [12]
+def test_query_index_is_filled_off_the_append_path(tmp_path: Path) -> None:
+    with new_ledger(tmp_path, "l.ledger") as led:
+        led.append_many([event(i) for i in range(5)])
+        assert led._store.indexed_size() == 0  # appends do not index
+        assert [r.index for r in led.query(camera_id="cam-1")] == [1, 4]
+        assert led._store.indexed_size() == 5
+        led.append_many([event(i) for i in range(5, 8)])
+        assert led.update_index() == 3
+        assert led.update_index() == 0
         led.check()
-    conn = sqlite3.connect(tmp_path / "lean.ledger")
-    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    conn.close()
-    assert not {"records_camera", "records_owner", "records_time"} & names

@@ -11,6 +11,7 @@ import hashlib
 import struct
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -70,6 +71,17 @@ def test_go_private_key_string_round_trips() -> None:
     s = notes.parse_signer(PETER["skey"])
     assert s.private_key_string() == PETER["skey"]
     assert notes.parse_signer(s.private_key_string()).verifier == s.verifier
+
+
+@settings(max_examples=50)
+@given(seed=st.binary(min_size=32, max_size=32), message=st.binary(max_size=600))
+def test_libsodium_signatures_equal_openssl_ones(seed: bytes, message: bytes) -> None:
+    # The signer signs with libsodium; Ed25519 is deterministic, so OpenSSL
+    # (through cryptography) must produce the very same bytes, and verify them.
+    s = notes.Signer("k", seed)
+    openssl = Ed25519PrivateKey.from_private_bytes(seed)
+    assert s.sign_raw(message) == openssl.sign(message)
+    openssl.public_key().verify(s.sign_raw(message), message)
 
 
 def test_signer_repr_hides_the_key() -> None:

@@ -117,13 +117,13 @@ def _record(index: int, leaf: bytes) -> Record:
     return Record(index, env, env.event())
 
 
-_Item = tuple[Event, bytes, tuple[object, ...]]
+_Item = tuple[Event, bytes]
+_INDEX_CHUNK = 4096
 
 
 def _index_columns(ev: Event) -> tuple[object, ...]:
-    # The query columns stored beside each leaf, in AppendTxn.insert_records'
-    # order after (seq, leaf, logged_at). Built by the caller's thread, not the
-    # committer, which is the bottleneck of the write path.
+    # The query index columns of an event, in AppendTxn.insert_index_rows'
+    # order after (seq, logged_at).
     rec = ev.recipient
     basis = ev.legal_basis
     return (
@@ -137,6 +137,28 @@ def _index_columns(ev: Event) -> tuple[object, ...]:
         None if basis is None else str(basis),
         _utc_column(ev.occurred_at),
     )
+
+
+_INDEX_NAMES = (
+    "event_id",
+    "camera_id",
+    "owner_id",
+    "action",
+    "actor_kind",
+    "recipient_kind",
+    "recipient_org",
+    "legal_basis",
+    "occurred_at",
+)
+
+
+def _index_row(seq: int, leaf: bytes) -> tuple[object, ...]:
+    # A record's query index row after its seq: (logged_at, *_index_columns).
+    try:
+        env = records.parse_envelope(leaf)
+        return (env.logged_at, *_index_columns(env.event()))
+    except MalformedError as err:
+        raise MalformedError(f"record {seq}: {err}") from err
 
 
 class _Request:
@@ -228,15 +250,8 @@ class Ledger:
         writers: Sequence[Signer] = (),
         origin: str | None = None,
         signing_threads: int | None = None,
-        query_indexes: bool = True,
     ) -> Ledger:
         """Create a new ledger whose origin is the log key's name.
-
-        ``query_indexes`` (default on) indexes records by camera, owner and
-        time for :meth:`query`. Without them queries scan the records, and each
-        append is cheaper: with many distinct cameras and owners in one ledger
-        the indexes cost about as much as the rest of the storage work (see
-        docs/performance.md).
 
         Raises:
             MalformedError: if ``origin`` is given and differs from the log key's name.
@@ -248,11 +263,7 @@ class Ledger:
             raise MalformedError(
                 f"the origin must be the log key's name {log_key.name!r}, not {origin!r}"
             )
-        store = SQLiteStore.create(
-            path,
-            {"origin": log_key.name, "log_key": log_key.verifier.vkey},
-            query_indexes=query_indexes,
-        )
+        store = SQLiteStore.create(path, {"origin": log_key.name, "log_key": log_key.verifier.vkey})
         ledger = cls(store, log_key=log_key, writers=writers, signing_threads=signing_threads)
         # Size 0 gets a checkpoint too, so the empty ledger has a signed head.
         with store.append_txn() as txn:
@@ -391,7 +402,7 @@ class Ledger:
             if ev.event_id in seen:
                 raise DuplicateEventError(ev.event_id)
             seen.add(ev.event_id)
-            encoded.append((ev, records.encode_event(ev), _index_columns(ev)))
+            encoded.append((ev, records.encode_event(ev)))
         future: Future[list[AppendReceipt]] = Future()
         if not encoded:
             future.set_result([])
@@ -471,14 +482,14 @@ class Ledger:
             accepted: list[_Request] = []
             refused: list[tuple[_Request, str]] = []
             if check_duplicates:
-                ids = [ev.event_id for req in batch for ev, _, _ in req.events]
+                ids = [ev.event_id for req in batch for ev, _ in req.events]
                 existing = txn.existing_event_ids(ids)
                 seen: set[str] = set()
                 for req in batch:
                     dup = next(
                         (
                             ev.event_id
-                            for ev, _, _ in req.events
+                            for ev, _ in req.events
                             if ev.event_id in existing or ev.event_id in seen
                         ),
                         None,
@@ -486,7 +497,7 @@ class Ledger:
                     if dup is not None:
                         refused.append((req, dup))
                         continue
-                    seen.update(ev.event_id for ev, _, _ in req.events)
+                    seen.update(ev.event_id for ev, _ in req.events)
                     accepted.append(req)
             else:
                 accepted = batch
@@ -501,7 +512,7 @@ class Ledger:
             chain_prefix = records.CHAIN_PREFIX
             for req in accepted:
                 kid = req.writer.key_id
-                for _, evb, _ in req.events:
+                for _, evb in req.events:
                     content = encode_content(seq, prev, logged_at, kid, evb)
                     prev = sha(chain_prefix + content).digest()
                     contents.append((content, req.writer))
@@ -517,20 +528,20 @@ class Ledger:
             leaf_hashes: list[bytes] = []
             pos = 0
             hash_pos = stored_hash_count(size)
-            flat = [cols for req in accepted for _, _, cols in req.events]
+            event_ids = [ev.event_id for req in accepted for ev, _ in req.events]
             for chunk, fut in zip(chunks, futures, strict=True):
                 sigs = fut.result()
                 hashes: list[bytes] = []
-                rows: list[tuple[object, ...]] = []
+                leaves: list[bytes] = []
                 for (content, _), sig in zip(chunk, sigs, strict=True):
                     leaf = content + sig
                     lh = sha(b"\x00" + leaf).digest()
                     leaf_hashes.append(lh)
                     hashes += tree.append_nodes(lh)
-                    rows.append((size + pos, leaf, logged_at, *flat[pos]))
-                    pos += 1
-                txn.insert_records(rows)
+                    leaves.append(leaf)
+                txn.insert_records(size + pos, leaves, event_ids[pos : pos + len(leaves)])
                 txn.insert_hashes(hash_pos, hashes)
+                pos += len(leaves)
                 hash_pos += len(hashes)
             new_size = tree.size
             checkpoint = Checkpoint(origin, new_size, tree.root())
@@ -546,7 +557,7 @@ class Ledger:
         pos = 0
         for req in accepted:
             out = []
-            for ev, _, _ in req.events:
+            for ev, _ in req.events:
                 out.append(AppendReceipt(size + pos, leaf_hashes[pos], ev.event_id, signed))
                 pos += 1
             req.future.set_result(out)
@@ -647,6 +658,38 @@ class Ledger:
         """
         return self._store.checkpoint_sizes()
 
+    def update_index(self) -> int:
+        """Bring the query index up to the committed records; return how many it added.
+
+        The index (camera, owner, action, actor kind, recipient, legal basis,
+        time) is derived from the signed records and kept off the append path,
+        so appends do not pay for it. :meth:`query` calls this first; a writer
+        can call it at a quiet moment instead. Records are decoded outside the
+        write lock and indexed in short transactions, so appends carry on.
+
+        Raises:
+            LedgerError: if the ledger was opened read-only.
+            MalformedError: if a stored record does not decode (a damaged file).
+            StorageError: if the file cannot be written.
+        """
+        if self._store.readonly:
+            raise LedgerError("the ledger was opened read-only; its query index cannot be updated")
+        added = 0
+        while True:
+            start = self._store.indexed_size()
+            end = min(self.size, start + _INDEX_CHUNK)
+            if start >= end:
+                return added
+            rows = [
+                (seq, *_index_row(seq, leaf))
+                for seq, leaf in enumerate(self._store.iter_leaves(start, end), start)
+            ]
+            with self._store.append_txn() as txn:
+                # Another process (or thread) may have indexed them meanwhile.
+                if txn.indexed_size() == start:
+                    txn.insert_index_rows(rows)
+                    added += len(rows)
+
     def query(
         self,
         *,
@@ -663,34 +706,64 @@ class Ledger:
         """Return records matching every given filter, in ledger order.
 
         ``recipient`` matches the recipient's organization or kind. ``since``
-        and ``until`` bound ``occurred_at`` (inclusive, exclusive).
+        and ``until`` bound ``occurred_at`` (inclusive, exclusive). The query
+        index is brought up to date first; on a ledger opened read-only, the
+        records it does not cover yet are decoded and filtered one by one.
 
         Raises:
             MalformedError: if a time is naive.
         """
-        where: list[str] = []
-        args: list[object] = []
-        for column, value in (
-            ("camera_id", camera_id),
-            ("owner_id", owner_id),
-            ("action", action),
-            ("actor_kind", actor_kind),
-            ("legal_basis", legal_basis),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(str(value))
-        if recipient is not None:
-            where.append("(recipient_org = ? OR recipient_kind = ?)")
-            args += [recipient, recipient]
+        equal = {
+            column: str(value)
+            for column, value in (
+                ("camera_id", camera_id),
+                ("owner_id", owner_id),
+                ("action", action),
+                ("actor_kind", actor_kind),
+                ("legal_basis", legal_basis),
+            )
+            if value is not None
+        }
+        bounds: list[tuple[str, str]] = []
         for op, bound in ((">=", since), ("<", until)):
             if bound is not None:
                 if bound.tzinfo is None:
                     raise MalformedError("query times must carry a time zone")
-                where.append(f"occurred_at {op} ?")
-                args.append(_utc_column(bound.astimezone(UTC)))
-        rows = self._store.query(" AND ".join(where), args, limit)
-        return [_record(seq, leaf) for seq, leaf in rows]
+                bounds.append((op, _utc_column(bound.astimezone(UTC))))
+        where = [f"{column} = ?" for column in equal]
+        args: list[object] = list(equal.values())
+        if recipient is not None:
+            where.append("(recipient_org = ? OR recipient_kind = ?)")
+            args += [recipient, recipient]
+        for op, value in bounds:
+            where.append(f"occurred_at {op} ?")
+            args.append(value)
+        size = self.size
+        if not self._store.readonly:
+            self.update_index()
+        indexed = min(size, self._store.indexed_size())
+        rows = self._store.query(" AND ".join(where), args, limit, below=indexed)
+        found = [_record(seq, leaf) for seq, leaf in rows]
+
+        def matches(rec: Record) -> bool:
+            columns = dict(zip(_INDEX_NAMES, _index_columns(rec.event), strict=True))
+            if any(columns[c] != v for c, v in equal.items()):
+                return False
+            if recipient is not None and recipient not in (
+                columns["recipient_org"],
+                columns["recipient_kind"],
+            ):
+                return False
+            occurred = str(columns["occurred_at"])
+            return all(occurred >= v if op == ">=" else occurred < v for op, v in bounds)
+
+        tail = self.iter_records(indexed, size) if indexed < size else iter(())
+        for rec in tail:
+            if limit is not None and len(found) >= limit:
+                break
+            if matches(rec):
+                found.append(rec)
+        return found
 
     # -- proofs ----------------------------------------------------------------------------
 
@@ -838,7 +911,12 @@ class Ledger:
             pending = []
 
         check_checkpoints_at(0)
-        for index, (leaf, columns) in enumerate(self._store.iter_record_rows(0, size)):
+        indexed = self._store.indexed_size()
+        if indexed > size:
+            raise StorageError(f"the query index covers {indexed} records; the ledger has {size}")
+        index_rows = self._store.iter_index_rows(0, indexed)
+        chunk_ids: list[str] = []
+        for index, leaf in enumerate(self._store.iter_leaves(0, size)):
             try:
                 env = records.parse_envelope(leaf)
             except MalformedError as err:
@@ -861,19 +939,31 @@ class Ledger:
                 event = env.event()
             except MalformedError as err:
                 raise MalformedError(f"record {index}: {err}") from err
-            # The query columns must say what the signed record says, or a
-            # query could hide a record (a release filed under another camera).
-            if columns != (env.logged_at, *_index_columns(event)):
+            # The query index must say what the signed record says, or a query
+            # could hide a record (a release filed under another camera).
+            if index < indexed and next(index_rows, None) != (
+                index,
+                (env.logged_at, *_index_columns(event)),
+            ):
                 raise VerificationError(
-                    f"record {index}: the stored query columns differ from the signed record",
+                    f"record {index}: the query index differs from the signed record",
                     index=index,
                 )
+            chunk_ids.append(event.event_id)
+            if len(chunk_ids) == _INDEX_CHUNK:
+                self._check_event_ids(index + 1 - len(chunk_ids), chunk_ids)
+                chunk_ids = []
             prev = env.chain_hash
             pending += tree.append_nodes(sha(b"\x00" + leaf).digest())
             if len(pending) >= 8192:
                 flush_hashes(index + 1)
             if next_cp is not None and next_cp[0] == index + 1:
                 check_checkpoints_at(index + 1)
+        self._check_event_ids(size - len(chunk_ids), chunk_ids)
+        if self._store.event_id_count() != size:
+            raise StorageError(
+                f"{self._store.event_id_count()} event IDs are registered; the ledger has {size}"
+            )
         flush_hashes(size)
         if self._store.hash_count() != stored_hash_count(size):
             raise StorageError(
@@ -883,6 +973,15 @@ class Ledger:
         if next_cp is not None:
             raise StorageError(f"a checkpoint of size {next_cp[0]} is beyond the records")
         return CheckReport(size, checked, tuple(w.vkey for w in writers), tree.root())
+
+    def _check_event_ids(self, first: int, event_ids: list[str]) -> None:
+        # The event ID register refuses duplicates; each ID must name its own record.
+        stored = self._store.event_id_seqs(event_ids)
+        for k, event_id in enumerate(event_ids):
+            if stored.get(event_id) != first + k:
+                raise VerificationError(
+                    f"record {first + k}: its event ID is not registered to it", index=first + k
+                )
 
     # -- witnesses -------------------------------------------------------------------------
 

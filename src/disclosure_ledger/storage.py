@@ -6,11 +6,13 @@ leaves or validate events. The file is opened in WAL mode with
 Triggers refuse UPDATE and DELETE on every table, so the file itself is
 append-only to anyone who uses SQLite to change it.
 
-Merkle hashes are stored in the order they become known (the layout of Go's
+Merkle hashes are numbered in the order they become known (the layout of Go's
 ``sumdb/tlog``): leaf ``n``'s hash, then each interior node it completes. The
 hash of node ``(level, n)`` is at one computable position
-(:func:`stored_hash_index`), so a proof at any size reads O(log n) rows by
-primary key and never rehashes leaves; see docs/decisions/0002-hash-storage.md.
+(:func:`stored_hash_index`). Each commit stores the hashes it adds as runs: one
+row per chunk of records, holding consecutive positions concatenated. A proof
+at any size finds its hashes by primary-key range and never rehashes leaves;
+see docs/decisions/0002-hash-storage.md and 0005-hash-runs.md.
 
 The interface is narrow (an exclusive append transaction, reads by index) so a
 PostgreSQL store can follow.
@@ -43,18 +45,25 @@ __all__ = [
 ]
 
 FORMAT_NAME = "disclosure-ledger"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _APPLICATION_ID = 0x444C4731  # "DLG1": marks the file as a ledger for `file(1)` and for us
 _BUSY_TIMEOUT_MS = 60_000
 
 _CACHED_LEVEL = 6  # nodes over 64 leaves: 1/64 of the leaves, about 2 MB per million records
 _HASH_CACHE_MAX = 1 << 16
-_IN_WIDTH = 64
-_READ_HASHES_SQL = (
-    "SELECT id, hash FROM hashes WHERE id IN (" + ",".join("?" * _IN_WIDTH) + ")"  # noqa: S608
-)
+_RUN_AT_SQL = "SELECT first, run FROM hashes WHERE first <= ? ORDER BY first DESC LIMIT 1"
 
-_TABLES = ("meta", "writers", "records", "hashes", "checkpoints", "cosignatures")
+_TABLES = (
+    "meta",
+    "writers",
+    "records",
+    "event_ids",
+    "hashes",
+    "checkpoints",
+    "cosignatures",
+    "witness_events",
+    "record_index",
+)
 
 
 def stored_hash_index(level: int, n: int) -> int:
@@ -97,21 +106,15 @@ CREATE TABLE IF NOT EXISTS writers (
 );
 CREATE TABLE IF NOT EXISTS records (
     seq INTEGER PRIMARY KEY,
-    event_id TEXT NOT NULL UNIQUE,
-    leaf BLOB NOT NULL,
-    camera_id TEXT NOT NULL,
-    owner_id TEXT,
-    action TEXT NOT NULL,
-    actor_kind TEXT NOT NULL,
-    recipient_kind TEXT,
-    recipient_org TEXT,
-    legal_basis TEXT,
-    occurred_at TEXT NOT NULL,
-    logged_at INTEGER NOT NULL
+    leaf BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS event_ids (
+    event_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS hashes (
-    id INTEGER PRIMARY KEY,
-    hash BLOB NOT NULL
+    first INTEGER PRIMARY KEY,
+    run BLOB NOT NULL CHECK (length(run) > 0 AND length(run) % 32 = 0)
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
     size INTEGER PRIMARY KEY,
@@ -137,12 +140,30 @@ _QUERY_COLUMNS = (
     "logged_at, event_id, camera_id, owner_id, action, actor_kind, recipient_kind,"
     " recipient_org, legal_basis, occurred_at"
 )
-"""The columns stored beside each leaf, in the order the ledger writes and checks them."""
+"""The columns of the query index, in the order the ledger writes and checks them."""
 
-_QUERY_INDEXES = """
-CREATE INDEX IF NOT EXISTS records_camera ON records (camera_id, occurred_at);
-CREATE INDEX IF NOT EXISTS records_owner ON records (owner_id, occurred_at);
-CREATE INDEX IF NOT EXISTS records_time ON records (occurred_at);
+# The query index is derived from the records, after they are acknowledged and
+# off the append path: the ledger fills it in before answering a query, and
+# `check` compares it with the signed records.
+_QUERY_INDEX = """
+CREATE TABLE IF NOT EXISTS record_index (
+    seq INTEGER PRIMARY KEY,
+    logged_at INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    camera_id TEXT NOT NULL,
+    owner_id TEXT,
+    action TEXT NOT NULL,
+    actor_kind TEXT NOT NULL,
+    recipient_kind TEXT,
+    recipient_org TEXT,
+    legal_basis TEXT,
+    occurred_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS record_index_camera ON record_index (camera_id, occurred_at);
+CREATE INDEX IF NOT EXISTS record_index_owner ON record_index (owner_id, occurred_at);
+CREATE INDEX IF NOT EXISTS record_index_time ON record_index (occurred_at);
+CREATE VIEW IF NOT EXISTS indexed_records AS
+    SELECT record_index.*, records.leaf FROM record_index JOIN records USING (seq);
 """
 
 
@@ -181,8 +202,11 @@ class SQLiteStore:
     connection.
     """
 
-    def __init__(self, path: str | os.PathLike[str], conn: sqlite3.Connection) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], conn: sqlite3.Connection, *, readonly: bool = False
+    ) -> None:
         self.path = Path(path)
+        self.readonly = readonly
         self._conn = conn
         self._lock = threading.RLock()
         self.db = sqlite_utils.Database(conn)
@@ -204,13 +228,8 @@ class SQLiteStore:
         return conn
 
     @classmethod
-    def create(
-        cls, path: str | os.PathLike[str], meta: dict[str, str], *, query_indexes: bool = True
-    ) -> SQLiteStore:
+    def create(cls, path: str | os.PathLike[str], meta: dict[str, str]) -> SQLiteStore:
         """Create a new ledger file with the given metadata.
-
-        ``query_indexes`` adds indexes on camera, owner and time for queries;
-        without them queries scan, and appends are cheaper.
 
         Raises:
             StorageError: if the file exists or cannot be created.
@@ -225,7 +244,7 @@ class SQLiteStore:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
             conn.execute("BEGIN IMMEDIATE")
-            schema = _SCHEMA + (_QUERY_INDEXES if query_indexes else "") + _triggers()
+            schema = _SCHEMA + _QUERY_INDEX + _triggers()
             for stmt in schema.split(";\n"):
                 if stmt.strip():
                     conn.execute(stmt)
@@ -266,7 +285,7 @@ class SQLiteStore:
         if header != b"SQLite format 3\x00":
             raise StorageError(f"{p}: not a disclosure ledger (not an SQLite file)")
         conn = cls._connect(p, readonly=readonly)
-        store = cls(p, conn)
+        store = cls(p, conn, readonly=readonly)
         try:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         except sqlite3.Error as err:
@@ -380,20 +399,58 @@ class SQLiteStore:
         for (leaf,) in self._iter_rows("leaf", start, end, chunk):
             yield bytes(leaf)
 
-    def iter_record_rows(
-        self, start: int, end: int, chunk: int = 4096
-    ) -> Iterator[tuple[bytes, tuple[Any, ...]]]:
-        """Yield ``(leaf, columns)`` for records ``[start, end)``, in bounded memory.
-
-        ``columns`` are the stored query columns in :meth:`AppendTxn.insert_records`
-        order after the leaf: (logged_at, event_id, camera_id, owner_id, action,
-        actor_kind, recipient_kind, recipient_org, legal_basis, occurred_at).
+    def indexed_size(self) -> int:
+        """Return how many records (from the first) the query index covers.
 
         Raises:
-            StorageError: if a record in the range is missing.
+            StorageError: if the ledger cannot be read.
         """
-        for leaf, *columns in self._iter_rows(f"leaf, {_QUERY_COLUMNS}", start, end, chunk):
-            yield bytes(leaf), tuple(columns)
+        row = self._read("SELECT MAX(seq) FROM record_index")[0][0]
+        return 0 if row is None else int(row) + 1
+
+    def iter_index_rows(
+        self, start: int, end: int, chunk: int = 4096
+    ) -> Iterator[tuple[int, tuple[Any, ...]]]:
+        """Yield ``(seq, columns)`` of the query index for records ``[start, end)``.
+
+        ``columns`` are in :meth:`AppendTxn.insert_index_rows` order after the
+        seq: (logged_at, event_id, camera_id, owner_id, action, actor_kind,
+        recipient_kind, recipient_org, legal_basis, occurred_at).
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
+        pos = start
+        while pos < end:
+            stop = min(end, pos + chunk)
+            rows = self._read(
+                f"SELECT seq, {_QUERY_COLUMNS} FROM record_index"  # noqa: S608 - fixed columns
+                " WHERE seq >= ? AND seq < ? ORDER BY seq",
+                (pos, stop),
+            )
+            for seq, *columns in rows:
+                yield int(seq), tuple(columns)
+            pos = stop
+
+    def event_id_seqs(self, event_ids: Sequence[str]) -> dict[str, int]:
+        """Map those of ``event_ids`` that are stored to the record they belong to.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
+        try:
+            with self._lock:
+                return _event_id_seqs(self._conn, event_ids)
+        except sqlite3.Error as err:
+            raise _storage_error(err, self.path, "reading") from err
+
+    def event_id_count(self) -> int:
+        """Return how many event IDs are stored.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
+        return int(self._read("SELECT COUNT(*) FROM event_ids")[0][0])
 
     def read_hashes(self, ids: Sequence[NodeId], /) -> list[bytes]:
         """Return the stored hashes of ``ids`` (a :class:`~.merkle.HashReader`).
@@ -401,57 +458,76 @@ class SQLiteStore:
         Raises:
             StorageError: if a hash is not stored.
         """
-        positions = [stored_hash_index(level, n) for level, n in ids]
-        if not positions:
-            return []
         cache = self._hash_cache
-        found: dict[int, bytes] = {}
-        missing = []
-        for pos in positions:
+        out: list[bytes] = []
+        missing: list[int] = []
+        for level, n in ids:
+            pos = stored_hash_index(level, n)
             h = cache.get(pos)
             if h is None:
                 missing.append(pos)
-            else:
-                found[pos] = h
-        for i in range(0, len(missing), _IN_WIDTH):
-            # A fixed-width IN list (padded with -1, which is never a position)
-            # keeps one prepared statement in sqlite3's cache for every proof.
-            part = missing[i : i + _IN_WIDTH]
-            part += [-1] * (_IN_WIDTH - len(part))
-            for pid, h in self._read(_READ_HASHES_SQL, part):
-                found[int(pid)] = bytes(h)
+            out.append(h if h is not None else b"")
+        if not missing:
+            return out
         try:
-            out = [found[p] for p in positions]
-        except KeyError as err:
-            raise StorageError("a Merkle hash the proof needs is not stored") from err
+            with self._lock:
+                found = _hashes_at(self._conn, missing)
+        except sqlite3.Error as err:
+            raise _storage_error(err, self.path, "reading") from err
         # Stored hashes never change, so the upper levels (few, and in every
         # proof) can be kept in memory; a proof then reads only its lowest levels.
         if len(cache) > _HASH_CACHE_MAX:
             cache.clear()
-        for (level, _), pos, h in zip(ids, positions, out, strict=True):
-            if level >= _CACHED_LEVEL:
-                cache[pos] = h
+        it = iter(found)
+        for k, (level, _) in enumerate(ids):
+            if not out[k]:
+                h = next(it)
+                out[k] = h
+                if level >= _CACHED_LEVEL:
+                    cache[stored_hash_index(level, ids[k][1])] = h
         return out
 
     def read_hash_range(self, start: int, end: int) -> list[bytes]:
         """Return stored hashes with positions ``[start, end)`` in order.
 
+        Stops early, returning fewer, where the stored hashes end.
+
         Raises:
-            StorageError: if the ledger cannot be read.
+            StorageError: if the stored runs overlap or leave a gap (a damaged
+                file), or the ledger cannot be read.
         """
-        rows = self._read(
-            "SELECT hash FROM hashes WHERE id >= ? AND id < ? ORDER BY id", (start, end)
+        if end <= start:
+            return []
+        rows = self._read(_RUN_AT_SQL, (start,))
+        rows += self._read(
+            "SELECT first, run FROM hashes WHERE first > ? AND first < ? ORDER BY first",
+            (start, end),
         )
-        return [bytes(r[0]) for r in rows]
+        out: list[bytes] = []
+        pos = start
+        for i, (first_at, blob) in enumerate(rows):
+            first, run = int(first_at), bytes(blob)
+            stop = first + len(run) // 32
+            if i == 0 and stop <= pos:
+                continue  # the run before ``start`` ends before it
+            if first > pos:
+                raise StorageError(f"stored Merkle hashes have a gap at position {pos}")
+            if first < pos and i > 0:
+                raise StorageError(f"stored Merkle hashes overlap at position {first}")
+            off = (pos - first) * 32
+            take = min(stop, end) - pos
+            out += [run[off + 32 * k : off + 32 * k + 32] for k in range(take)]
+            pos += take
+        return out
 
     def hash_count(self) -> int:
-        """Return the number of stored hashes.
+        """Return the number of stored hashes (the end of the last stored run).
 
         Raises:
             StorageError: if the ledger cannot be read.
         """
-        row = self._read("SELECT MAX(id) FROM hashes")[0][0]
-        return 0 if row is None else int(row) + 1
+        rows = self._read("SELECT first, length(run) FROM hashes ORDER BY first DESC LIMIT 1")
+        return 0 if not rows else int(rows[0][0]) + int(rows[0][1]) // 32
 
     def checkpoint(self, size: int) -> str | None:
         """Return the signed checkpoint note stored for ``size``, if any.
@@ -533,21 +609,22 @@ class SQLiteStore:
         return [str(r[0]) for r in self._read("SELECT vkey FROM writers ORDER BY rowid")]
 
     def query(
-        self, where: str, args: Sequence[object], limit: int | None
+        self, where: str, args: Sequence[object], limit: int | None, *, below: int
     ) -> list[tuple[int, bytes]]:
-        """Return ``(seq, leaf)`` of the records matching ``where``, ascending.
+        """Return ``(seq, leaf)`` of the indexed records matching ``where``, ascending.
 
-        ``where`` is built by the ledger from fixed column names; values are
-        always bound parameters.
+        Only records below ``below`` are returned. ``where`` is built by the
+        ledger from fixed column names; values are always bound parameters.
 
         Raises:
             StorageError: if the ledger cannot be read or ``where`` is not valid SQL.
         """
+        clause = "seq < ?" + (f" AND ({where})" if where else "")
         try:
             with self._lock:
                 rows = list(
-                    self.db["records"].rows_where(
-                        where or None, list(args), order_by="seq", select="seq, leaf", limit=limit
+                    self.db["indexed_records"].rows_where(
+                        clause, [below, *args], order_by="seq", select="seq, leaf", limit=limit
                     )
                 )
         except sqlite3.Error as err:
@@ -634,6 +711,43 @@ class SQLiteStore:
         return [(int(a), str(b), str(c), str(d)) for a, b, c, d in rows]
 
 
+def _hashes_at(conn: sqlite3.Connection, positions: Sequence[int]) -> list[bytes]:
+    """The stored hashes at ``positions``: one primary-key seek per run they fall in.
+
+    Raises:
+        StorageError: if a position is beyond the stored runs.
+        sqlite3.Error: if a statement fails.
+    """
+    runs: list[tuple[int, bytes]] = []  # (first, run) read so far: a proof's low levels share
+    out = []
+    for pos in positions:
+        found = next((r for r in runs if r[0] <= pos < r[0] + len(r[1]) // 32), None)
+        if found is None:
+            row = conn.execute(_RUN_AT_SQL, (pos,)).fetchone()
+            if row is None or int(row[0]) + len(row[1]) // 32 <= pos:
+                raise StorageError(f"the Merkle hash at position {pos} is not stored")
+            found = (int(row[0]), bytes(row[1]))
+            runs.append(found)
+        off = (pos - found[0]) * 32
+        out.append(found[1][off : off + 32])
+    return out
+
+
+def _event_id_seqs(conn: sqlite3.Connection, event_ids: Sequence[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for i in range(0, len(event_ids), 500):
+        part = list(event_ids[i : i + 500])
+        marks = ",".join("?" * len(part))
+        found.update(
+            (str(eid), int(seq))
+            for eid, seq in conn.execute(
+                f"SELECT event_id, seq FROM event_ids WHERE event_id IN ({marks})",  # noqa: S608 - "?" only
+                part,
+            )
+        )
+    return found
+
+
 class AppendTxn:
     """Writes inside one exclusive transaction (see :meth:`SQLiteStore.append_txn`)."""
 
@@ -676,15 +790,7 @@ class AppendTxn:
             sqlite3.Error: if the statement fails (:meth:`SQLiteStore.append_txn` rolls back
                 and reports it as StorageError).
         """
-        out = []
-        for level, n in ids:
-            row = self.conn.execute(
-                "SELECT hash FROM hashes WHERE id = ?", (stored_hash_index(level, n),)
-            ).fetchone()
-            if row is None:
-                raise StorageError("a frontier hash is missing")
-            out.append(bytes(row[0]))
-        return out
+        return _hashes_at(self.conn, [stored_hash_index(level, n) for level, n in ids])
 
     def existing_event_ids(self, event_ids: Sequence[str]) -> set[str]:
         """Those of ``event_ids`` already committed.
@@ -693,49 +799,65 @@ class AppendTxn:
             sqlite3.Error: if the statement fails (:meth:`SQLiteStore.append_txn` rolls back
                 and reports it as StorageError).
         """
-        found: set[str] = set()
-        for i in range(0, len(event_ids), 500):
-            part = list(event_ids[i : i + 500])
-            marks = ",".join("?" * len(part))
-            found.update(
-                r[0]
-                for r in self.conn.execute(
-                    f"SELECT event_id FROM records WHERE event_id IN ({marks})",  # noqa: S608 - "?" only
-                    part,
-                )
-            )
-        return found
+        return set(_event_id_seqs(self.conn, event_ids))
 
-    def insert_records(self, rows: Sequence[tuple[object, ...]]) -> None:
-        """Insert record rows: (seq, leaf, logged_at, event_id, camera_id, owner_id,
-        action, actor_kind, recipient_kind, recipient_org, legal_basis, occurred_at).
+    def insert_records(self, first: int, leaves: Sequence[bytes], event_ids: Sequence[str]) -> None:
+        """Insert records ``first, first + 1, ...``: their leaves and their event IDs.
 
         Raises:
             DuplicateEventError: if an event_id is already present.
+            StorageError: if a record position is already taken.
         """
         try:
             self.conn.executemany(
-                f"INSERT INTO records (seq, leaf, {_QUERY_COLUMNS})"  # noqa: S608 - fixed columns
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                rows,
+                "INSERT INTO event_ids (event_id, seq) VALUES (?, ?)",
+                zip(event_ids, range(first, first + len(event_ids)), strict=True),
+            )
+            self.conn.executemany(
+                "INSERT INTO records (seq, leaf) VALUES (?, ?)",
+                zip(range(first, first + len(leaves)), leaves, strict=True),
             )
         except sqlite3.IntegrityError as err:
             if "event_id" in str(err):
                 raise DuplicateEventError("(one of this batch)") from err
             raise StorageError(f"record insert refused: {err}") from err
 
-    def insert_hashes(self, first_id: int, hashes: Sequence[bytes]) -> None:
-        """Insert stored hashes at consecutive positions from ``first_id``.
+    def indexed_size(self) -> int:
+        """How many records the query index covers, read inside the lock.
 
         Raises:
-            sqlite3.IntegrityError: if a position is already stored.
             sqlite3.Error: if the statement fails (:meth:`SQLiteStore.append_txn` rolls back
                 and reports it as StorageError).
         """
+        row = self.conn.execute("SELECT MAX(seq) FROM record_index").fetchone()[0]
+        return 0 if row is None else int(row) + 1
+
+    def insert_index_rows(self, rows: Sequence[tuple[object, ...]]) -> None:
+        """Add query index rows: (seq, logged_at, event_id, camera_id, owner_id,
+        action, actor_kind, recipient_kind, recipient_org, legal_basis, occurred_at).
+
+        Raises:
+            sqlite3.Error: if a row is already indexed or the statement fails
+                (:meth:`SQLiteStore.append_txn` rolls back and reports it as StorageError).
+        """
         self.conn.executemany(
-            "INSERT INTO hashes (id, hash) VALUES (?, ?)",
-            zip(range(first_id, first_id + len(hashes)), hashes, strict=True),
+            f"INSERT INTO record_index (seq, {_QUERY_COLUMNS})"  # noqa: S608 - fixed columns
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            rows,
         )
+
+    def insert_hashes(self, first_id: int, hashes: Sequence[bytes]) -> None:
+        """Store hashes at consecutive positions from ``first_id``, as one run.
+
+        Raises:
+            sqlite3.IntegrityError: if a run already starts at ``first_id``.
+            sqlite3.Error: if the statement fails (:meth:`SQLiteStore.append_txn` rolls back
+                and reports it as StorageError).
+        """
+        if hashes:
+            self.conn.execute(
+                "INSERT INTO hashes (first, run) VALUES (?, ?)", (first_id, b"".join(hashes))
+            )
 
     def insert_checkpoint(self, size: int, note: str) -> None:
         """Insert the signed checkpoint for ``size``.
