@@ -76,13 +76,10 @@ def stored_hash_index(level: int, n: int) -> int:
     Raises:
         Nothing: integer arithmetic only.
     """
-    for _ in range(level):
-        n = 2 * n + 1
-    i = 0
-    while n > 0:
-        i += n
-        n >>= 1
-    return i + level
+    # The last leaf under the node is n' = n·2^level + 2^level - 1; the hashes
+    # before and including it number sum(n' >> k for k >= 0) = 2n' - popcount(n').
+    last = ((n + 1) << level) - 1
+    return 2 * last - last.bit_count() + level
 
 
 def stored_hash_count(size: int) -> int:
@@ -459,32 +456,25 @@ class SQLiteStore:
             StorageError: if a hash is not stored.
         """
         cache = self._hash_cache
-        out: list[bytes] = []
-        missing: list[int] = []
-        for level, n in ids:
-            pos = stored_hash_index(level, n)
-            h = cache.get(pos)
-            if h is None:
-                missing.append(pos)
-            out.append(h if h is not None else b"")
+        positions = [stored_hash_index(level, n) for level, n in ids]
+        out = [cache.get(pos, b"") for pos in positions]
+        missing = [pos for pos, h in zip(positions, out, strict=True) if not h]
         if not missing:
             return out
         try:
             with self._lock:
-                found = _hashes_at(self._conn, missing)
+                found = iter(_hashes_at(self._conn, missing))
         except sqlite3.Error as err:
             raise _storage_error(err, self.path, "reading") from err
         # Stored hashes never change, so the upper levels (few, and in every
         # proof) can be kept in memory; a proof then reads only its lowest levels.
         if len(cache) > _HASH_CACHE_MAX:
             cache.clear()
-        it = iter(found)
-        for k, (level, _) in enumerate(ids):
+        for k, ((level, _), pos) in enumerate(zip(ids, positions, strict=True)):
             if not out[k]:
-                h = next(it)
-                out[k] = h
+                out[k] = h = next(found)
                 if level >= _CACHED_LEVEL:
-                    cache[stored_hash_index(level, ids[k][1])] = h
+                    cache[pos] = h
         return out
 
     def read_hash_range(self, start: int, end: int) -> list[bytes]:
