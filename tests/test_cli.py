@@ -486,6 +486,19 @@ def test_check_fails_on_sql_tampering(ledger: Path) -> None:
     assert_one_line_error(run("check", ledger), 1, "check failed", "record 2")
 
 
+def test_index_then_show(ledger: Path) -> None:
+    append(ledger, jsonl(*[event(i) for i in range(4)]))
+    result = run("index", ledger)
+    assert result.exit_code == 0
+    assert result.stdout == "indexed 4 new records; the index covers 4\n"
+    append(ledger, jsonl(event(4)))
+    # show reads the index for 0..3 and decodes record 4 itself.
+    cam = [json.loads(x) for x in run("show", ledger, "--camera", "cam-1").stdout.splitlines()]
+    assert [r["event"]["event_id"] for r in cam] == ["evt-1", "evt-4"]
+    assert run("index", ledger).stdout == "indexed 1 new records; the index covers 5\n"
+    assert_one_line_error(run("index", ledger.with_name("missing.db")), 2, "no such ledger")
+
+
 def test_show(ledger: Path) -> None:
     evs = [event(i) for i in range(6)]
     evs[4] = event(4, action="release", recipient={"kind": "law_enforcement", "organization": "PD"})

@@ -542,6 +542,24 @@ def check(*, ledger: Path) -> None:
     )
 
 
+@cli.command()
+@_ledger_argument
+def index(*, ledger: Path) -> None:
+    """Bring the query index up to the records appended since it was last updated.
+
+    Queries (`show --camera/--owner`) then read the index instead of decoding
+    each new record. Appends never wait for the index; this can run beside them.
+
+    \f
+    Raises:
+        StorageError: if the ledger cannot be opened or written.
+        MalformedError: if a stored record does not decode (a damaged file).
+    """
+    with Ledger.open(ledger) as lg:
+        added = lg.update_index()
+        click.echo(f"indexed {added} new records; the index covers {lg.size}")
+
+
 def _record_json(rec: Record) -> str:
     return json.dumps(
         {
