@@ -65,6 +65,7 @@ __all__ = ["AppendReceipt", "CheckReport", "Ledger", "Record"]
 
 _MAX_BATCH = 8192
 _SIGN_CHUNK = 256
+_SIGN_HERE = 8  # commits of up to this many records are signed by the committer itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,20 +508,35 @@ class Ledger:
                 return
             logged_at = time.time_ns() // 1000
             seq = size
-            contents: list[tuple[bytes, Signer]] = []
             encode_content = records.encode_content
             chain_prefix = records.CHAIN_PREFIX
+            total = sum(len(req.events) for req in accepted)
+            # Each chunk goes to the signing pool as soon as it is sequenced, and
+            # this thread stores the chunks already signed while the pool signs
+            # the rest (sqlite3 and libsodium release the GIL while they work).
+            # A small commit is signed here: handing it over costs more.
+            chunks: list[list[tuple[bytes, Signer]]] = []
+            futures: list[Future[list[bytes]]] = []
+            current: list[tuple[bytes, Signer]] = []
             for req in accepted:
                 kid = req.writer.key_id
                 for _, evb in req.events:
                     content = encode_content(seq, prev, logged_at, kid, evb)
                     prev = sha(chain_prefix + content).digest()
-                    contents.append((content, req.writer))
+                    current.append((content, req.writer))
                     seq += 1
-            # Sign on the pool, chunk by chunk, while this thread stores the
-            # chunks already signed (sqlite3 releases the GIL while it works).
-            chunks = [contents[i : i + _SIGN_CHUNK] for i in range(0, len(contents), _SIGN_CHUNK)]
-            futures = [self._pool.submit(self._sign_chunk, ch) for ch in chunks]
+                    if len(current) == _SIGN_CHUNK:
+                        chunks.append(current)
+                        futures.append(self._pool.submit(self._sign_chunk, current))
+                        current = []
+            if current:
+                chunks.append(current)
+                if total <= _SIGN_HERE:
+                    here: Future[list[bytes]] = Future()
+                    here.set_result(self._sign_chunk(current))
+                    futures.append(here)
+                else:
+                    futures.append(self._pool.submit(self._sign_chunk, current))
             for req in accepted:
                 vkey = req.writer.verifier.vkey
                 if vkey not in self._registered:
