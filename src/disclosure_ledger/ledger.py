@@ -785,10 +785,10 @@ class Ledger:
 
     def _checkpointed(self, size: int | None) -> int:
         if size is None:
-            latest = self._store.latest_checkpoint()
+            latest = self._store.latest_checkpoint_size()
             if latest is None:
                 raise StorageError("the ledger has no checkpoint")
-            return latest[0]
+            return latest
         if self._store.checkpoint(size) is None:
             raise StorageError(f"no checkpoint of size {size}")
         return size

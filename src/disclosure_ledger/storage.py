@@ -51,6 +51,7 @@ _BUSY_TIMEOUT_MS = 60_000
 
 _CACHED_LEVEL = 6  # nodes over 64 leaves: 1/64 of the leaves, about 2 MB per million records
 _HASH_CACHE_MAX = 1 << 16
+_RECENT_RUNS = 8
 _RUN_AT_SQL = "SELECT first, run FROM hashes WHERE first <= ? ORDER BY first DESC LIMIT 1"
 
 _TABLES = (
@@ -208,6 +209,9 @@ class SQLiteStore:
         self._lock = threading.RLock()
         self.db = sqlite_utils.Database(conn)
         self._hash_cache: dict[int, bytes] = {}
+        # The runs read most recently, newest last: the run at the tree's right
+        # edge is in every proof at the latest size.
+        self._recent_runs: list[tuple[int, bytes]] = []
 
     # -- opening -----------------------------------------------------------------
 
@@ -463,7 +467,9 @@ class SQLiteStore:
             return out
         try:
             with self._lock:
-                found = iter(_hashes_at(self._conn, missing))
+                runs = self._recent_runs
+                found = iter(_hashes_at(self._conn, missing, runs))
+                del runs[:-_RECENT_RUNS]
         except sqlite3.Error as err:
             raise _storage_error(err, self.path, "reading") from err
         # Stored hashes never change, so the upper levels (few, and in every
@@ -536,6 +542,15 @@ class SQLiteStore:
         """
         rows = self._read("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
         return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def latest_checkpoint_size(self) -> int | None:
+        """Return the size of the newest checkpoint, if any.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
+        row = self._read("SELECT MAX(size) FROM checkpoints")[0][0]
+        return None if row is None else int(row)
 
     def checkpoint_sizes(self) -> list[int]:
         """Return every checkpointed size, ascending.
@@ -701,14 +716,20 @@ class SQLiteStore:
         return [(int(a), str(b), str(c), str(d)) for a, b, c, d in rows]
 
 
-def _hashes_at(conn: sqlite3.Connection, positions: Sequence[int]) -> list[bytes]:
+def _hashes_at(
+    conn: sqlite3.Connection, positions: Sequence[int], runs: list[tuple[int, bytes]] | None = None
+) -> list[bytes]:
     """The stored hashes at ``positions``: one primary-key seek per run they fall in.
+
+    ``runs`` holds ``(first, run)`` pairs already read (stored runs never
+    change); the runs this call reads are appended to it.
 
     Raises:
         StorageError: if a position is beyond the stored runs.
         sqlite3.Error: if a statement fails.
     """
-    runs: list[tuple[int, bytes]] = []  # (first, run) read so far: a proof's low levels share
+    if runs is None:
+        runs = []  # a proof's low levels share a run or two
     out = []
     for pos in positions:
         found = next((r for r in runs if r[0] <= pos < r[0] + len(r[1]) // 32), None)
