@@ -30,7 +30,7 @@ from disclosure_ledger.checkpoints import (
 )
 from disclosure_ledger.cli import cli
 from disclosure_ledger.keys import read_verifier_file
-from disclosure_ledger.ledger import Ledger
+from disclosure_ledger.ledger import AppendReceipt, Ledger
 from disclosure_ledger.merkle import leaf_hash, verify_consistency
 from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, parse_verifier
 
@@ -650,3 +650,14 @@ def test_main_exits_with_the_command_status(work: Path, capsys: pytest.CaptureFi
     with pytest.raises(SystemExit) as exc:
         cli_module.main(["--version"])
     assert exc.value.code == 0
+
+
+@pytest.mark.parametrize("event_id", ["evt-1", 'quo"te', "back\\slash", "x" * 200])
+def test_ack_lines_are_exactly_json_dumps(event_id: str) -> None:
+    # The acknowledgement lines are formatted by hand for speed; they must be
+    # byte for byte what json.dumps of the documented object gives.
+    receipt = AppendReceipt(7, b"\x01" * 32, event_id, None)  # type: ignore[arg-type]
+    want = json.dumps(
+        {"index": 7, "leaf_hash": base64.b64encode(b"\x01" * 32).decode(), "event_id": event_id}
+    )
+    assert cli_module._ack_lines([receipt, receipt]) == (want + "\n") * 2

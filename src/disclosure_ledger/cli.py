@@ -270,9 +270,12 @@ def _line_batches(stream: IO[bytes]) -> Iterator[list[tuple[int, bytes]]]:
 
 
 def _ack_lines(receipts: Sequence[AppendReceipt]) -> str:
+    # What json.dumps({"index": ..., "leaf_hash": ..., "event_id": ...}) prints,
+    # without building a dict per line: index is an int, base64 needs no escaping.
+    dumps = json.dumps
     return "".join(
-        json.dumps({"index": r.index, "leaf_hash": b64encode(r.leaf_hash), "event_id": r.event_id})
-        + "\n"
+        f'{{"index": {r.index}, "leaf_hash": "{b64encode(r.leaf_hash)}", '
+        f'"event_id": {dumps(r.event_id)}}}\n'
         for r in receipts
     )
 
@@ -283,6 +286,7 @@ class _Appender:
     While one batch commits (signing, writing, fsync) the next is read and
     validated; it is submitted only after the previous one is durable, so a
     failure never leaves a later line appended after an earlier one failed.
+    The previous batch is acknowledged while the next one commits.
     """
 
     def __init__(self, ledger: Ledger, out: Callable[[str], None]) -> None:
@@ -299,10 +303,11 @@ class _Appender:
             CommandFailedError: if the batch in flight held an event already in the ledger.
             LedgerError: if the batch in flight could not be appended.
         """
-        self.finish()
+        done = self._settle()
         if items:
             future = self._ledger.submit([ev for _, ev in items])
             self._inflight = (future, items)
+        self._ack(done)
 
     def finish(self) -> None:
         """Wait for the batch in flight and acknowledge its records.
@@ -312,12 +317,16 @@ class _Appender:
                 before that one are appended and acknowledged).
             LedgerError: if it could not be appended.
         """
+        self._ack(self._settle())
+
+    def _settle(self) -> list[AppendReceipt]:
+        # Wait for the batch in flight; its receipts are durable, not yet acknowledged.
         if self._inflight is None:
-            return
+            return []
         future, items = self._inflight
         self._inflight = None
         try:
-            self._ack(future.result())
+            return future.result()
         except DuplicateEventError as err:
             # The ledger refuses the whole batch; the lines before the duplicate
             # must still be appended, so append them on their own.

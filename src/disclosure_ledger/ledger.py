@@ -118,7 +118,7 @@ def _record(index: int, leaf: bytes) -> Record:
     return Record(index, env, env.event())
 
 
-_Item = tuple[Event, bytes]
+_Item = tuple[str, bytes]  # (event_id, the event's canonical encoding)
 _INDEX_CHUNK = 4096
 
 
@@ -403,7 +403,7 @@ class Ledger:
             if ev.event_id in seen:
                 raise DuplicateEventError(ev.event_id)
             seen.add(ev.event_id)
-            encoded.append((ev, records.encode_event(ev)))
+            encoded.append((ev.event_id, records.encode_event(ev)))
         future: Future[list[AppendReceipt]] = Future()
         if not encoded:
             future.set_result([])
@@ -483,22 +483,18 @@ class Ledger:
             accepted: list[_Request] = []
             refused: list[tuple[_Request, str]] = []
             if check_duplicates:
-                ids = [ev.event_id for req in batch for ev, _ in req.events]
+                ids = [eid for req in batch for eid, _ in req.events]
                 existing = txn.existing_event_ids(ids)
                 seen: set[str] = set()
                 for req in batch:
                     dup = next(
-                        (
-                            ev.event_id
-                            for ev, _ in req.events
-                            if ev.event_id in existing or ev.event_id in seen
-                        ),
+                        (eid for eid, _ in req.events if eid in existing or eid in seen),
                         None,
                     )
                     if dup is not None:
                         refused.append((req, dup))
                         continue
-                    seen.update(ev.event_id for ev, _ in req.events)
+                    seen.update(eid for eid, _ in req.events)
                     accepted.append(req)
             else:
                 accepted = batch
@@ -544,7 +540,7 @@ class Ledger:
             leaf_hashes: list[bytes] = []
             pos = 0
             hash_pos = stored_hash_count(size)
-            event_ids = [ev.event_id for req in accepted for ev, _ in req.events]
+            event_ids = [eid for req in accepted for eid, _ in req.events]
             for chunk, fut in zip(chunks, futures, strict=True):
                 sigs = fut.result()
                 hashes: list[bytes] = []
@@ -573,8 +569,8 @@ class Ledger:
         pos = 0
         for req in accepted:
             out = []
-            for ev, _ in req.events:
-                out.append(AppendReceipt(size + pos, leaf_hashes[pos], ev.event_id, signed))
+            for eid, _ in req.events:
+                out.append(AppendReceipt(size + pos, leaf_hashes[pos], eid, signed))
                 pos += 1
             req.future.set_result(out)
         if self._witnesses:
