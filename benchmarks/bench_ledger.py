@@ -336,14 +336,18 @@ def main() -> None:
             flat = bench_flatness(tmp, big, 10_000, lambda: raw_sign_rate(msg_size, seconds=1.0))
             (small_ratio, small, small_raw), (big_ratio, bigr, big_raw) = flat["small"], flat["big"]
             size = flat["size"]
-            drop = 1 - big_ratio / small_ratio
+            # The target is about slowing down as the ledger grows: judged on the
+            # rate itself and on the rate against the raw limit beside it, since
+            # either alone can be moved by the machine.
+            plain, paired = bigr / small - 1, big_ratio / small_ratio - 1
+            verdict = "PASS" if min(plain, paired) >= -0.15 else "MISS"
             rows.append(
                 (
                     f"flatness: rate at 10k / at {size:,}",
                     f"{small:,.0f} / {bigr:,.0f}/s",
                     f"{small_ratio:.2f}/{big_ratio:.2f}x",
                     "",
-                    f"within 15%: {-drop:+.0%} " + ("PASS" if abs(drop) <= 0.15 else "MISS"),
+                    f"≤15% slower: {plain:+.0%} plain, {paired:+.0%} paired {verdict}",
                 )
             )
             rows.append(
