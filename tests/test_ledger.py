@@ -104,6 +104,56 @@ def test_invalid_event_names_field_and_appends_nothing(ledger: Ledger) -> None:
     assert ledger.size == 0
 
 
+def test_proofs_reach_past_the_upper_levels(tmp_path: Path) -> None:
+    # Nodes over 64 leaves or more are read from their own table, the rest from
+    # runs of hashes; commits of odd sizes put run boundaries everywhere.
+    with new_ledger(tmp_path, "l.ledger") as led:
+        start = 0
+        for n in (1, 255, 256, 3, 64, 121):
+            led.append_many([event(start + k) for k in range(n)])
+            start += n
+        assert led.size == 700
+        led.check()
+    with Ledger.open(tmp_path / "l.ledger", readonly=True) as led:  # cold caches
+        sizes = led.checkpoint_sizes()
+        for size in sizes[1:]:
+            root = led.checkpoint(size).checkpoint.root
+            for i in sorted({0, 1, 63, 64, 127, 255, 256, 511, size // 2, size - 1}):
+                if i < size:
+                    proof = led.inclusion_proof(i, size)
+                    merkle.verify_inclusion(merkle.leaf_hash(led.leaf(i)), i, size, proof, root)
+            for old in sizes[1:]:
+                if old <= size:
+                    old_root = led.checkpoint(old).checkpoint.root
+                    proof = led.consistency_proof(old, size)
+                    merkle.verify_consistency(old, size, old_root, root, proof)
+
+
+@pytest.mark.parametrize(
+    ("sql", "error"),
+    [
+        (
+            "UPDATE upper_hashes SET hash = zeroblob(32)"
+            " WHERE id = (SELECT MIN(id) FROM upper_hashes)",
+            RootMismatchError,
+        ),
+        ("DELETE FROM upper_hashes WHERE id = (SELECT MAX(id) FROM upper_hashes)", StorageError),
+        ("INSERT INTO upper_hashes (id, hash) VALUES (1, zeroblob(32))", StorageError),
+    ],
+    ids=["replaced", "dropped", "added"],
+)
+def test_check_catches_tampered_upper_hashes(
+    tmp_path: Path, sql: str, error: type[Exception]
+) -> None:
+    path = tmp_path / "l.ledger"
+    with new_ledger(tmp_path, "l.ledger") as led:
+        led.append_many([event(i) for i in range(130)])
+        led.check()
+    _tamper(path, sql)
+    with Ledger.open(path) as led, pytest.raises(error):
+        led.check()
+
+
 def test_group_commit_threads_share_commits(ledger: Ledger) -> None:
     per_thread = 60
     threads = 8

@@ -59,7 +59,7 @@ from .merkle import (
 )
 from .notes import KEY_TYPE_ED25519, Signer, Verifier, parse_verifier
 from .records import Event
-from .storage import SQLiteStore, stored_hash_count
+from .storage import UPPER_LEVEL, SQLiteStore, stored_hash_count, upper_hash_count
 
 __all__ = ["AppendReceipt", "CheckReport", "Ledger", "Record"]
 
@@ -545,14 +545,20 @@ class Ledger:
                 sigs = fut.result()
                 hashes: list[bytes] = []
                 leaves: list[bytes] = []
+                upper: list[tuple[int, bytes]] = []
                 for (content, _), sig in zip(chunk, sigs, strict=True):
                     leaf = content + sig
                     lh = sha(b"\x00" + leaf).digest()
                     leaf_hashes.append(lh)
-                    hashes += tree.append_nodes(lh)
+                    new = tree.append_nodes(lh)
+                    if len(new) > UPPER_LEVEL:
+                        at = hash_pos + len(hashes)
+                        upper += [(at + j, new[j]) for j in range(UPPER_LEVEL, len(new))]
+                    hashes += new
                     leaves.append(leaf)
                 txn.insert_records(size + pos, leaves, event_ids[pos : pos + len(leaves)])
                 txn.insert_hashes(hash_pos, hashes)
+                txn.insert_upper(upper)
                 pos += len(leaves)
                 hash_pos += len(hashes)
             new_size = tree.size
@@ -879,6 +885,7 @@ class Ledger:
         prev = records.GENESIS_PREV
         stored_pos = 0
         pending: list[bytes] = []
+        pending_upper: list[tuple[int, bytes]] = []
         sha = hashlib.sha256
 
         def check_checkpoints_at(n: int) -> None:
@@ -906,7 +913,7 @@ class Ledger:
                 next_cp = next(checkpoints, None)
 
         def flush_hashes(upto: int) -> None:
-            nonlocal stored_pos, pending
+            nonlocal stored_pos, pending, pending_upper
             if not pending:
                 return
             stored = self._store.read_hash_range(stored_pos, stored_pos + len(pending))
@@ -919,8 +926,25 @@ class Ledger:
                     )
             if len(stored) != len(pending):
                 raise StorageError(f"stored Merkle hashes end before position {upto}")
+            stored_upper = self._store.read_upper_range(stored_pos, stored_pos + len(pending))
+            for (pos, want), (at, got) in zip(pending_upper, stored_upper, strict=False):
+                if at != pos:
+                    raise StorageError(
+                        f"the upper Merkle hash at position {min(at, pos)} is misplaced"
+                    )
+                if want != got:
+                    raise RootMismatchError(
+                        f"stored upper Merkle hash {pos} differs from the records", want, got
+                    )
+            if len(stored_upper) != len(pending_upper):
+                raise StorageError(
+                    f"{len(stored_upper)} upper Merkle hashes are stored in positions "
+                    f"{stored_pos}..{stored_pos + len(pending) - 1}; the records make "
+                    f"{len(pending_upper)}"
+                )
             stored_pos += len(pending)
             pending = []
+            pending_upper = []
 
         check_checkpoints_at(0)
         indexed = self._store.indexed_size()
@@ -966,7 +990,11 @@ class Ledger:
                 self._check_event_ids(index + 1 - len(chunk_ids), chunk_ids)
                 chunk_ids = []
             prev = env.chain_hash
-            pending += tree.append_nodes(sha(b"\x00" + leaf).digest())
+            new = tree.append_nodes(sha(b"\x00" + leaf).digest())
+            if len(new) > UPPER_LEVEL:
+                at = stored_pos + len(pending)
+                pending_upper += [(at + j, new[j]) for j in range(UPPER_LEVEL, len(new))]
+            pending += new
             if len(pending) >= 8192:
                 flush_hashes(index + 1)
             if next_cp is not None and next_cp[0] == index + 1:
@@ -977,6 +1005,11 @@ class Ledger:
                 f"{self._store.event_id_count()} event IDs are registered; the ledger has {size}"
             )
         flush_hashes(size)
+        if self._store.upper_count() != upper_hash_count(size):
+            raise StorageError(
+                f"{self._store.upper_count()} upper Merkle hashes are stored; {size} records "
+                f"make {upper_hash_count(size)}"
+            )
         if self._store.hash_count() != stored_hash_count(size):
             raise StorageError(
                 f"{self._store.hash_count()} Merkle hashes are stored; {size} records need "

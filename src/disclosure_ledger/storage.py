@@ -38,10 +38,12 @@ from .merkle import NodeId
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "UPPER_LEVEL",
     "AppendTxn",
     "SQLiteStore",
     "stored_hash_count",
     "stored_hash_index",
+    "upper_hash_count",
 ]
 
 FORMAT_NAME = "disclosure-ledger"
@@ -49,7 +51,14 @@ FORMAT_VERSION = 2
 _APPLICATION_ID = 0x444C4731  # "DLG1": marks the file as a ledger for `file(1)` and for us
 _BUSY_TIMEOUT_MS = 60_000
 
-_CACHED_LEVEL = 6  # nodes over 64 leaves: 1/64 of the leaves, about 2 MB per million records
+UPPER_LEVEL = 6
+"""Nodes at this level and above (over 64 leaves or more) are also stored one row
+each in ``upper_hashes``: about 1/32 of the records, so a proof fetches all of
+its upper nodes in one query and only its lowest levels from a run."""
+_UPPER_WIDTH = 64
+_UPPER_SQL = (
+    "SELECT id, hash FROM upper_hashes WHERE id IN (" + ",".join("?" * _UPPER_WIDTH) + ")"  # noqa: S608
+)
 _HASH_CACHE_MAX = 1 << 16
 _RECENT_RUNS = 8
 _RUN_AT_SQL = "SELECT first, run FROM hashes WHERE first <= ? ORDER BY first DESC LIMIT 1"
@@ -60,6 +69,7 @@ _TABLES = (
     "records",
     "event_ids",
     "hashes",
+    "upper_hashes",
     "checkpoints",
     "cosignatures",
     "witness_events",
@@ -92,6 +102,15 @@ def stored_hash_count(size: int) -> int:
     return 2 * size - size.bit_count()
 
 
+def upper_hash_count(size: int) -> int:
+    """Return how many nodes at :data:`UPPER_LEVEL` or above a tree of ``size`` leaves completes.
+
+    Raises:
+        Nothing: integer arithmetic only.
+    """
+    return sum(size >> level for level in range(UPPER_LEVEL, size.bit_length()))
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -113,6 +132,10 @@ CREATE TABLE IF NOT EXISTS event_ids (
 CREATE TABLE IF NOT EXISTS hashes (
     first INTEGER PRIMARY KEY,
     run BLOB NOT NULL CHECK (length(run) > 0 AND length(run) % 32 = 0)
+);
+CREATE TABLE IF NOT EXISTS upper_hashes (
+    id INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL CHECK (length(hash) = 32)
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
     size INTEGER PRIMARY KEY,
@@ -462,26 +485,55 @@ class SQLiteStore:
         cache = self._hash_cache
         positions = [stored_hash_index(level, n) for level, n in ids]
         out = [cache.get(pos, b"") for pos in positions]
-        missing = [pos for pos, h in zip(positions, out, strict=True) if not h]
-        if not missing:
+        upper = [
+            p
+            for (lv, _), p, h in zip(ids, positions, out, strict=True)
+            if not h and lv >= UPPER_LEVEL
+        ]
+        lower = [
+            p
+            for (lv, _), p, h in zip(ids, positions, out, strict=True)
+            if not h and lv < UPPER_LEVEL
+        ]
+        if not upper and not lower:
             return out
         try:
             with self._lock:
+                found = _upper_at(self._conn, upper)
                 runs = self._recent_runs
-                found = iter(_hashes_at(self._conn, missing, runs))
+                found.update(zip(lower, _hashes_at(self._conn, lower, runs), strict=True))
                 del runs[:-_RECENT_RUNS]
         except sqlite3.Error as err:
             raise _storage_error(err, self.path, "reading") from err
         # Stored hashes never change, so the upper levels (few, and in every
-        # proof) can be kept in memory; a proof then reads only its lowest levels.
+        # proof) can be kept in memory.
         if len(cache) > _HASH_CACHE_MAX:
             cache.clear()
         for k, ((level, _), pos) in enumerate(zip(ids, positions, strict=True)):
             if not out[k]:
-                out[k] = h = next(found)
-                if level >= _CACHED_LEVEL:
-                    cache[pos] = h
+                out[k] = found[pos]
+                if level >= UPPER_LEVEL:
+                    cache[pos] = found[pos]
         return out
+
+    def read_upper_range(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        """Return ``(position, hash)`` of the upper nodes stored at positions ``[start, end)``.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
+        rows = self._read(
+            "SELECT id, hash FROM upper_hashes WHERE id >= ? AND id < ? ORDER BY id", (start, end)
+        )
+        return [(int(i), bytes(h)) for i, h in rows]
+
+    def upper_count(self) -> int:
+        """Return how many upper nodes are stored.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
+        return int(self._read("SELECT COUNT(*) FROM upper_hashes")[0][0])
 
     def read_hash_range(self, start: int, end: int) -> list[bytes]:
         """Return stored hashes with positions ``[start, end)`` in order.
@@ -716,6 +768,24 @@ class SQLiteStore:
         return [(int(a), str(b), str(c), str(d)) for a, b, c, d in rows]
 
 
+def _upper_at(conn: sqlite3.Connection, positions: Sequence[int]) -> dict[int, bytes]:
+    """The stored upper nodes at ``positions``, in fixed-width IN queries (one prepared statement).
+
+    Raises:
+        StorageError: if one is not stored.
+        sqlite3.Error: if a statement fails.
+    """
+    found: dict[int, bytes] = {}
+    for i in range(0, len(positions), _UPPER_WIDTH):
+        part = list(positions[i : i + _UPPER_WIDTH])
+        part += [-1] * (_UPPER_WIDTH - len(part))  # -1 is never a position
+        found.update((int(p), bytes(h)) for p, h in conn.execute(_UPPER_SQL, part))
+    for pos in positions:
+        if pos not in found:
+            raise StorageError(f"the Merkle hash at position {pos} is not stored")
+    return found
+
+
 def _hashes_at(
     conn: sqlite3.Connection, positions: Sequence[int], runs: list[tuple[int, bytes]] | None = None
 ) -> list[bytes]:
@@ -869,6 +939,16 @@ class AppendTxn:
             self.conn.execute(
                 "INSERT INTO hashes (first, run) VALUES (?, ?)", (first_id, b"".join(hashes))
             )
+
+    def insert_upper(self, rows: Sequence[tuple[int, bytes]]) -> None:
+        """Store ``(position, hash)`` of nodes at :data:`UPPER_LEVEL` or above.
+
+        Raises:
+            sqlite3.Error: if a position is already stored or the statement fails
+                (:meth:`SQLiteStore.append_txn` rolls back and reports it as StorageError).
+        """
+        if rows:
+            self.conn.executemany("INSERT INTO upper_hashes (id, hash) VALUES (?, ?)", rows)
 
     def insert_checkpoint(self, size: int, note: str) -> None:
         """Insert the signed checkpoint for ``size``.
