@@ -556,6 +556,31 @@ def test_paths_with_uri_characters_open_read_only(tmp_path: Path) -> None:
         led.check()
 
 
+def test_queries_while_another_thread_appends(tmp_path: Path) -> None:
+    # Indexing runs beside appends: each query sees at least what was committed
+    # before it started, and the index ends up matching the records exactly.
+    with new_ledger(tmp_path, "l.ledger") as led:
+        done = threading.Event()
+
+        def writer() -> None:
+            for b in range(20):
+                led.append_many([event(b * 50 + k) for k in range(50)])
+            done.set()
+
+        th = threading.Thread(target=writer)
+        th.start()
+        while not done.is_set():
+            before = led.size
+            found = led.query(camera_id="cam-0")
+            assert [r.index for r in found][: before // 3] == list(range(0, before, 3))[
+                : before // 3
+            ]
+        th.join()
+        led.update_index()
+        assert [r.index for r in led.query(camera_id="cam-0")] == list(range(0, 1000, 3))
+        led.check()
+
+
 def test_query_index_is_filled_off_the_append_path(tmp_path: Path) -> None:
     with new_ledger(tmp_path, "l.ledger") as led:
         led.append_many([event(i) for i in range(5)])

@@ -677,7 +677,7 @@ class Ledger:
         return self._store.checkpoint_sizes()
 
     def update_index(self) -> int:
-        """Bring the query index up to the committed records; return how many it added.
+        """Index the records committed when called; return how many it added.
 
         The index (camera, owner, action, actor kind, recipient, legal basis,
         time) is derived from the signed records and kept off the append path,
@@ -693,9 +693,10 @@ class Ledger:
         if self._store.readonly:
             raise LedgerError("the ledger was opened read-only; its query index cannot be updated")
         added = 0
+        target = self.size  # records appended meanwhile wait for the next call
         while True:
             start = self._store.indexed_size()
-            end = min(self.size, start + _INDEX_CHUNK)
+            end = min(target, start + _INDEX_CHUNK)
             if start >= end:
                 return added
             rows = [
