@@ -129,6 +129,19 @@ def test_proofs_reach_past_the_upper_levels(tmp_path: Path) -> None:
                     merkle.verify_consistency(old, size, old_root, root, proof)
 
 
+def test_runs_of_hashes_start_at_blocks_of_64_leaves(tmp_path: Path) -> None:
+    # A proof's nodes below level 6 then come from one run.
+    from disclosure_ledger.storage import stored_hash_count
+
+    with new_ledger(tmp_path, "l.ledger") as led:
+        led.append_many([event(i) for i in range(10)])
+        led.append_many([event(i) for i in range(10, 210)])
+    conn = sqlite3.connect(tmp_path / "l.ledger")
+    firsts = [r[0] for r in conn.execute("SELECT first FROM hashes ORDER BY first")]
+    conn.close()
+    assert firsts == [stored_hash_count(n) for n in (0, 10, 64, 128, 192)]
+
+
 @pytest.mark.parametrize(
     ("sql", "error"),
     [

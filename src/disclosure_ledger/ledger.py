@@ -66,6 +66,7 @@ __all__ = ["AppendReceipt", "CheckReport", "Ledger", "Record"]
 _MAX_BATCH = 8192
 _SIGN_CHUNK = 256
 _SIGN_HERE = 8  # commits of up to this many records are signed by the committer itself
+_RUN_LEAVES = 1 << UPPER_LEVEL
 
 
 @dataclass(frozen=True, slots=True)
@@ -539,28 +540,39 @@ class Ledger:
                     txn.register_writer(req.writer.key_id, vkey, size)
             leaf_hashes: list[bytes] = []
             pos = 0
-            hash_pos = stored_hash_count(size)
+            # Hashes are stored in runs that start where a block of 64 leaves
+            # starts, so a proof finds all its nodes below the upper levels in
+            # one run (see docs/decisions/0005-lean-append-path.md).
+            run_first = stored_hash_count(size)
+            run: list[bytes] = []
             event_ids = [eid for req in accepted for eid, _ in req.events]
             for chunk, fut in zip(chunks, futures, strict=True):
                 sigs = fut.result()
-                hashes: list[bytes] = []
                 leaves: list[bytes] = []
+                runs: list[tuple[int, bytes]] = []
                 upper: list[tuple[int, bytes]] = []
+                seq = size + pos
                 for (content, _), sig in zip(chunk, sigs, strict=True):
+                    if seq % _RUN_LEAVES == 0 and run:
+                        runs.append((run_first, b"".join(run)))
+                        run_first += len(run)
+                        run = []
                     leaf = content + sig
                     lh = sha(b"\x00" + leaf).digest()
                     leaf_hashes.append(lh)
                     new = tree.append_nodes(lh)
                     if len(new) > UPPER_LEVEL:
-                        at = hash_pos + len(hashes)
+                        at = run_first + len(run)
                         upper += [(at + j, new[j]) for j in range(UPPER_LEVEL, len(new))]
-                    hashes += new
+                    run += new
                     leaves.append(leaf)
+                    seq += 1
                 txn.insert_records(size + pos, leaves, event_ids[pos : pos + len(leaves)])
-                txn.insert_hashes(hash_pos, hashes)
+                txn.insert_runs(runs)
                 txn.insert_upper(upper)
                 pos += len(leaves)
-                hash_pos += len(hashes)
+            if run:
+                txn.insert_runs([(run_first, b"".join(run))])
             new_size = tree.size
             checkpoint = Checkpoint(origin, new_size, tree.root())
             note = sign_checkpoint(checkpoint, log_key)

@@ -62,7 +62,9 @@ _UPPER_WIDTH = 64
 _UPPER_SQL = (
     "SELECT id, hash FROM upper_hashes WHERE id IN (" + ",".join("?" * _UPPER_WIDTH) + ")"  # noqa: S608
 )
-_HASH_CACHE_MAX = 1 << 16
+# Upper nodes kept in memory: about 40 MB at the cap, which covers ledgers of
+# up to about 8 million records; beyond it, proofs query the rest.
+_UPPER_MEMORY_MAX = 1 << 18
 _RECENT_RUNS = 8
 _RUN_AT_SQL = "SELECT first, run FROM hashes WHERE first <= ? ORDER BY first DESC LIMIT 1"
 
@@ -234,7 +236,10 @@ class SQLiteStore:
         self._conn = conn
         self._lock = threading.RLock()
         self.db = sqlite_utils.Database(conn)
-        self._hash_cache: dict[int, bytes] = {}
+        # Upper nodes never change once stored: they are loaded in position
+        # order, the first time a proof needs one, and kept.
+        self._upper: dict[int, bytes] = {}
+        self._upper_end = -1  # the highest position loaded
         # The runs read most recently, newest last: the run at the tree's right
         # edge is in every proof at the latest size.
         self._recent_runs: list[tuple[int, bytes]] = []
@@ -485,39 +490,59 @@ class SQLiteStore:
         Raises:
             StorageError: if a hash is not stored.
         """
-        cache = self._hash_cache
-        positions = [stored_hash_index(level, n) for level, n in ids]
-        out = [cache.get(pos, b"") for pos in positions]
-        upper = [
-            p
-            for (lv, _), p, h in zip(ids, positions, out, strict=True)
-            if not h and lv >= UPPER_LEVEL
-        ]
-        lower = [
-            p
-            for (lv, _), p, h in zip(ids, positions, out, strict=True)
-            if not h and lv < UPPER_LEVEL
-        ]
-        if not upper and not lower:
+        known = self._upper
+        out: list[bytes] = []
+        absent: list[tuple[int, int]] = []  # (place in out, position) of upper nodes not loaded
+        lower: list[tuple[int, int]] = []
+        for k, (level, n) in enumerate(ids):
+            last = ((n + 1) << level) - 1  # stored_hash_index, inline: this runs per node
+            pos = 2 * last - last.bit_count() + level
+            if level >= UPPER_LEVEL:
+                h = known.get(pos)
+                if h is None:
+                    absent.append((k, pos))
+                out.append(h or b"")
+            else:
+                lower.append((k, pos))
+                out.append(b"")
+        if not absent and not lower:
             return out
         try:
             with self._lock:
-                found = _upper_at(self._conn, upper)
-                runs = self._recent_runs
-                found.update(zip(lower, _hashes_at(self._conn, lower, runs), strict=True))
-                del runs[:-_RECENT_RUNS]
+                if absent:
+                    self._load_upper()
+                    rest = [p for _, p in absent if p not in known]
+                    queried = _upper_at(self._conn, rest) if rest else {}
+                    for k, p in absent:
+                        out[k] = known.get(p) or queried[p]
+                if lower:
+                    runs = self._recent_runs
+                    got = _hashes_at(self._conn, [p for _, p in lower], runs)
+                    for (k, _), h in zip(lower, got, strict=True):
+                        out[k] = h
+                    # Keep the most recent runs, and always the one furthest
+                    # right: it holds the tree's right edge, which every proof
+                    # at the latest size folds.
+                    edge = max(runs, key=lambda r: r[0])
+                    del runs[:-_RECENT_RUNS]
+                    if edge not in runs:
+                        runs.insert(0, edge)
         except sqlite3.Error as err:
             raise _storage_error(err, self.path, "reading") from err
-        # Stored hashes never change, so the upper levels (few, and in every
-        # proof) can be kept in memory.
-        if len(cache) > _HASH_CACHE_MAX:
-            cache.clear()
-        for k, ((level, _), pos) in enumerate(zip(ids, positions, strict=True)):
-            if not out[k]:
-                out[k] = found[pos]
-                if level >= UPPER_LEVEL:
-                    cache[pos] = found[pos]
         return out
+
+    def _load_upper(self) -> None:
+        # Load the upper nodes stored since the last load, up to the memory cap.
+        room = _UPPER_MEMORY_MAX - len(self._upper)
+        if room <= 0:
+            return
+        rows = self._conn.execute(
+            "SELECT id, hash FROM upper_hashes WHERE id > ? ORDER BY id LIMIT ?",
+            (self._upper_end, room),
+        ).fetchall()
+        if rows:
+            self._upper.update((int(i), bytes(h)) for i, h in rows)
+            self._upper_end = int(rows[-1][0])
 
     def read_upper_range(self, start: int, end: int) -> list[tuple[int, bytes]]:
         """Return ``(position, hash)`` of the upper nodes stored at positions ``[start, end)``.
@@ -802,18 +827,24 @@ def _hashes_at(
         sqlite3.Error: if a statement fails.
     """
     if runs is None:
-        runs = []  # a proof's low levels share a run or two
+        runs = []
     out = []
+    first, run, stop = -1, b"", -1  # the run the last position was in
     for pos in positions:
-        found = next((r for r in runs if r[0] <= pos < r[0] + len(r[1]) // 32), None)
-        if found is None:
-            row = conn.execute(_RUN_AT_SQL, (pos,)).fetchone()
-            if row is None or int(row[0]) + len(row[1]) // 32 <= pos:
-                raise StorageError(f"the Merkle hash at position {pos} is not stored")
-            found = (int(row[0]), bytes(row[1]))
-            runs.append(found)
-        off = (pos - found[0]) * 32
-        out.append(found[1][off : off + 32])
+        if not first <= pos < stop:
+            for first, run in runs:
+                stop = first + len(run) // 32
+                if first <= pos < stop:
+                    break
+            else:
+                row = conn.execute(_RUN_AT_SQL, (pos,)).fetchone()
+                if row is None or int(row[0]) + len(row[1]) // 32 <= pos:
+                    raise StorageError(f"the Merkle hash at position {pos} is not stored")
+                first, run = int(row[0]), bytes(row[1])
+                stop = first + len(run) // 32
+                runs.append((first, run))
+        off = (pos - first) * 32
+        out.append(run[off : off + 32])
     return out
 
 
@@ -930,18 +961,16 @@ class AppendTxn:
             rows,
         )
 
-    def insert_hashes(self, first_id: int, hashes: Sequence[bytes]) -> None:
-        """Store hashes at consecutive positions from ``first_id``, as one run.
+    def insert_runs(self, runs: Sequence[tuple[int, bytes]]) -> None:
+        """Store runs of hashes: ``(first position, the hashes concatenated)``.
 
         Raises:
-            sqlite3.IntegrityError: if a run already starts at ``first_id``.
+            sqlite3.IntegrityError: if a run already starts at one of those positions.
             sqlite3.Error: if the statement fails (:meth:`SQLiteStore.append_txn` rolls back
                 and reports it as StorageError).
         """
-        if hashes:
-            self.conn.execute(
-                "INSERT INTO hashes (first, run) VALUES (?, ?)", (first_id, b"".join(hashes))
-            )
+        if runs:
+            self.conn.executemany("INSERT INTO hashes (first, run) VALUES (?, ?)", runs)
 
     def insert_upper(self, rows: Sequence[tuple[int, bytes]]) -> None:
         """Store ``(position, hash)`` of nodes at :data:`UPPER_LEVEL` or above.
