@@ -10,10 +10,10 @@ Merkle hashes are numbered in the order they become known (the layout of Go's
 ``sumdb/tlog``): leaf ``n``'s hash, then each interior node it completes. The
 hash of node ``(level, n)`` is at one computable position
 (:func:`stored_hash_index`). Each commit stores the hashes it adds as runs: one
-row per chunk of records, holding consecutive positions concatenated; nodes at
-:data:`UPPER_LEVEL` and above are also stored one row each. A proof at any size
-reads its upper nodes in one query and its lower ones from one run, and never
-rehashes leaves. Records keep only their leaf bytes; the query index is a
+row per block of 64 leaves, holding consecutive positions concatenated; nodes
+at :data:`UPPER_LEVEL` and above are also stored one row each. A proof at any
+size reads its upper nodes from memory (loaded once) and its lower ones from
+one run, and never rehashes leaves. Records keep only their leaf bytes; the query index is a
 separate table derived from them. See docs/decisions/0002-hash-storage.md and
 docs/decisions/0005-lean-append-path.md.
 
