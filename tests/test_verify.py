@@ -22,7 +22,7 @@ from disclosure_ledger.errors import (
     VerificationError,
 )
 from disclosure_ledger.ledger import Ledger
-from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
+from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, MAX_NOTE_SIZE, Signer
 from disclosure_ledger.policy import Policy, parse_policy
 from disclosure_ledger.report import (
     failure_to_json,
@@ -417,7 +417,10 @@ def test_unusable_state(ledger: Ledger, tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
     state_file(state, ORIGIN).write_bytes(b"\xff\xfe")
-    with pytest.raises(VerifyInputError, match="not a checkpoint note"):
+    with pytest.raises(VerifyInputError, match="saved state is not valid UTF-8"):
+        verify(path, POLICY, state_dir=state)
+    state_file(state, ORIGIN).write_bytes(b"x" * (MAX_NOTE_SIZE + 1))
+    with pytest.raises(VerifyInputError, match="too large to be a saved state"):
         verify(path, POLICY, state_dir=state)
     state_file(state, ORIGIN).write_text("garbage\n")
     with pytest.raises(VerifyInputError, match="saved state does not verify"):

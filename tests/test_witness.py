@@ -330,6 +330,12 @@ def test_a_tampered_state_file_is_refused(ledger: Ledger, witness: Witness) -> N
     path.write_text("garbage")
     with pytest.raises(StorageError, match="not a witness state file"):
         witness.state(ledger.origin)
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(StorageError, match="witness state is not valid UTF-8"):
+        witness.state(ledger.origin)
+    path.write_bytes(b"x" * ((2 << 20) + 1))
+    with pytest.raises(StorageError, match="too large to be a witness state"):
+        witness.state(ledger.origin)
 
 
 def test_config_round_trip() -> None:

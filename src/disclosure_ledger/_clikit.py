@@ -15,6 +15,10 @@ from typing import IO, Any, TypeVar
 
 import click
 
+from ._fsutil import read_limited
+from .errors import MalformedError
+from .policy import MAX_POLICY_SIZE, Policy, parse_policy
+
 __all__ = [
     "EXIT_FAILED",
     "EXIT_OK",
@@ -23,6 +27,7 @@ __all__ = [
     "CommandError",
     "CommandFailedError",
     "passphrase_options",
+    "read_policy_file",
 ]
 
 EXIT_OK = 0
@@ -73,3 +78,15 @@ def passphrase_options(f: F) -> F:
         type=click.Path(dir_okay=False, path_type=Path),
         help="Read the key passphrase from the first line of FILE.",
     )(f)
+
+
+def read_policy_file(path: Path) -> Policy:
+    """Read and parse a policy file for a command.
+
+    Raises:
+        CommandError: if it cannot be read or is not a valid policy.
+    """
+    try:
+        return parse_policy(read_limited(path, MAX_POLICY_SIZE, "policy file", CommandError))
+    except MalformedError as err:
+        raise CommandError(f"{path}: {err}") from err

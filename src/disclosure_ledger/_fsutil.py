@@ -2,7 +2,7 @@
 
 Atomic replacement (temporary file, fsync, rename, directory fsync), bounded
 reads of small files, and the file name a state directory uses for an origin.
-Each caller maps ``OSError`` to its own error family.
+Each caller names the error family its faults are reported in.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal, overload
 
 
 def fsync_dir(directory: Path) -> None:
@@ -90,6 +90,72 @@ def read_small(path: Path, limit: int) -> bytes | None:
             return fh.read(limit + 1)
     except FileNotFoundError:
         return None
+
+
+@overload
+def read_limited(
+    path: Path,
+    limit: int,
+    what: str,
+    error: Callable[[str], Exception],
+    *,
+    missing_ok: Literal[False] = False,
+) -> bytes: ...
+
+
+@overload
+def read_limited(
+    path: Path,
+    limit: int,
+    what: str,
+    error: Callable[[str], Exception],
+    *,
+    missing_ok: Literal[True],
+) -> bytes | None: ...
+
+
+def read_limited(
+    path: Path,
+    limit: int,
+    what: str,
+    error: Callable[[str], Exception],
+    *,
+    missing_ok: bool = False,
+) -> bytes | None:
+    """Return the bytes of the small file ``path`` (``None`` if absent and ``missing_ok``).
+
+    Every fault becomes ``error("<path>: ...")``, its message naming the file
+    as ``what`` ("key file", "saved state"): a directory, an unreadable file,
+    a missing one (unless ``missing_ok``), one larger than ``limit`` bytes.
+
+    Raises:
+        Exception: ``error(...)``, as above.
+    """
+    if path.is_dir():
+        raise error(f"{path}: is a directory, not a {what}")
+    try:
+        raw = read_small(path, limit)
+    except OSError as err:
+        raise error(f"{path}: cannot read the {what}: {err.strerror}") from err
+    if raw is None:
+        if missing_ok:
+            return None
+        raise error(f"{path}: no such {what}")
+    if len(raw) > limit:
+        raise error(f"{path}: too large to be a {what}")
+    return raw
+
+
+def decode_utf8(raw: bytes, path: Path, what: str, error: Callable[[str], Exception]) -> str:
+    """Return ``raw`` decoded as UTF-8, or raise ``error`` naming the file.
+
+    Raises:
+        Exception: ``error("<path>: the <what> is not valid UTF-8")``.
+    """
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: the {what} is not valid UTF-8") from err
 
 
 def origin_file(directory: str | os.PathLike[str], origin: str) -> Path:

@@ -19,14 +19,21 @@ from typing import Any
 
 import click
 
-from ._clikit import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, CommandFailedError
-from ._fsutil import read_small
+from ._clikit import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    CommandFailedError,
+    read_policy_file,
+)
+from ._fsutil import read_limited
 from .bundle import export_ledger
 from .errors import LedgerError, MalformedError, VerificationError
 from .keys import read_verifier_file
 from .ledger import Ledger
 from .notes import MAX_NOTE_SIZE, Verifier, parse_verifier
-from .policy import MAX_POLICY_SIZE, Policy, parse_policy
+from .policy import Policy
 from .report import render_failure_json, render_json, render_text
 from .verify import VerifyInputError, verify
 
@@ -36,18 +43,8 @@ __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "register"]
 # The shared one-line errors (see _clikit): exit 2, and exit 1 for a failed verification.
 
 
-def _read_limited(path: Path, limit: int, what: str) -> bytes:
-    if path.is_dir():
-        raise CommandError(f"{path}: is a directory, not a {what}")
-    try:
-        raw = read_small(path, limit)
-    except OSError as err:
-        raise CommandError(f"{path}: cannot read the {what}: {err.strerror}") from err
-    if raw is None:
-        raise CommandError(f"{path}: no such {what}")
-    if len(raw) > limit:
-        raise CommandError(f"{path}: too large to be a {what}")
-    return raw
+def _read_checkpoint_file(path: Path) -> bytes:
+    return read_limited(path, MAX_NOTE_SIZE, "checkpoint file", CommandError)
 
 
 def _verifier(value: str, option: str) -> Verifier:
@@ -63,11 +60,7 @@ def _verifier(value: str, option: str) -> Verifier:
 def _policy(policy_file: Path | None, log_key: str | None, writer_keys: tuple[str, ...]) -> Policy:
     base = Policy()
     if policy_file is not None:
-        raw = _read_limited(policy_file, MAX_POLICY_SIZE, "policy file")
-        try:
-            base = parse_policy(raw)
-        except MalformedError as err:
-            raise CommandError(f"{policy_file}: {err}") from err
+        base = read_policy_file(policy_file)
     logs = list(base.logs)
     if log_key is not None:
         v = _verifier(log_key, "--log-key")
@@ -184,11 +177,7 @@ def verify_command(
             state directory or BUNDLE cannot be read or used.
     """
     policy = _policy(policy_file, log_key, writer_keys)
-    trusted = (
-        None
-        if trusted_checkpoint is None
-        else _read_limited(trusted_checkpoint, MAX_NOTE_SIZE, "checkpoint file")
-    )
+    trusted = None if trusted_checkpoint is None else _read_checkpoint_file(trusted_checkpoint)
     with contextlib.ExitStack() as stack:
         progress = _progress(stack) if _stderr_is_terminal() else None
         try:

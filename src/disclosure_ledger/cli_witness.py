@@ -28,8 +28,7 @@ from pathlib import Path
 
 import click
 
-from ._clikit import CommandError, CommandFailedError, passphrase_options
-from ._fsutil import read_small
+from ._clikit import CommandError, CommandFailedError, passphrase_options, read_policy_file
 from .checkpoints import peek_checkpoint
 from .errors import KeyFormatError, LedgerError, MalformedError, StorageError
 from .evidence import check_evidence, parse_evidence
@@ -37,7 +36,7 @@ from .gate import DEFAULT_MAX_AGE_SECONDS, ReleaseGate, verify_record_receipt
 from .keys import read_passphrase, read_signer_file, read_verifier_file
 from .ledger import Ledger
 from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Verifier
-from .policy import MAX_POLICY_SIZE, Policy, parse_policy
+from .policy import Policy
 from .witness import StaleOldSizeError, Witness
 from .witness_client import CommandWitness, LocalWitness, WitnessEndpoint, collect_cosignatures
 
@@ -81,19 +80,6 @@ def _verifier(path: Path, want: int, what: str) -> Verifier:
         kind = "a cosignature (type 0x04)" if want == KEY_TYPE_COSIGNATURE else "an Ed25519"
         raise CommandError(f"{path}: the {what} must be {kind} key")
     return v
-
-
-def _policy_file(path: Path) -> Policy:
-    try:
-        data = read_small(path, MAX_POLICY_SIZE)
-    except OSError as err:
-        raise CommandError(f"{path}: cannot read the policy: {err.strerror}") from err
-    if data is None:
-        raise CommandError(f"{path}: no such policy file")
-    try:
-        return parse_policy(data)
-    except MalformedError as err:
-        raise CommandError(f"{path}: {err}") from err
 
 
 _key_path = click.Path(exists=False, dir_okay=False, path_type=Path)
@@ -213,7 +199,7 @@ def _cosign(
     """
     keys = [_verifier(p, KEY_TYPE_COSIGNATURE, "witness key") for p in witness_keys]
     if policy_path is not None:
-        keys += _policy_file(policy_path).witness_keys()
+        keys += read_policy_file(policy_path).witness_keys()
     if not keys:
         raise CommandError("give --witness-key or --policy: the witnesses to trust")
     raw = _read_input(file, "cosignature file")
@@ -243,7 +229,7 @@ def _receipt_policy(
 ) -> Policy:
     if log_key is None and policy_path is None:
         raise CommandError("give --log-key or --policy: the log to trust")
-    base = Policy() if policy_path is None else _policy_file(policy_path)
+    base = Policy() if policy_path is None else read_policy_file(policy_path)
     logs = base.logs
     if log_key is not None:
         logs = (_verifier(log_key, KEY_TYPE_ED25519, "log key"), *logs)
@@ -308,7 +294,7 @@ def _gate_check(
         raise CommandError("--footage-sha256 must be 64 hex digits")
     when = int(time.time()) if now is None else now
     with _malformed_is_a_refusal():
-        gate = ReleaseGate(_policy_file(policy_path), max_age_seconds=max_age)
+        gate = ReleaseGate(read_policy_file(policy_path), max_age_seconds=max_age)
         record = gate.check(_read_input(receipt, "receipt"), bytes.fromhex(text), when)
     out = {"release": True, **record.to_json()}
     click.echo(json.dumps(out, indent=2, ensure_ascii=False))

@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from ._fsutil import read_small
+from ._fsutil import decode_utf8, read_limited
 from .checkpoints import parse_decimal
 from .errors import KeyFormatError, MalformedError
 from .notes import (
@@ -102,20 +102,8 @@ def _decrypt(line: str, passphrase: str | None, path: Path) -> str:
 
 def _read_text(path: str | os.PathLike[str], what: str) -> tuple[Path, str]:
     p = Path(path)
-    if p.is_dir():
-        raise KeyFormatError(f"{p}: is a directory, not a {what}")
-    try:
-        raw = read_small(p, _MAX_KEY_FILE)
-    except OSError as err:
-        raise KeyFormatError(f"{p}: cannot read the {what}: {err.strerror}") from err
-    if raw is None:
-        raise KeyFormatError(f"{p}: no such {what}")
-    if len(raw) > _MAX_KEY_FILE:
-        raise KeyFormatError(f"{p}: too large to be a {what}")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise KeyFormatError(f"{p}: the {what} is not valid UTF-8") from err
+    raw = read_limited(p, _MAX_KEY_FILE, what, KeyFormatError)
+    text = decode_utf8(raw, p, what, KeyFormatError)
     lines = [line for line in text.splitlines() if line.strip()]
     if len(lines) != 1:
         raise KeyFormatError(f"{p}: a {what} holds exactly one key line")

@@ -40,7 +40,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from . import records
-from ._fsutil import origin_file, read_small, write_atomic
+from ._fsutil import decode_utf8, origin_file, read_limited, write_atomic
 from .bundle import BundleReader, Prelude, Readable
 from .checkpoints import SignedCheckpoint, open_checkpoint, peek_checkpoint
 from .errors import (
@@ -245,18 +245,8 @@ def load_state(state_dir: str | os.PathLike[str], origin: str) -> str | None:
     path = state_file(state_dir, origin)
     if Path(state_dir).exists() and not Path(state_dir).is_dir():
         raise VerifyInputError(f"{state_dir}: the state path is not a directory")
-    try:
-        raw = read_small(path, MAX_NOTE_SIZE)
-    except OSError as err:
-        raise VerifyInputError(f"{path}: cannot read the saved state: {err.strerror}") from err
-    if raw is None:
-        return None
-    if len(raw) > MAX_NOTE_SIZE:
-        raise VerifyInputError(f"{path}: the saved state is too large to be a checkpoint")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise VerifyInputError(f"{path}: the saved state is not a checkpoint note") from err
+    raw = read_limited(path, MAX_NOTE_SIZE, "saved state", VerifyInputError, missing_ok=True)
+    return None if raw is None else decode_utf8(raw, path, "saved state", VerifyInputError)
 
 
 def save_state(state_dir: str | os.PathLike[str], signed: SignedCheckpoint) -> bool:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from ._fsutil import atomic_file, origin_file, read_small, write_atomic
+from ._fsutil import atomic_file, decode_utf8, origin_file, read_limited, write_atomic
 from .checkpoints import (
     SignedCheckpoint,
     WitnessRequest,
@@ -167,18 +167,8 @@ def _check_witness_key(key: Signer) -> None:
 
 def _read_text(path: Path, what: str) -> str | None:
     """A small UTF-8 file's text, ``None`` if it does not exist; every fault is a StorageError."""
-    try:
-        raw = read_small(path, _MAX_FILE)
-    except OSError as err:
-        raise StorageError(f"{path}: cannot read the {what}: {err.strerror}") from err
-    if raw is None:
-        return None
-    if len(raw) > _MAX_FILE:
-        raise StorageError(f"{path}: the {what} is too large")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise StorageError(f"{path}: the {what} is not UTF-8") from err
+    raw = read_limited(path, _MAX_FILE, what, StorageError, missing_ok=True)
+    return None if raw is None else decode_utf8(raw, path, what, StorageError)
 
 
 def format_config(config: WitnessConfig) -> str:
