@@ -372,6 +372,8 @@ def _tamper(path: Path, sql: str, args: tuple[object, ...] = ()) -> None:
         ("drop a record from the query index", VerificationError),
         ("register an event ID to another record", VerificationError),
         ("unregister an event ID", VerificationError),
+        ("register an extra event ID", StorageError),
+        ("index a record that does not exist", StorageError),
     ],
 )
 def test_check_catches_tampering(tmp_path: Path, what: str, error: type[Exception]) -> None:
@@ -426,6 +428,16 @@ def test_check_catches_tampering(tmp_path: Path, what: str, error: type[Exceptio
         _tamper(path, "UPDATE event_ids SET seq = 6 WHERE seq = 5")
     elif what == "unregister an event ID":
         _tamper(path, "DELETE FROM event_ids WHERE seq = 12")
+    elif what == "register an extra event ID":
+        # Blocks an honest event with that ID from ever being appended.
+        _tamper(path, "INSERT INTO event_ids (event_id, seq) VALUES ('evt-future', 3)")
+    elif what == "index a record that does not exist":
+        _tamper(
+            path,
+            "INSERT INTO record_index SELECT 13, logged_at, 'evt-x', camera_id, owner_id,"
+            " action, actor_kind, recipient_kind, recipient_org, legal_basis, occurred_at"
+            " FROM record_index WHERE seq = 12",
+        )
     with Ledger.open(path) as led, pytest.raises(error):
         led.check()
 
@@ -582,12 +594,15 @@ def test_queries_while_another_thread_appends(tmp_path: Path) -> None:
 
         th = threading.Thread(target=writer)
         th.start()
-        while not done.is_set():
+        while True:  # at least one query, most of them while the writer runs
+            finished = done.is_set()
             before = led.size
-            found = led.query(camera_id="cam-0")
-            assert [r.index for r in found][: before // 3] == list(range(0, before, 3))[
-                : before // 3
-            ]
+            found = [r.index for r in led.query(camera_id="cam-0")]
+            # Every cam-0 record committed before the query, in order, no gaps.
+            assert found == list(range(0, 3 * len(found), 3))
+            assert len(found) >= len(range(0, before, 3))
+            if finished:
+                break
         th.join()
         led.update_index()
         assert [r.index for r in led.query(camera_id="cam-0")] == list(range(0, 1000, 3))

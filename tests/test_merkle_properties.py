@@ -135,6 +135,23 @@ ALWAYS_FAILS = {
 }
 
 
+def mutate_proof(
+    proof: list[bytes], mutation: str, bit: int, data: st.DataObject, extras: list[bytes]
+) -> bool:
+    """Apply a proof-level mutation in place; False when it cannot apply (an empty proof)."""
+    if mutation in ("flip-proof-bit", "missing-hash") and not proof:
+        return False
+    if mutation == "flip-proof-bit":
+        i = data.draw(st.integers(min_value=0, max_value=len(proof) - 1), label="hash")
+        proof[i] = flip_bit(proof[i], bit)
+    elif mutation == "extra-hash":
+        at = data.draw(st.integers(min_value=0, max_value=len(proof)), label="at")
+        proof.insert(at, data.draw(st.sampled_from(extras), label="extra"))
+    elif mutation == "missing-hash":
+        del proof[data.draw(st.integers(min_value=0, max_value=len(proof) - 1), label="hash")]
+    return True
+
+
 @PROPS
 @given(size_and_index(), st.sampled_from(INCLUSION_MUTATIONS), st.data())
 def test_mutated_inclusion_proof_fails_unless_reference_accepts(
@@ -145,22 +162,12 @@ def test_mutated_inclusion_proof_fails_unless_reference_accepts(
     proof = merkle.prove_inclusion(index, n, full_store())
     root = ref_root(n)
     bit = data.draw(st.integers(min_value=0, max_value=255), label="bit")
-    if mutation == "flip-proof-bit":
-        if not proof:
-            return
-        i = data.draw(st.integers(min_value=0, max_value=len(proof) - 1), label="hash")
-        proof[i] = flip_bit(proof[i], bit)
-    elif mutation == "flip-root-bit":
+    if not mutate_proof(proof, mutation, bit, data, [root, leaf, bytes(32)]):
+        return
+    if mutation == "flip-root-bit":
         root = flip_bit(root, bit)
     elif mutation == "flip-leaf-bit":
         leaf = flip_bit(leaf, bit)
-    elif mutation == "extra-hash":
-        at = data.draw(st.integers(min_value=0, max_value=len(proof)), label="at")
-        proof.insert(at, data.draw(st.sampled_from([root, leaf, bytes(32)]), label="extra"))
-    elif mutation == "missing-hash":
-        if not proof:
-            return
-        del proof[data.draw(st.integers(min_value=0, max_value=len(proof) - 1), label="hash")]
     elif mutation == "index+1":
         index += 1
     elif mutation == "index-1":
@@ -199,22 +206,12 @@ def test_mutated_consistency_proof_fails_unless_reference_accepts(
     proof = merkle.prove_consistency(m, n, full_store())
     old_root, new_root = ref_root(m), ref_root(n)
     bit = data.draw(st.integers(min_value=0, max_value=255), label="bit")
-    if mutation == "flip-proof-bit":
-        if not proof:
-            return
-        i = data.draw(st.integers(min_value=0, max_value=len(proof) - 1), label="hash")
-        proof[i] = flip_bit(proof[i], bit)
-    elif mutation == "flip-old-root-bit":
+    if not mutate_proof(proof, mutation, bit, data, [old_root, new_root, bytes(32)]):
+        return
+    if mutation == "flip-old-root-bit":
         old_root = flip_bit(old_root, bit)
     elif mutation == "flip-new-root-bit":
         new_root = flip_bit(new_root, bit)
-    elif mutation == "extra-hash":
-        at = data.draw(st.integers(min_value=0, max_value=len(proof)), label="at")
-        proof.insert(at, data.draw(st.sampled_from([old_root, new_root, bytes(32)]), label="x"))
-    elif mutation == "missing-hash":
-        if not proof:
-            return
-        del proof[data.draw(st.integers(min_value=0, max_value=len(proof) - 1), label="hash")]
     elif mutation == "old+1":
         m += 1
     elif mutation == "old-1":

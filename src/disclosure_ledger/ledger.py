@@ -59,7 +59,13 @@ from .merkle import (
 )
 from .notes import KEY_TYPE_ED25519, Signer, Verifier, parse_verifier
 from .records import Event
-from .storage import UPPER_LEVEL, SQLiteStore, stored_hash_count, upper_hash_count
+from .storage import (
+    INDEX_COLUMNS,
+    UPPER_LEVEL,
+    SQLiteStore,
+    stored_hash_count,
+    upper_hash_count,
+)
 
 __all__ = ["AppendReceipt", "CheckReport", "Ledger", "Record"]
 
@@ -139,19 +145,6 @@ def _index_columns(ev: Event) -> tuple[object, ...]:
         None if basis is None else str(basis),
         _utc_column(ev.occurred_at),
     )
-
-
-_INDEX_NAMES = (
-    "event_id",
-    "camera_id",
-    "owner_id",
-    "action",
-    "actor_kind",
-    "recipient_kind",
-    "recipient_org",
-    "legal_basis",
-    "occurred_at",
-)
 
 
 def _index_row(seq: int, leaf: bytes) -> tuple[object, ...]:
@@ -777,7 +770,7 @@ class Ledger:
         found = [_record(seq, leaf) for seq, leaf in rows]
 
         def matches(rec: Record) -> bool:
-            columns = dict(zip(_INDEX_NAMES, _index_columns(rec.event), strict=True))
+            columns = dict(zip(INDEX_COLUMNS[1:], _index_columns(rec.event), strict=True))
             if any(columns[c] != v for c, v in equal.items()):
                 return False
             if recipient is not None and recipient not in (
@@ -1013,21 +1006,14 @@ class Ledger:
             if next_cp is not None and next_cp[0] == index + 1:
                 check_checkpoints_at(index + 1)
         self._check_event_ids(size - len(chunk_ids), chunk_ids)
-        if self._store.event_id_count() != size:
-            raise StorageError(
-                f"{self._store.event_id_count()} event IDs are registered; the ledger has {size}"
-            )
         flush_hashes(size)
-        if self._store.upper_count() != upper_hash_count(size):
-            raise StorageError(
-                f"{self._store.upper_count()} upper Merkle hashes are stored; {size} records "
-                f"make {upper_hash_count(size)}"
-            )
-        if self._store.hash_count() != stored_hash_count(size):
-            raise StorageError(
-                f"{self._store.hash_count()} Merkle hashes are stored; {size} records need "
-                f"{stored_hash_count(size)}"
-            )
+        for stored, wanted, what in (
+            (self._store.event_id_count(), size, "event IDs are registered"),
+            (self._store.upper_count(), upper_hash_count(size), "upper Merkle hashes are stored"),
+            (self._store.hash_count(), stored_hash_count(size), "Merkle hashes are stored"),
+        ):
+            if stored != wanted:
+                raise StorageError(f"{stored} {what}; {size} records make {wanted}")
         if next_cp is not None:
             raise StorageError(f"a checkpoint of size {next_cp[0]} is beyond the records")
         return CheckReport(size, checked, tuple(w.vkey for w in writers), tree.root())

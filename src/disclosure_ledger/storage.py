@@ -41,6 +41,7 @@ from .merkle import NodeId
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "INDEX_COLUMNS",
     "UPPER_LEVEL",
     "AppendTxn",
     "SQLiteStore",
@@ -162,11 +163,20 @@ CREATE TABLE IF NOT EXISTS witness_events (
 """
 
 
-_QUERY_COLUMNS = (
-    "logged_at, event_id, camera_id, owner_id, action, actor_kind, recipient_kind,"
-    " recipient_org, legal_basis, occurred_at"
+INDEX_COLUMNS = (
+    "logged_at",
+    "event_id",
+    "camera_id",
+    "owner_id",
+    "action",
+    "actor_kind",
+    "recipient_kind",
+    "recipient_org",
+    "legal_basis",
+    "occurred_at",
 )
-"""The columns of the query index, in the order the ledger writes and checks them."""
+"""The columns of the query index after ``seq``, in the order the ledger writes and checks them."""
+_QUERY_COLUMNS = ", ".join(INDEX_COLUMNS)
 
 # The query index is derived from the records, after they are acknowledged and
 # off the append path: the ledger fills it in before answering a query, and
@@ -393,8 +403,11 @@ class SQLiteStore:
         Raises:
             StorageError: if the ledger cannot be read.
         """
-        row = self._read("SELECT MAX(seq) FROM records")[0][0]
-        return 0 if row is None else int(row) + 1
+        try:
+            with self._lock:
+                return _end_of(self._conn, "records")
+        except sqlite3.Error as err:
+            raise _storage_error(err, self.path, "reading") from err
 
     def leaf(self, seq: int) -> bytes:
         """Return the leaf bytes of record ``seq``.
@@ -437,8 +450,11 @@ class SQLiteStore:
         Raises:
             StorageError: if the ledger cannot be read.
         """
-        row = self._read("SELECT MAX(seq) FROM record_index")[0][0]
-        return 0 if row is None else int(row) + 1
+        try:
+            with self._lock:
+                return _end_of(self._conn, "record_index")
+        except sqlite3.Error as err:
+            raise _storage_error(err, self.path, "reading") from err
 
     def iter_index_rows(
         self, start: int, end: int, chunk: int = 4096
@@ -796,6 +812,16 @@ class SQLiteStore:
         return [(int(a), str(b), str(c), str(d)) for a, b, c, d in rows]
 
 
+def _end_of(conn: sqlite3.Connection, table: str) -> int:
+    """One past the highest ``seq`` in ``table`` (records or record_index): its size.
+
+    Raises:
+        sqlite3.Error: if the statement fails.
+    """
+    row = conn.execute(f"SELECT MAX(seq) FROM {table}").fetchone()[0]  # noqa: S608 - fixed names
+    return 0 if row is None else int(row) + 1
+
+
 def _upper_at(conn: sqlite3.Connection, positions: Sequence[int]) -> dict[int, bytes]:
     """The stored upper nodes at ``positions``, in fixed-width IN queries (one prepared statement).
 
@@ -879,8 +905,7 @@ class AppendTxn:
             sqlite3.Error: if the statement fails (:meth:`SQLiteStore.append_txn` rolls back
                 and reports it as StorageError).
         """
-        row = self.conn.execute("SELECT MAX(seq) FROM records").fetchone()[0]
-        return 0 if row is None else int(row) + 1
+        return _end_of(self.conn, "records")
 
     def last_leaf(self, size: int) -> bytes | None:
         """The leaf of record ``size - 1``, if there is one.
@@ -944,8 +969,7 @@ class AppendTxn:
             sqlite3.Error: if the statement fails (:meth:`SQLiteStore.append_txn` rolls back
                 and reports it as StorageError).
         """
-        row = self.conn.execute("SELECT MAX(seq) FROM record_index").fetchone()[0]
-        return 0 if row is None else int(row) + 1
+        return _end_of(self.conn, "record_index")
 
     def insert_index_rows(self, rows: Sequence[tuple[object, ...]]) -> None:
         """Add query index rows: (seq, logged_at, event_id, camera_id, owner_id,
