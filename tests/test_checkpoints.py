@@ -453,9 +453,20 @@ def test_key_type_misuse_refused() -> None:
 
 def test_add_signature_lines_refuses_malformed_lines() -> None:
     note = sign_checkpoint(Checkpoint("example.com/log", 1, ROOT), signer())
-    for bad in ("not a signature", "— name !!!", "— a+b AAAAAAAAAA=="):
+    good = note.rsplit("\n\n", 1)[1].rstrip("\n")  # a well-formed line
+    for bad in (
+        "not a signature",
+        "— name !!!",
+        "— a+b AAAAAAAAAA==",
+        good + "\n" + good,  # two lines passed as one
+        good.replace(" ", "\t", 1),
+        good + "\x00",
+    ):
         with pytest.raises(MalformedError):
             checkpoints.add_signature_lines(note, [bad])
+    many = [f"— w{i} " + good.rsplit(" ", 1)[1] for i in range(notes.MAX_NOTE_SIGNATURES)]
+    with pytest.raises(MalformedError, match="more than"):
+        checkpoints.add_signature_lines(note, many)
 
 
 # --- receipts (tlog-proof) ------------------------------------------------------------

@@ -194,6 +194,17 @@ def test_encoding_round_trip(event: Event) -> None:
 def test_envelope_round_trip(event: Event, seq: int, prev: bytes, logged_at: int) -> None:
     logged_at = abs(logged_at) % (records.MAX_LOGGED_AT + 1)
     env = make_envelope(ORIGIN, WRITER, seq, prev, logged_at, encode_event(event))
+    # make_envelope fills the slots directly; it must equal the checked constructor.
+    built = records.Envelope(
+        records.ENVELOPE_VERSION,
+        seq,
+        prev,
+        logged_at,
+        WRITER.key_id,
+        env.event_bytes,
+        env.signature,
+    )
+    assert (env, env.content, env.leaf) == (built, built.content, built.leaf)
     parsed = parse_envelope(env.leaf)
     assert parsed == env
     assert parsed.leaf == env.leaf

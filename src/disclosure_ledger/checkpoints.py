@@ -36,6 +36,7 @@ from .notes import (
     b64encode,
     open_note,
     parse_note,
+    parse_signature_line,
     sign_note,
 )
 
@@ -301,8 +302,7 @@ def add_signature_lines(note: str, lines: Iterable[str]) -> str:
         line = raw_line if raw_line.endswith("\n") else raw_line + "\n"
         if line in present:
             continue
-        # Parse the line in a throwaway note so a malformed one is refused.
-        parse_note(parsed.text + "\n" + line)
+        parse_signature_line(line)  # a malformed line is refused
         present.add(line)
         out += line
     parse_note(out)

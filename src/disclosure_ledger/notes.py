@@ -57,6 +57,7 @@ __all__ = [
     "key_id",
     "open_note",
     "parse_note",
+    "parse_signature_line",
     "parse_signer",
     "parse_verifier",
     "sign_note",
@@ -468,23 +469,40 @@ def parse_note(msg: bytes | str) -> Note:
     lines = sig_block[:-1].split("\n")
     if len(lines) > MAX_NOTE_SIGNATURES:
         raise MalformedError(f"note has more than {MAX_NOTE_SIGNATURES} signatures")
-    sigs = []
-    for line in lines:
-        if not line.startswith(_SIG_PREFIX):
-            raise MalformedError("note signature line must start with '— '")
-        rest = line[len(_SIG_PREFIX) :]
-        name, sep, b64 = rest.partition(" ")
-        if not sep:
-            raise MalformedError("note signature line must be '— name signature'")
-        try:
-            check_key_name(name)
-        except KeyFormatError as err:
-            raise MalformedError(f"note signature line: {err}") from err
-        blob = b64decode_strict(b64, "note signature")
-        if len(blob) < 5:
-            raise MalformedError("note signature is too short")
-        sigs.append(NoteSignature(name, int.from_bytes(blob[:4], "big"), blob[4:]))
-    return Note(body, tuple(sigs))
+    return Note(body, tuple(_parse_signature_line(line) for line in lines))
+
+
+def _parse_signature_line(line: str) -> NoteSignature:
+    # One line of a note's signature block, without its newline; the caller
+    # has checked it for control characters.
+    if not line.startswith(_SIG_PREFIX):
+        raise MalformedError("note signature line must start with '— '")
+    rest = line[len(_SIG_PREFIX) :]
+    name, sep, b64 = rest.partition(" ")
+    if not sep:
+        raise MalformedError("note signature line must be '— name signature'")
+    try:
+        check_key_name(name)
+    except KeyFormatError as err:
+        raise MalformedError(f"note signature line: {err}") from err
+    blob = b64decode_strict(b64, "note signature")
+    if len(blob) < 5:
+        raise MalformedError("note signature is too short")
+    return NoteSignature(name, int.from_bytes(blob[:4], "big"), blob[4:])
+
+
+def parse_signature_line(line: str) -> NoteSignature:
+    """Parse one signature line ``— name base64(key ID ‖ signature)``, newline optional.
+
+    Raises:
+        MalformedError: if it is not a well-formed signature line.
+    """
+    if not isinstance(line, str):
+        raise MalformedError("a note signature line must be a str")
+    body = line[:-1] if line.endswith("\n") else line
+    if any(ch < " " for ch in body):
+        raise MalformedError("note signature line has control characters")
+    return _parse_signature_line(body)
 
 
 def format_note(text: str, signatures: Sequence[NoteSignature]) -> str:

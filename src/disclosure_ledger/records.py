@@ -1531,7 +1531,8 @@ def make_envelope(  # noqa: PLR0917  # positional, in the envelope's field order
     """
     content = encode_content(seq, prev, logged_at, signer.key_id, event_bytes)
     signature = sign_content(origin, content, signer)
-    return Envelope(ENVELOPE_VERSION, seq, prev, logged_at, signer.key_id, event_bytes, signature)
+    # encode_content made Envelope()'s field checks; the signature is 64 bytes.
+    return _envelope(seq, prev, logged_at, signer.key_id, bytes(event_bytes), signature, content)
 
 
 def parse_envelope(leaf: bytes) -> Envelope:
@@ -1559,9 +1560,23 @@ def parse_envelope(leaf: bytes) -> Envelope:
         raise MalformedError("envelope logged_at is outside 1970 to the end of 9999")
     end = HEADER_SIZE + length
     # Every check Envelope() makes has been made, and the signed content is
-    # the leaf's first 57 + L bytes: fill the slots (see _EventTwin).
+    # the leaf's first 57 + L bytes.
+    return _envelope(seq, prev, logged_at, key, leaf[HEADER_SIZE:end], leaf[end:], leaf[:end])
+
+
+def _envelope(  # noqa: PLR0917  # positional, in the field order
+    seq: int,
+    prev: bytes,
+    logged_at: int,
+    key_id: int,
+    event_bytes: bytes,
+    signature: bytes,
+    content: bytes,
+) -> Envelope:
+    # An Envelope whose fields the caller has already checked and whose signed
+    # content it already holds: fill the slots without re-encoding (see _EventTwin).
     env = _EnvelopeTwin(
-        version, seq, prev, logged_at, key, leaf[HEADER_SIZE:end], leaf[end:], leaf[:end]
+        ENVELOPE_VERSION, seq, prev, logged_at, key_id, event_bytes, signature, content
     )
     env.__class__ = Envelope  # type: ignore[assignment]  # see _EventTwin
     return cast(Envelope, env)
