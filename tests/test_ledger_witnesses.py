@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +35,37 @@ def test_attached_witness_cosigns_new_checkpoints(tmp_path: Path) -> None:
         policy = Policy.simple(log_key().verifier, [writer_key().verifier], [WITNESS_KEY.verifier])
         assert policy.quorum_met(c.witness for c in cp.cosignatures)
         assert any(outcome == "cosigned" for _, _, outcome, _ in led.witness_events())
+
+
+def test_cosigning_rounds_do_not_race_each_other(tmp_path: Path) -> None:
+    # The background thread and cosign_now() callers ask the same witness; run
+    # at once, their old sizes leapfrog and the witness refuses one of them.
+    witness = Witness.init(tmp_path / "w", WITNESS_KEY, [log_key().verifier])
+    led = Ledger.create(tmp_path / "l.ledger", log_key=log_key(), writers=[writer_key()])
+    led.attach_witnesses([LocalWitness(witness)], clock=lambda: 1_800_000_000)
+    outcomes = []
+    lock = threading.Lock()
+
+    def cosigner() -> None:
+        for _ in range(15):
+            got = led.cosign_now()
+            with lock:
+                outcomes.extend(got)
+
+    threads = [threading.Thread(target=cosigner) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for k in range(60):
+        led.append(event(k))
+    for th in threads:
+        th.join()
+    led.close()
+    assert outcomes
+    assert all(o.ok for o in outcomes), [o for o in outcomes if not o.ok][:3]
+    with Ledger.open(tmp_path / "l.ledger") as led:
+        events = led.witness_events()
+    assert events
+    assert {outcome for _, _, outcome, _ in events} == {"cosigned"}, events[:3]
 
 
 def test_broken_witness_is_recorded_and_never_blocks_appends(tmp_path: Path) -> None:

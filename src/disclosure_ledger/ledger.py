@@ -227,8 +227,11 @@ class Ledger:
         self._witness_clock: Callable[[], float] = time.time
         self._witness_thread: threading.Thread | None = None
         self._witness_wakeup = threading.Condition()
-        self._witness_pending: int | None = None
+        self._witness_pending = False  # a commit since the last round
         self._witness_stop = False
+        # One cosigning round at a time: two rounds racing to the same witness
+        # leapfrog each other's old sizes, and one of them is refused.
+        self._cosign_lock = threading.Lock()
         # Cache of the committed head, valid while the size matches the file.
         self._head_size = -1
         self._head_prev = records.GENESIS_PREV
@@ -586,7 +589,7 @@ class Ledger:
             req.future.set_result(out)
         if self._witnesses:
             with self._witness_wakeup:
-                self._witness_pending = new_size
+                self._witness_pending = True
                 self._witness_wakeup.notify()
 
     # -- reading -------------------------------------------------------------------------
@@ -1061,16 +1064,18 @@ class Ledger:
     def _run_witnesses(self) -> None:
         while True:
             with self._witness_wakeup:
-                while self._witness_pending is None and not self._witness_stop:
+                while not self._witness_pending and not self._witness_stop:
                     self._witness_wakeup.wait()
-                size = self._witness_pending
-                self._witness_pending = None
-                if size is None:
+                if not self._witness_pending:
                     return
-            # Outcomes are recorded in the ledger (witness_events); nothing to keep here.
-            witness_client.collect_cosignatures(
-                self, list(self._witnesses), int(self._witness_clock()), size=size
-            )
+                self._witness_pending = False
+            # The newest checkpoint when the round starts: it covers the commit
+            # that woke this thread, and any after it. Outcomes are recorded in
+            # the ledger (witness_events); nothing to keep here.
+            with self._cosign_lock:
+                witness_client.collect_cosignatures(
+                    self, list(self._witnesses), int(self._witness_clock())
+                )
 
     def cosign_now(self, *, size: int | None = None) -> list[witness_client.WitnessOutcome]:
         """Ask the attached witnesses to cosign a checkpoint now and wait for the answers.
@@ -1081,9 +1086,10 @@ class Ledger:
             Nothing: :func:`~.witness_client.collect_cosignatures` turns every
                 failure, a witness's or the ledger's, into an outcome.
         """
-        return witness_client.collect_cosignatures(
-            self, list(self._witnesses), int(self._witness_clock()), size=size
-        )
+        with self._cosign_lock:
+            return witness_client.collect_cosignatures(
+                self, list(self._witnesses), int(self._witness_clock()), size=size
+            )
 
     def last_cosigned_size(self, witness_vkey: str) -> int | None:
         """The largest checkpoint size with a stored cosignature by this witness key.
