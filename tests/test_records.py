@@ -30,6 +30,7 @@ from disclosure_ledger.records import (
     MAX_EVENT_SIZE,
     MAX_EXTENSION_DEPTH,
     RECORD_SIG_PREFIX,
+    AccessClass,
     Action,
     ActorKind,
     Clip,
@@ -38,6 +39,7 @@ from disclosure_ledger.records import (
     FrozenMap,
     LegalBasis,
     Party,
+    access_class,
     chain_hash,
     decode_event,
     encode_content,
@@ -319,11 +321,36 @@ def test_classification() -> None:
     assert not is_without_consent(event_from_json(no_basis))
     del no_basis["consent"]
     assert is_without_consent(event_from_json(no_basis))
-    assert not is_disclosure(ev(action="view"))
-    assert not is_disclosure(ev(recipient={"kind": "owner", "id": "owner-42"}))
+    # A view or stream with an outside recipient discloses footage as a release does.
+    assert is_disclosure(ev(action="view"))
+    assert is_disclosure(ev(action="stream"))
+    assert access_class(ev(action="view")) is AccessClass.OUTSIDE
+    # The police acting themselves, with no recipient, is a disclosure too.
+    police = example(action="stream", actor={"kind": "law_enforcement", "id": "officer-3"})
+    del police["recipient"]
+    assert is_disclosure(event_from_json(police))
+    assert is_without_consent(event_from_json(police))
+    # Vendor staff handing footage to the owner: an access by staff, not a disclosure.
+    to_owner = ev(recipient={"kind": "owner", "id": "owner-42"})
+    assert not is_disclosure(to_owner)
+    assert access_class(to_owner) is AccessClass.VENDOR_STAFF
+    system = example(action="view", actor={"kind": "vendor_system", "id": "motion-ai"})
+    del system["recipient"]
+    assert access_class(event_from_json(system)) is AccessClass.VENDOR_SYSTEM
+    # The owner sharing with a neighbour is a disclosure they consented to by making it.
+    shared = example(
+        action="share",
+        actor={"kind": "owner", "id": "owner-42"},
+        recipient={"kind": "third_party", "id": "neighbour"},
+    )
+    del shared["legal_basis"]
+    assert is_disclosure(event_from_json(shared))
+    assert not is_without_consent(event_from_json(shared))
+    assert is_without_consent(event_from_json({**shared, "consent": False}))
     own_download = example(action="download", actor={"kind": "owner", "id": "owner-42"})
     del own_download["recipient"]
     assert not is_disclosure(event_from_json(own_download))
+    assert access_class(event_from_json(own_download)) is None
     assert not is_without_consent(event_from_json(own_download))
 
 

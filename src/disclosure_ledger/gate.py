@@ -75,7 +75,7 @@ class QuorumNotMetError(VerificationError):
 
 
 class NotAReleaseError(VerificationError):
-    """The record's action does not release footage (see ``records.RELEASING_ACTIONS``)."""
+    """The record's action does not release footage (see ``records.HANDOVER_ACTIONS``)."""
 
 
 class FootageNotNamedError(VerificationError):
@@ -323,8 +323,8 @@ class ReleaseGate:
                 age=age,
             )
         event = record.event
-        if event.action not in records.RELEASING_ACTIONS:
-            allowed = ", ".join(sorted(a.value for a in records.RELEASING_ACTIONS))
+        if event.action not in records.HANDOVER_ACTIONS:
+            allowed = ", ".join(sorted(a.value for a in records.HANDOVER_ACTIONS))
             raise NotAReleaseError(
                 f"record {record.index} is a {event.action.value!r}, not a release ({allowed})",
                 index=record.index,

@@ -55,18 +55,17 @@ from .notes import KEY_TYPE_ED25519, Signer, Verifier
 
 __all__ = [
     "CHAIN_PREFIX",
-    "DISCLOSING_ACTIONS",
     "ENVELOPE_VERSION",
     "GENESIS_PREV",
+    "HANDOVER_ACTIONS",
     "HEADER",
     "HEADER_SIZE",
     "MAX_EVENT_SIZE",
     "MAX_EXTENSION_DEPTH",
     "MAX_LOGGED_AT",
-    "NON_CONSENT_BASES",
     "RECORD_SIG_PREFIX",
-    "RELEASING_ACTIONS",
     "SIGNATURE_SIZE",
+    "AccessClass",
     "Action",
     "ActorKind",
     "Clip",
@@ -166,12 +165,34 @@ class LegalBasis(enum.StrEnum):
     NONE = "none"
 
 
-DISCLOSING_ACTIONS = frozenset({Action.DOWNLOAD, Action.SHARE, Action.RELEASE, Action.EXPORT})
-"""Actions that hand footage to someone."""
-RELEASING_ACTIONS = frozenset({Action.RELEASE, Action.SHARE, Action.DOWNLOAD, Action.EXPORT})
-"""Actions the release gate accepts as the record of a release."""
-NON_CONSENT_BASES = frozenset(b for b in LegalBasis if b is not LegalBasis.OWNER_CONSENT)
-"""Every legal basis other than the owner's consent."""
+HANDOVER_ACTIONS = frozenset(
+    {Action.VIEW, Action.STREAM, Action.DOWNLOAD, Action.SHARE, Action.RELEASE, Action.EXPORT}
+)
+"""Actions that put footage in front of someone: seeing it live or recorded, or receiving a copy.
+
+The release gate opens only for a record whose action is one of these and
+which is a disclosure (:func:`is_disclosure`). ``clip``, ``redact``,
+``delete`` and ``retention_change`` change or remove footage; when someone
+other than the owner does them they still reach the owner's report, as an
+access (:func:`access_class`), but they never open the gate."""
+
+
+class AccessClass(enum.StrEnum):
+    """Who, other than the owner, an access reached; the report's sections, in its order.
+
+    ``outside``: law enforcement, a third party, or any recipient other than
+    the owner. Every such access is a *disclosure*, whatever the action: a
+    live stream watched by the police discloses footage as a download does.
+    ``vendor_staff``: the vendor's employees and contractors, with no outside
+    recipient. ``vendor_system``: the vendor's automated systems, likewise.
+    """
+
+    OUTSIDE = "outside"
+    VENDOR_STAFF = "vendor_staff"
+    VENDOR_SYSTEM = "vendor_system"
+
+
+_OUTSIDE_KINDS = frozenset({ActorKind.LAW_ENFORCEMENT, ActorKind.THIRD_PARTY})
 
 _ACTIONS = {m.value: m for m in Action}
 _ACTOR_KINDS = {m.value: m for m in ActorKind}
@@ -1348,28 +1369,53 @@ def event_to_json(event: Event) -> dict[str, object]:
 # Classification.
 
 
-def is_disclosure(event: Event) -> bool:
-    """Return whether ``event`` hands footage to someone other than the owner.
+def access_class(event: Event) -> AccessClass | None:
+    """Return who, other than the owner, ``event`` reached; ``None`` for the owner's own access.
 
-    The action must be in :data:`DISCLOSING_ACTIONS` and the receiving party
-    (the recipient, or the actor when there is no recipient) not the owner.
+    This is the one definition of a disclosure: the owner's report and the
+    release gate both call it, so they cannot disagree. In order:
+
+    - :attr:`AccessClass.OUTSIDE` when the actor is law enforcement or a third
+      party, or there is a recipient who is not the owner;
+    - :attr:`AccessClass.VENDOR_STAFF` when the actor is a vendor employee;
+    - :attr:`AccessClass.VENDOR_SYSTEM` when the actor is a vendor system;
+    - ``None`` when the owner acted, for themselves (no recipient, or the owner).
 
     Raises:
         MalformedError: if ``event`` is not an :class:`Event`.
     """
     if not isinstance(event, Event):
         raise MalformedError(f"expected an Event, not {type(event).__name__}")
-    if event.action not in DISCLOSING_ACTIONS:
-        return False
-    receiver = event.recipient if event.recipient is not None else event.actor
-    return receiver.kind is not ActorKind.OWNER
+    actor = event.actor.kind
+    recipient = event.recipient
+    if actor in _OUTSIDE_KINDS or (recipient is not None and recipient.kind is not ActorKind.OWNER):
+        return AccessClass.OUTSIDE
+    if actor is ActorKind.VENDOR_EMPLOYEE:
+        return AccessClass.VENDOR_STAFF
+    if actor is ActorKind.VENDOR_SYSTEM:
+        return AccessClass.VENDOR_SYSTEM
+    return None
+
+
+def is_disclosure(event: Event) -> bool:
+    """Return whether ``event`` made footage reach someone outside: owner and vendor both.
+
+    That is :func:`access_class` being :attr:`AccessClass.OUTSIDE`, whatever
+    the action.
+
+    Raises:
+        MalformedError: if ``event`` is not an :class:`Event`.
+    """
+    return access_class(event) is AccessClass.OUTSIDE
 
 
 def is_without_consent(event: Event) -> bool:
     """Return whether ``event`` is a disclosure the owner did not consent to.
 
-    That is a disclosure whose legal basis is not ``owner_consent``, or whose
-    ``consent`` is false, or that has no legal basis and no ``consent: true``.
+    A disclosure the owner made themselves (the actor is the owner) is
+    consented unless ``consent`` is false. Any other disclosure is without
+    consent when ``consent`` is false, when its legal basis is other than
+    ``owner_consent``, or when it has no legal basis and no ``consent: true``.
 
     Raises:
         MalformedError: if ``event`` is not an :class:`Event`.
@@ -1378,6 +1424,8 @@ def is_without_consent(event: Event) -> bool:
         return False
     if event.consent is False:
         return True
+    if event.actor.kind is ActorKind.OWNER:
+        return False
     if event.legal_basis is None:
         return event.consent is not True
     return event.legal_basis is not LegalBasis.OWNER_CONSENT

@@ -87,7 +87,7 @@ _MAX_KEY_TEXT = 200
 _HEADER_SIZE = records.HEADER_SIZE
 _MIN_LEAF = records.HEADER_SIZE + records.SIGNATURE_SIZE
 _ACTIONS = frozenset(a.value.encode() for a in records.Action)
-_DISCLOSING = frozenset(a.value.encode() for a in records.DISCLOSING_ACTIONS)
+_DISCLOSING = frozenset(a.value.encode() for a in records.HANDOVER_ACTIONS)
 _BASES = frozenset(b.value.encode() for b in records.LegalBasis)
 _TIME = re.compile(rb"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?Z")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
