@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from disclosure_ledger import merkle
-from disclosure_ledger.checkpoints import open_checkpoint, verify_receipt
+from disclosure_ledger.checkpoints import cosign_checkpoint, open_checkpoint, verify_receipt
 from disclosure_ledger.errors import (
     BadSignatureError,
     ChainBreakError,
@@ -29,7 +29,15 @@ from disclosure_ledger.errors import (
 from disclosure_ledger.ledger import Ledger
 from disclosure_ledger.notes import Signer, generate_signer
 
-from .ledger_helpers import ORIGIN, event, log_key, new_ledger, release_event, writer_key
+from .ledger_helpers import (
+    ORIGIN,
+    event,
+    log_key,
+    new_ledger,
+    release_event,
+    witness_key,
+    writer_key,
+)
 
 
 @pytest.fixture
@@ -345,6 +353,173 @@ def test_append_only_triggers_refuse_update_and_delete(ledger: Ledger) -> None:
             conn.execute(sql)
     conn.close()
     ledger.check()
+
+
+# -- the append-only triggers against every SQL path that replaces a row ----------------
+
+# For each table: the columns that pick one stored row, the column a replacement
+# would change and its new value. Every table of the file is here.
+_TABLE_ROWS: dict[str, tuple[tuple[str, ...], str, object]] = {
+    "meta": (("key",), "value", "x"),
+    "writers": (("vkey",), "added_at_size", 999),
+    "records": (("seq",), "leaf", b"\x00"),
+    "event_ids": (("event_id",), "seq", 999),
+    "hashes": (("first",), "run", b"\x07" * 32),
+    "upper_hashes": (("id",), "hash", b"\x07" * 32),
+    "checkpoints": (("size",), "note", "x"),
+    "cosignatures": (("size", "line"), "witness", "x"),
+    "witness_events": (("id",), "outcome", "x"),
+    "record_index": (("seq",), "camera_id", "cam-elsewhere"),
+}
+# Rowid tables whose rowid is not their key: a REPLACE can name the rowid.
+_ROWID_TABLES = ("meta", "writers", "cosignatures")
+
+
+@pytest.fixture(scope="module")
+def full_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ledger with a row in every table (upper hashes need 64 records or more)."""
+    path = tmp_path_factory.mktemp("full") / "l.ledger"
+    witness = witness_key()
+    with Ledger.create(path, log_key=log_key(), writers=[writer_key()]) as led:
+        led.append_many([event(i) for i in range(70)])
+        led.update_index()
+        cp = led.latest_checkpoint().checkpoint
+        line = cosign_checkpoint(cp, witness, 1_800_000_000)
+        assert led.add_cosignatures(cp.size, [line], [witness.verifier]) == 1
+        led.record_witness_event(cp.size, witness.verifier.vkey, "cosigned", "")
+    return path
+
+
+def _snapshot(conn: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
+    out = {}
+    for table in _TABLE_ROWS:
+        rowid = "" if table == "event_ids" else "rowid, "
+        out[table] = conn.execute(f"SELECT {rowid}* FROM {table} ORDER BY 1, 2").fetchall()  # noqa: S608
+    return out
+
+
+def _replacements(conn: sqlite3.Connection, table: str) -> list[tuple[str, tuple[object, ...]]]:
+    """Every statement that would replace, rewrite or remove a stored row of ``table``."""
+    keys, col, value = _TABLE_ROWS[table]
+    rowid = "" if table == "event_ids" else "rowid AS rowid_, "  # event_ids is WITHOUT ROWID
+    cur = conn.execute(f"SELECT {rowid}* FROM {table} ORDER BY 1 LIMIT 1")  # noqa: S608
+    names = [d[0] for d in cur.description]
+    row = dict(zip(names, cur.fetchone(), strict=True))
+    cols = [n for n in names if n != "rowid_"]
+    changed = tuple(value if c == col else row[c] for c in cols)
+    columns, marks = ", ".join(cols), ", ".join("?" * len(cols))
+    where = " AND ".join(f"{k} = ?" for k in keys)
+    key_args = tuple(row[k] for k in keys)
+    insert = f"INTO {table} ({columns}) VALUES ({marks})"
+    out = [
+        (f"INSERT OR REPLACE {insert}", changed),
+        (f"REPLACE {insert}", changed),
+        (f"INSERT {insert} ON CONFLICT DO UPDATE SET {col} = excluded.{col}", changed),
+        (f"INSERT {insert} ON CONFLICT DO NOTHING", changed),
+        (f"INSERT OR IGNORE {insert}", changed),
+        (f"INSERT {insert}", changed),
+        (f"UPDATE OR REPLACE {table} SET {col} = ? WHERE {where}", (value, *key_args)),  # noqa: S608
+        (f"UPDATE {table} SET {col} = ? WHERE {where}", (value, *key_args)),  # noqa: S608
+        (f"DELETE FROM {table} WHERE {where}", key_args),  # noqa: S608
+    ]
+    if table in _ROWID_TABLES:
+        # Another key, the same rowid: REPLACE would delete the stored row.
+        other = tuple(f"{v}-other" if c in keys else v for c, v in zip(cols, changed, strict=True))
+        rowid_insert = f"INTO {table} (rowid, {columns}) VALUES (?, {marks})"
+        out.append((f"INSERT OR REPLACE {rowid_insert}", (row["rowid_"], *other)))
+    return out
+
+
+@pytest.mark.parametrize("table", list(_TABLE_ROWS))
+def test_append_only_triggers_refuse_every_replacement(full_ledger: Path, table: str) -> None:
+    conn = sqlite3.connect(full_ledger, isolation_level=None)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert tables == set(_TABLE_ROWS), "every table of the file must be tested"
+        before = _snapshot(conn)
+        for sql, args in _replacements(conn, table):
+            with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+                conn.execute(sql, args)
+            assert _snapshot(conn) == before, sql
+    finally:
+        conn.close()
+    with Ledger.open(full_ledger, readonly=True) as led:
+        led.check()
+
+
+@pytest.mark.parametrize("table", [t for t in _TABLE_ROWS if t != "event_ids"])
+def test_append_only_triggers_refuse_negative_rowids(full_ledger: Path, table: str) -> None:
+    # In a BEFORE INSERT trigger an automatic rowid reads as -1; a stored row at
+    # -1 would make honest inserts look like overwrites, so none may exist.
+    conn = sqlite3.connect(full_ledger, isolation_level=None)
+    try:
+        before = _snapshot(conn)
+        cols = [d[0] for d in conn.execute(f"SELECT * FROM {table} LIMIT 1").description]  # noqa: S608
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute(
+                f"INSERT INTO {table} (rowid, {', '.join(cols)})"  # noqa: S608
+                f" SELECT -1, {', '.join(cols)} FROM {table} ORDER BY rowid LIMIT 1"
+            )
+        assert _snapshot(conn) == before
+    finally:
+        conn.close()
+
+
+def test_appends_and_repeated_cosignatures_pass_the_insert_triggers(tmp_path: Path) -> None:
+    witness = witness_key()
+    with new_ledger(tmp_path) as led:
+        led.append_many([event(i) for i in range(3)])
+        led.append(event(3))  # the writer key is registered again: skipped, not refused
+        cp = led.latest_checkpoint().checkpoint
+        line = cosign_checkpoint(cp, witness, 1_800_000_000)
+        assert led.add_cosignatures(cp.size, [line, line], [witness.verifier]) == 1
+        assert led.add_cosignatures(cp.size, [line], [witness.verifier]) == 0
+        assert led.writer_verifiers()[0] == writer_key().verifier
+        assert len(led.writer_verifiers()) == 2  # the writer and the log key
+        led.check()
+
+
+def test_opening_an_older_file_for_writing_adds_the_insert_triggers(tmp_path: Path) -> None:
+    path = tmp_path / "l.ledger"
+    with new_ledger(tmp_path, "l.ledger") as led:
+        led.append_many([event(i) for i in range(3)])
+    # A file written before the INSERT triggers existed has only the UPDATE and DELETE ones.
+    conn = sqlite3.connect(path, isolation_level=None)
+    new = [
+        name
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        if not name.endswith(("_no_update", "_no_delete"))
+    ]
+    assert len(new) == 14
+    for name in new:
+        conn.execute(f'DROP TRIGGER "{name}"')
+    conn.close()
+
+    def replace_refused() -> bool:
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            conn.execute("BEGIN")
+            conn.execute("INSERT OR REPLACE INTO records (seq, leaf) VALUES (0, x'00')")
+        except sqlite3.DatabaseError as err:
+            refused = "append-only" in str(err)
+        else:
+            refused = False
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return refused
+
+    assert not replace_refused()  # the gap the INSERT triggers close
+    with Ledger.open(path, readonly=True) as led:
+        led.check()  # a read-only open changes nothing
+    assert not replace_refused()
+    with Ledger.open(path) as led:
+        led.check()
+    assert replace_refused()
+    conn = sqlite3.connect(path)
+    names = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    conn.close()
+    assert set(new) <= names
 
 
 def _tamper(path: Path, sql: str, args: tuple[object, ...] = ()) -> None:

@@ -3,8 +3,11 @@
 This module owns the ledger file and nothing above it: it does not sign, hash
 leaves or validate events. The file is opened in WAL mode with
 ``synchronous=FULL``, so a committed transaction survives a crash or power loss.
-Triggers refuse UPDATE and DELETE on every table, so the file itself is
-append-only to anyone who uses SQLite to change it.
+Triggers refuse UPDATE, DELETE and any insert over an existing key on every
+table (``INSERT OR REPLACE`` deletes without firing DELETE triggers), so the
+file is append-only to anyone who changes it through SQL. They cannot stop
+someone who drops them or edits the file's bytes: ``Ledger.check`` and the
+owner's verification catch what that changes.
 
 Merkle hashes are numbered in the order they become known (the layout of Go's
 ``sumdb/tlog``): leaf ``n``'s hash, then each interior node it completes. The
@@ -68,19 +71,6 @@ _UPPER_SQL = (
 _UPPER_MEMORY_MAX = 1 << 18
 _RECENT_RUNS = 8
 _RUN_AT_SQL = "SELECT first, run FROM hashes WHERE first <= ? ORDER BY first DESC LIMIT 1"
-
-_TABLES = (
-    "meta",
-    "writers",
-    "records",
-    "event_ids",
-    "hashes",
-    "upper_hashes",
-    "checkpoints",
-    "cosignatures",
-    "witness_events",
-    "record_index",
-)
 
 
 def stored_hash_index(level: int, n: int) -> int:
@@ -203,16 +193,82 @@ CREATE VIEW IF NOT EXISTS indexed_records AS
 """
 
 
-def _triggers() -> str:
+# Every table, and what makes a row "the same row" in it: an INSERT that matches
+# would, under OR REPLACE, delete the row it matches without firing its DELETE
+# trigger. The second field says how rowids are guarded (see _triggers):
+# "key" for tables whose INTEGER PRIMARY KEY is a position the ledger always
+# gives, "auto" for tables whose rowid SQLite picks, None for WITHOUT ROWID.
+_ROW_KEYS: dict[str, tuple[str, str | None]] = {
+    "meta": ("key = NEW.key", "auto"),
+    "writers": ("vkey = NEW.vkey", "auto"),
+    "records": ("seq = NEW.seq", "key"),
+    "event_ids": ("event_id = NEW.event_id", None),
+    "hashes": ("first = NEW.first", "key"),
+    "upper_hashes": ("id = NEW.id", "key"),
+    "checkpoints": ("size = NEW.size", "key"),
+    "cosignatures": ("size = NEW.size AND line = NEW.line", "auto"),
+    "witness_events": ("id = NEW.id", "auto"),
+    "record_index": ("seq = NEW.seq", "key"),
+}
+
+
+def _triggers() -> list[tuple[str, str]]:
+    """``(name, statement)`` of the append-only triggers: no UPDATE, DELETE or overwriting INSERT.
+
+    UPDATE and DELETE triggers cover ``UPDATE``, ``UPDATE OR REPLACE``,
+    ``DELETE`` and upserts (``ON CONFLICT DO UPDATE`` runs an UPDATE). An
+    ``INSERT OR REPLACE`` (``REPLACE INTO``) deletes the row it conflicts with
+    without firing DELETE triggers, so every table also refuses, before the
+    insert, any row whose key is already taken; ``INSERT OR IGNORE`` of such a
+    row is refused too, which keeps the rule simple (the ledger itself skips
+    known rows with ``WHERE NOT EXISTS``).
+
+    Rowids: ``INSERT OR REPLACE INTO t (rowid, ...)`` can name a stored row by
+    its rowid alone, so tables with automatic rowids match on the rowid too.
+    In a BEFORE INSERT trigger an automatic rowid reads as -1, so a stored row
+    at -1 would make every automatic insert look like an overwrite: negative
+    rowids are refused (after the insert, where the real rowid is known; in
+    the BEFORE trigger itself for the position-keyed tables, which the ledger
+    never fills automatically, so the hot path runs one trigger per row).
+    """
     out = []
-    for table in _TABLES:
+    for table, (key_match, rowids) in _ROW_KEYS.items():
         for op in ("UPDATE", "DELETE"):
+            name = f"{table}_no_{op.lower()}"
             out.append(
-                f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
-                f"BEGIN SELECT RAISE(ABORT, 'disclosure ledger is append-only: "
-                f"{op} on {table} refused'); END;"
+                (
+                    name,
+                    f"CREATE TRIGGER IF NOT EXISTS {name} BEFORE {op} ON {table} "
+                    f"BEGIN SELECT RAISE(ABORT, 'disclosure ledger is append-only: "
+                    f"{op} on {table} refused'); END;",
+                )
             )
-    return "\n".join(out)
+        when = f"EXISTS (SELECT 1 FROM {table} WHERE {key_match})"  # noqa: S608 - fixed names
+        if rowids == "auto":
+            when = f"EXISTS (SELECT 1 FROM {table} WHERE ({key_match}) OR rowid = NEW.rowid)"  # noqa: S608 - fixed names
+        elif rowids == "key":
+            when = f"NEW.rowid < 0 OR {when}"
+        name = f"{table}_no_overwrite"
+        out.append(
+            (
+                name,
+                f"CREATE TRIGGER IF NOT EXISTS {name} BEFORE INSERT ON {table} WHEN {when} "
+                f"BEGIN SELECT RAISE(ABORT, 'disclosure ledger is append-only: "
+                f"INSERT over an existing row of {table}, or at a negative key, refused'); END;",
+            )
+        )
+        if rowids == "auto":
+            name = f"{table}_no_negative_rowid"
+            out.append(
+                (
+                    name,
+                    f"CREATE TRIGGER IF NOT EXISTS {name} AFTER INSERT ON {table} "
+                    f"WHEN NEW.rowid < 0 "
+                    f"BEGIN SELECT RAISE(ABORT, 'disclosure ledger is append-only: "
+                    f"a negative rowid in {table} refused'); END;",
+                )
+            )
+    return out
 
 
 def _storage_error(err: BaseException, path: Path, doing: str) -> StorageError:
@@ -286,10 +342,11 @@ class SQLiteStore:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
             conn.execute("BEGIN IMMEDIATE")
-            schema = _SCHEMA + _QUERY_INDEX + _triggers()
-            for stmt in schema.split(";\n"):
+            for stmt in (_SCHEMA + _QUERY_INDEX).split(";\n"):
                 if stmt.strip():
                     conn.execute(stmt)
+            for _, stmt in _triggers():
+                conn.execute(stmt)
             rows = [("format", FORMAT_NAME), ("format_version", str(FORMAT_VERSION))]
             rows += sorted(meta.items())
             conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows)
@@ -351,7 +408,39 @@ class SQLiteStore:
             )
         if not readonly:
             store._configure()
+            try:
+                store._add_missing_triggers()
+            except StorageError:
+                conn.close()
+                raise
         return store
+
+    def _add_missing_triggers(self) -> None:
+        """Create the append-only triggers a file lacks, in one transaction.
+
+        Files written before a trigger existed (the INSERT triggers came after
+        the format's version 2) get it the first time they are opened for
+        writing; the format does not change, since the triggers only refuse
+        writes this library never makes. A read-only open changes nothing.
+        """
+        try:
+            present = {
+                str(r[0])
+                for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            }
+            missing = [stmt for name, stmt in _triggers() if name not in present]
+            if not missing:
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in missing:
+                    self._conn.execute(stmt)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as err:
+            raise _storage_error(err, self.path, "adding the append-only triggers") from err
 
     def _configure(self) -> None:
         c = self._conn
@@ -784,9 +873,12 @@ class SQLiteStore:
             ):
                 raise StorageError(f"no checkpoint of size {size}")
             before = txn.conn.total_changes
+            # Not INSERT OR IGNORE: the append-only trigger refuses a row that
+            # is already stored, so a line stored before is skipped here.
             txn.conn.executemany(
-                "INSERT OR IGNORE INTO cosignatures (size, witness, line) VALUES (?, ?, ?)",
-                [(size, w, line) for w, line in lines],
+                "INSERT INTO cosignatures (size, witness, line) SELECT ?, ?, ?"
+                " WHERE NOT EXISTS (SELECT 1 FROM cosignatures WHERE size = ? AND line = ?)",
+                [(size, w, line, size, line) for w, line in lines],
             )
             return txn.conn.total_changes - before
 
@@ -1023,7 +1115,9 @@ class AppendTxn:
             sqlite3.Error: if the statement fails (:meth:`SQLiteStore.append_txn` rolls back
                 and reports it as StorageError).
         """
+        # Not INSERT OR IGNORE: the append-only trigger refuses a known key.
         self.conn.execute(
-            "INSERT OR IGNORE INTO writers (key_id, vkey, added_at_size) VALUES (?, ?, ?)",
-            (key_id, vkey, size),
+            "INSERT INTO writers (key_id, vkey, added_at_size) SELECT ?, ?, ?"
+            " WHERE NOT EXISTS (SELECT 1 FROM writers WHERE vkey = ?)",
+            (key_id, vkey, size, vkey),
         )
