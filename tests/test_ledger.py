@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import sqlite3
@@ -19,19 +20,25 @@ from disclosure_ledger.errors import (
     BadSignatureError,
     ChainBreakError,
     DuplicateEventError,
+    InconsistentCheckpointError,
     LedgerError,
     MalformedError,
+    RollbackError,
     RootMismatchError,
     StorageError,
+    UntrustedKeyError,
     ValidationError,
     VerificationError,
 )
 from disclosure_ledger.ledger import Ledger
 from disclosure_ledger.notes import Signer, generate_signer
+from disclosure_ledger.storage import stored_hash_count
 
+from .cli_helpers import assert_one_line_error, run
 from .ledger_helpers import (
     ORIGIN,
     event,
+    forked_ledgers,
     log_key,
     new_ledger,
     release_event,
@@ -139,7 +146,6 @@ def test_proofs_reach_past_the_upper_levels(tmp_path: Path) -> None:
 
 def test_runs_of_hashes_start_at_blocks_of_64_leaves(tmp_path: Path) -> None:
     # A proof's nodes below level 6 then come from one run.
-    from disclosure_ledger.storage import stored_hash_count
 
     with new_ledger(tmp_path, "l.ledger") as led:
         led.append_many([event(i) for i in range(10)])
@@ -794,3 +800,263 @@ def test_query_index_is_filled_off_the_append_path(tmp_path: Path) -> None:
         assert led.update_index() == 3
         assert led.update_index() == 0
         led.check()
+
+
+# -- check: stored cosignatures ----------------------------------------------------------------
+
+
+def _cosigned_ledger(tmp: Path) -> tuple[Path, str]:
+    """A ledger of 13 records (commits at 10 and 13) with one cosignature of size 13."""
+    path = tmp / "c.ledger"
+    witness = witness_key()
+    with new_ledger(tmp, "c.ledger") as led:
+        led.append_many([event(i) for i in range(10)])
+        led.append_many([event(i) for i in range(10, 13)])
+        cp = led.latest_checkpoint().checkpoint
+        line = cosign_checkpoint(cp, witness, 1_800_000_000)
+        assert led.add_cosignatures(13, [line], [witness.verifier]) == 1
+        assert led.check().cosignatures == 1
+    return path, line
+
+
+def _forged(line: str) -> str:
+    """The signature line with one bit of its signature flipped."""
+    name, blob = line.rstrip("\n").rsplit(" ", 1)
+    raw = bytearray(base64.b64decode(blob))
+    raw[-1] ^= 1
+    return f"{name} {base64.b64encode(bytes(raw)).decode()}\n"
+
+
+def _insert_cosignature(path: Path, size: int, witness: str, line: str) -> None:
+    # A new row is an insert the triggers allow: no need to drop them.
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "INSERT INTO cosignatures (size, witness, line) VALUES (?, ?, ?)", (size, witness, line)
+    )
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    "what",
+    [
+        "forged signature",
+        "line by another witness",
+        "line of another checkpoint",
+        "witness key malformed",
+        "witness key not a cosignature key",
+        "no checkpoint of that size",
+    ],
+)
+def test_check_verifies_every_stored_cosignature(tmp_path: Path, what: str) -> None:
+    path, line = _cosigned_ledger(tmp_path)
+    w1, w2 = witness_key(), witness_key("witness.example/w2")
+    with Ledger.open(path, readonly=True) as led:
+        cp10 = led.checkpoint(10).checkpoint
+        cp13 = led.checkpoint(13).checkpoint
+    size, vkey = 13, w1.verifier.vkey
+    if what == "forged signature":
+        line = _forged(line)
+    elif what == "line by another witness":
+        line = cosign_checkpoint(cp13, w2, 1_800_000_000)
+    elif what == "line of another checkpoint":
+        line = cosign_checkpoint(cp10, w1, 1_800_000_000)
+    elif what == "witness key malformed":
+        vkey = "not a key"
+    elif what == "witness key not a cosignature key":
+        vkey = writer_key().verifier.vkey
+    elif what == "no checkpoint of that size":
+        size = 12
+    if what.startswith("witness key"):
+        _tamper(path, "UPDATE cosignatures SET witness = ?", (vkey,))  # the stored row, misfiled
+    else:
+        _insert_cosignature(path, size, vkey, line)
+    with Ledger.open(path, readonly=True) as led, pytest.raises(BadSignatureError) as info:
+        led.check()
+    message = str(info.value)
+    assert f"checkpoint {size}" in message, message
+    assert vkey.split("+")[0] in message, message
+
+
+# -- check: pinned keys ------------------------------------------------------------------------
+
+
+INSIDER_LOG = Signer(ORIGIN, bytes(range(100, 132)))  # the ledger's name, another key
+INSIDER_WRITER = Signer("vendor.example/writer/backend-1", bytes(range(200, 232)))
+
+
+def _ledger_with(tmp: Path, name: str, log: Signer, writer: Signer) -> Path:
+    with Ledger.create(tmp / name, log_key=log, writers=[writer]) as led:
+        led.append_many([event(i) for i in range(5)])
+    return tmp / name
+
+
+def test_check_with_pinned_keys_refuses_a_ledger_resigned_under_other_keys(
+    tmp_path: Path,
+) -> None:
+    real = _ledger_with(tmp_path, "real.ledger", log_key(), writer_key())
+    resigned = _ledger_with(tmp_path, "resigned.ledger", INSIDER_LOG, INSIDER_WRITER)
+    own_writer = _ledger_with(tmp_path, "writer.ledger", log_key(), INSIDER_WRITER)
+    pinned_log, pinned_writers = log_key().verifier, [writer_key().verifier]
+    with Ledger.open(real, readonly=True) as led:
+        report = led.check(log_key=pinned_log, writer_keys=pinned_writers)
+        assert report.pinned
+        assert report.writers == (writer_key().verifier.vkey,)
+        assert not led.check().pinned
+    with Ledger.open(resigned, readonly=True) as led:
+        led.check()  # the file is self-consistent: nothing inside it can tell
+        with pytest.raises(UntrustedKeyError, match="log key"):
+            led.check(log_key=pinned_log)
+        with pytest.raises(UntrustedKeyError, match="record 0"):
+            led.check(writer_keys=pinned_writers)
+    with Ledger.open(own_writer, readonly=True) as led:
+        led.check(log_key=pinned_log)  # its checkpoints are the real log key's
+        with pytest.raises(UntrustedKeyError, match=r"record 0 .* not a given writer key"):
+            led.check(log_key=pinned_log, writer_keys=pinned_writers)
+        with pytest.raises(MalformedError, match="Ed25519"):
+            led.check(writer_keys=[witness_key().verifier])
+        with pytest.raises(MalformedError, match="Ed25519"):
+            led.check(log_key=witness_key().verifier)
+
+
+# -- check: a trusted checkpoint catches a file cut back -------------------------------------
+
+
+def _truncate(path: Path, size: int) -> None:
+    """Cut the ledger back to its checkpoint of ``size``, as someone holding the file would."""
+    cut = stored_hash_count(size)
+    for sql, arg in (
+        ("DELETE FROM records WHERE seq >= ?", size),
+        ("DELETE FROM event_ids WHERE seq >= ?", size),
+        ("DELETE FROM record_index WHERE seq >= ?", size),
+        ("DELETE FROM hashes WHERE first >= ?", cut),
+        ("DELETE FROM upper_hashes WHERE id >= ?", cut),
+        ("DELETE FROM checkpoints WHERE size > ?", size),
+        ("DELETE FROM cosignatures WHERE size > ?", size),
+        ("DELETE FROM witness_events WHERE size > ?", size),
+    ):
+        _tamper(path, sql, (arg,))
+
+
+def test_check_catches_a_cut_back_file_only_with_a_trusted_checkpoint(tmp_path: Path) -> None:
+    path, _ = _cosigned_ledger(tmp_path)
+    with Ledger.open(path, readonly=True) as led:
+        note13, note10 = led.checkpoint(13).note, led.checkpoint(10).note
+        assert led.check(trusted_checkpoint=note13).trusted_size == 13
+        assert led.check(trusted_checkpoint=note10.encode()).trusted_size == 10
+    _truncate(path, 10)
+    with Ledger.open(path, readonly=True) as led:
+        assert led.check().size == 10  # nothing inside the file shows the cut
+        assert led.check(trusted_checkpoint=note10).trusted_size == 10
+        with pytest.raises(RollbackError, match="13"):
+            led.check(trusted_checkpoint=note13)
+
+
+def test_check_catches_a_fork_against_a_trusted_checkpoint(tmp_path: Path) -> None:
+    for a, b in forked_ledgers(tmp_path):
+        a.append_many([event(i) for i in range(10)])
+        a.append_many([event(i) for i in range(10, 13)])
+        b.append_many([event(i) for i in range(9)] + [release_event(9)])
+        with pytest.raises(InconsistentCheckpointError, match="size 10"):
+            a.check(trusted_checkpoint=b.checkpoint(10).note)  # a's size is larger
+        b.append_many([event(i) for i in range(10, 13)])
+        with pytest.raises(InconsistentCheckpointError, match="size 13"):
+            a.check(trusted_checkpoint=b.checkpoint(13).note)  # the same size
+        a.check(trusted_checkpoint=a.checkpoint(0).note)
+        b.check(trusted_checkpoint=a.checkpoint(0).note)  # every tree agrees at 0
+
+
+def test_check_refuses_a_trusted_checkpoint_not_signed_by_the_log_key(tmp_path: Path) -> None:
+    other = _ledger_with(tmp_path, "other.ledger", INSIDER_LOG, writer_key())
+    with Ledger.open(other, readonly=True) as led:
+        foreign = led.latest_checkpoint().note
+    with new_ledger(tmp_path) as led:
+        led.append_many([event(i) for i in range(5)])
+        with pytest.raises(LedgerError, match="the trusted checkpoint"):
+            led.check(trusted_checkpoint=foreign)
+        with pytest.raises(MalformedError, match="the trusted checkpoint"):
+            led.check(trusted_checkpoint="not a checkpoint")
+
+
+def test_check_refuses_records_beyond_the_newest_checkpoint(tmp_path: Path) -> None:
+    path, _ = _cosigned_ledger(tmp_path)
+    # Records the log key never signed for: only someone around the ledger puts them there.
+    _tamper(path, "DELETE FROM cosignatures")
+    _tamper(path, "DELETE FROM checkpoints WHERE size = 13")
+    with (
+        Ledger.open(path, readonly=True) as led,
+        pytest.raises(VerificationError, match=r"10\.\.12"),
+    ):
+        led.check()
+
+
+# -- the check command -----------------------------------------------------------------------
+
+
+def test_check_command_pins_keys(tmp_path: Path) -> None:
+    real = _ledger_with(tmp_path, "real.ledger", log_key(), writer_key())
+    resigned = _ledger_with(tmp_path, "resigned.ledger", INSIDER_LOG, INSIDER_WRITER)
+    pub = tmp_path / "log.pub"
+    pub.write_text(log_key().verifier.vkey + "\n")
+    for log in (str(pub), log_key().verifier.vkey):
+        ok = run("check", real, "--log-key", log, "--writer-key", writer_key().verifier.vkey)
+        assert ok.exit_code == 0, ok.stderr
+        assert ok.stdout.startswith("ok: 5 records, 2 checkpoints, root ")
+        assert "signed by the given keys" in ok.stdout
+        assert run("check", resigned).exit_code == 0
+        assert_one_line_error(
+            run("check", resigned, "--log-key", log), 1, "check failed", "log key"
+        )
+    assert_one_line_error(
+        run("check", resigned, "--writer-key", writer_key().verifier.vkey),
+        1,
+        "check failed",
+        "record 0",
+    )
+    assert_one_line_error(run("check", real, "--log-key", "nope+nope"), 2, "--log-key")
+    assert_one_line_error(run("check", real, "--log-key", tmp_path / "missing.pub"), 2, "--log-key")
+    assert_one_line_error(
+        run("check", real, "--writer-key", witness_key().verifier.vkey),
+        2,
+        "--writer-key",
+        "Ed25519",
+    )
+
+
+def test_check_command_with_a_trusted_checkpoint(tmp_path: Path) -> None:
+    path, _ = _cosigned_ledger(tmp_path)
+    with Ledger.open(path, readonly=True) as led:
+        (tmp_path / "13.cp").write_text(led.checkpoint(13).note)
+    ok = run("check", path, "--trusted-checkpoint", tmp_path / "13.cp")
+    assert ok.exit_code == 0, ok.stderr
+    assert ok.stdout.rstrip("\n").endswith(
+        ", 1 cosignatures, consistent with the trusted checkpoint of size 13"
+    )
+    _truncate(path, 10)
+    assert run("check", path).exit_code == 0
+    assert_one_line_error(
+        run("check", path, "--trusted-checkpoint", tmp_path / "13.cp"), 1, "check failed", "13"
+    )
+    (tmp_path / "bad.cp").write_text("not a checkpoint\n")
+    for bad in (tmp_path / "bad.cp", tmp_path / "missing.cp"):
+        assert_one_line_error(run("check", path, "--trusted-checkpoint", bad), 2, str(bad))
+    other = _ledger_with(tmp_path, "other.ledger", INSIDER_LOG, writer_key())
+    with Ledger.open(other, readonly=True) as led:
+        (tmp_path / "other.cp").write_text(led.latest_checkpoint().note)
+    pinned = ["--log-key", log_key().verifier.vkey]
+    assert_one_line_error(
+        run("check", path, *pinned, "--trusted-checkpoint", tmp_path / "other.cp"),
+        2,
+        "--trusted-checkpoint",
+    )
+    assert_one_line_error(
+        run("check", path, "--trusted-checkpoint", tmp_path / "other.cp"), 1, "trusted checkpoint"
+    )
+
+
+def test_check_command_fails_on_a_forged_cosignature(tmp_path: Path) -> None:
+    path, line = _cosigned_ledger(tmp_path)
+    _insert_cosignature(path, 13, witness_key().verifier.vkey, _forged(line))
+    assert_one_line_error(
+        run("check", path), 1, "check failed", "checkpoint 13", "witness.example/w1"
+    )

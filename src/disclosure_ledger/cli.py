@@ -41,7 +41,9 @@ from ._clikit import (
     CommandFailedError,
     passphrase_options,
 )
-from .checkpoints import format_receipt, format_witness_request
+from ._fsutil import read_limited
+from .checkpoints import format_receipt, format_witness_request, open_checkpoint, peek_checkpoint
+from .cli_owner import _verifier as _key_option  # the key option reader verify uses
 from .demo import MIN_RECORDS, run_demo
 from .errors import (
     ConflictError,
@@ -53,7 +55,7 @@ from .errors import (
 from .keys import keygen as _keygen
 from .keys import read_passphrase, read_signer_file
 from .ledger import AppendReceipt, Ledger, Record
-from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Signer, b64encode
+from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, MAX_NOTE_SIZE, Signer, b64encode
 
 __all__ = [
     "APPEND_BATCH",
@@ -531,23 +533,81 @@ def prove(*, ledger: Path, index: int | None, old: int | None, size: int | None)
 
 @cli.command()
 @_ledger_argument
-def check(*, ledger: Path) -> None:
-    """Rebuild chain, signatures, Merkle hashes and checkpoints; exit 1 on the first fault.
+@click.option(
+    "--log-key",
+    metavar="PUB",
+    help="Require this log key (a .pub file or key string) and its name as the origin.",
+)
+@click.option(
+    "--writer-key",
+    "writer_keys",
+    multiple=True,
+    metavar="PUB",
+    help="Require every record to be signed by one of these keys (repeatable).",
+)
+@click.option(
+    "--trusted-checkpoint",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="A signed checkpoint held elsewhere; the ledger must extend it (catches a cut-back file).",
+)
+def check(
+    *,
+    ledger: Path,
+    log_key: str | None,
+    writer_keys: tuple[str, ...],
+    trusted_checkpoint: Path | None,
+) -> None:
+    """Rebuild chain, signatures, Merkle hashes, checkpoints and cosignatures; exit 1 on a fault.
+
+    Without keys, trust comes from the file. A file re-signed under other keys
+    is refused only with --log-key (and --writer-key); a file cut back to an
+    earlier checkpoint only with --trusted-checkpoint.
 
     \f
     Raises:
         CommandFailedError: with the first fault found (exit 1).
+        CommandError: if a key or the trusted checkpoint cannot be read or used (exit 2).
         StorageError: if the file cannot be opened as a ledger (exit 2).
     """
+    pinned_log = None if log_key is None else _key_option(log_key, "--log-key")
+    writers = [_key_option(w, "--writer-key") for w in writer_keys]
+    for option, keys in (
+        ("--log-key", [] if pinned_log is None else [pinned_log]),
+        ("--writer-key", writers),
+    ):
+        for key in keys:
+            if key.key_type != KEY_TYPE_ED25519:
+                raise CommandError(f"{option}: {key.name} is not an Ed25519 note key")
+    note = None
+    if trusted_checkpoint is not None:
+        note = read_limited(trusted_checkpoint, MAX_NOTE_SIZE, "checkpoint file", CommandError)
+        try:
+            peek_checkpoint(note)
+            if pinned_log is not None:
+                open_checkpoint(note, pinned_log)
+        except LedgerError as err:
+            raise CommandError(f"--trusted-checkpoint {trusted_checkpoint}: {err}") from err
     with _open_readonly(ledger) as lg:
         try:
-            report = lg.check()
+            report = lg.check(
+                log_key=pinned_log,
+                writer_keys=writers or None,
+                trusted_checkpoint=note,
+            )
         except LedgerError as err:
             # Whatever check finds wrong in the file is a failed check, not a usage error.
             raise CommandFailedError(f"check failed: {err}") from err
+    extra = ""
+    if report.cosignatures:
+        extra += f", {report.cosignatures} cosignatures"
+    if report.pinned:
+        extra += ", signed by the given keys"
+    if report.trusted_size is not None:
+        extra += f", consistent with the trusted checkpoint of size {report.trusted_size}"
     click.echo(
         f"ok: {report.size} records, {report.checkpoints} checkpoints, "
-        f"root {b64encode(report.root)}"
+        f"root {b64encode(report.root)}{extra}"
     )
 
 

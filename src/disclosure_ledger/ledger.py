@@ -39,10 +39,13 @@ from .checkpoints import (
     sign_checkpoint,
 )
 from .errors import (
+    BadSignatureError,
     ChainBreakError,
     DuplicateEventError,
+    InconsistentCheckpointError,
     LedgerError,
     MalformedError,
+    RollbackError,
     RootMismatchError,
     StorageError,
     UntrustedKeyError,
@@ -57,7 +60,15 @@ from .merkle import (
     prove_inclusion,
     subtree_ids,
 )
-from .notes import KEY_TYPE_ED25519, Signer, Verifier, parse_verifier
+from .notes import (
+    KEY_TYPE_COSIGNATURE,
+    KEY_TYPE_ED25519,
+    Signer,
+    Verifier,
+    parse_note,
+    parse_signature_line,
+    parse_verifier,
+)
 from .records import Event
 from .storage import (
     INDEX_COLUMNS,
@@ -106,12 +117,31 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class CheckReport:
-    """The result of :meth:`Ledger.check`: everything matched."""
+    """The result of :meth:`Ledger.check`: everything matched.
+
+    ``writers`` are the keys records were checked against; ``pinned`` says
+    they and the log key were the caller's rather than the file's, and
+    ``trusted_size`` is the size of the trusted checkpoint the ledger was
+    found consistent with, if one was given.
+    """
 
     size: int
     checkpoints: int
     writers: tuple[str, ...]
     root: bytes
+    cosignatures: int = 0
+    pinned: bool = False
+    trusted_size: int | None = None
+
+
+def _key_label(key: Verifier) -> str:
+    return f"{key.name}+{key.key_id:08x}"
+
+
+def _check_writer_verifier(writer: Verifier) -> Verifier:
+    if writer.key_type != KEY_TYPE_ED25519:
+        raise MalformedError(f"writer key {writer.name} is not an Ed25519 note key")
+    return writer
 
 
 def _check_writer(writer: Signer) -> Signer:
@@ -865,31 +895,78 @@ class Ledger:
             keys.append(self.log_verifier)
         return keys
 
-    def check(self) -> CheckReport:
+    def check(
+        self,
+        *,
+        log_key: Verifier | None = None,
+        writer_keys: Sequence[Verifier] | None = None,
+        trusted_checkpoint: str | bytes | None = None,
+    ) -> CheckReport:
         """Rebuild everything from the records and compare with what is stored.
 
-        Checks the chain, every record signature (by a registered writer key),
-        every event's canonical encoding, the query columns stored beside each
-        record, every stored Merkle hash, and every stored checkpoint's
-        signature and root. Streams records and checkpoints, so memory stays
-        bounded.
+        Checks the chain, every record signature, every event's canonical
+        encoding, the query columns stored beside each record, every stored
+        Merkle hash, every stored checkpoint's signature and root, that the
+        newest checkpoint covers every record, and every stored cosignature
+        against the witness key stored with it. Streams records and
+        checkpoints, so memory stays bounded.
+
+        Trust comes from the file unless the caller pins it: with ``log_key``
+        the ledger's log key and origin must be that key and its name, and
+        every checkpoint must verify under it; with ``writer_keys`` every
+        record must be signed by one of them (without, by a writer key the
+        file registers, or the log key). A ledger re-signed under other keys
+        passes only the unpinned check.
+
+        Nothing inside the file shows that it was cut back to an earlier
+        signed checkpoint. ``trusted_checkpoint`` (a signed checkpoint note
+        held elsewhere: the owner's state, a witness, a receipt) catches it:
+        the ledger must be at least as large, and its tree at that size must
+        have that root.
 
         Raises:
             ChainBreakError: if a sequence number or chain link is wrong.
-            BadSignatureError, UntrustedKeyError: if a record signature fails.
+            BadSignatureError: if a record, checkpoint or stored cosignature
+                signature fails (the message names the checkpoint's size and
+                the witness for a cosignature).
+            UntrustedKeyError: if a record or checkpoint is not signed by a
+                trusted key, or the ledger's log key or origin is not the
+                pinned one.
             RootMismatchError: if a stored hash or checkpoint root is wrong.
-            VerificationError: if a record's query columns differ from the record.
-            MalformedError: if a record does not decode.
+            RollbackError: if the ledger is smaller than the trusted checkpoint.
+            InconsistentCheckpointError: if the ledger's tree at the trusted
+                checkpoint's size has another root (a rewritten history).
+            VerificationError: if a record's query columns differ from the
+                record, or records are beyond the newest checkpoint.
+            MalformedError: if a record or the trusted checkpoint does not
+                decode, or a pinned key is not an Ed25519 note key.
             StorageError: if the file cannot be read.
         """
-        writers = self.writer_verifiers()
+        log = self._trusted_log_key(log_key)
+        if writer_keys is None:
+            writers = self.writer_verifiers()
+        else:
+            writers = [_check_writer_verifier(w) for w in writer_keys]
+        trusted = None
+        if trusted_checkpoint is not None:
+            try:
+                trusted = open_checkpoint(trusted_checkpoint, log).checkpoint
+            except LedgerError as err:
+                raise type(err)(f"the trusted checkpoint: {err}") from err
         by_id: dict[int, list[Verifier]] = {}
         for w in writers:
             by_id.setdefault(w.key_id, []).append(w)
         size = self.size
+        if trusted is not None and trusted.size > size:
+            raise RollbackError(
+                f"the ledger has {size} records, fewer than the trusted checkpoint of size "
+                f"{trusted.size}: records were removed from its end"
+            )
+        trusted_size = -1 if trusted is None else trusted.size
         checkpoints = self._store.iter_checkpoints()
         next_cp = next(checkpoints, None)
         checked = 0
+        last_cp = -1
         tree = CompactRange()
         prev = records.GENESIS_PREV
         stored_pos = 0
@@ -897,13 +974,22 @@ class Ledger:
         pending_upper: list[tuple[int, bytes]] = []
         sha = hashlib.sha256
 
+        def check_trusted(n: int) -> None:
+            assert trusted is not None  # noqa: S101 - only called at the trusted size
+            root = tree.root()
+            if root != trusted.root:
+                raise InconsistentCheckpointError(
+                    f"the ledger's tree at size {n} has root {root.hex()}; the trusted "
+                    f"checkpoint of that size has {trusted.root.hex()}: its history was rewritten"
+                )
+
         def check_checkpoints_at(n: int) -> None:
-            nonlocal next_cp, checked
+            nonlocal next_cp, checked, last_cp
             root = tree.root()
             while next_cp is not None and next_cp[0] == n:
                 cp_size, note = next_cp
                 try:
-                    signed = open_checkpoint(note, self.log_verifier)
+                    signed = open_checkpoint(note, log)
                 except VerificationError as err:
                     raise type(err)(f"checkpoint {cp_size}: {err}", index=None) from err
                 if signed.checkpoint.size != cp_size:
@@ -919,6 +1005,7 @@ class Ledger:
                         root,
                     )
                 checked += 1
+                last_cp = cp_size
                 next_cp = next(checkpoints, None)
 
         def flush_hashes(upto: int) -> None:
@@ -956,6 +1043,8 @@ class Ledger:
             pending_upper = []
 
         check_checkpoints_at(0)
+        if trusted_size == 0:
+            check_trusted(0)
         indexed = self._store.indexed_size()
         if indexed > size:
             raise StorageError(f"the query index covers {indexed} records; the ledger has {size}")
@@ -976,8 +1065,10 @@ class Ledger:
                 )
             candidates = by_id.get(env.key_id, [])
             if not candidates:
+                known = "a given writer key" if writer_keys is not None else "a registered writer"
                 raise UntrustedKeyError(
-                    f"record {index} is signed by unknown key ID {env.key_id:08x}", index=index
+                    f"record {index} is signed by key ID {env.key_id:08x}, not {known}",
+                    index=index,
                 )
             records.verify_envelope(origin=self.origin, envelope=env, writers=candidates)
             try:
@@ -1008,6 +1099,8 @@ class Ledger:
                 flush_hashes(index + 1)
             if next_cp is not None and next_cp[0] == index + 1:
                 check_checkpoints_at(index + 1)
+            if index + 1 == trusted_size:
+                check_trusted(trusted_size)
         self._check_event_ids(size - len(chunk_ids), chunk_ids)
         flush_hashes(size)
         for stored, wanted, what in (
@@ -1019,7 +1112,86 @@ class Ledger:
                 raise StorageError(f"{stored} {what}; {size} records make {wanted}")
         if next_cp is not None:
             raise StorageError(f"a checkpoint of size {next_cp[0]} is beyond the records")
-        return CheckReport(size, checked, tuple(w.vkey for w in writers), tree.root())
+        if last_cp != size:
+            # Every commit writes its checkpoint with its records: records past
+            # the newest one were put there around the ledger, signed by no log key.
+            raise VerificationError(
+                f"records {last_cp}..{size - 1} are under no signed checkpoint"
+                if last_cp >= 0
+                else "the ledger has no checkpoint"
+            )
+        cosigned = self._check_cosignatures()
+        return CheckReport(
+            size,
+            checked,
+            tuple(w.vkey for w in writers),
+            tree.root(),
+            cosigned,
+            pinned=log_key is not None or writer_keys is not None,
+            trusted_size=None if trusted is None else trusted.size,
+        )
+
+    def _trusted_log_key(self, log_key: Verifier | None) -> Verifier:
+        """The key checkpoints must verify under: the file's, or the caller's pinned one.
+
+        Raises:
+            MalformedError: if the pinned key is not an Ed25519 note key.
+            UntrustedKeyError: if the ledger's log key or origin is not the pinned one.
+        """
+        if log_key is None:
+            return self.log_verifier
+        if log_key.key_type != KEY_TYPE_ED25519:
+            raise MalformedError(f"log key {log_key.name} is not an Ed25519 note key")
+        if log_key != self.log_verifier:
+            raise UntrustedKeyError(
+                f"the ledger's log key is {_key_label(self.log_verifier)}, "
+                f"not the trusted {_key_label(log_key)}"
+            )
+        if self.origin != log_key.name:
+            raise UntrustedKeyError(
+                f"the ledger's origin {self.origin!r} is not the trusted log key's name"
+                f" {log_key.name!r}"
+            )
+        return log_key
+
+    def _check_cosignatures(self) -> int:
+        """Verify every stored cosignature line against the witness key stored beside it.
+
+        Each line must be by that key and verify over the stored checkpoint of
+        its size; a forged or misfiled row would otherwise pass ``check`` and
+        break ``export``, ``prove`` and ``checkpoint`` later. Returns how many
+        were checked.
+
+        Raises:
+            BadSignatureError: naming the size and the witness, for the first row that fails.
+            StorageError: if the file cannot be read.
+        """
+        count = 0
+        at, text = -1, ""
+        for size, vkey, line in self._store.iter_cosignatures():
+            where = f"the cosignature for checkpoint {size} by witness {vkey[:120]!r}"
+            if size != at:
+                note = self._store.checkpoint(size)
+                if note is None:
+                    raise BadSignatureError(f"{where}: there is no checkpoint of that size")
+                at, text = size, parse_note(note).text
+            try:
+                witness = parse_verifier(vkey)
+                sig = parse_signature_line(line)
+            except MalformedError as err:
+                raise BadSignatureError(f"{where}: {err}") from err
+            if witness.key_type != KEY_TYPE_COSIGNATURE:
+                raise BadSignatureError(f"{where}: not a cosignature (type 0x04) key")
+            if (sig.name, sig.key_id) != (witness.name, witness.key_id):
+                raise BadSignatureError(
+                    f"{where}: the line is signed by {sig.name}+{sig.key_id:08x}, not that witness"
+                )
+            try:
+                witness.verify(text, sig.signature)
+            except BadSignatureError as err:
+                raise BadSignatureError(f"{where}: {err}") from err
+            count += 1
+        return count
 
     def _check_event_ids(self, first: int, event_ids: list[str]) -> None:
         # The event ID register refuses duplicates; each ID must name its own record.

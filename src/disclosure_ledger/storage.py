@@ -772,6 +772,25 @@ class SQLiteStore:
         rows = self._read("SELECT line FROM cosignatures WHERE size = ? ORDER BY rowid", (size,))
         return [str(r[0]) for r in rows]
 
+    def iter_cosignatures(self, chunk: int = 4096) -> Iterator[tuple[int, str, str]]:
+        """Yield ``(size, witness verifier key, line)`` of every stored cosignature, by size.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
+        after = (-1, 0)
+        while True:
+            rows = self._read(
+                "SELECT size, rowid, witness, line FROM cosignatures WHERE (size, rowid) > (?, ?)"
+                " ORDER BY size, rowid LIMIT ?",
+                (*after, chunk),
+            )
+            for size, _, witness, line in rows:
+                yield int(size), str(witness), str(line)
+            if len(rows) < chunk:
+                return
+            after = (int(rows[-1][0]), int(rows[-1][1]))
+
     def cosigning_witnesses(self, size: int) -> list[str]:
         """Return the verifier keys of the witnesses whose cosignatures are stored for ``size``.
 
