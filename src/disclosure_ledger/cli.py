@@ -41,6 +41,7 @@ from ._clikit import (
     CommandFailedError,
     passphrase_options,
 )
+from ._fsutil import SQLITE_COMPANIONS, check_output
 from .checkpoints import format_receipt, format_witness_request
 from .demo import MIN_RECORDS, run_demo
 from .errors import (
@@ -71,6 +72,7 @@ _EXIT_INTERNAL = 3
 #: The most event lines ``append`` validates and commits as one batch.
 APPEND_BATCH = 1000
 _READ_CHUNK = 1 << 16
+_FORCE_HINT = "; give --force to replace it"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -133,25 +135,41 @@ def cli() -> None:
     "--out", "prefix", required=True, metavar="PREFIX", help="Write PREFIX.key and PREFIX.pub."
 )
 @click.option("--witness", is_flag=True, help="Make a cosignature (type 0x04) key for a witness.")
+@click.option("--force", is_flag=True, help="Replace PREFIX.key and PREFIX.pub if they exist.")
 @passphrase_options
 def keygen(
     *,
     name: str,
     prefix: str,
     witness: bool,
+    force: bool,
     passphrase_file: Path | None,
     passphrase_env: str | None,
 ) -> None:
     """Generate a key: PREFIX.key (mode 0600) and PREFIX.pub; print the verifier key.
 
+    An existing key file is never replaced without --force: a lost log key
+    cannot sign its log again.
+
     \f
     Raises:
-        CommandError: if a passphrase option is unusable.
-        KeyFormatError: if the name is not a key name or a file exists.
+        CommandError: if a passphrase option is unusable or a file exists (without --force).
+        KeyFormatError: if the name is not a key name or a file cannot be written.
     """
+    key_path, pub_path = Path(prefix + ".key"), Path(prefix + ".pub")
+    for path, other in ((key_path, pub_path), (pub_path, key_path)):
+        check_output(
+            path,
+            force=force,
+            protect=(other,),
+            error=CommandError,
+            what="key file",
+            force_hint=_FORCE_HINT,
+            protected_what="the key file",
+        )
     passphrase = read_passphrase(passphrase_file, passphrase_env)
     key_type = KEY_TYPE_COSIGNATURE if witness else KEY_TYPE_ED25519
-    signer = _keygen(name, prefix, passphrase=passphrase, key_type=key_type)
+    signer = _keygen(name, prefix, passphrase=passphrase, key_type=key_type, force=force)
     click.echo(signer.verifier.vkey)
 
 
@@ -176,6 +194,23 @@ def init(
         KeyFormatError: if the key file is unusable or the passphrase is wrong.
         StorageError: if LEDGER exists or cannot be created.
     """
+    # Never over an existing file (there is no --force: a ledger is not replaced),
+    # the log key, or a leftover -wal/-shm that SQLite would take as this ledger's.
+    check_output(
+        ledger,
+        force=False,
+        protect=(log_key,),
+        error=CommandError,
+        what="ledger",
+        protected_what="the log key file",
+    )
+    for suffix in SQLITE_COMPANIONS:
+        leftover = Path(str(ledger) + suffix)
+        if os.path.lexists(leftover):
+            raise CommandError(
+                f"{leftover}: a leftover SQLite file is in the way of the new ledger {ledger}; "
+                "remove it if no ledger of that name exists"
+            )
     signer = read_signer_file(log_key, read_passphrase(passphrase_file, passphrase_env))
     if signer.key_type != KEY_TYPE_ED25519:
         raise CommandError(f"{log_key}: a log key must be an Ed25519 key, not a witness key")
