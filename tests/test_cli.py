@@ -661,3 +661,137 @@ def test_ack_lines_are_exactly_json_dumps(event_id: str) -> None:
         {"index": 7, "leaf_hash": base64.b64encode(b"\x01" * 32).decode(), "event_id": event_id}
     )
     assert cli_module._ack_lines([receipt, receipt]) == (want + "\n") * 2
+
+
+# -- append: line length cap, bounded memory -----------------------------------------------
+
+
+class _Chunks:
+    """A stream without a file descriptor that returns ``data`` in reads of ``size`` bytes."""
+
+    def __init__(self, data: bytes, size: int) -> None:
+        self._data = data
+        self._size = size
+        self._pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = self._pos + min(n, self._size)
+        out = self._data[self._pos : end]
+        self._pos = end
+        return out
+
+
+class _HugeLine:
+    """``head`` then an endless line of ``x``: it fails the test if read much past the cap."""
+
+    def __init__(self, head: bytes, budget: int) -> None:
+        self._head = head
+        self.read_bytes = 0
+        self._budget = budget
+
+    def read(self, n: int = -1) -> bytes:
+        if self.read_bytes > self._budget:
+            raise AssertionError(f"read {self.read_bytes} bytes of a line that cannot be an event")
+        if self._head:
+            out, self._head = self._head, b""
+        else:
+            out = b"x" * n
+        self.read_bytes += len(out)
+        return out
+
+
+def _flatten(stream: Any) -> list[tuple[int, bytes | None]]:
+    return [item for batch in cli_module._line_batches(stream) for item in batch]
+
+
+def test_an_endless_line_is_refused_after_the_cap_without_reading_on() -> None:
+    cap = cli_module._MAX_LINE
+    stream = _HugeLine(b'{"a": 1}\n\n{"b": 2}\n', budget=cap + 4 * cli_module._READ_CHUNK)
+    assert _flatten(stream) == [(1, b'{"a": 1}'), (3, b'{"b": 2}'), (4, None)]
+    assert stream.read_bytes <= cap + 2 * cli_module._READ_CHUNK
+
+
+@pytest.mark.parametrize("size", [1, 7, 4096, 1 << 16])
+@pytest.mark.parametrize("end", [b"\n", b""])
+def test_the_line_cap_is_exact_whatever_the_read_sizes(size: int, end: bytes) -> None:
+    cap = cli_module._MAX_LINE
+    at_cap = b"y" * cap
+    data = b"a\n" + at_cap + b"\n" + b"b\n" + b"z" * (cap + 1) + end + b"never\n"
+    assert _flatten(_Chunks(data, size)) == [(1, b"a"), (2, at_cap), (3, b"b"), (4, None)]
+    # The last line, without a newline, at and over the cap.
+    assert _flatten(_Chunks(b"a\n" + at_cap, size)) == [(1, b"a"), (2, at_cap)]
+    assert _flatten(_Chunks(b"a\n" + at_cap + b"y", size)) == [(1, b"a"), (2, None)]
+
+
+def test_a_100_mb_line_is_refused_quickly_in_bounded_memory(ledger: Path) -> None:
+    import time
+    import tracemalloc
+
+    path = ledger.parent / "huge.jsonl"
+    with path.open("wb") as fh:
+        fh.write(jsonl(event(1), event(2)).encode())
+        fh.write(b'{"event_id": "')
+        block = b"x" * (1 << 20)
+        for _ in range(100):
+            fh.write(block)
+        fh.write(b'"}\n' + jsonl(event(4)).encode())
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        result = append(ledger, "", path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    elapsed = time.monotonic() - started
+    assert_one_line_error(result, 1, "line 3", f"longer than {cli_module._MAX_LINE} bytes")
+    assert [a["event_id"] for a in acks(result)] == ["evt-1", "evt-2"]
+    assert ledger_ids(ledger) == ["evt-1", "evt-2"]
+    assert elapsed < 5, elapsed
+    assert peak < 20 << 20, peak
+
+
+def test_a_huge_line_on_a_pipe_is_refused_without_reading_it(ledger: Path) -> None:
+    import threading
+    import time
+
+    work = ledger.parent
+    out_file, err_file = (work / "out").open("w+b"), (work / "err").open("w+b")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "disclosure_ledger.cli", "append", str(ledger),
+         "--writer-key", str(work / "w.key"), "--log-key", str(work / "log.key")],
+        stdin=subprocess.PIPE, stdout=out_file, stderr=err_file,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    assert proc.stdin is not None
+    sent = [0]
+
+    def feed() -> None:
+        assert proc.stdin is not None
+        block = b"x" * (1 << 20)
+        try:
+            proc.stdin.write(jsonl(event(1)).encode() + b'{"event_id": "')
+            for _ in range(1000):  # a gigabyte, if it were all read
+                proc.stdin.write(block)
+                sent[0] += len(block)
+        except (BrokenPipeError, ValueError):
+            pass
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    started = time.monotonic()
+    feeder.start()
+    try:
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        feeder.join(timeout=10)
+    elapsed = time.monotonic() - started
+    out, err = (work / "out").read_bytes(), (work / "err").read_bytes()
+    out_file.close()
+    err_file.close()
+    assert elapsed < 30, elapsed
+    assert proc.returncode == 1, err
+    assert err.decode().startswith(ERROR_PREFIX + "line 2: longer than")
+    assert len(err.decode().splitlines()) == 1
+    assert [json.loads(x)["event_id"] for x in out.decode().splitlines()] == ["evt-1"]
+    assert sent[0] < 100 << 20
+    assert ledger_ids(ledger) == ["evt-1"]

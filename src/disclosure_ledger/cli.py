@@ -256,7 +256,14 @@ def _chunk_reader(stream: IO[bytes]) -> tuple[Callable[[], bytes], Callable[[], 
     return read_fd, ready
 
 
-def _line_batches(stream: IO[bytes]) -> Iterator[list[tuple[int, bytes]]]:
+#: A line longer than this cannot be an event (see records.event_from_json_text).
+_MAX_LINE = records.MAX_EVENT_SIZE
+
+#: In place of a line's bytes: the line is longer than :data:`_MAX_LINE`.
+TOO_LONG = None
+
+
+def _line_batches(stream: IO[bytes]) -> Iterator[list[tuple[int, bytes | None]]]:
     """Yield batches of ``(line number, line)``, at most :data:`APPEND_BATCH` each.
 
     A batch ends when it is full or when no more input is available without
@@ -264,14 +271,22 @@ def _line_batches(stream: IO[bytes]) -> Iterator[list[tuple[int, bytes]]]:
     person typing at a terminal (or a slow producer) is acknowledged line by
     line. Blank lines are counted but not yielded. An empty batch means the
     input has paused: the caller should acknowledge everything in flight.
+
+    A line longer than :data:`_MAX_LINE` bytes is yielded as
+    ``(line number, TOO_LONG)`` as soon as that many bytes of it have arrived,
+    after the lines before it, and nothing more is read: the rest of a huge
+    line is never buffered. The buffer holds at most one line's cap and one
+    read, and each byte is scanned for a newline once, so time and memory are
+    linear in the input whatever its line lengths.
     """
     read, ready = _chunk_reader(stream)
-    carry = b""
+    buf = bytearray()
     lineno = 0
-    pending: list[tuple[int, bytes]] = []
+    pending: list[tuple[int, bytes | None]] = []
     eof = False
     first = True
-    while not eof:
+    too_long = False
+    while not eof and not too_long:
         if not first and not ready():
             # About to wait for input: an empty batch tells the caller to
             # acknowledge what it has committed first.
@@ -282,20 +297,38 @@ def _line_batches(stream: IO[bytes]) -> Iterator[list[tuple[int, bytes]]]:
             if not chunk:
                 eof = True
                 break
-            parts = (carry + chunk).split(b"\n")
-            carry = parts.pop()
-            for part in parts:
+            scan = len(buf)  # the bytes before this chunk hold no newline
+            buf += chunk
+            start = 0
+            nl = buf.find(b"\n", scan)
+            while nl >= 0:
                 lineno += 1
-                if part.strip():
-                    pending.append((lineno, part))
+                if nl - start > _MAX_LINE:
+                    too_long = True
+                    break
+                line = bytes(buf[start:nl])
+                if line.strip():
+                    pending.append((lineno, line))
+                start = nl + 1
+                nl = buf.find(b"\n", start)
+            if not too_long:
+                del buf[:start]
+                if len(buf) > _MAX_LINE:
+                    # No newline yet, and already too long to be an event.
+                    lineno += 1
+                    too_long = True
+            if too_long:
+                pending.append((lineno, TOO_LONG))
+                buf.clear()
+                break
             if len(pending) >= APPEND_BATCH or not ready():
                 break
             chunk = read()
-        if eof and carry:
+        if eof and buf:
             lineno += 1
-            if carry.strip():
-                pending.append((lineno, carry))
-            carry = b""
+            if buf.strip():
+                pending.append((lineno, bytes(buf)))
+            buf.clear()
         while len(pending) >= APPEND_BATCH:
             yield pending[:APPEND_BATCH]
             pending = pending[APPEND_BATCH:]
@@ -457,6 +490,12 @@ def append(
         for batch in _line_batches(stream):
             items: list[tuple[int, records.Event]] = []
             for lineno, raw in batch:
+                if raw is TOO_LONG:
+                    error = CommandFailedError(
+                        f"line {lineno}: longer than {_MAX_LINE} bytes, the most an event's "
+                        "JSON text may be; nothing from this line on is appended"
+                    )
+                    break
                 try:
                     event = records.event_from_json_text(raw)
                 except MalformedError as err:
