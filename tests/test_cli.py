@@ -661,3 +661,278 @@ def test_ack_lines_are_exactly_json_dumps(event_id: str) -> None:
         {"index": 7, "leaf_hash": base64.b64encode(b"\x01" * 32).decode(), "event_id": event_id}
     )
     assert cli_module._ack_lines([receipt, receipt]) == (want + "\n") * 2
+
+
+# -- append: line length cap, bounded memory -----------------------------------------------
+
+
+class _Chunks:
+    """A stream without a file descriptor that returns ``data`` in reads of ``size`` bytes."""
+
+    def __init__(self, data: bytes, size: int) -> None:
+        self._data = data
+        self._size = size
+        self._pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = self._pos + min(n, self._size)
+        out = self._data[self._pos : end]
+        self._pos = end
+        return out
+
+
+class _HugeLine:
+    """``head`` then an endless line of ``x``: it fails the test if read much past the cap."""
+
+    def __init__(self, head: bytes, budget: int) -> None:
+        self._head = head
+        self.read_bytes = 0
+        self._budget = budget
+
+    def read(self, n: int = -1) -> bytes:
+        if self.read_bytes > self._budget:
+            raise AssertionError(f"read {self.read_bytes} bytes of a line that cannot be an event")
+        if self._head:
+            out, self._head = self._head, b""
+        else:
+            out = b"x" * n
+        self.read_bytes += len(out)
+        return out
+
+
+def _flatten(stream: Any) -> list[tuple[int, bytes | None]]:
+    return [item for batch in cli_module._line_batches(stream) for item in batch]
+
+
+def test_an_endless_line_is_refused_after_the_cap_without_reading_on() -> None:
+    cap = cli_module._MAX_LINE
+    stream = _HugeLine(b'{"a": 1}\n\n{"b": 2}\n', budget=cap + 4 * cli_module._READ_CHUNK)
+    assert _flatten(stream) == [(1, b'{"a": 1}'), (3, b'{"b": 2}'), (4, None)]
+    assert stream.read_bytes <= cap + 2 * cli_module._READ_CHUNK
+
+
+@pytest.mark.parametrize("size", [1, 7, 4096, 1 << 16])
+@pytest.mark.parametrize("end", [b"\n", b""])
+def test_the_line_cap_is_exact_whatever_the_read_sizes(size: int, end: bytes) -> None:
+    cap = cli_module._MAX_LINE
+    at_cap = b"y" * cap
+    data = b"a\n" + at_cap + b"\n" + b"b\n" + b"z" * (cap + 1) + end + b"never\n"
+    assert _flatten(_Chunks(data, size)) == [(1, b"a"), (2, at_cap), (3, b"b"), (4, None)]
+    # The last line, without a newline, at and over the cap.
+    assert _flatten(_Chunks(b"a\n" + at_cap, size)) == [(1, b"a"), (2, at_cap)]
+    assert _flatten(_Chunks(b"a\n" + at_cap + b"y", size)) == [(1, b"a"), (2, None)]
+
+
+def test_a_100_mb_line_is_refused_quickly_in_bounded_memory(ledger: Path) -> None:
+    import time
+    import tracemalloc
+
+    path = ledger.parent / "huge.jsonl"
+    with path.open("wb") as fh:
+        fh.write(jsonl(event(1), event(2)).encode())
+        fh.write(b'{"event_id": "')
+        block = b"x" * (1 << 20)
+        for _ in range(100):
+            fh.write(block)
+        fh.write(b'"}\n' + jsonl(event(4)).encode())
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        result = append(ledger, "", path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    elapsed = time.monotonic() - started
+    assert_one_line_error(result, 1, "line 3", f"longer than {cli_module._MAX_LINE} bytes")
+    assert [a["event_id"] for a in acks(result)] == ["evt-1", "evt-2"]
+    assert ledger_ids(ledger) == ["evt-1", "evt-2"]
+    assert elapsed < 5, elapsed
+    assert peak < 20 << 20, peak
+
+
+def test_a_huge_line_on_a_pipe_is_refused_without_reading_it(ledger: Path) -> None:
+    import threading
+    import time
+
+    work = ledger.parent
+    out_file, err_file = (work / "out").open("w+b"), (work / "err").open("w+b")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "disclosure_ledger.cli", "append", str(ledger),
+         "--writer-key", str(work / "w.key"), "--log-key", str(work / "log.key")],
+        stdin=subprocess.PIPE, stdout=out_file, stderr=err_file,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    assert proc.stdin is not None
+    sent = [0]
+
+    def feed() -> None:
+        assert proc.stdin is not None
+        block = b"x" * (1 << 20)
+        try:
+            proc.stdin.write(jsonl(event(1)).encode() + b'{"event_id": "')
+            for _ in range(1000):  # a gigabyte, if it were all read
+                proc.stdin.write(block)
+                sent[0] += len(block)
+        except (BrokenPipeError, ValueError):
+            pass
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    started = time.monotonic()
+    feeder.start()
+    try:
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        feeder.join(timeout=10)
+    elapsed = time.monotonic() - started
+    out, err = (work / "out").read_bytes(), (work / "err").read_bytes()
+    out_file.close()
+    err_file.close()
+    assert elapsed < 30, elapsed
+    assert proc.returncode == 1, err
+    assert err.decode().startswith(ERROR_PREFIX + "line 2: longer than")
+    assert len(err.decode().splitlines()) == 1
+    assert [json.loads(x)["event_id"] for x in out.decode().splitlines()] == ["evt-1"]
+    assert sent[0] < 100 << 20
+    assert ledger_ids(ledger) == ["evt-1"]
+
+
+# -- commands that write files: never over an existing file or the ledger -------------------
+
+
+def _check_ok(ledger: Path) -> None:
+    result = run("check", ledger)
+    assert result.exit_code == 0, result.stderr
+
+
+@pytest.fixture
+def filled(ledger: Path) -> Path:
+    assert append(ledger, jsonl(event(1), event(2))).exit_code == 0
+    return ledger
+
+
+def test_export_refuses_an_existing_file_unless_forced(filled: Path) -> None:
+    work = filled.parent
+    (work / "b").write_bytes(b"precious")
+    refused = run("export", filled, work / "b")
+    assert_one_line_error(refused, 2, "already exists", "--force")
+    assert (work / "b").read_bytes() == b"precious"
+    # A key file is no different: export never writes over it without --force.
+    key = (work / "w.key").read_bytes()
+    assert_one_line_error(run("export", filled, work / "w.key"), 2, "already exists")
+    assert (work / "w.key").read_bytes() == key
+    forced = run("export", filled, work / "b", "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert (work / "b").read_bytes().startswith(b"DLBUNDLE")
+    assert sorted(p.name for p in work.iterdir() if p.name.startswith((".b", "b"))) == ["b"]
+
+
+@pytest.mark.parametrize("spelling", ["same", "dot", "dotdot", "symlink", "hardlink", "wal", "shm"])
+@pytest.mark.parametrize("force", [False, True])
+def test_export_never_writes_over_the_ledger(filled: Path, spelling: str, force: bool) -> None:
+    work = filled.parent
+    before = filled.read_bytes()
+    target: Path | str
+    if spelling == "same":
+        target = filled
+    elif spelling == "dot":
+        target = f"./{filled.name}"  # the work directory is the current directory
+    elif spelling == "dotdot":
+        target = f"../{work.name}/{filled.name}"
+    elif spelling == "symlink":
+        target = work / "link.db"
+        target.symlink_to(filled)
+    elif spelling == "hardlink":
+        target = work / "hard.db"
+        os.link(filled, target)
+    else:
+        target = f"{filled}-{spelling}"
+    result = run("export", filled, target, *(["--force"] if force else []))
+    assert_one_line_error(result, 2, "is the ledger", str(filled))
+    assert filled.read_bytes() == before
+    _check_ok(filled)
+
+
+def test_export_force_replaces_a_symlink_not_its_target(filled: Path) -> None:
+    work = filled.parent
+    (work / "other").write_bytes(b"someone else's file")
+    (work / "link").symlink_to(work / "other")
+    assert_one_line_error(run("export", filled, work / "link"), 2, "already exists")
+    assert run("export", filled, work / "link", "--force").exit_code == 0
+    assert not (work / "link").is_symlink()
+    assert (work / "link").read_bytes().startswith(b"DLBUNDLE")
+    assert (work / "other").read_bytes() == b"someone else's file"
+
+
+def test_export_into_a_directory_or_missing_directory(filled: Path) -> None:
+    work = filled.parent
+    (work / "d").mkdir()
+    assert_one_line_error(run("export", filled, work / "d", "--force"), 2, "is a directory")
+    assert_one_line_error(run("export", filled, work / "no" / "b"), 2, "No such file")
+
+
+def test_keygen_force_replaces_both_files(work: Path) -> None:
+    first = run("keygen", LOG, "--out", work / "k").stdout.strip()
+    refused = run("keygen", LOG, "--out", work / "k")
+    assert_one_line_error(refused, 2, "k.key", "already exists", "--force")
+    (work / "k.key").rename(work / "aside")
+    assert_one_line_error(run("keygen", LOG, "--out", work / "k"), 2, "k.pub", "already exists")
+    assert not (work / "k.key").exists()
+    second = run("keygen", LOG, "--out", work / "k", "--force")
+    assert second.exit_code == 0, second.stderr
+    assert second.stdout.strip() != first
+    assert read_verifier_file(work / "k.pub").vkey == second.stdout.strip()
+    assert (work / "k.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_keygen_never_writes_pub_over_the_key(work: Path) -> None:
+    assert run("keygen", LOG, "--out", work / "k").exit_code == 0
+    secret = (work / "k.key").read_bytes()
+    (work / "k.pub").unlink()
+    (work / "k.pub").symlink_to(work / "k.key")
+    assert_one_line_error(run("keygen", LOG, "--out", work / "k", "--force"), 2, "is the key file")
+    assert (work / "k.key").read_bytes() == secret
+
+
+def test_init_never_writes_over_a_file_a_key_or_a_leftover_wal(work: Path) -> None:
+    run("keygen", LOG, "--out", work / "log")
+    key = (work / "log.key").read_bytes()
+    over_key = run("init", work / "log.key", "--origin", LOG, "--log-key", work / "log.key")
+    assert_one_line_error(over_key, 2, "log.key")
+    (work / "link.db").symlink_to(work / "log.key")
+    via_link = run("init", work / "link.db", "--origin", LOG, "--log-key", work / "log.key")
+    assert_one_line_error(via_link, 2, "log key file")
+    assert (work / "log.key").read_bytes() == key
+    (work / "dangling.db").symlink_to(work / "elsewhere.db")
+    dangling = run("init", work / "dangling.db", "--origin", LOG, "--log-key", work / "log.key")
+    assert_one_line_error(dangling, 2, "already exists")
+    assert not (work / "elsewhere.db").exists()
+    (work / "l.db-wal").write_bytes(b"left over")
+    leftover = run("init", work / "l.db", "--origin", LOG, "--log-key", work / "log.key")
+    assert_one_line_error(leftover, 2, "l.db-wal", "leftover")
+    assert not (work / "l.db").exists()
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o660, 0o606])
+def test_a_private_key_open_to_others_is_refused_everywhere(ledger: Path, mode: int) -> None:
+    work = ledger.parent
+    (work / "w.key").chmod(mode)
+    result = append(ledger, jsonl(event(1)))
+    line = assert_one_line_error(result, 2, "w.key", f"mode {mode:04o}", "chmod 600")
+    assert "PRIVATE" not in line
+    assert ledger_size(ledger) == 0
+    (work / "log.key").chmod(mode)
+    init = run("init", work / "l2.db", "--origin", LOG, "--log-key", work / "log.key")
+    assert_one_line_error(init, 2, "log.key", "chmod 600")
+    (work / "w.key").chmod(0o600)
+    (work / "log.key").chmod(0o600)
+    assert append(ledger, jsonl(event(1))).exit_code == 0
+
+
+def test_passphrase_file_is_capped(work: Path) -> None:
+    result = run("keygen", LOG, "--out", work / "k", "--passphrase-file", "/dev/zero")
+    assert_one_line_error(result, 2, "/dev/zero", "too large")
+    (work / "big").write_bytes(b"p" * 10000)
+    result = run("keygen", LOG, "--out", work / "k", "--passphrase-file", work / "big")
+    assert_one_line_error(result, 2, "too large")
+    assert not (work / "k.key").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import stat
 from pathlib import Path
 
@@ -101,12 +102,14 @@ def test_bad_key_files(tmp_path: Path) -> None:
     with pytest.raises(KeyFormatError, match="UTF-8"):
         read_verifier_file(tmp_path / "bin.pub")
     (tmp_path / "big.key").write_text("x" * 5000)
+    (tmp_path / "big.key").chmod(0o600)
     with pytest.raises(KeyFormatError, match="too large"):
         read_signer_file(tmp_path / "big.key")
     (tmp_path / "two.pub").write_text(SIGNER.verifier.vkey + "\n" + SIGNER.verifier.vkey + "\n")
     with pytest.raises(KeyFormatError, match="exactly one"):
         read_verifier_file(tmp_path / "two.pub")
     (tmp_path / "pub.key").write_text(SIGNER.verifier.vkey + "\n")
+    (tmp_path / "pub.key").chmod(0o600)
     with pytest.raises(KeyFormatError, match="public verifier key"):
         read_signer_file(tmp_path / "pub.key")
     (tmp_path / "priv.pub").write_text(SIGNER.private_key_string() + "\n")
@@ -125,3 +128,108 @@ def test_passphrase_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     for file, env in ((tmp_path / "pw", "DL_PW"), (tmp_path / "empty", None), (None, "DL_NONE")):
         with pytest.raises(KeyFormatError):
             read_passphrase(file, env)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620, 0o602, 0o660, 0o666, 0o700])
+@pytest.mark.parametrize("passphrase", [None, "pw"])
+def test_a_key_file_open_to_others_is_refused(
+    tmp_path: Path, mode: int, passphrase: str | None
+) -> None:
+    path = tmp_path / "k.key"
+    write_signer_file(SIGNER, path, passphrase)
+    assert read_signer_file(path, passphrase).verifier == SIGNER.verifier
+    path.chmod(mode)
+    # 0700: the execute bit is the owner's own; only group and other bits matter.
+    if mode & 0o077 == 0:
+        assert read_signer_file(path, passphrase).verifier == SIGNER.verifier
+        return
+    with pytest.raises(KeyFormatError) as info:
+        read_signer_file(path, passphrase)
+    how = "readable" if mode & 0o044 else "writable"
+    assert str(info.value) == (
+        f"{path}: the key file is {how} by others (mode {mode:04o}); run chmod 600 {path}"
+    )
+    path.chmod(0o400)  # read-only for the owner is fine
+    assert read_signer_file(path, passphrase).verifier == SIGNER.verifier
+
+
+def test_a_symlink_to_an_open_key_file_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "real.key"
+    write_signer_file(SIGNER, target)
+    target.chmod(0o644)
+    link = tmp_path / "link.key"
+    link.symlink_to(target)
+    with pytest.raises(KeyFormatError, match="readable by others"):
+        read_signer_file(link)
+
+
+def test_keygen_refuses_existing_files_and_force_replaces_them(tmp_path: Path) -> None:
+    first = keygen("example.com/log", tmp_path / "log")
+    key, pub = tmp_path / "log.key", tmp_path / "log.pub"
+    before = key.read_bytes(), pub.read_bytes()
+    for existing in (key, pub):
+        other = pub if existing is key else key
+        other.rename(tmp_path / "aside")
+        with pytest.raises(KeyFormatError, match="already exists"):
+            keygen("example.com/log", tmp_path / "log")
+        assert not other.exists()  # nothing written when one of the two is refused
+        (tmp_path / "aside").rename(other)
+    assert (key.read_bytes(), pub.read_bytes()) == before
+    second = keygen("example.com/log", tmp_path / "log", force=True)
+    assert second.verifier != first.verifier
+    assert read_signer_file(key).verifier == second.verifier
+    assert read_verifier_file(pub) == second.verifier
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(pub.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.key", "log.pub"]
+
+
+def test_write_signer_file_refuses_an_existing_file_unless_forced(tmp_path: Path) -> None:
+    path = tmp_path / "k.key"
+    path.write_text("precious\n")
+    with pytest.raises(KeyFormatError, match="already exists"):
+        write_signer_file(SIGNER, path)
+    assert path.read_text() == "precious\n"
+    write_signer_file(SIGNER, path, force=True)
+    assert read_signer_file(path).verifier == SIGNER.verifier
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_keygen_never_writes_the_public_key_over_the_private_one(tmp_path: Path, link: str) -> None:
+    keygen("example.com/log", tmp_path / "log")
+    key, pub = tmp_path / "log.key", tmp_path / "log.pub"
+    secret = key.read_bytes()
+    pub.unlink()
+    if link == "symlink":
+        pub.symlink_to(key)
+    else:
+        os.link(key, pub)
+    for force in (False, True):
+        with pytest.raises(KeyFormatError, match="is the key file"):
+            keygen("example.com/log", tmp_path / "log", force=force)
+        assert key.read_bytes() == secret
+
+
+def test_keygen_refuses_a_dangling_symlink(tmp_path: Path) -> None:
+    (tmp_path / "log.key").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(KeyFormatError, match="already exists"):
+        keygen("example.com/log", tmp_path / "log")
+    assert not (tmp_path / "elsewhere").exists()
+    assert not (tmp_path / "log.pub").exists()
+
+
+def test_a_passphrase_file_is_read_in_bounded_memory(tmp_path: Path) -> None:
+    with pytest.raises(KeyFormatError, match="too large to be a passphrase file"):
+        read_passphrase("/dev/zero", None)
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 5000 + b"\n")
+    with pytest.raises(KeyFormatError, match="too large to be a passphrase file"):
+        read_passphrase(big, None)
+    with pytest.raises(KeyFormatError, match="is a directory"):
+        read_passphrase(tmp_path, None)
+    with pytest.raises(KeyFormatError, match="no such passphrase file"):
+        read_passphrase(tmp_path / "missing", None)
+    (tmp_path / "bin").write_bytes(b"\xff\n")
+    with pytest.raises(KeyFormatError, match="not valid UTF-8"):
+        read_passphrase(tmp_path / "bin", None)

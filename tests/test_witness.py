@@ -61,7 +61,15 @@ from disclosure_ledger.witness import (
 )
 
 from .conftest import load_json
-from .ledger_helpers import event, forked_ledgers, log_key, new_ledger, witness_key, writer_key
+from .ledger_helpers import (
+    ORIGIN,
+    event,
+    forked_ledgers,
+    log_key,
+    new_ledger,
+    witness_key,
+    writer_key,
+)
 
 NOW = 1_790_000_000
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -532,3 +540,42 @@ def test_racing_processes_never_both_succeed_from_one_old_size(
     assert state is not None
     assert state.size in sizes
     assert parse_note(state.note).text == ledger.checkpoint(state.size).checkpoint.body
+
+
+@pytest.mark.parametrize("where", ["", "state", "evidence", "config"])
+def test_a_witness_writable_by_others_is_refused(
+    ledger: Ledger, witness: Witness, where: str
+) -> None:
+    import stat as stat_mod
+
+    d = witness.directory
+    for sub in ("", "state", "evidence"):
+        assert stat_mod.S_IMODE((d / sub).stat().st_mode) & 0o077 == 0
+    path = d / where if where else d
+    before = path.stat().st_mode
+    path.chmod(0o777 if path.is_dir() else 0o666)
+    fix = "chmod 700" if path.is_dir() else "chmod 600"
+    with pytest.raises(StorageError, match=rf"writable by others .*{fix}"):
+        Witness.open(d, witness_key())
+    path.chmod(before)
+    Witness.open(d, witness_key())
+
+
+def test_a_state_file_writable_by_others_is_refused(ledger: Ledger, witness: Witness) -> None:
+    grow(ledger, 2)
+    witness.add_checkpoint(ledger.witness_request(0), 1_800_000_000)
+    state = next(p for p in (witness.directory / "state").iterdir() if p.suffix != ".lock")
+    state.chmod(0o622)
+    with pytest.raises(StorageError, match=r"writable by others .*chmod 600"):
+        witness.state(ORIGIN)
+    state.chmod(0o600)
+    assert witness.state(ORIGIN) is not None
+
+
+def test_init_refuses_a_directory_writable_by_others(tmp_path: Path) -> None:
+    d = tmp_path / "open"
+    d.mkdir()
+    d.chmod(0o777)
+    with pytest.raises(StorageError, match="chmod 700"):
+        Witness.init(d, witness_key(), [log_key().verifier])
+    assert not (d / "config").exists()

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 
-from ._fsutil import atomic_file
+from ._fsutil import check_output, open_output
 from .errors import MalformedError, StorageError
 from .merkle import HASH_SIZE
 from .notes import MAX_NOTE_SIZE
@@ -260,7 +260,7 @@ class ExportSummary:
 
 
 def export_ledger(
-    ledger: Ledger, path: str | os.PathLike[str], from_size: int = 0
+    ledger: Ledger, path: str | os.PathLike[str], from_size: int = 0, *, force: bool = True
 ) -> ExportSummary:
     """Export ``ledger``, or the range from checkpointed size ``from_size``, to one bundle file.
 
@@ -268,14 +268,22 @@ def export_ledger(
     Records are streamed from the store, so memory stays constant; the file
     is written to a temporary name beside ``path``, fsynced and renamed over
     ``path``, so a reader sees the old file or the whole new one, never part.
+    An existing ``path`` is replaced only if ``force`` (the CLI asks for
+    ``--force``); ``path`` is never the ledger itself or one of its SQLite
+    files, however spelled (see :func:`._fsutil.open_output`).
 
     Raises:
         MalformedError: if ``from_size`` is negative or beyond the latest checkpoint.
         StorageError: if ``from_size`` is not a checkpointed size (a commit
-            end), the ledger cannot be read, or ``path`` cannot be written.
+            end), the ledger cannot be read, ``path`` is the ledger, exists
+            (without ``force``) or cannot be written.
     """
     if not isinstance(from_size, int) or isinstance(from_size, bool) or from_size < 0:
         raise MalformedError("from_size must be a non-negative integer")
+    target = Path(path)
+    protect = (ledger.path,)
+    # Refuse a bad target before the work, and again (atomically) when writing.
+    check_output(target, force=force, protect=protect, error=StorageError, what="bundle")
     latest = ledger.latest_checkpoint()
     to_size = latest.checkpoint.size
     if from_size > to_size:
@@ -314,12 +322,10 @@ def export_ledger(
         anchor_leaf,
         anchor_proof,
     )
-    target = Path(path)
-    try:
-        with atomic_file(target, buffering=1 << 20) as out:
-            written = write_bundle(out, prelude, ledger.iter_leaves(from_size, to_size))
-    except OSError as err:
-        raise StorageError(f"{target}: cannot write the bundle: {err.strerror or err}") from err
+    with open_output(
+        target, force=force, protect=protect, error=StorageError, what="bundle", buffering=1 << 20
+    ) as out:
+        written = write_bundle(out, prelude, ledger.iter_leaves(from_size, to_size))
     return ExportSummary(target, ledger.origin, from_size, to_size, written)
 
 

@@ -41,7 +41,7 @@ from ._clikit import (
     CommandFailedError,
     passphrase_options,
 )
-from ._fsutil import read_limited
+from ._fsutil import SQLITE_COMPANIONS, check_output, read_limited
 from .checkpoints import format_receipt, format_witness_request, open_checkpoint, peek_checkpoint
 from .cli_owner import _verifier as _key_option  # the key option reader verify uses
 from .demo import MIN_RECORDS, run_demo
@@ -73,6 +73,7 @@ _EXIT_INTERNAL = 3
 #: The most event lines ``append`` validates and commits as one batch.
 APPEND_BATCH = 1000
 _READ_CHUNK = 1 << 16
+_FORCE_HINT = "; give --force to replace it"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -135,25 +136,41 @@ def cli() -> None:
     "--out", "prefix", required=True, metavar="PREFIX", help="Write PREFIX.key and PREFIX.pub."
 )
 @click.option("--witness", is_flag=True, help="Make a cosignature (type 0x04) key for a witness.")
+@click.option("--force", is_flag=True, help="Replace PREFIX.key and PREFIX.pub if they exist.")
 @passphrase_options
 def keygen(
     *,
     name: str,
     prefix: str,
     witness: bool,
+    force: bool,
     passphrase_file: Path | None,
     passphrase_env: str | None,
 ) -> None:
     """Generate a key: PREFIX.key (mode 0600) and PREFIX.pub; print the verifier key.
 
+    An existing key file is never replaced without --force: a lost log key
+    cannot sign its log again.
+
     \f
     Raises:
-        CommandError: if a passphrase option is unusable.
-        KeyFormatError: if the name is not a key name or a file exists.
+        CommandError: if a passphrase option is unusable or a file exists (without --force).
+        KeyFormatError: if the name is not a key name or a file cannot be written.
     """
+    key_path, pub_path = Path(prefix + ".key"), Path(prefix + ".pub")
+    for path, other in ((key_path, pub_path), (pub_path, key_path)):
+        check_output(
+            path,
+            force=force,
+            protect=(other,),
+            error=CommandError,
+            what="key file",
+            force_hint=_FORCE_HINT,
+            protected_what="the key file",
+        )
     passphrase = read_passphrase(passphrase_file, passphrase_env)
     key_type = KEY_TYPE_COSIGNATURE if witness else KEY_TYPE_ED25519
-    signer = _keygen(name, prefix, passphrase=passphrase, key_type=key_type)
+    signer = _keygen(name, prefix, passphrase=passphrase, key_type=key_type, force=force)
     click.echo(signer.verifier.vkey)
 
 
@@ -178,6 +195,23 @@ def init(
         KeyFormatError: if the key file is unusable or the passphrase is wrong.
         StorageError: if LEDGER exists or cannot be created.
     """
+    # Never over an existing file (there is no --force: a ledger is not replaced),
+    # the log key, or a leftover -wal/-shm that SQLite would take as this ledger's.
+    check_output(
+        ledger,
+        force=False,
+        protect=(log_key,),
+        error=CommandError,
+        what="ledger",
+        protected_what="the log key file",
+    )
+    for suffix in SQLITE_COMPANIONS:
+        leftover = Path(str(ledger) + suffix)
+        if os.path.lexists(leftover):
+            raise CommandError(
+                f"{leftover}: a leftover SQLite file is in the way of the new ledger {ledger}; "
+                "remove it if no ledger of that name exists"
+            )
     signer = read_signer_file(log_key, read_passphrase(passphrase_file, passphrase_env))
     if signer.key_type != KEY_TYPE_ED25519:
         raise CommandError(f"{log_key}: a log key must be an Ed25519 key, not a witness key")
@@ -223,7 +257,14 @@ def _chunk_reader(stream: IO[bytes]) -> tuple[Callable[[], bytes], Callable[[], 
     return read_fd, ready
 
 
-def _line_batches(stream: IO[bytes]) -> Iterator[list[tuple[int, bytes]]]:
+#: A line longer than this cannot be an event (see records.event_from_json_text).
+_MAX_LINE = records.MAX_EVENT_SIZE
+
+#: In place of a line's bytes: the line is longer than :data:`_MAX_LINE`.
+TOO_LONG = None
+
+
+def _line_batches(stream: IO[bytes]) -> Iterator[list[tuple[int, bytes | None]]]:
     """Yield batches of ``(line number, line)``, at most :data:`APPEND_BATCH` each.
 
     A batch ends when it is full or when no more input is available without
@@ -231,14 +272,22 @@ def _line_batches(stream: IO[bytes]) -> Iterator[list[tuple[int, bytes]]]:
     person typing at a terminal (or a slow producer) is acknowledged line by
     line. Blank lines are counted but not yielded. An empty batch means the
     input has paused: the caller should acknowledge everything in flight.
+
+    A line longer than :data:`_MAX_LINE` bytes is yielded as
+    ``(line number, TOO_LONG)`` as soon as that many bytes of it have arrived,
+    after the lines before it, and nothing more is read: the rest of a huge
+    line is never buffered. The buffer holds at most one line's cap and one
+    read, and each byte is scanned for a newline once, so time and memory are
+    linear in the input whatever its line lengths.
     """
     read, ready = _chunk_reader(stream)
-    carry = b""
+    buf = bytearray()
     lineno = 0
-    pending: list[tuple[int, bytes]] = []
+    pending: list[tuple[int, bytes | None]] = []
     eof = False
     first = True
-    while not eof:
+    too_long = False
+    while not eof and not too_long:
         if not first and not ready():
             # About to wait for input: an empty batch tells the caller to
             # acknowledge what it has committed first.
@@ -249,20 +298,38 @@ def _line_batches(stream: IO[bytes]) -> Iterator[list[tuple[int, bytes]]]:
             if not chunk:
                 eof = True
                 break
-            parts = (carry + chunk).split(b"\n")
-            carry = parts.pop()
-            for part in parts:
+            scan = len(buf)  # the bytes before this chunk hold no newline
+            buf += chunk
+            start = 0
+            nl = buf.find(b"\n", scan)
+            while nl >= 0:
                 lineno += 1
-                if part.strip():
-                    pending.append((lineno, part))
+                if nl - start > _MAX_LINE:
+                    too_long = True
+                    break
+                line = bytes(buf[start:nl])
+                if line.strip():
+                    pending.append((lineno, line))
+                start = nl + 1
+                nl = buf.find(b"\n", start)
+            if not too_long:
+                del buf[:start]
+                if len(buf) > _MAX_LINE:
+                    # No newline yet, and already too long to be an event.
+                    lineno += 1
+                    too_long = True
+            if too_long:
+                pending.append((lineno, TOO_LONG))
+                buf.clear()
+                break
             if len(pending) >= APPEND_BATCH or not ready():
                 break
             chunk = read()
-        if eof and carry:
+        if eof and buf:
             lineno += 1
-            if carry.strip():
-                pending.append((lineno, carry))
-            carry = b""
+            if buf.strip():
+                pending.append((lineno, bytes(buf)))
+            buf.clear()
         while len(pending) >= APPEND_BATCH:
             yield pending[:APPEND_BATCH]
             pending = pending[APPEND_BATCH:]
@@ -424,6 +491,12 @@ def append(
         for batch in _line_batches(stream):
             items: list[tuple[int, records.Event]] = []
             for lineno, raw in batch:
+                if raw is TOO_LONG:
+                    error = CommandFailedError(
+                        f"line {lineno}: longer than {_MAX_LINE} bytes, the most an event's "
+                        "JSON text may be; nothing from this line on is appended"
+                    )
+                    break
                 try:
                     event = records.event_from_json_text(raw)
                 except MalformedError as err:

@@ -27,7 +27,7 @@ from ._clikit import (
     CommandFailedError,
     read_policy_file,
 )
-from ._fsutil import read_limited
+from ._fsutil import check_output, read_limited
 from .bundle import export_ledger
 from .errors import LedgerError, MalformedError, VerificationError
 from .keys import read_verifier_file
@@ -100,17 +100,33 @@ def _failure_message(err: LedgerError) -> str:
     metavar="M",
     help="Export only the records from checkpointed size M on (a range bundle).",
 )
-def export_command(*, ledger: Path, out: Path, from_size: int) -> None:
+@click.option("--force", is_flag=True, help="Replace OUT if it exists (never the ledger).")
+def export_command(*, ledger: Path, out: Path, from_size: int, force: bool) -> None:
     """Write LEDGER (or the range from size M) to the bundle file OUT for its owner.
+
+    OUT must not exist unless --force is given. It is never the ledger or one
+    of its SQLite files, however spelled (a symbolic or hard link, ./), even
+    with --force. With --force a symbolic link at OUT is replaced by the
+    bundle, not written through.
 
     \f
     Raises:
         CommandError: (exit 2) if LEDGER cannot be opened, M is not a checkpointed
-            size, or OUT cannot be written.
+            size, OUT is refused, or OUT cannot be written.
     """
+    # Checked before the ledger is opened too: opening it must not be what a
+    # refusal depends on, and a refused OUT should cost nothing.
+    check_output(
+        out,
+        force=force,
+        protect=(ledger,),
+        error=CommandError,
+        what="bundle",
+        force_hint="; give --force to replace it",
+    )
     try:
         with Ledger.open(ledger, readonly=True) as lg:
-            summary = export_ledger(lg, out, from_size)
+            summary = export_ledger(lg, out, from_size, force=force)
     except LedgerError as err:
         raise CommandError(str(err)) from err
     except OSError as err:

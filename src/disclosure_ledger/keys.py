@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from ._fsutil import decode_utf8, read_limited
+from ._fsutil import check_output, check_private, decode_utf8, open_output, read_limited
 from .checkpoints import parse_decimal
 from .errors import KeyFormatError, MalformedError
 from .notes import (
@@ -50,6 +50,7 @@ _SCRYPT_LOG_N = 15
 _SCRYPT_R = 8
 _SCRYPT_P = 1
 _MAX_KEY_FILE = 4096
+_MAX_PASSPHRASE_FILE = 4096
 _SCRYPT_MAX_MEMORY = 256 << 20
 
 
@@ -113,11 +114,20 @@ def _read_text(path: str | os.PathLike[str], what: str) -> tuple[Path, str]:
 def read_signer_file(path: str | os.PathLike[str], passphrase: str | None = None) -> Signer:
     """Read a signer key file, decrypting it with ``passphrase`` if it is encrypted.
 
+    A key file that others may read or write (any group or other bit, as ssh
+    checks) is refused, encrypted or not: the message says which ``chmod``
+    fixes it. There is no override; the fix is one command.
+
     Raises:
-        KeyFormatError: if the file is missing, unreadable, malformed, or the
-            passphrase is missing or wrong. The message never holds key material.
+        KeyFormatError: if the file is missing, unreadable, open to others,
+            malformed, or the passphrase is missing or wrong. The message never
+            holds key material.
     """
     p, line = _read_text(path, "key file")
+    if line.startswith((ENCRYPTED_HEADER + " ", "PRIVATE+KEY+")):
+        # Checked once the file is known to hold a private key, so that a .pub
+        # file given by mistake is named as such rather than as "open to others".
+        check_private(p, "key file", KeyFormatError)
     if line.startswith(ENCRYPTED_HEADER + " "):
         line = _decrypt(line, passphrase, p)
     if line.startswith("PRIVATE+KEY+"):
@@ -145,37 +155,43 @@ def read_verifier_file(path: str | os.PathLike[str]) -> Verifier:
         raise KeyFormatError(f"{p}: {err}") from err
 
 
-def _write_new(path: Path, data: str, mode: int) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    try:
-        fd = os.open(path, flags, mode)
-    except FileExistsError as err:
-        raise KeyFormatError(f"{path}: already exists; refusing to overwrite a key") from err
-    except OSError as err:
-        raise KeyFormatError(f"{path}: cannot create: {err.strerror}") from err
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            path.unlink()
-        raise KeyFormatError(f"{path}: cannot write: {err.strerror}") from err
-    os.chmod(path, mode)
+_FORCE_HINT = "; refusing to overwrite a key"
+
+
+def _write_new(
+    path: Path, data: str, mode: int, *, force: bool, protect: tuple[Path, ...] = ()
+) -> None:
+    # A key is never overwritten unless asked: losing a log key loses the log.
+    with open_output(
+        path,
+        force=force,
+        protect=protect,
+        error=KeyFormatError,
+        what="key file",
+        force_hint=_FORCE_HINT,
+        protected_what="the key file",
+        mode=mode,
+    ) as fh:
+        fh.write(data.encode("utf-8"))
 
 
 def write_signer_file(
-    signer: Signer, path: str | os.PathLike[str], passphrase: str | None = None
+    signer: Signer,
+    path: str | os.PathLike[str],
+    passphrase: str | None = None,
+    *,
+    force: bool = False,
 ) -> None:
     """Write a signer key file with mode 0600, encrypted when ``passphrase`` is given.
 
+    An existing file is replaced (atomically) only with ``force``.
+
     Raises:
-        KeyFormatError: if the file exists or cannot be written.
+        KeyFormatError: if the file exists (without ``force``) or cannot be written.
     """
     secret = signer.private_key_string()
     data = _encrypt(secret, passphrase) if passphrase else secret + "\n"
-    _write_new(Path(path), data, 0o600)
+    _write_new(Path(path), data, 0o600, force=force)
 
 
 def keygen(
@@ -184,24 +200,38 @@ def keygen(
     *,
     passphrase: str | None = None,
     key_type: int = KEY_TYPE_ED25519,
+    force: bool = False,
 ) -> Signer:
-    """Generate a key; write ``PREFIX.key`` (0600) and ``PREFIX.pub``.
+    """Generate a key; write ``PREFIX.key`` (0600) and ``PREFIX.pub`` (0644).
+
+    Neither file is overwritten unless ``force``; even then ``PREFIX.pub`` is
+    never written over ``PREFIX.key`` (a symbolic or hard link between them).
 
     Raises:
-        KeyFormatError: if the name is not a valid key name or a file exists.
+        KeyFormatError: if the name is not a valid key name, a file exists
+            (without ``force``), or a file cannot be written.
     """
     signer = generate_signer(name, key_type)
     base = str(prefix)
     key_path, pub_path = Path(base + ".key"), Path(base + ".pub")
-    for p in (key_path, pub_path):
-        if p.exists():
-            raise KeyFormatError(f"{p}: already exists; refusing to overwrite a key")
-    write_signer_file(signer, key_path, passphrase)
+    # Check both before writing either, so a refusal leaves neither file written.
+    for p, other in ((key_path, pub_path), (pub_path, key_path)):
+        check_output(
+            p,
+            force=force,
+            protect=(other,),
+            error=KeyFormatError,
+            what="key file",
+            force_hint=_FORCE_HINT,
+            protected_what="the key file",
+        )
+    write_signer_file(signer, key_path, passphrase, force=force)
     try:
-        _write_new(pub_path, signer.verifier.vkey + "\n", 0o644)
+        _write_new(pub_path, signer.verifier.vkey + "\n", 0o644, force=force, protect=(key_path,))
     except KeyFormatError:
-        with contextlib.suppress(OSError):
-            key_path.unlink()
+        if not force:
+            with contextlib.suppress(OSError):
+                key_path.unlink()
         raise
     return signer
 
@@ -220,16 +250,9 @@ def read_passphrase(file: str | os.PathLike[str] | None, env: str | None) -> str
         raise KeyFormatError("give a passphrase file or a passphrase variable, not both")
     if file is not None:
         path = Path(file)
-        try:
-            raw = path.read_bytes()
-        except OSError as err:
-            raise KeyFormatError(
-                f"{path}: cannot read the passphrase file: {err.strerror}"
-            ) from err
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise KeyFormatError(f"{path}: the passphrase file is not valid UTF-8") from err
+        # Bounded like every small file: /dev/zero or a wrong file must not fill memory.
+        raw = read_limited(path, _MAX_PASSPHRASE_FILE, "passphrase file", KeyFormatError)
+        text = decode_utf8(raw, path, "passphrase file", KeyFormatError)
         value = text.split("\n", 1)[0].removesuffix("\r")
         if not value:
             raise KeyFormatError(f"{path}: the passphrase file's first line is empty")

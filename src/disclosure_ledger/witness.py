@@ -28,6 +28,12 @@ replaced atomically (temporary file, fsync, ``os.replace``, directory fsync),
 so a crash leaves either the old state or the new one. Two add-checkpoint calls
 for one origin, from threads or processes, serialise on the lock file, so they
 can never both succeed from the same old size.
+
+Whoever can write the state can roll the witness back or change the logs it
+follows, so the directory, its ``state`` and ``evidence`` directories, the
+config and the state files must not be writable by group or others: such a
+witness is refused, with the ``chmod`` that fixes it, when it is opened or
+its state read. ``init`` creates the directories with mode 0700.
 """
 
 from __future__ import annotations
@@ -41,7 +47,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from ._fsutil import atomic_file, decode_utf8, origin_file, read_limited, write_atomic
+from ._fsutil import (
+    atomic_file,
+    check_not_writable_by_others,
+    decode_utf8,
+    origin_file,
+    read_limited,
+    write_atomic,
+)
 from .checkpoints import (
     SignedCheckpoint,
     WitnessRequest,
@@ -165,6 +178,17 @@ def _check_witness_key(key: Signer) -> None:
         raise KeyFormatError("a witness key must be a cosignature (type 0x04) key")
 
 
+def _check_permissions(d: Path) -> None:
+    """Refuse a witness directory that users other than its owner can write (see above)."""
+    check_not_writable_by_others(d, "witness directory", StorageError)
+    for name, what in (
+        ("state", "witness state directory"),
+        ("evidence", "witness evidence directory"),
+        ("config", "witness config"),
+    ):
+        check_not_writable_by_others(d / name, what, StorageError)
+
+
 def _read_text(path: Path, what: str) -> str | None:
     """A small UTF-8 file's text, ``None`` if it does not exist; every fault is a StorageError."""
     raw = read_limited(path, _MAX_FILE, what, StorageError, missing_ok=True)
@@ -275,9 +299,11 @@ class Witness:
             raise MalformedError("the key file path must be one line")
         config = WitnessConfig(key.verifier, log_list, kf)
         try:
-            d.mkdir(parents=True, exist_ok=True)
-            (d / "state").mkdir(exist_ok=True)
-            (d / "evidence").mkdir(exist_ok=True)
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            check_not_writable_by_others(d, "witness directory", StorageError)
+            (d / "state").mkdir(mode=0o700, exist_ok=True)
+            (d / "evidence").mkdir(mode=0o700, exist_ok=True)
+            _check_permissions(d)
             # Created exclusively: of two inits racing over one directory, one fails here.
             with atomic_file(d / "config", overwrite=False) as fh:
                 fh.write(format_config(config).encode("utf-8"))
@@ -295,6 +321,7 @@ class Witness:
             StorageError: if the directory holds no witness or its config is unreadable.
         """
         d = Path(directory)
+        _check_permissions(d)
         text = _read_text(d / "config", "witness config")
         if text is None:
             raise StorageError(f"{d}: not a witness directory (no config)")
@@ -363,6 +390,7 @@ class Witness:
                 checkpoint is not signed by a followed log key.
         """
         path = self._state_path(origin)
+        check_not_writable_by_others(path, "witness state", StorageError)
         text = _read_text(path, "witness state")
         if text is None:
             return None
