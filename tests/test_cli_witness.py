@@ -250,39 +250,85 @@ def test_verify_receipt_failures(setup: Setup) -> None:
     )
 
 
+POLICE = ("--recipient-kind", "law_enforcement", "--recipient-org", "Springfield PD")
+
+
 def test_gate_check(setup: Setup) -> None:
     cosign_all(setup)
     rec = receipt_file(setup, 1)
     policy = write_policy(setup, 1, 2)
     clip = hashlib.sha256(b"clip-1").hexdigest()
-    r = run("gate", "check", rec, "--footage-sha256", clip, "--policy", policy)
+    r = run("gate", "check", rec, "--footage-sha256", clip, *POLICE, "--policy", policy)
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["release"] is True
     assert out["index"] == 1
     other = hashlib.sha256(b"clip-0").hexdigest()
     assert_one_line_error(
-        run("gate", "check", rec, "--footage-sha256", other, "--policy", policy),
+        run("gate", "check", rec, "--footage-sha256", other, *POLICE, "--policy", policy),
         1,
         "does not name footage",
     )
     assert_one_line_error(
-        run("gate", "check", receipt_file(setup, 0), "--footage-sha256", other, "--policy", policy),
+        run("gate", "check", receipt_file(setup, 0), "--footage-sha256", other, *POLICE,
+            "--policy", policy),
         1,
-        "not a release",
-    )
+        "outside owner and vendor",
+    )  # fmt: skip
     assert_one_line_error(
-        run("gate", "check", rec, "--footage-sha256", clip, "--policy", policy, "--now", 1 << 40),
+        run("gate", "check", rec, "--footage-sha256", clip, *POLICE, "--policy", policy,
+            "--now", 1 << 40),
         1,
         "s old; the gate accepts at most",
-    )
+    )  # fmt: skip
     assert_one_line_error(
-        run("gate", "check", rec, "--footage-sha256", "zz", "--policy", policy), 2, "64 hex"
+        run("gate", "check", rec, "--footage-sha256", "zz", *POLICE, "--policy", policy),
+        2,
+        "64 hex",
     )
     (setup.work / "badpolicy").write_text("quorum nobody\n")
     assert_one_line_error(
-        run("gate", "check", rec, "--footage-sha256", clip, "--policy", "badpolicy"), 2, "line 1"
+        run("gate", "check", rec, "--footage-sha256", clip, *POLICE, "--policy", "badpolicy"),
+        2,
+        "line 1",
     )
+
+
+def test_gate_check_binds_the_recipient_the_window_and_single_use(setup: Setup) -> None:
+    cosign_all(setup)
+    rec = receipt_file(setup, 1)
+    policy = write_policy(setup, 1, 2)
+    clip = hashlib.sha256(b"clip-1").hexdigest()
+    base = ("gate", "check", rec, "--footage-sha256", clip, "--policy", policy)
+    # Who receives the footage must be who the record names, field by field.
+    for who in (
+        ("--recipient-kind", "third_party", "--recipient-org", "Springfield PD"),
+        ("--recipient-kind", "law_enforcement", "--recipient-org", "Shelbyville PD"),
+        ("--recipient-kind", "law_enforcement"),
+        (*POLICE, "--recipient-id", "officer-9"),
+    ):
+        assert_one_line_error(run(*base, *who), 1, "releases footage to law_enforcement")
+    for missing_or_owner in ((), ("--recipient-kind", "owner")):
+        r = run(*base, *missing_or_owner)
+        assert r.exit_code == 2
+        assert "--recipient-kind" in r.stderr
+    assert_one_line_error(
+        run(*base, "--recipient-kind", "law_enforcement", "--recipient-org", "bad\x00org"),
+        2,
+        "--recipient-org",
+    )
+    # A record opens the gate only within the window after it was logged.
+    later = int(time.time()) + 120
+    assert_one_line_error(
+        run(*base, *POLICE, "--now", later, "--max-record-age", 60), 1, "was logged"
+    )
+    # With a state file, a receipt opens the gate once; a refused try does not use it up.
+    assert run(*base, *POLICE, "--recipient-id", "x", "--state", "gate.state").exit_code == 1
+    assert run(*base, *POLICE, "--state", "gate.state").exit_code == 0
+    assert_one_line_error(run(*base, *POLICE, "--state", "gate.state"), 1, "already been honoured")
+    assert run(*base, *POLICE).exit_code == 0  # no state: nothing remembered
+    (setup.work / "gate.state").chmod(0o666)
+    assert_one_line_error(run(*base, *POLICE, "--state", "gate.state"), 2, "chmod 600")
 
 
 # --- evidence check ------------------------------------------------------------------------

@@ -8,6 +8,9 @@ a fresh, witnessed release record that names that footage.
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,16 +31,23 @@ from disclosure_ledger.errors import (
     MalformedError,
     ProofError,
     RootMismatchError,
+    StorageError,
     UntrustedKeyError,
 )
 from disclosure_ledger.gate import (
+    DEFAULT_MAX_RECORD_AGE_SECONDS,
     MAX_CLOCK_SKEW_SECONDS,
+    FileGateState,
     FootageNotNamedError,
+    MemoryGateState,
     NotAReleaseError,
     QuorumNotMetError,
+    ReceiptAlreadyUsedError,
+    RecipientMismatchError,
     RecordMismatchError,
     ReleaseGate,
     StaleCheckpointError,
+    StaleRecordError,
     verify_record_receipt,
 )
 from disclosure_ledger.ledger import Ledger
@@ -56,7 +66,11 @@ from .ledger_helpers import (
     writer_key,
 )
 
-NOW = 1_790_000_000
+# Records are logged at the real time, so the gate's "now" is near it: the
+# record window (15 minutes by default) is measured from that log time.
+NOW = int(time.time()) // 100 * 100 + 100
+POLICE = records.Party(records.ActorKind.LAW_ENFORCEMENT, organization="Springfield PD")
+INSURER = records.Party(records.ActorKind.THIRD_PARTY, organization="Acme Insurance")
 
 
 def clip_hash(i: int) -> bytes:
@@ -78,7 +92,16 @@ def world(tmp_path: Path) -> Iterator[World]:
         for k in (1, 2)
     ]
     led.append_many(
-        [event(0), release_event(1), event(2, action="share", derived_from=clip_hash(9).hex())]
+        [
+            event(0),
+            release_event(1),
+            event(
+                2,
+                action="share",
+                recipient={"kind": "third_party", "organization": "Acme Insurance"},
+                derived_from=clip_hash(9).hex(),
+            ),
+        ]
     )
     outcomes = collect_cosignatures(led, [LocalWitness(w) for w in ws], NOW)
     assert [o.outcome for o in outcomes] == ["cosigned", "cosigned"]
@@ -92,7 +115,7 @@ def world(tmp_path: Path) -> Iterator[World]:
 def test_a_witnessed_release_passes_the_gate(world: World) -> None:
     gate = ReleaseGate(world.policy, max_age_seconds=600)
     receipt = format_receipt(world.ledger.receipt(1))
-    rec = gate.check(receipt, clip_hash(1), NOW + 599)
+    rec = gate.check(receipt, clip_hash(1), POLICE, NOW + 599)
     assert rec.index == 1
     assert rec.event.event_id == "ev-00000001"
     assert rec.event.action is records.Action.RELEASE
@@ -190,33 +213,172 @@ def test_gate_refuses_without_the_quorum(tmp_path: Path, world: World) -> None:
     )
     receipt = world.ledger.receipt(1)
     with pytest.raises(QuorumNotMetError, match="3 of 3"):
-        ReleaseGate(policy).check(receipt, clip_hash(1), NOW)
+        ReleaseGate(policy).check(receipt, clip_hash(1), POLICE, NOW)
     with pytest.raises(QuorumNotMetError):
         verify_record_receipt(receipt, policy)
     assert not verify_record_receipt(receipt, policy, require_quorum=False).quorum_met
     collect_cosignatures(world.ledger, [LocalWitness(third)], NOW)
-    ReleaseGate(policy).check(world.ledger.receipt(1), clip_hash(1), NOW)
+    ReleaseGate(policy).check(world.ledger.receipt(1), clip_hash(1), POLICE, NOW)
+
+
+def _receipt_for(world: World, ev: dict[str, object]) -> str:
+    """Append ``ev``, have both witnesses cosign, and return the new record's receipt."""
+    (receipt,) = world.ledger.append_many([ev])
+    outcomes = collect_cosignatures(world.ledger, [LocalWitness(w) for w in world.witnesses], NOW)
+    assert all(o.ok for o in outcomes), outcomes
+    return format_receipt(world.ledger.receipt(receipt.index))
 
 
 def test_gate_refuses_a_record_that_is_not_a_release(world: World) -> None:
-    with pytest.raises(NotAReleaseError, match="'view'"):
-        ReleaseGate(world.policy).check(world.ledger.receipt(0), clip_hash(0), NOW)
+    gate = ReleaseGate(world.policy)
+    staff = records.Party(records.ActorKind.VENDOR_EMPLOYEE, "emp-0", "Vendor Inc")
+    # Vendor staff viewing footage, with no outside recipient: in the report, never a release.
+    with pytest.raises(NotAReleaseError, match="'view' by vendor_employee"):
+        gate.check(world.ledger.receipt(0), clip_hash(0), staff, NOW)
+    owner = {"kind": "owner", "id": "owner-42"}
+    the_owner = records.Party(records.ActorKind.OWNER, "owner-42")
+    police = {"kind": "law_enforcement", "organization": "Springfield PD"}
+    cases = [
+        (event(10, action="download", actor=owner), the_owner),  # the owner's own download
+        (event(11, action="download"), staff),  # vendor staff downloading, no recipient
+        (event(12, action="share", recipient=owner), the_owner),  # staff handing it to the owner
+        # The police deleting footage: an access to report, not a hand-over.
+        (event(13, action="delete", recipient=police), POLICE),
+    ]
+    for ev, party in cases:
+        receipt = _receipt_for(world, ev)
+        with pytest.raises(NotAReleaseError, match="outside owner and vendor"):
+            gate.check(receipt, clip_hash(int(str(ev["event_id"])[-2:])), party, NOW)
+    # A police live stream is a disclosure in the report, and so it may pass the gate.
+    stream = event(14, action="stream", actor={"kind": "law_enforcement", "id": "officer-3"})
+    receipt = _receipt_for(world, stream)
+    officer = records.Party(records.ActorKind.LAW_ENFORCEMENT, "officer-3")
+    rec = gate.check(receipt, clip_hash(14), officer, NOW)
+    assert records.is_disclosure(rec.event)
+
+
+def test_gate_binds_the_release_to_its_recipient(world: World) -> None:
+    gate = ReleaseGate(world.policy)
+    receipt = world.ledger.receipt(1)
+    for other in (
+        replace(POLICE, organization="Shelbyville PD"),
+        replace(POLICE, kind=records.ActorKind.THIRD_PARTY),
+        replace(POLICE, id="officer-9"),  # the record names no officer
+    ):
+        with pytest.raises(RecipientMismatchError, match="releases footage to law_enforcement"):
+            gate.check(receipt, clip_hash(1), other, NOW)
+    assert gate.check(receipt, clip_hash(1), POLICE, NOW).index == 1
+    with pytest.raises(MalformedError, match="recipient must be a Party"):
+        gate.check(receipt, clip_hash(1), {"kind": "law_enforcement"}, NOW)  # type: ignore[arg-type]
+
+
+def test_an_old_release_record_does_not_open_the_gate_under_a_fresh_checkpoint(
+    world: World,
+) -> None:
+    # The attack: a release logged long ago, under a checkpoint cosigned just now.
+    logged = verify_record_receipt(world.ledger.receipt(1), world.policy).logged_at
+    later = logged + 3600
+    world.ledger.append(event(3))
+    collect_cosignatures(world.ledger, [LocalWitness(w) for w in world.witnesses], later)
+    gate = ReleaseGate(world.policy, max_age_seconds=600)
+    receipt = world.ledger.receipt(1)
+    with pytest.raises(StaleRecordError, match="was logged 3600 s ago") as info:
+        gate.check(receipt, clip_hash(1), POLICE, later)
+    assert info.value.age == 3600
+    # The window is the gate's to set, and its edge is exact.
+    wide = ReleaseGate(world.policy, max_age_seconds=600, max_record_age_seconds=3600)
+    assert wide.check(receipt, clip_hash(1), POLICE, later).tree_size == 4
+    with pytest.raises(StaleRecordError):
+        wide.check(receipt, clip_hash(1), POLICE, later + 1)
+    assert DEFAULT_MAX_RECORD_AGE_SECONDS == 900
+
+
+def test_a_record_dated_after_now_is_refused(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A log whose clock runs ahead dates the record 1000 s after the gate's now.
+    ahead = (NOW + 1000) * 10**9
+    with monkeypatch.context() as m:
+        m.setattr(time, "time_ns", lambda: ahead)
+        receipt = _receipt_for(world, release_event(20))
+    gate = ReleaseGate(world.policy)
+    with pytest.raises(StaleRecordError, match="1000 s after now") as info:
+        gate.check(receipt, clip_hash(20), POLICE, NOW)
+    assert info.value.age == -1000
+    # Within the allowed clock skew it passes.
+    assert gate.check(receipt, clip_hash(20), POLICE, NOW + 1000 - MAX_CLOCK_SKEW_SECONDS)
+
+
+def test_a_receipt_opens_a_gate_with_state_once(tmp_path: Path, world: World) -> None:
+    receipt = world.ledger.receipt(1)
+    for make_state in (MemoryGateState, lambda: FileGateState(tmp_path / "gate.state")):
+        state = make_state()
+        gate = ReleaseGate(world.policy, state=state)
+        # A refused attempt does not use the receipt up.
+        with pytest.raises(FootageNotNamedError):
+            gate.check(receipt, clip_hash(2), POLICE, NOW)
+        with pytest.raises(RecipientMismatchError):
+            gate.check(receipt, clip_hash(1), replace(POLICE, organization="x"), NOW)
+        assert gate.check(receipt, clip_hash(1), POLICE, NOW).index == 1
+        with pytest.raises(ReceiptAlreadyUsedError, match=r"record 1 of .* already been honoured"):
+            gate.check(receipt, clip_hash(1), POLICE, NOW + 1)
+        # Other records are not affected.
+        assert gate.check(world.ledger.receipt(2), clip_hash(2), INSURER, NOW).index == 2
+    # Two gates (two processes, say) sharing one state file: the second is refused.
+    again = ReleaseGate(world.policy, state=FileGateState(tmp_path / "gate.state"))
+    with pytest.raises(ReceiptAlreadyUsedError):
+        again.check(receipt, clip_hash(1), POLICE, NOW)
+    # Without state the gate remembers nothing (it then relies on the window alone).
+    assert ReleaseGate(world.policy).check(receipt, clip_hash(1), POLICE, NOW).index == 1
+
+
+def test_a_file_state_allows_exactly_one_of_many_concurrent_claims(tmp_path: Path) -> None:
+    path = tmp_path / "gate.state"
+    FileGateState(path)
+    script = (
+        "import sys\n"
+        "from disclosure_ledger.gate import FileGateState, ReceiptAlreadyUsedError\n"
+        "try:\n"
+        "    FileGateState(sys.argv[1]).claim('o', 7, bytes(32), 1)\n"
+        "except ReceiptAlreadyUsedError:\n"
+        "    sys.exit(1)\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(path)]) for _ in range(6)]
+    codes = sorted(p.wait(timeout=60) for p in procs)
+    assert codes == [0, 1, 1, 1, 1, 1]
+
+
+def test_a_gate_state_others_can_write_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "gate.state"
+    FileGateState(path)
+    path.chmod(0o664)
+    with pytest.raises(StorageError, match="chmod 600"):
+        FileGateState(path)
+    path.chmod(0o600)
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    with pytest.raises(StorageError, match="chmod 700"):
+        FileGateState(open_dir / "gate.state")
+    (tmp_path / "junk").write_bytes(b"not a database, not at all" * 100)
+    (tmp_path / "junk").chmod(0o600)
+    with pytest.raises(StorageError, match="not a gate state"):
+        FileGateState(tmp_path / "junk")
 
 
 def test_gate_refuses_footage_the_record_does_not_name(world: World) -> None:
     gate = ReleaseGate(world.policy)
     with pytest.raises(FootageNotNamedError, match="does not name footage"):
-        gate.check(world.ledger.receipt(1), clip_hash(2), NOW)
+        gate.check(world.ledger.receipt(1), clip_hash(2), POLICE, NOW)
     # The share of a derived clip releases that clip, not the original.
-    assert gate.check(world.ledger.receipt(2), clip_hash(2), NOW).index == 2
+    assert gate.check(world.ledger.receipt(2), clip_hash(2), INSURER, NOW).index == 2
     with pytest.raises(FootageNotNamedError, match="original"):
-        gate.check(world.ledger.receipt(2), clip_hash(9), NOW)
+        gate.check(world.ledger.receipt(2), clip_hash(9), INSURER, NOW)
 
 
 def test_gate_refuses_a_stale_checkpoint(world: World) -> None:
-    gate = ReleaseGate(world.policy, max_age_seconds=600)
+    # The record's own window is set wide here: this test is about the checkpoint.
+    gate = ReleaseGate(world.policy, max_age_seconds=600, max_record_age_seconds=3600)
     with pytest.raises(StaleCheckpointError) as info:
-        gate.check(world.ledger.receipt(1), clip_hash(1), NOW + 601)
+        gate.check(world.ledger.receipt(1), clip_hash(1), POLICE, NOW + 601)
     assert (info.value.freshness, info.value.age) == (NOW, 601)
     # A receipt under a newer checkpoint, cosigned later, is fresh again. The
     # quorum (2 of 2) is met only from the older of the two cosignatures on,
@@ -225,11 +387,11 @@ def test_gate_refuses_a_stale_checkpoint(world: World) -> None:
     ws = world.witnesses
     collect_cosignatures(world.ledger, [LocalWitness(ws[0])], NOW + 1000)
     collect_cosignatures(world.ledger, [LocalWitness(ws[1])], NOW + 900)
-    rec = gate.check(world.ledger.receipt(1), clip_hash(1), NOW + 1500)
+    rec = gate.check(world.ledger.receipt(1), clip_hash(1), POLICE, NOW + 1500)
     assert rec.tree_size == 4
     assert gate.freshness(rec, NOW + 1500) == NOW + 900
     with pytest.raises(StaleCheckpointError) as info:
-        gate.check(world.ledger.receipt(1), clip_hash(1), NOW + 1501)
+        gate.check(world.ledger.receipt(1), clip_hash(1), POLICE, NOW + 1501)
     assert (info.value.freshness, info.value.age) == (NOW + 900, 601)
 
 
@@ -252,7 +414,7 @@ def test_a_future_dated_cosignature_does_not_keep_a_receipt_fresh(
     assert {c.timestamp for c in rec.cosignatures} == {NOW, NOW + 10**9}
     assert gate.freshness(rec, NOW + 601) == NOW
     with pytest.raises(StaleCheckpointError) as info:
-        gate.check(world.ledger.receipt(1), clip_hash(1), NOW + 601)
+        gate.check(world.ledger.receipt(1), clip_hash(1), POLICE, NOW + 601)
     assert (info.value.freshness, info.value.age) == (NOW, 601)
     # Within the allowed clock skew a cosignature counts; just beyond it, not.
     assert gate.freshness(rec, NOW + 10**9 - MAX_CLOCK_SKEW_SECONDS) == NOW + 10**9
@@ -262,7 +424,7 @@ def test_a_future_dated_cosignature_does_not_keep_a_receipt_fresh(
     gate = ReleaseGate(only_third, max_age_seconds=600)
     assert gate.freshness(verify_record_receipt(world.ledger.receipt(1), only_third), NOW) is None
     with pytest.raises(StaleCheckpointError, match="no witness quorum dated") as info:
-        gate.check(world.ledger.receipt(1), clip_hash(1), NOW)
+        gate.check(world.ledger.receipt(1), clip_hash(1), POLICE, NOW)
     assert (info.value.freshness, info.value.age) == (None, None)
 
 
@@ -283,13 +445,13 @@ def test_one_witness_with_a_fast_clock_cannot_keep_a_receipt_fresh(
     # Seen from w3's (future) time, the quorum still dates from NOW.
     assert gate.freshness(rec, NOW + 10_000) == NOW
     with pytest.raises(StaleCheckpointError) as info:
-        gate.check(world.ledger.receipt(1), clip_hash(1), NOW + 10_000)
+        gate.check(world.ledger.receipt(1), clip_hash(1), POLICE, NOW + 10_000)
     assert (info.value.freshness, info.value.age) == (NOW, 10_000)
     # Seen from now, w3's cosignature is in the future and is ignored.
     assert gate.freshness(rec, NOW + 601) == NOW
     with pytest.raises(StaleCheckpointError):
-        gate.check(world.ledger.receipt(1), clip_hash(1), NOW + 601)
-    gate.check(world.ledger.receipt(1), clip_hash(1), NOW + 600)
+        gate.check(world.ledger.receipt(1), clip_hash(1), POLICE, NOW + 601)
+    gate.check(world.ledger.receipt(1), clip_hash(1), POLICE, NOW + 600)
 
 
 def test_without_a_quorum_freshness_is_the_logged_time(world: World) -> None:
@@ -297,15 +459,17 @@ def test_without_a_quorum_freshness_is_the_logged_time(world: World) -> None:
     gate = ReleaseGate(policy, max_age_seconds=60)
     rec = verify_record_receipt(world.ledger.receipt(1), policy)
     assert gate.freshness(rec, rec.logged_at) == rec.logged_at
-    gate.check(world.ledger.receipt(1), clip_hash(1), rec.logged_at + 60)
+    gate.check(world.ledger.receipt(1), clip_hash(1), POLICE, rec.logged_at + 60)
     with pytest.raises(StaleCheckpointError):
-        gate.check(world.ledger.receipt(1), clip_hash(1), rec.logged_at + 61)
+        gate.check(world.ledger.receipt(1), clip_hash(1), POLICE, rec.logged_at + 61)
     # A logged_at further in the future than the allowed skew gives no time either.
-    gate.check(world.ledger.receipt(1), clip_hash(1), rec.logged_at - MAX_CLOCK_SKEW_SECONDS)
+    gate.check(
+        world.ledger.receipt(1), clip_hash(1), POLICE, rec.logged_at - MAX_CLOCK_SKEW_SECONDS
+    )
     too_early = rec.logged_at - MAX_CLOCK_SKEW_SECONDS - 1
     assert gate.freshness(rec, too_early) is None
     with pytest.raises(StaleCheckpointError, match="no witness quorum dated"):
-        gate.check(world.ledger.receipt(1), clip_hash(1), too_early)
+        gate.check(world.ledger.receipt(1), clip_hash(1), POLICE, too_early)
 
 
 def test_without_a_quorum_any_named_witness_sets_the_time(world: World) -> None:
@@ -336,7 +500,7 @@ def test_gate_refuses_a_record_with_a_bad_writer_signature() -> None:
     with pytest.raises(BadSignatureError):
         verify_record_receipt(receipt, policy)
     with pytest.raises(BadSignatureError):
-        ReleaseGate(policy).check(receipt, clip_hash(1), NOW)
+        ReleaseGate(policy).check(receipt, clip_hash(1), POLICE, NOW)
 
 
 def test_gate_arguments(world: World) -> None:
@@ -347,7 +511,7 @@ def test_gate_arguments(world: World) -> None:
         ReleaseGate(Policy())
     gate = ReleaseGate(world.policy)
     with pytest.raises(MalformedError, match="32-byte"):
-        gate.check(world.ledger.receipt(1), clip_hash(1).hex().encode(), NOW)
+        gate.check(world.ledger.receipt(1), clip_hash(1).hex().encode(), POLICE, NOW)
     with pytest.raises(MalformedError, match="whole seconds"):
-        gate.check(world.ledger.receipt(1), clip_hash(1), float(NOW))  # type: ignore[arg-type]
+        gate.check(world.ledger.receipt(1), clip_hash(1), POLICE, float(NOW))  # type: ignore[arg-type]
     assert "2 of 2" in repr(gate)

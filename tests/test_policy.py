@@ -12,7 +12,7 @@ from types import MappingProxyType
 import pytest
 
 from disclosure_ledger.errors import MalformedError
-from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
+from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer, Verifier
 from disclosure_ledger.policy import Group, Policy, format_policy, parse_policy
 
 from .ledger_helpers import log_key, witness_key, writer_key
@@ -151,3 +151,53 @@ def test_hand_built_policy_lookups() -> None:
     assert policy.log_for(LOG.name) == LOG
     assert policy.log_for("other.example/log") is None
     assert policy.witness_keys() == [A]
+
+
+# -- one key, one vote -----------------------------------------------------------------------
+
+
+def _renamed(v: Verifier, name: str) -> Verifier:
+    """The same public key under another name (so another key ID)."""
+    return Verifier(name, v.key_type, v.public_key)
+
+
+def test_one_key_under_two_names_is_refused_in_a_policy_file() -> None:
+    alias = _renamed(A, "witness.example/a-again")
+    assert alias.key_id != A.key_id
+    cases = [
+        (f"witness a {A.vkey}", f"witness a2 {alias.vkey}"),
+        (f"witness a {A.vkey}", f"witness a2 {A.vkey}"),
+        (f"writer {WRITER.vkey}", f"writer {WRITER.vkey}"),
+        (f"log {LOG.vkey}", f"writer {_renamed(LOG, 'other').vkey}"),
+        (
+            f"log {LOG.vkey}",
+            f"witness w {Verifier('w', KEY_TYPE_COSIGNATURE, LOG.public_key).vkey}",
+        ),
+    ]
+    for first, second in cases:
+        with pytest.raises(MalformedError, match=r"line 3: the same public key as on line 2"):
+            parse_policy(text("# keys", first, second))
+
+
+def test_one_key_under_two_names_is_refused_however_the_policy_is_built() -> None:
+    alias = _renamed(A, "witness.example/a-again")
+    with pytest.raises(MalformedError, match="same public key"):
+        Policy.simple(LOG, [WRITER], [A, alias], threshold=2)
+    with pytest.raises(MalformedError, match="same public key"):
+        Policy(
+            (LOG,),
+            (),
+            MappingProxyType({"a": A, "a2": alias}),
+            MappingProxyType({"two": Group("two", 2, ("a", "a2"), "2")}),
+            "two",
+        )
+    with pytest.raises(MalformedError, match=r"writer .* same public key as log"):
+        Policy((LOG,), (LOG,))
+
+
+def test_quorums_count_keys_not_names() -> None:
+    policy = Policy.simple(LOG, [WRITER], [A, B], threshold=2)
+    # Two signature lines by A's key, under A's name and another, are one cosigner.
+    assert not policy.quorum_met([A, _renamed(A, "witness.example/a-again")])
+    assert not policy.quorum_met([A, A])
+    assert policy.quorum_met([A, B])

@@ -30,13 +30,20 @@ import click
 
 from ._clikit import CommandError, CommandFailedError, passphrase_options, read_policy_file
 from .checkpoints import peek_checkpoint
-from .errors import KeyFormatError, LedgerError, MalformedError, StorageError
+from .errors import KeyFormatError, LedgerError, MalformedError, StorageError, ValidationError
 from .evidence import check_evidence, parse_evidence
-from .gate import DEFAULT_MAX_AGE_SECONDS, ReleaseGate, verify_record_receipt
+from .gate import (
+    DEFAULT_MAX_AGE_SECONDS,
+    DEFAULT_MAX_RECORD_AGE_SECONDS,
+    FileGateState,
+    ReleaseGate,
+    verify_record_receipt,
+)
 from .keys import read_passphrase, read_signer_file, read_verifier_file
 from .ledger import Ledger
 from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Verifier
 from .policy import Policy
+from .records import ActorKind, Party
 from .witness import StaleOldSizeError, Witness
 from .witness_client import CommandWitness, LocalWitness, WitnessEndpoint, collect_cosignatures
 
@@ -230,11 +237,17 @@ def _receipt_policy(
     if log_key is None and policy_path is None:
         raise CommandError("give --log-key or --policy: the log to trust")
     base = Policy() if policy_path is None else read_policy_file(policy_path)
-    logs = base.logs
+    logs = list(base.logs)
     if log_key is not None:
-        logs = (_verifier(log_key, KEY_TYPE_ED25519, "log key"), *logs)
-    writers = (*base.writers, *(_verifier(p, KEY_TYPE_ED25519, "writer key") for p in writer_keys))
-    return Policy(logs, writers, base.witnesses, base.groups, base.quorum)
+        v = _verifier(log_key, KEY_TYPE_ED25519, "log key")
+        if v not in logs:
+            logs.insert(0, v)
+    writers = list(base.writers)
+    for path in writer_keys:
+        v = _verifier(path, KEY_TYPE_ED25519, "writer key")
+        if v not in writers:
+            writers.append(v)
+    return Policy(tuple(logs), tuple(writers), base.witnesses, base.groups, base.quorum)
 
 
 @click.command("verify-receipt")
@@ -276,6 +289,16 @@ def _gate() -> None:
 @click.option(
     "--footage-sha256", "footage", required=True, help="SHA-256 of the footage, 64 hex digits."
 )
+@click.option(
+    "--recipient-kind",
+    required=True,
+    type=click.Choice([k.value for k in ActorKind if k is not ActorKind.OWNER]),
+    help="Who is about to receive the footage; must equal the record's recipient.",
+)
+@click.option("--recipient-id", help="The recipient's ID, exactly as the record names it.")
+@click.option(
+    "--recipient-org", help="The recipient's organization, exactly as the record names it."
+)
 @click.option("--policy", "policy_path", required=True, type=_key_path, help="A trust policy.")
 @click.option(
     "--max-age",
@@ -284,18 +307,57 @@ def _gate() -> None:
     show_default=True,
     help="The oldest checkpoint accepted, in seconds.",
 )
+@click.option(
+    "--max-record-age",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_RECORD_AGE_SECONDS,
+    show_default=True,
+    help="How long after it was logged a release record is honoured, in seconds.",
+)
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A gate state file: each receipt then opens the gate once (created if missing).",
+)
 @click.option("--now", type=click.IntRange(min=0), help="Check as of this Unix time.")
 def _gate_check(
-    *, receipt: str, footage: str, policy_path: Path, max_age: int, now: int | None
+    *,
+    receipt: str,
+    footage: str,
+    recipient_kind: str,
+    recipient_id: str | None,
+    recipient_org: str | None,
+    policy_path: Path,
+    max_age: int,
+    max_record_age: int,
+    state_path: Path | None,
+    now: int | None,
 ) -> None:
-    """Exit 0 and print the release record if the footage may be released; else exit 1."""
+    """Exit 0 and print the release record if the footage may go to the recipient; else exit 1.
+
+    The recipient's kind, ID and organization must each equal the record's
+    (a field the record leaves out must be left out here too).
+    """
     text = footage.strip().lower()
     if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
         raise CommandError("--footage-sha256 must be 64 hex digits")
+    try:
+        party = Party(ActorKind(recipient_kind), recipient_id, recipient_org)
+    except ValidationError as err:
+        raise CommandError(
+            f"--recipient-{err.field.replace('organization', 'org')}: {err}"
+        ) from err
     when = int(time.time()) if now is None else now
+    state = None if state_path is None else FileGateState(state_path)
     with _malformed_is_a_refusal():
-        gate = ReleaseGate(read_policy_file(policy_path), max_age_seconds=max_age)
-        record = gate.check(_read_input(receipt, "receipt"), bytes.fromhex(text), when)
+        gate = ReleaseGate(
+            read_policy_file(policy_path),
+            max_age_seconds=max_age,
+            max_record_age_seconds=max_record_age,
+            state=state,
+        )
+        record = gate.check(_read_input(receipt, "receipt"), bytes.fromhex(text), party, when)
     out = {"release": True, **record.to_json()}
     click.echo(json.dumps(out, indent=2, ensure_ascii=False))
 

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 from . import records as schema
 from .checkpoints import format_receipt, parse_receipt, verify_receipt
 from .errors import LedgerError, StorageError
-from .gate import ReleaseGate
+from .gate import FileGateState, ReleaseGate
 from .keys import keygen, read_verifier_file
 from .ledger import AppendReceipt, Ledger, Record
 from .notes import KEY_TYPE_COSIGNATURE, b64encode
@@ -364,26 +364,37 @@ def _policy(directory: Path) -> Policy:
 
 def _release_gate(directory: Path, ledger: Ledger, index: int, out: TextIO) -> None:
     # The code that hands footage over asks the gate first: no receipt of a
-    # logged, witnessed release naming this footage, no release.
-    gate = ReleaseGate(_policy(directory), max_age_seconds=3600)
+    # logged, witnessed release naming this footage and this recipient, no
+    # release; and each receipt opens the gate once.
+    gate = ReleaseGate(
+        _policy(directory), max_age_seconds=3600, state=FileGateState(directory / "gate.state")
+    )
     receipt = ledger.receipt(index)
     record = ledger.record(index)
     clip = record.event.footage[0].sha256
+    recipient = schema.receiving_party(record.event)
     now = int(time.time())
     print("\n== Release gate ==", file=out)
-    allowed = gate.check(receipt, clip, now)
+    allowed = gate.check(receipt, clip, recipient, now)
     print(
-        f"release of clip {record.event.footage[0].clip_id} allowed: record #{allowed.index} "
-        f"is in the log under a checkpoint the owner's witness cosigned",
+        f"release of clip {record.event.footage[0].clip_id} to {recipient.organization} allowed: "
+        f"record #{allowed.index} is in the log under a checkpoint the owner's witness cosigned",
         file=out,
     )
     unlogged = hashlib.sha256(b"footage nobody logged").digest()
-    try:
-        gate.check(receipt, unlogged, now)
-    except LedgerError as err:
-        print(f"release of unlogged footage refused: {type(err).__name__}: {err}", file=out)
-    else:  # pragma: no cover - the gate would be broken
-        raise LedgerError("the gate released footage no record names")
+    someone_else = schema.Party(schema.ActorKind.THIRD_PARTY, organization="Data Broker LLC")
+    attempts = (
+        ("unlogged footage", unlogged, recipient),
+        ("the same clip to a recipient the record does not name", clip, someone_else),
+        ("the same clip again under the same receipt", clip, recipient),
+    )
+    for what, footage, party in attempts:
+        try:
+            gate.check(receipt, footage, party, now)
+        except LedgerError as err:
+            print(f"release of {what} refused: {type(err).__name__}: {err}", file=out)
+        else:  # pragma: no cover - the gate would be broken
+            raise LedgerError(f"the gate allowed the release of {what}")
 
 
 def _owner_view(directory: Path, ledger: Ledger, out: TextIO) -> None:

@@ -8,12 +8,23 @@ signed by the policy's log, the leaf is included under it, the leaf is a
 well-formed record at that index signed by a trusted writer, and (by default)
 the checkpoint carries the policy's witness quorum. :class:`ReleaseGate` adds
 what code that hands footage over needs: the record's action releases footage,
-it names exactly the footage about to leave, and its checkpoint is fresh.
+it hands footage to someone other than the owner and is a disclosure the
+owner's report lists (one definition, :func:`records.is_disclosure`), it names
+exactly the footage about to leave and exactly who receives it, it was logged
+at most ``max_record_age_seconds`` ago, its checkpoint is fresh, and, where the
+gate keeps state (:class:`GateState`), it has not been honoured before.
 
 A log alone cannot show that a release which was never logged did not happen.
 The gate closes that gap the only way it can be closed: the release path
 itself refuses to run without a receipt, and receipts exist only for logged
 records. Time is passed in (``now``, seconds since the Unix epoch), never read.
+
+Where the gate runs decides whom it holds to this. Inside the vendor's own
+release code it stops mistakes and rogue staff, not the vendor, who can skip
+it. It holds against the vendor only where it runs outside the releaser's
+control: in the camera firmware that uploads or decrypts a clip, or beside
+the keys of end-to-end encrypted footage. That is why it needs nothing but
+the receipt, the policy, the clock and a small state.
 
 Freshness: a checkpoint's time is the latest time T such that the
 cosignatures dated T or later still meet the policy's quorum. No single
@@ -32,9 +43,14 @@ alone; it is never used when a quorum is required.
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import stat
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from . import records
 from .checkpoints import (
@@ -45,25 +61,40 @@ from .checkpoints import (
     peek_checkpoint,
     verify_receipt,
 )
-from .errors import MalformedError, UntrustedKeyError, VerificationError
+from .errors import MalformedError, StorageError, UntrustedKeyError, VerificationError
+from .merkle import leaf_hash
 from .notes import KEY_TYPE_ED25519, Verifier, b64encode
 from .policy import Policy
 
 __all__ = [
     "DEFAULT_MAX_AGE_SECONDS",
+    "DEFAULT_MAX_RECORD_AGE_SECONDS",
     "MAX_CLOCK_SKEW_SECONDS",
+    "FileGateState",
     "FootageNotNamedError",
+    "GateState",
+    "MemoryGateState",
     "NotAReleaseError",
     "QuorumNotMetError",
+    "ReceiptAlreadyUsedError",
+    "RecipientMismatchError",
     "RecordMismatchError",
     "ReleaseGate",
     "StaleCheckpointError",
+    "StaleRecordError",
     "VerifiedRecord",
     "verify_record_receipt",
 ]
 
 DEFAULT_MAX_AGE_SECONDS = 3600
 """How old (by its freshness time) a receipt's checkpoint may be by default: one hour."""
+
+DEFAULT_MAX_RECORD_AGE_SECONDS = 900
+"""How long after the record was logged the gate still honours it by default: 15 minutes.
+
+A release record authorises one hand-over, made right after it was logged; it
+is not a standing permission. The window is measured from the envelope's
+``logged_at``, which the log's and the writer's signatures both cover."""
 
 MAX_CLOCK_SKEW_SECONDS = 300
 """How far after ``now`` a cosignature (or ``logged_at``) may be dated and still count: five
@@ -75,7 +106,32 @@ class QuorumNotMetError(VerificationError):
 
 
 class NotAReleaseError(VerificationError):
-    """The record's action does not release footage (see ``records.HANDOVER_ACTIONS``)."""
+    """The record does not hand footage to someone outside owner and vendor.
+
+    Its action must be one of ``records.HANDOVER_ACTIONS`` and it must be a
+    disclosure by :func:`records.is_disclosure`, the definition the owner's
+    report uses, so nothing the gate lets out is missing from that report.
+    """
+
+
+class RecipientMismatchError(VerificationError):
+    """The record names another recipient than the one about to receive the footage."""
+
+
+class StaleRecordError(VerificationError):
+    """The record was logged too long before ``now`` (or is dated after it).
+
+    ``age`` is how many seconds before ``now`` the record was logged (negative
+    when it is dated after ``now``).
+    """
+
+    def __init__(self, message: str, *, age: int, index: int | None = None) -> None:
+        super().__init__(message, index=index)
+        self.age = age
+
+
+class ReceiptAlreadyUsedError(VerificationError):
+    """The gate has already released footage under this record once."""
 
 
 class FootageNotNamedError(VerificationError):
@@ -232,36 +288,203 @@ def verify_record_receipt(
     return VerifiedRecord(proven.index, leaf, env, event, writer, signed, cosigs, met)
 
 
-class ReleaseGate:
-    """Releases nothing unless a receipt proves the release is logged, witnessed and fresh.
+class GateState(Protocol):
+    """Where a gate remembers the records it has honoured, so each opens it once.
 
-    Call :meth:`check` with the receipt of the release record and the SHA-256
-    of the footage about to be handed over, right before handing it over.
+    :meth:`claim` must be atomic: of two gates that claim the same record at
+    once, across threads or processes, exactly one succeeds.
     """
 
-    __slots__ = ("max_age_seconds", "policy")
-
-    def __init__(self, policy: Policy, max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS) -> None:
-        """Make a gate that trusts ``policy`` and accepts checkpoints up to ``max_age_seconds`` old.
+    def claim(self, origin: str, index: int, leaf_hash: bytes, now: int) -> None:
+        """Record that the gate releases under record ``index`` of ``origin``.
 
         Raises:
-            MalformedError: if ``max_age_seconds`` is not a positive integer or
-                the policy names no log.
+            ReceiptAlreadyUsedError: if that record was claimed before.
+            StorageError: if the state cannot be read or written.
         """
-        if (
-            not isinstance(max_age_seconds, int)
-            or isinstance(max_age_seconds, bool)
-            or max_age_seconds <= 0
+        ...
+
+
+def _already_used(origin: str, index: int, when: int | None) -> ReceiptAlreadyUsedError:
+    at = "" if when is None else f" at {when}"
+    return ReceiptAlreadyUsedError(
+        f"record {index} of {origin} has already been honoured{at}; a receipt opens the gate once",
+        index=index,
+    )
+
+
+class MemoryGateState:
+    """A :class:`GateState` held in memory: for one process that never restarts, and tests."""
+
+    __slots__ = ("_claimed", "_lock")
+
+    def __init__(self) -> None:
+        self._claimed: dict[tuple[str, int], int] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, origin: str, index: int, leaf_hash: bytes, now: int) -> None:
+        """Record the claim (see :meth:`GateState.claim`).
+
+        Raises:
+            ReceiptAlreadyUsedError: if that record was claimed before.
+        """
+        with self._lock:
+            key = (origin, index)
+            if key in self._claimed:
+                raise _already_used(origin, index, self._claimed[key])
+            self._claimed[key] = now
+
+
+_STATE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS honoured (
+    origin TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    leaf_hash BLOB NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (origin, idx)
+) WITHOUT ROWID
+"""
+
+
+class FileGateState:
+    """A :class:`GateState` in one SQLite file, shared safely by threads and processes.
+
+    Each claim is one transaction that inserts the record's key; the primary
+    key makes a second claim fail, in this process or any other, and the
+    file is synced before the claim returns, so a release survives a crash
+    as "used". A file that others can write, or inside a directory that
+    others can write, is refused: whoever can delete rows can reuse receipts.
+    """
+
+    __slots__ = ("_path",)
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Use (and create, mode 0600, when missing) the state file at ``path``.
+
+        Raises:
+            StorageError: if the file or its directory is writable by others,
+                or the file is not a gate state.
+        """
+        self._path = Path(path)
+        for p, what in ((self._path.parent, "directory"), (self._path, "file")):
+            try:
+                mode = p.stat().st_mode
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                raise StorageError(f"{p}: cannot read the gate state {what}: {err}") from err
+            if mode & 0o022 and not (what == "directory" and mode & stat.S_ISVTX):
+                fix = "700" if what == "directory" else "600"
+                raise StorageError(
+                    f"{p}: the gate state {what} is writable by others "
+                    f"(mode {stat.S_IMODE(mode):04o}); run chmod {fix} {p}"
+                )
+        if not self._path.exists():
+            try:
+                fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            except OSError as err:
+                raise StorageError(f"{self._path}: cannot create the gate state: {err}") from err
+            else:
+                os.close(fd)
+        with self._connect() as conn:
+            try:
+                conn.execute(_STATE_SCHEMA)
+            except sqlite3.DatabaseError as err:
+                raise StorageError(f"{self._path}: not a gate state file: {err}") from err
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as err:
+            raise StorageError(f"{self._path}: not a gate state file: {err}") from err
+        return conn
+
+    def claim(self, origin: str, index: int, leaf_hash: bytes, now: int) -> None:
+        """Record the claim (see :meth:`GateState.claim`).
+
+        Raises:
+            ReceiptAlreadyUsedError: if that record was claimed before.
+            StorageError: if the file cannot be read or written.
+        """
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute(
+                "SELECT at FROM honoured WHERE origin = ? AND idx = ?", (origin, index)
+            ).fetchone()
+            if row is not None:
+                conn.execute("ROLLBACK")
+                raise _already_used(origin, index, int(row[0]))
+            conn.execute(
+                "INSERT INTO honoured (origin, idx, leaf_hash, at) VALUES (?, ?, ?, ?)",
+                (origin, index, leaf_hash, now),
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            raise StorageError(f"{self._path}: cannot record the release: {err}") from err
+        finally:
+            conn.close()
+
+
+def _party_text(party: records.Party) -> str:
+    parts = [party.kind.value]
+    if party.id is not None:
+        parts.append(f"id {party.id!r}")
+    if party.organization is not None:
+        parts.append(f"organization {party.organization!r}")
+    return ", ".join(parts)
+
+
+class ReleaseGate:
+    """Releases nothing unless a fresh receipt proves this very release is logged and witnessed.
+
+    Call :meth:`check` right before handing footage over, with the receipt of
+    the release record, the SHA-256 of the footage and the party about to
+    receive it. With a :class:`GateState`, each record opens the gate once.
+    """
+
+    __slots__ = ("max_age_seconds", "max_record_age_seconds", "policy", "state")
+
+    def __init__(
+        self,
+        policy: Policy,
+        max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS,
+        *,
+        max_record_age_seconds: int = DEFAULT_MAX_RECORD_AGE_SECONDS,
+        state: GateState | None = None,
+    ) -> None:
+        """Make a gate that trusts ``policy``.
+
+        ``max_age_seconds`` bounds the checkpoint's age (its freshness time),
+        ``max_record_age_seconds`` the time since the record was logged.
+        ``state`` makes receipts single-use; without it the gate keeps nothing
+        and a receipt opens it again within the record's window.
+
+        Raises:
+            MalformedError: if an age is not a positive integer or the policy
+                names no log.
+        """
+        for name, value in (
+            ("max_age_seconds", max_age_seconds),
+            ("max_record_age_seconds", max_record_age_seconds),
         ):
-            raise MalformedError("max_age_seconds must be a positive number of seconds")
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise MalformedError(f"{name} must be a positive number of seconds")
         if not policy.logs:
             raise MalformedError("the gate's policy must name the log it trusts")
         self.policy = policy
         self.max_age_seconds = max_age_seconds
+        self.max_record_age_seconds = max_record_age_seconds
+        self.state = state
 
     def __repr__(self) -> str:
         return (
-            f"ReleaseGate(quorum={self.policy.describe_quorum()!r}, max_age={self.max_age_seconds})"
+            f"ReleaseGate(quorum={self.policy.describe_quorum()!r}, "
+            f"max_age={self.max_age_seconds}, max_record_age={self.max_record_age_seconds}, "
+            f"single_use={self.state is not None})"
         )
 
     def freshness(self, record: VerifiedRecord, now: int) -> int | None:
@@ -286,22 +509,41 @@ class ReleaseGate:
         return None
 
     def check(
-        self, receipt: Receipt | str | bytes, footage_sha256: bytes, now: int
+        self,
+        receipt: Receipt | str | bytes,
+        footage_sha256: bytes,
+        recipient: records.Party,
+        now: int,
     ) -> VerifiedRecord:
-        """Return the verified release record if the footage may be released now.
+        """Return the verified release record if this footage may go to ``recipient`` now.
+
+        The checks run in this order, and the state is claimed only when all
+        of them pass, so a refused attempt never uses up a receipt.
 
         Raises:
-            MalformedError: if the receipt or its record is malformed, or
-                ``footage_sha256`` is not 32 bytes.
+            MalformedError: if the receipt or its record is malformed,
+                ``footage_sha256`` is not 32 bytes, ``recipient`` is not a
+                :class:`records.Party` or ``now`` is not whole seconds.
             VerificationError: (a subclass) if the receipt does not verify, as
                 :func:`verify_record_receipt` says.
             QuorumNotMetError: if the checkpoint lacks the policy's witness quorum.
             StaleCheckpointError: if the checkpoint is older than the freshness bound.
-            NotAReleaseError: if the record's action does not release footage.
+            NotAReleaseError: if the record does not hand footage to someone
+                outside owner and vendor.
+            RecipientMismatchError: if the record names another recipient.
             FootageNotNamedError: if none of the record's clips has that hash.
+            StaleRecordError: if the record was logged too long ago, or is
+                dated more than :data:`MAX_CLOCK_SKEW_SECONDS` after ``now``.
+            ReceiptAlreadyUsedError: if the gate's state has honoured the record.
+            StorageError: if the state cannot be read or written.
         """
         if not isinstance(footage_sha256, bytes) or len(footage_sha256) != 32:
             raise MalformedError("footage_sha256 must be the 32-byte SHA-256 of the footage")
+        if not isinstance(recipient, records.Party):
+            raise MalformedError(
+                f"recipient must be a Party (kind, id, organization), not "
+                f"{type(recipient).__name__}"
+            )
         if not isinstance(now, int) or isinstance(now, bool):
             raise MalformedError("now must be whole seconds since the Unix epoch")
         record = verify_record_receipt(receipt, self.policy)
@@ -323,10 +565,20 @@ class ReleaseGate:
                 age=age,
             )
         event = record.event
-        if event.action not in records.HANDOVER_ACTIONS:
+        named = records.receiving_party(event)
+        if event.action not in records.HANDOVER_ACTIONS or not records.is_disclosure(event):
             allowed = ", ".join(sorted(a.value for a in records.HANDOVER_ACTIONS))
             raise NotAReleaseError(
-                f"record {record.index} is a {event.action.value!r}, not a release ({allowed})",
+                f"record {record.index} is a {event.action.value!r} "
+                f"{'to' if event.recipient is not None else 'by'} "
+                f"{_party_text(named)}: the gate opens only for a record that hands footage "
+                f"({allowed}) to someone outside owner and vendor",
+                index=record.index,
+            )
+        if named != recipient:
+            raise RecipientMismatchError(
+                f"record {record.index} releases footage to {_party_text(named)}, "
+                f"not to {_party_text(recipient)}",
                 index=record.index,
             )
         if not any(clip.sha256 == footage_sha256 for clip in event.footage):
@@ -340,4 +592,21 @@ class ReleaseGate:
                 f"record {record.index} does not name footage {footage_sha256.hex()}{hint}",
                 index=record.index,
             )
+        record_age = now - record.logged_at
+        if record_age > self.max_record_age_seconds:
+            raise StaleRecordError(
+                f"record {record.index} was logged {record_age} s ago; the gate honours a "
+                f"release record for {self.max_record_age_seconds} s after it is logged",
+                age=record_age,
+                index=record.index,
+            )
+        if record_age < -MAX_CLOCK_SKEW_SECONDS:
+            raise StaleRecordError(
+                f"record {record.index} is logged {-record_age} s after now; more than the "
+                f"{MAX_CLOCK_SKEW_SECONDS} s of clock difference the gate allows",
+                age=record_age,
+                index=record.index,
+            )
+        if self.state is not None:
+            self.state.claim(record.origin, record.index, leaf_hash(record.leaf), now)
         return record

@@ -10,7 +10,10 @@ policy format, with signed-note verifier key strings instead of bare keys::
     group <name> <k|all|any> <member>...  k of the members (witnesses or earlier groups)
     quorum <name|none>                 the witness or group every checkpoint needs
 
-Names are defined before use, so groups cannot form cycles. A policy with no
+Names are defined before use, so groups cannot form cycles. Each public key
+appears once in a policy, under one name and one role: a cosignature does not
+sign the witness's name, so one key listed as two witnesses would count twice
+toward a quorum. Quorums are counted by key, never by name. A policy with no
 ``quorum`` line, or ``quorum none``, asks for no cosignatures. Unknown
 keywords are errors: a typo in a trust policy must never weaken it silently.
 """
@@ -51,6 +54,24 @@ class Policy:
     groups: Mapping[str, Group] = field(default_factory=lambda: MappingProxyType({}))
     quorum: str | None = None
 
+    def __post_init__(self) -> None:
+        """Refuse a policy that names one public key twice.
+
+        Raises:
+            MalformedError: naming both uses of the key.
+        """
+        seen: dict[bytes, str] = {}
+        uses = [(v, f"log {v.name}") for v in self.logs]
+        uses += [(v, f"writer {v.name}") for v in self.writers]
+        uses += [(v, f"witness {name}") for name, v in self.witnesses.items()]
+        for key, use in uses:
+            if key.public_key in seen:
+                raise MalformedError(
+                    f"{use} has the same public key as {seen[key.public_key]}; "
+                    f"a policy names each key once"
+                )
+            seen[key.public_key] = use
+
     @classmethod
     def simple(
         cls,
@@ -71,6 +92,8 @@ class Policy:
                 raise MalformedError(f"witness {w.name} needs a cosignature (type 0x04) key")
             if w.name in wit:
                 raise MalformedError(f"two witnesses are named {w.name}")
+            if any(v.public_key == w.public_key for v in wit.values()):
+                raise MalformedError(f"witness {w.name} has the same public key as another")
             wit[w.name] = w
         groups: dict[str, Group] = {}
         quorum: str | None = None
@@ -110,12 +133,14 @@ class Policy:
         """
         if self.quorum is None:
             return True
-        signed = set(cosigners)
+        # By key: two signature lines from one key, under two names, are one cosigner.
+        signed = {(v.key_type, v.public_key) for v in cosigners}
         return self._satisfied(self.quorum, signed)
 
-    def _satisfied(self, name: str, signed: set[Verifier]) -> bool:
+    def _satisfied(self, name: str, signed: set[tuple[int, bytes]]) -> bool:
         if name in self.witnesses:
-            return self.witnesses[name] in signed
+            w = self.witnesses[name]
+            return (w.key_type, w.public_key) in signed
         group = self.groups[name]
         count = sum(1 for m in group.members if self._satisfied(m, signed))
         return count >= group.threshold
@@ -169,6 +194,17 @@ def parse_policy(text: str | bytes) -> Policy:
     groups: dict[str, Group] = {}
     quorum: str | None = None
     quorum_seen = False
+    keys_seen: dict[bytes, int] = {}
+
+    def once(v: Verifier, line_no: int) -> Verifier:
+        if v.public_key in keys_seen:
+            raise MalformedError(
+                f"policy line {line_no}: the same public key as on line "
+                f"{keys_seen[v.public_key]}; a policy names each key once"
+            )
+        keys_seen[v.public_key] = line_no
+        return v
+
     for line_no, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -177,11 +213,11 @@ def parse_policy(text: str | bytes) -> Policy:
         if word == "log":
             if len(args) not in (1, 2):
                 raise MalformedError(f"policy line {line_no}: expected 'log <vkey> [url]'")
-            logs.append(_parse_vkey(args[0], line_no, KEY_TYPE_ED25519))
+            logs.append(once(_parse_vkey(args[0], line_no, KEY_TYPE_ED25519), line_no))
         elif word == "writer":
             if len(args) != 1:
                 raise MalformedError(f"policy line {line_no}: expected 'writer <vkey>'")
-            writers.append(_parse_vkey(args[0], line_no, KEY_TYPE_ED25519))
+            writers.append(once(_parse_vkey(args[0], line_no, KEY_TYPE_ED25519), line_no))
         elif word == "witness":
             if len(args) not in (2, 3):
                 raise MalformedError(
@@ -189,7 +225,7 @@ def parse_policy(text: str | bytes) -> Policy:
                 )
             name = args[0]
             _check_name(name, line_no, witnesses, groups)
-            witnesses[name] = _parse_vkey(args[1], line_no, KEY_TYPE_COSIGNATURE)
+            witnesses[name] = once(_parse_vkey(args[1], line_no, KEY_TYPE_COSIGNATURE), line_no)
         elif word == "group":
             if len(args) < 3:
                 raise MalformedError(

@@ -88,6 +88,7 @@ __all__ = [
     "make_envelope",
     "parse_envelope",
     "parse_time",
+    "receiving_party",
     "refuse_ext",
     "sign_content",
     "signing_message",
@@ -1395,6 +1396,17 @@ def access_class(event: Event) -> AccessClass | None:
     if actor is ActorKind.VENDOR_SYSTEM:
         return AccessClass.VENDOR_SYSTEM
     return None
+
+
+def receiving_party(event: Event) -> Party:
+    """Who an access puts the footage in front of: the recipient, else the actor itself.
+
+    The release gate compares this with the party about to receive footage.
+
+    Raises:
+        Nothing: it reads two fields of a validated event.
+    """
+    return event.recipient if event.recipient is not None else event.actor
 
 
 def is_disclosure(event: Event) -> bool:
