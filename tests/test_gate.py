@@ -7,6 +7,7 @@ a fresh, witnessed release record that names that footage.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from disclosure_ledger.checkpoints import (
     Checkpoint,
     Receipt,
     format_receipt,
+    open_checkpoint,
     parse_receipt,
     sign_checkpoint,
 )
@@ -52,7 +54,7 @@ from disclosure_ledger.gate import (
 )
 from disclosure_ledger.ledger import Ledger
 from disclosure_ledger.merkle import leaf_hash
-from disclosure_ledger.notes import Signer
+from disclosure_ledger.notes import Signer, Verifier
 from disclosure_ledger.policy import Policy
 from disclosure_ledger.witness import Witness
 from disclosure_ledger.witness_client import LocalWitness, collect_cosignatures
@@ -515,3 +517,36 @@ def test_gate_arguments(world: World) -> None:
     with pytest.raises(MalformedError, match="whole seconds"):
         gate.check(world.ledger.receipt(1), clip_hash(1), POLICE, float(NOW))  # type: ignore[arg-type]
     assert "2 of 2" in repr(gate)
+
+
+def _relabelled(note: str, witness: Verifier, name: str) -> tuple[str, Verifier]:
+    """The note with ``witness``'s cosignature line copied under ``name`` (and its key ID)."""
+    twin = Verifier(name, witness.key_type, witness.public_key)
+    prefix = f"\u2014 {witness.name} "
+    (line,) = [ln for ln in note.splitlines() if ln.startswith(prefix)]
+    blob = base64.b64decode(line[len(prefix) :])
+    forged = twin.key_id.to_bytes(4, "big") + blob[4:]
+    return note + f"\u2014 {name} {base64.b64encode(forged).decode()}\n", twin
+
+
+def test_one_cosignature_under_two_names_does_not_meet_a_quorum_of_two(world: World) -> None:
+    w1, w2 = (w.verifier for w in world.witnesses)
+    r = world.ledger.receipt(1)
+    # Keep the log's and w1's lines only, then add w1's line again under another name.
+    kept = [
+        ln
+        for ln in r.checkpoint.splitlines(keepends=True)
+        if not ln.startswith(f"\u2014 {w2.name} ")
+    ]
+    note, twin = _relabelled("".join(kept), w1, "witness.example/w1-twin")
+    opened = open_checkpoint(note, log_key().verifier, [w1, twin])
+    assert len(opened.cosignatures) == 2  # both lines verify: the name is not signed
+    assert [c.witness for c in opened.cosigned_by([w1, twin])] == [w1]
+    # A policy that would count them as two witnesses is refused outright...
+    with pytest.raises(MalformedError, match="same public key"):
+        Policy.simple(log_key().verifier, [writer_key().verifier], [w1, twin], threshold=2)
+    # ...and the honest 2-of-2 policy counts one key once.
+    assert not world.policy.quorum_met(c.witness for c in opened.cosignatures)
+    forged = Receipt(r.index, r.proof, note, r.extra)
+    with pytest.raises(QuorumNotMetError):
+        ReleaseGate(world.policy).check(forged, clip_hash(1), POLICE, NOW)

@@ -153,51 +153,78 @@ def test_hand_built_policy_lookups() -> None:
     assert policy.witness_keys() == [A]
 
 
-# -- one key, one vote -----------------------------------------------------------------------
+def _renamed(key: Verifier, name: str) -> Verifier:
+    """The same public key (and type) under another name: another key ID, one key."""
+    return Verifier(name, key.key_type, key.public_key)
 
 
-def _renamed(v: Verifier, name: str) -> Verifier:
-    """The same public key under another name (so another key ID)."""
-    return Verifier(name, v.key_type, v.public_key)
+A_AGAIN = _renamed(A, "witness.example/a-again")
+LOG_AS_WITNESS = Verifier("witness.example/log", KEY_TYPE_COSIGNATURE, LOG.public_key)
 
 
-def test_one_key_under_two_names_is_refused_in_a_policy_file() -> None:
-    alias = _renamed(A, "witness.example/a-again")
-    assert alias.key_id != A.key_id
-    cases = [
-        (f"witness a {A.vkey}", f"witness a2 {alias.vkey}"),
-        (f"witness a {A.vkey}", f"witness a2 {A.vkey}"),
-        (f"writer {WRITER.vkey}", f"writer {WRITER.vkey}"),
-        (f"log {LOG.vkey}", f"writer {_renamed(LOG, 'other').vkey}"),
+@pytest.mark.parametrize(
+    ("lines", "needle"),
+    [
+        # One witness key under two names would count twice toward "all".
         (
-            f"log {LOG.vkey}",
-            f"witness w {Verifier('w', KEY_TYPE_COSIGNATURE, LOG.public_key).vkey}",
+            (f"witness a {A.vkey}", f"witness b {A_AGAIN.vkey}", "group g all a b", "quorum g"),
+            "line 2: witness b has the same public key as witness a",
         ),
-    ]
-    for first, second in cases:
-        with pytest.raises(MalformedError, match=r"line 3: the same public key as on line 2"):
-            parse_policy(text("# keys", first, second))
-
-
-def test_one_key_under_two_names_is_refused_however_the_policy_is_built() -> None:
-    alias = _renamed(A, "witness.example/a-again")
-    with pytest.raises(MalformedError, match="same public key"):
-        Policy.simple(LOG, [WRITER], [A, alias], threshold=2)
-    with pytest.raises(MalformedError, match="same public key"):
-        Policy(
-            (LOG,),
-            (),
-            MappingProxyType({"a": A, "a2": alias}),
-            MappingProxyType({"two": Group("two", 2, ("a", "a2"), "2")}),
-            "two",
-        )
-    with pytest.raises(MalformedError, match=r"writer .* same public key as log"):
-        Policy((LOG,), (LOG,))
+        # The very same key string under two local names.
+        ((f"witness a {A.vkey}", f"witness b {A.vkey}"), "line 2: witness b has the same public"),
+        ((f"log {LOG.vkey}", f"log {LOG.vkey}"), f"line 2: log {LOG.name} has the same public"),
+        ((f"writer {WRITER.vkey}", f"writer {WRITER.vkey}"), "line 2: writer"),
+        ((f"log {LOG.vkey}", f"writer {_renamed(LOG, 'w.example/x').vkey}"), "line 2: writer"),
+        # The log's key bytes as a witness: the log could cosign its own checkpoints.
+        ((f"log {LOG.vkey}", f"witness l {LOG_AS_WITNESS.vkey}"), "line 2: witness l has the"),
+        # Members that reach one witness twice, directly or through a group.
+        (
+            (f"witness a {A.vkey}", f"witness b {B.vkey}", "group ab any a b", "group g 2 a ab"),
+            "line 4: group g: members a and ab both count the same witness",
+        ),
+        (
+            (
+                f"witness a {A.vkey}",
+                f"witness b {B.vkey}",
+                f"witness c {C.vkey}",
+                "group ab any a b",
+                "group ac any a c",
+                "group g all ab ac",
+            ),
+            "line 6: group g: members ab and ac both count the same witness",
+        ),
+    ],
+)
+def test_one_key_holds_one_place(lines: tuple[str, ...], needle: str) -> None:
+    with pytest.raises(MalformedError) as info:
+        parse_policy(text(*lines))
+    assert needle in str(info.value)
 
 
 def test_quorums_count_keys_not_names() -> None:
-    policy = Policy.simple(LOG, [WRITER], [A, B], threshold=2)
-    # Two signature lines by A's key, under A's name and another, are one cosigner.
-    assert not policy.quorum_met([A, _renamed(A, "witness.example/a-again")])
-    assert not policy.quorum_met([A, A])
-    assert policy.quorum_met([A, B])
+    policy = parse_policy(text(f"witness a {A.vkey}", f"witness b {B.vkey}", "group g all a b"))
+    policy = Policy(policy.logs, policy.writers, policy.witnesses, policy.groups, "g")
+    # One key's cosignature under two names (the signed message has no name) is one.
+    assert not policy.quorum_met([A, A_AGAIN])
+    assert policy.quorum_met([A_AGAIN, B])  # the key counts, whatever its name
+    # A witness quorum is not met by an Ed25519 key with the same bytes.
+    assert not policy.quorum_met([Verifier(A.name, 0x01, A.public_key), B])
+
+
+def test_simple_and_hand_built_policies_refuse_a_key_twice() -> None:
+    with pytest.raises(MalformedError, match="same public key"):
+        Policy.simple(LOG, [], [A, A_AGAIN], threshold=2)
+    with pytest.raises(MalformedError, match="same public key"):
+        Policy.simple(LOG, [WRITER, _renamed(WRITER, "w.example/x")])
+    with pytest.raises(MalformedError, match=f"writer {LOG.name} has the same public key as log"):
+        Policy.simple(LOG, [LOG])
+    with pytest.raises(MalformedError, match="same public key"):
+        Policy.simple(LOG, [], [LOG_AS_WITNESS])
+    with pytest.raises(MalformedError, match="same public key"):
+        Policy((LOG, LOG))
+    witnesses = MappingProxyType({"a": A, "b": A_AGAIN})
+    with pytest.raises(MalformedError, match="witness b has the same public key as witness a"):
+        Policy((LOG,), (), witnesses, MappingProxyType({}), None)
+    groups = MappingProxyType({"g": Group("g", 2, ("a", "a"), "2")})
+    with pytest.raises(MalformedError, match="listed twice"):
+        Policy((LOG,), (), MappingProxyType({"a": A}), groups, "g")

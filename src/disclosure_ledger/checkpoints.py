@@ -206,13 +206,23 @@ class SignedCheckpoint:
     cosignatures: tuple[Cosignature, ...]
 
     def cosigned_by(self, witnesses: Iterable[Verifier]) -> list[Cosignature]:
-        """Return the cosignatures made by any of ``witnesses``.
+        """Return the cosignatures made by any of ``witnesses``, at most one per public key.
+
+        A cosignature does not sign the witness's name, so one signature can be
+        shown under two names (with each name's key ID); it is still one
+        witness's, and only the first in the note is returned.
 
         Raises:
             Nothing: it filters cosignatures that already verified.
         """
         wanted = set(witnesses)
-        return [c for c in self.cosignatures if c.witness in wanted]
+        seen: set[bytes] = set()
+        out: list[Cosignature] = []
+        for c in self.cosignatures:
+            if c.witness in wanted and c.witness.public_key not in seen:
+                seen.add(c.witness.public_key)
+                out.append(c)
+        return out
 
 
 def sign_checkpoint(checkpoint: Checkpoint, log_signer: Signer) -> str:

@@ -10,12 +10,17 @@ policy format, with signed-note verifier key strings instead of bare keys::
     group <name> <k|all|any> <member>...  k of the members (witnesses or earlier groups)
     quorum <name|none>                 the witness or group every checkpoint needs
 
-Names are defined before use, so groups cannot form cycles. Each public key
-appears once in a policy, under one name and one role: a cosignature does not
-sign the witness's name, so one key listed as two witnesses would count twice
-toward a quorum. Quorums are counted by key, never by name. A policy with no
+Names are defined before use, so groups cannot form cycles. A policy with no
 ``quorum`` line, or ``quorum none``, asks for no cosignatures. Unknown
 keywords are errors: a typo in a trust policy must never weaken it silently.
+
+One key holds one place. A cosignature signs the checkpoint and a timestamp,
+not the witness's name, so one signature line can be relabelled with any name
+(and that name's key ID) and still verify under the same public key. A policy
+that listed one key as two witnesses would let one witness count twice, so a
+public key may appear only once in a policy, whatever its name or role (log,
+writer or witness), and the members of a group must reach disjoint sets of
+witnesses. Quorums are counted by public key, never by name.
 """
 
 from __future__ import annotations
@@ -55,22 +60,29 @@ class Policy:
     quorum: str | None = None
 
     def __post_init__(self) -> None:
-        """Refuse a policy that names one public key twice.
+        """Refuse a policy in which one key would count twice.
+
+        :func:`parse_policy` refuses the same faults naming the line; this is
+        the backstop for policies built in code (:meth:`simple`, or by hand).
 
         Raises:
-            MalformedError: naming both uses of the key.
+            MalformedError: if a public key appears twice (any names, any roles),
+                or a group's members reach one witness twice.
         """
-        seen: dict[bytes, str] = {}
-        uses = [(v, f"log {v.name}") for v in self.logs]
-        uses += [(v, f"writer {v.name}") for v in self.writers]
-        uses += [(v, f"witness {name}") for name, v in self.witnesses.items()]
-        for key, use in uses:
-            if key.public_key in seen:
-                raise MalformedError(
-                    f"{use} has the same public key as {seen[key.public_key]}; "
-                    f"a policy names each key once"
-                )
-            seen[key.public_key] = use
+        claimed: dict[bytes, str] = {}
+        for role, key in self._roles():
+            _claim_key(claimed, role, key)
+        reach: dict[str, frozenset[bytes]] = {}
+        for group in self.groups.values():
+            _check_disjoint(group, self.witnesses, self.groups, reach)
+
+    def _roles(self) -> Iterable[tuple[str, Verifier]]:
+        for key in self.logs:
+            yield f"log {key.name}", key
+        for key in self.writers:
+            yield f"writer {key.name}", key
+        for name, key in self.witnesses.items():
+            yield f"witness {name}", key
 
     @classmethod
     def simple(
@@ -84,7 +96,8 @@ class Policy:
 
         Raises:
             MalformedError: if a witness key is not a cosignature key, two
-                witnesses have the same name, or the threshold is out of range.
+                witnesses have the same name, one public key is given twice
+                (under any names, in any roles), or the threshold is out of range.
         """
         wit: dict[str, Verifier] = {}
         for w in witnesses:
@@ -92,8 +105,6 @@ class Policy:
                 raise MalformedError(f"witness {w.name} needs a cosignature (type 0x04) key")
             if w.name in wit:
                 raise MalformedError(f"two witnesses are named {w.name}")
-            if any(v.public_key == w.public_key for v in wit.values()):
-                raise MalformedError(f"witness {w.name} has the same public key as another")
             wit[w.name] = w
         groups: dict[str, Group] = {}
         quorum: str | None = None
@@ -125,7 +136,11 @@ class Policy:
         return list(self.witnesses.values())
 
     def quorum_met(self, cosigners: Iterable[Verifier]) -> bool:
-        """Whether cosignatures by ``cosigners`` satisfy the quorum.
+        """Whether cosignatures by ``cosigners`` satisfy the quorum, counting each key once.
+
+        A cosigner counts for the policy's witness with the same public key
+        (and type 0x04), whatever name it carries; keys the policy does not name
+        count for nothing.
 
         Raises:
             KeyError: only for a hand-built policy whose quorum or a group member names
@@ -133,14 +148,14 @@ class Policy:
         """
         if self.quorum is None:
             return True
-        # By key: two signature lines from one key, under two names, are one cosigner.
-        signed = {(v.key_type, v.public_key) for v in cosigners}
+        # By public key, not by name: a cosignature does not sign the witness's
+        # name, so the same signature under two names is still one witness.
+        signed = {v.public_key for v in cosigners if v.key_type == KEY_TYPE_COSIGNATURE}
         return self._satisfied(self.quorum, signed)
 
-    def _satisfied(self, name: str, signed: set[tuple[int, bytes]]) -> bool:
+    def _satisfied(self, name: str, signed: set[bytes]) -> bool:
         if name in self.witnesses:
-            w = self.witnesses[name]
-            return (w.key_type, w.public_key) in signed
+            return self.witnesses[name].public_key in signed
         group = self.groups[name]
         count = sum(1 for m in group.members if self._satisfied(m, signed))
         return count >= group.threshold
@@ -171,13 +186,72 @@ def _parse_vkey(text: str, line_no: int, want: int) -> Verifier:
     return v
 
 
+def _claim_key(claimed: dict[bytes, str], role: str, key: Verifier, where: str = "") -> None:
+    """Record that ``role`` holds ``key``; refuse a key that another role holds already."""
+    other = claimed.get(key.public_key)
+    if other is not None:
+        raise MalformedError(
+            f"{where}{role} has the same public key as {other}: "
+            "one key may hold only one place in a policy"
+        )
+    claimed[key.public_key] = role
+
+
+def _reach(
+    name: str,
+    witnesses: Mapping[str, Verifier],
+    groups: Mapping[str, Group],
+    memo: dict[str, frozenset[bytes]],
+    visiting: frozenset[str] = frozenset(),
+) -> frozenset[bytes]:
+    """The public keys of the witnesses that ``name`` (a witness or group) can count."""
+    if name in witnesses:
+        return frozenset({witnesses[name].public_key})
+    if name in memo:
+        return memo[name]
+    group = groups.get(name)
+    if group is None or name in visiting:
+        # An undefined name or a cycle (only in a policy built by hand) counts
+        # no key here; quorum_met reports the undefined name when it meets it.
+        return frozenset()
+    keys = frozenset().union(
+        *(_reach(m, witnesses, groups, memo, visiting | {name}) for m in group.members)
+    )
+    memo[name] = keys
+    return keys
+
+
+def _check_disjoint(
+    group: Group,
+    witnesses: Mapping[str, Verifier],
+    groups: Mapping[str, Group],
+    memo: dict[str, frozenset[bytes]],
+    where: str = "",
+) -> None:
+    """Refuse a group two of whose members can count the same witness."""
+    if len(set(group.members)) != len(group.members):
+        raise MalformedError(f"{where}group {group.name}: a member is listed twice")
+    seen: dict[bytes, str] = {}
+    for member in group.members:
+        for key in _reach(member, witnesses, groups, memo):
+            other = seen.get(key)
+            if other is not None:
+                raise MalformedError(
+                    f"{where}group {group.name}: members {other} and {member} both count "
+                    "the same witness; a witness may count only once in a group"
+                )
+            seen[key] = member
+
+
 def parse_policy(text: str | bytes) -> Policy:
     """Parse a policy file.
 
     Raises:
         MalformedError: naming the line, for an unknown keyword, a bad key, a
-            name used before it is defined or defined twice, a bad threshold,
-            or a second ``quorum`` line.
+            public key given a second time (under any name, in any role), a
+            name used before it is defined or defined twice, a group whose
+            members count one witness twice, a bad threshold, or a second
+            ``quorum`` line.
     """
     if isinstance(text, bytes | bytearray):
         if len(text) > MAX_POLICY_SIZE:
@@ -194,17 +268,8 @@ def parse_policy(text: str | bytes) -> Policy:
     groups: dict[str, Group] = {}
     quorum: str | None = None
     quorum_seen = False
-    keys_seen: dict[bytes, int] = {}
-
-    def once(v: Verifier, line_no: int) -> Verifier:
-        if v.public_key in keys_seen:
-            raise MalformedError(
-                f"policy line {line_no}: the same public key as on line "
-                f"{keys_seen[v.public_key]}; a policy names each key once"
-            )
-        keys_seen[v.public_key] = line_no
-        return v
-
+    claimed: dict[bytes, str] = {}
+    reach: dict[str, frozenset[bytes]] = {}
     for line_no, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -213,11 +278,15 @@ def parse_policy(text: str | bytes) -> Policy:
         if word == "log":
             if len(args) not in (1, 2):
                 raise MalformedError(f"policy line {line_no}: expected 'log <vkey> [url]'")
-            logs.append(once(_parse_vkey(args[0], line_no, KEY_TYPE_ED25519), line_no))
+            key = _parse_vkey(args[0], line_no, KEY_TYPE_ED25519)
+            _claim_key(claimed, f"log {key.name}", key, f"policy line {line_no}: ")
+            logs.append(key)
         elif word == "writer":
             if len(args) != 1:
                 raise MalformedError(f"policy line {line_no}: expected 'writer <vkey>'")
-            writers.append(once(_parse_vkey(args[0], line_no, KEY_TYPE_ED25519), line_no))
+            key = _parse_vkey(args[0], line_no, KEY_TYPE_ED25519)
+            _claim_key(claimed, f"writer {key.name}", key, f"policy line {line_no}: ")
+            writers.append(key)
         elif word == "witness":
             if len(args) not in (2, 3):
                 raise MalformedError(
@@ -225,7 +294,9 @@ def parse_policy(text: str | bytes) -> Policy:
                 )
             name = args[0]
             _check_name(name, line_no, witnesses, groups)
-            witnesses[name] = once(_parse_vkey(args[1], line_no, KEY_TYPE_COSIGNATURE), line_no)
+            key = _parse_vkey(args[1], line_no, KEY_TYPE_COSIGNATURE)
+            _claim_key(claimed, f"witness {name}", key, f"policy line {line_no}: ")
+            witnesses[name] = key
         elif word == "group":
             if len(args) < 3:
                 raise MalformedError(
@@ -251,7 +322,9 @@ def parse_policy(text: str | bytes) -> Policy:
                 raise MalformedError(
                     f"policy line {line_no}: threshold {k} is not between 1 and {len(members)}"
                 )
-            groups[name] = Group(name, k, tuple(members), spec)
+            group = Group(name, k, tuple(members), spec)
+            _check_disjoint(group, witnesses, groups, reach, f"policy line {line_no}: ")
+            groups[name] = group
         elif word == "quorum":
             if quorum_seen:
                 raise MalformedError(f"policy line {line_no}: a second quorum line")
