@@ -35,7 +35,7 @@ from .ledger import Ledger
 from .notes import MAX_NOTE_SIZE, Verifier, parse_verifier
 from .policy import Policy
 from .report import render_failure_json, render_json, render_text
-from .verify import VerifyInputError, verify
+from .verify import DEFAULT_MAX_LISTED, VerifyInputError, verify
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "register"]
 
@@ -152,7 +152,14 @@ def export_command(*, ledger: Path, out: Path, from_size: int) -> None:
     help="Remember the last verified checkpoint per log in DIR, and check against it.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
-@click.option("--strict", is_flag=True, help="Decode and validate every event in full (slower).")
+@click.option(
+    "--max-listed",
+    type=click.IntRange(min=0),
+    default=DEFAULT_MAX_LISTED,
+    show_default=True,
+    metavar="N",
+    help="List at most N accesses of each kind in full (all are counted).",
+)
 def verify_command(
     *,
     bundle: Path,
@@ -162,9 +169,9 @@ def verify_command(
     trusted_checkpoint: Path | None,
     state_dir: Path | None,
     as_json: bool,
-    strict: bool,
+    max_listed: int,
 ) -> None:
-    """Verify the bundle BUNDLE offline with the keys you trust, and list every disclosure.
+    """Verify the bundle BUNDLE offline with the keys you trust, and list every access by others.
 
     Exit status: 0 verified; 1 the ledger failed verification (tampered,
     malformed or truncated); 2 the verification could not run.
@@ -187,7 +194,7 @@ def verify_command(
                 trusted=trusted,
                 state_dir=state_dir,
                 progress=progress,
-                strict=strict,
+                max_listed=max_listed,
             )
         except VerifyInputError as err:
             raise CommandError(str(err)) from err
