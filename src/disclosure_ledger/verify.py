@@ -935,8 +935,10 @@ def _verify_stream(
     if m > 0:
         assert prelude.old_checkpoint is not None  # noqa: S101 - Prelude guarantees it
         assert prelude.anchor_leaf is not None  # noqa: S101
-        old = open_checkpoint(prelude.old_checkpoint, log_key, origin=origin)
-        _check_note_lines(prelude.old_checkpoint, [log_key], hints, "old checkpoint")
+        # The old checkpoint may carry cosignatures (it was the latest once and
+        # witnessed then): the policy's witnesses verify them, as at the end.
+        old = open_checkpoint(prelude.old_checkpoint, log_key, witnesses, origin=origin)
+        _check_note_lines(prelude.old_checkpoint, [log_key, *witnesses], hints, "old checkpoint")
         if old.checkpoint.size != m:
             raise MalformedError(
                 f"the old checkpoint is of size {old.checkpoint.size}; the bundle header says {m}"
