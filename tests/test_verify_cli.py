@@ -331,3 +331,43 @@ def _witness_policy(tmp_path: Path) -> Path:
     p = tmp_path / "w.policy"
     p.write_text(f"witness w1 {WITNESS.verifier.vkey}\n")
     return p
+
+
+def test_a_key_of_the_wrong_type_is_a_usage_error(bundle_path: Path, tmp_path: Path) -> None:
+    witness_pub = tmp_path / "witness.pub"
+    witness_pub.write_text(WITNESS.verifier.vkey + "\n")
+    for key in (WITNESS.verifier.vkey, str(witness_pub)):
+        _one_error_line(
+            run(["verify", str(bundle_path), "--log-key", key]),
+            2,
+            "--log-key: witness.example/w1 is a cosignature",
+            "needs an Ed25519 (type 0x01) key",
+        )
+        _one_error_line(
+            run(["verify", str(bundle_path), "--log-key", LOG_VKEY, "--writer-key", key]),
+            2,
+            "--writer-key: witness.example/w1 is a cosignature",
+        )
+    # In a policy file too: a witness key as the log, the log key as a witness.
+    for text in (
+        f"log {WITNESS.verifier.vkey}\n",
+        f"log {LOG_VKEY}\nwriter {WITNESS.verifier.vkey}\n",
+        f"log {LOG_VKEY}\nwitness w1 {LOG_VKEY}\n",
+    ):
+        policy = tmp_path / "wrong.policy"
+        policy.write_text(text)
+        _one_error_line(run(["verify", str(bundle_path), "--policy", str(policy)]), 2, "expected a")
+
+
+def test_a_hand_built_policy_with_a_wrong_key_type_cannot_run(bundle_path: Path) -> None:
+    from disclosure_ledger.policy import Policy
+    from disclosure_ledger.verify import VerifyInputError, verify
+
+    log, wit = log_key().verifier, WITNESS.verifier
+    for policy, needle in (
+        (Policy((wit,)), "log key witness.example/w1 is of type 0x04"),
+        (Policy((log,), (wit,)), "writer key witness.example/w1 is of type 0x04"),
+        (Policy((log,), (), {"w1": log}), "witness key"),
+    ):
+        with pytest.raises(VerifyInputError, match=needle):
+            verify(bundle_path, policy)

@@ -32,7 +32,13 @@ from .bundle import export_ledger
 from .errors import LedgerError, MalformedError, VerificationError
 from .keys import read_verifier_file
 from .ledger import Ledger
-from .notes import MAX_NOTE_SIZE, Verifier, parse_verifier
+from .notes import (
+    KEY_TYPE_COSIGNATURE,
+    KEY_TYPE_ED25519,
+    MAX_NOTE_SIZE,
+    Verifier,
+    parse_verifier,
+)
 from .policy import Policy
 from .report import render_failure_json, render_json, render_text
 from .verify import DEFAULT_MAX_LISTED, VerifyInputError, verify
@@ -57,18 +63,33 @@ def _verifier(value: str, option: str) -> Verifier:
         raise CommandError(f"{option}: {err}") from err
 
 
+def _signing_key(value: str, option: str) -> Verifier:
+    """An Ed25519 (type 0x01) key: a log or writer key. Anything else is a usage error."""
+    v = _verifier(value, option)
+    if v.key_type != KEY_TYPE_ED25519:
+        kind = (
+            "a cosignature (type 0x04, witness)"
+            if v.key_type == KEY_TYPE_COSIGNATURE
+            else (f"a type 0x{v.key_type:02x}")
+        )
+        raise CommandError(
+            f"{option}: {v.name} is {kind} key; {option} needs an Ed25519 (type 0x01) key"
+        )
+    return v
+
+
 def _policy(policy_file: Path | None, log_key: str | None, writer_keys: tuple[str, ...]) -> Policy:
     base = Policy()
     if policy_file is not None:
         base = read_policy_file(policy_file)
     logs = list(base.logs)
     if log_key is not None:
-        v = _verifier(log_key, "--log-key")
+        v = _signing_key(log_key, "--log-key")
         if v not in logs:
             logs.append(v)
     writers = list(base.writers)
     for text in writer_keys:
-        v = _verifier(text, "--writer-key")
+        v = _signing_key(text, "--writer-key")
         if v not in writers:
             writers.append(v)
     if not logs:

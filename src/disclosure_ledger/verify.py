@@ -57,7 +57,14 @@ from .errors import (
     VerificationError,
 )
 from .merkle import CompactRange, frontier_from_consistency, leaf_hash, verify_inclusion
-from .notes import KEY_TYPE_ED25519, MAX_NOTE_SIZE, Verifier, parse_note, parse_verifier
+from .notes import (
+    KEY_TYPE_COSIGNATURE,
+    KEY_TYPE_ED25519,
+    MAX_NOTE_SIZE,
+    Verifier,
+    parse_note,
+    parse_verifier,
+)
 from .policy import Policy
 from .records import HEADER, access_class
 
@@ -777,8 +784,7 @@ def _time_text(key: tuple[bytes, bytes] | None) -> str | None:
 
 
 def _trusted_writers(policy: Policy, log_key: Verifier) -> list[Verifier]:
-    writers = [w for w in policy.writers if w.key_type == KEY_TYPE_ED25519]
-    return writers or [log_key]
+    return list(policy.writers) or [log_key]
 
 
 def _parse_hints(prelude: Prelude) -> dict[tuple[str, int], Verifier]:
@@ -837,6 +843,19 @@ def verify(
         raise ValueError("threads must be at least 1")
     if not policy.logs:
         raise VerifyInputError("the policy names no log key")
+    for role, keys in (("log", policy.logs), ("writer", policy.writers)):
+        for v in keys:
+            if v.key_type != KEY_TYPE_ED25519:
+                raise VerifyInputError(
+                    f"the policy's {role} key {v.name} is of type 0x{v.key_type:02x},"
+                    " not an Ed25519 (type 0x01) key"
+                )
+    for v in policy.witness_keys():
+        if v.key_type != KEY_TYPE_COSIGNATURE:
+            raise VerifyInputError(
+                f"the policy's witness key {v.name} is of type 0x{v.key_type:02x},"
+                " not a cosignature (type 0x04) key"
+            )
     with _open_bundle(bundle) as stream:
         reader = BundleReader(stream)
         try:
