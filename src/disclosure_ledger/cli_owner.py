@@ -172,6 +172,14 @@ def export_command(*, ledger: Path, out: Path, from_size: int) -> None:
     metavar="DIR",
     help="Remember the last verified checkpoint per log in DIR, and check against it.",
 )
+@click.option(
+    "--evidence",
+    "evidence_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="Where to write split-view evidence if the log is caught signing two histories"
+    " (default: DIR/evidence/ of --state, else beside --trusted-checkpoint). Never overwrites.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
 @click.option(
     "--max-listed",
@@ -189,13 +197,17 @@ def verify_command(
     policy_file: Path | None,
     trusted_checkpoint: Path | None,
     state_dir: Path | None,
+    evidence_file: Path | None,
     as_json: bool,
     max_listed: int,
 ) -> None:
     """Verify the bundle BUNDLE offline with the keys you trust, and list every access by others.
 
     Exit status: 0 verified; 1 the ledger failed verification (tampered,
-    malformed or truncated); 2 the verification could not run.
+    malformed or truncated); 2 the verification could not run. If the log
+    signed a checkpoint that contradicts the one in --state or
+    --trusted-checkpoint, the split-view evidence is written (see --evidence)
+    and the error line says where.
 
     \f
     Raises:
@@ -216,6 +228,10 @@ def verify_command(
                 state_dir=state_dir,
                 progress=progress,
                 max_listed=max_listed,
+                evidence_file=evidence_file,
+                evidence_dir=None
+                if state_dir is not None or trusted_checkpoint is None
+                else trusted_checkpoint.parent,
             )
         except VerifyInputError as err:
             raise CommandError(str(err)) from err

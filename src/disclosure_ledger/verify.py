@@ -40,7 +40,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from . import records
-from ._fsutil import decode_utf8, origin_file, read_limited, write_atomic
+from ._fsutil import atomic_file, decode_utf8, origin_file, read_limited, write_atomic
 from .bundle import BundleReader, Prelude, Readable
 from .checkpoints import SignedCheckpoint, open_checkpoint, peek_checkpoint
 from .errors import (
@@ -56,6 +56,7 @@ from .errors import (
     UntrustedKeyError,
     VerificationError,
 )
+from .evidence import Evidence, check_evidence, format_evidence, make_evidence, write_evidence_file
 from .merkle import CompactRange, frontier_from_consistency, leaf_hash, verify_inclusion
 from .notes import (
     KEY_TYPE_COSIGNATURE,
@@ -75,6 +76,7 @@ __all__ = [
     "FootageRef",
     "MalformedRecordError",
     "Report",
+    "SplitViewError",
     "VerifyInputError",
     "load_state",
     "save_state",
@@ -118,6 +120,29 @@ class MalformedRecordError(MalformedError):
 
 class DuplicateRecordError(VerificationError):
     """Two records in the bundle carry the same ``event_id``; ``index`` is the later one."""
+
+
+class SplitViewError(InconsistentCheckpointError):
+    """The bundle's log signed a checkpoint that contradicts one the owner saw.
+
+    ``evidence`` proves it to anyone who holds the log's key
+    (:func:`~.evidence.check_evidence`); ``evidence_path`` is where it was
+    written, or ``None`` if there was nowhere to write it or writing failed
+    (the message then says why).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int | None,
+        evidence: Evidence,
+        evidence_path: Path | None,
+        note: str,
+    ) -> None:
+        super().__init__(f"{message}; {note}", index=index)
+        self.evidence = evidence
+        self.evidence_path = evidence_path
 
 
 # -- the report ---------------------------------------------------------------------------
@@ -588,6 +613,59 @@ class _FingerprintSet:
         old.release()
 
 
+# -- split-view evidence -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _EvidenceSink:
+    """Where evidence goes: an exact file (``file``), else a fresh name in ``directory``."""
+
+    file: Path | None
+    directory: Path | None
+
+
+def evidence_stem(origin: str, first_size: int, second_size: int) -> str:
+    """The default evidence file name (before a counter and ``.evidence``) for two sizes.
+
+    Raises:
+        Nothing: a pure name computation.
+    """
+    tag = hashlib.sha256(origin.encode("utf-8")).hexdigest()[:16]
+    return f"split-view-{tag}-{first_size}-{second_size}"
+
+
+def _write_evidence(sink: _EvidenceSink, ev: Evidence, stem: str) -> tuple[Path | None, str]:
+    """Write ``ev`` without ever replacing a file; return the path and what to tell the owner."""
+    try:
+        if sink.file is not None:
+            try:
+                with atomic_file(sink.file, overwrite=False) as fh:
+                    fh.write(format_evidence(ev).encode("utf-8"))
+            except FileExistsError:
+                path = write_evidence_file(sink.file.parent, ev, sink.file.name)
+                return path, f"{sink.file} exists, so the evidence was written to {path}"
+            return sink.file, f"evidence written to {sink.file}"
+        if sink.directory is not None:
+            path = write_evidence_file(sink.directory, ev, stem)
+            return path, f"evidence written to {path}"
+    except (OSError, LedgerError) as err:
+        return None, f"the evidence could not be written: {err}"
+    return None, "no evidence file was written (give --evidence FILE or --state DIR)"
+
+
+def _split_view(
+    sink: _EvidenceSink, message: str, index: int | None, a: str, b: str, *, log_key: Verifier
+) -> SplitViewError:
+    """The error for two signed notes that cannot both be true, with its evidence written."""
+    ev = make_evidence(a, b)
+    # The evidence must stand on its own; it always does for two sizes that
+    # are equal, which is the only kind built here.
+    check_evidence(ev, log_key)
+    first, second = peek_checkpoint(ev.first), peek_checkpoint(ev.second)
+    path, note = _write_evidence(sink, ev, evidence_stem(first.origin, first.size, second.size))
+    return SplitViewError(message, index=index, evidence=ev, evidence_path=path, note=note)
+
+
 # -- verification ---------------------------------------------------------------------------
 
 
@@ -807,6 +885,8 @@ def verify(
     progress: Callable[[int, int], None] | None = None,
     threads: int = 2,
     max_listed: int = DEFAULT_MAX_LISTED,
+    evidence_file: str | os.PathLike[str] | None = None,
+    evidence_dir: str | os.PathLike[str] | None = None,
 ) -> Report:
     """Verify an export bundle against what the owner trusts, and report on it.
 
@@ -820,6 +900,13 @@ def verify(
     Every event is decoded in full and must be in its one canonical encoding;
     there is no lenient mode for signed content. ``max_listed`` caps each
     list of accesses in the report (see :class:`Report`).
+
+    When the bundle's log signed a checkpoint that contradicts one the owner
+    saw (two roots for one size), the split-view evidence is written to
+    ``evidence_file``, or under a fresh name in ``evidence_dir`` (default:
+    ``state_dir/evidence``); an existing file is never replaced (a taken
+    ``evidence_file`` gets a fresh name beside it). :class:`SplitViewError`
+    carries the evidence and says where it went.
 
     Raises:
         VerifyInputError: if the bundle file, ``trusted`` or the state cannot
@@ -835,6 +922,8 @@ def verify(
         RootMismatchError, ProofError: if the records, the anchor or the
             consistency proof do not make the checkpoint's root.
         RollbackError: if the bundle is older than a checkpoint the owner saw.
+        SplitViewError: (an InconsistentCheckpointError) if the log signed two
+            different roots for one size, in the bundle or against what the owner saw.
         InconsistentCheckpointError: if the bundle is a fork of what the owner saw.
         VerificationError: if a range bundle starts after the owner's saved state.
         ValueError: if ``threads`` is below 1 (a programming error).
@@ -869,6 +958,14 @@ def verify(
                 progress=progress,
                 threads=threads,
                 max_listed=max_listed,
+                sink=_EvidenceSink(
+                    None if evidence_file is None else Path(evidence_file),
+                    Path(evidence_dir)
+                    if evidence_dir is not None
+                    else None
+                    if state_dir is None
+                    else Path(state_dir) / "evidence",
+                ),
             )
         except OSError as err:
             raise VerifyInputError(f"cannot read the bundle: {err.strerror or err}") from err
@@ -884,6 +981,7 @@ def _verify_stream(
     progress: Callable[[int, int], None] | None,
     threads: int,
     max_listed: int,
+    sink: _EvidenceSink,
 ) -> Report:
     origin = prelude.origin
     log_key = policy.log_for(origin)
@@ -938,10 +1036,14 @@ def _verify_stream(
                 " or a stale copy was sent)"
             )
         if seen.size == n and seen.root != final.root:
-            raise InconsistentCheckpointError(
+            raise _split_view(
+                sink,
                 f"fork: the bundle's checkpoint and the {anchor.source} are both of size {n}"
                 " but have different roots (the log has shown two histories)",
-                index=n - 1 if n else None,
+                n - 1 if n else None,
+                anchor.signed.note,
+                signed.note,
+                log_key=log_key,
             )
         if seen.size < m:
             raise VerificationError(
@@ -965,15 +1067,24 @@ def _verify_stream(
         anchored = [a for a in anchors if a.signed.checkpoint.size == m]
         for anchor in anchored:
             if anchor.signed.checkpoint.root != old.checkpoint.root:
-                raise InconsistentCheckpointError(
+                raise _split_view(
+                    sink,
                     f"fork: the bundle starts from a checkpoint of size {m} whose root differs"
                     f" from the {anchor.source} of that size",
-                    index=m - 1,
+                    m - 1,
+                    anchor.signed.note,
+                    old.note,
+                    log_key=log_key,
                 )
         if m == n:
             if old.checkpoint.root != final.root:
-                raise InconsistentCheckpointError(
-                    f"the log signed two different roots for size {m}", index=m - 1
+                raise _split_view(
+                    sink,
+                    f"the log signed two different roots for size {m}",
+                    m - 1,
+                    old.note,
+                    signed.note,
+                    log_key=log_key,
                 )
             if prelude.consistency_proof:
                 raise ProofError("a consistency proof between equal sizes must be empty")
