@@ -371,3 +371,13 @@ def test_a_hand_built_policy_with_a_wrong_key_type_cannot_run(bundle_path: Path)
     ):
         with pytest.raises(VerifyInputError, match=needle):
             verify(bundle_path, policy)
+
+
+def test_non_canonical_records_are_refused_at_the_cli(tmp_path: Path) -> None:
+    from .test_tamper import forge
+    from .test_verify import _non_canonical
+
+    for kind, raw in sorted(_non_canonical().items()):
+        path = tmp_path / f"{kind}.bundle"
+        path.write_bytes(forge([event(0), raw]))
+        _one_error_line(run(["verify", str(path), *KEYS]), 1, "MalformedRecordError at record 1")
