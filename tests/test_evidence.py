@@ -278,3 +278,224 @@ def test_evidence_format_parse_round_trip(
     assert parse_evidence(text) == ev
     assert parse_evidence(text.encode("utf-8")) == ev
     assert format_evidence(parse_evidence(text)) == text
+
+
+# -- the owner's verifier writes evidence; the evidence make command --------------------
+
+
+@pytest.fixture
+def forked_bundles(tmp_path: Path) -> dict[str, Path]:
+    """Two bundles of one log, both of size 3 but with different records, and their notes."""
+    from disclosure_ledger.bundle import export_ledger
+
+    from .ledger_helpers import event, forked_ledgers
+
+    out: dict[str, Path] = {}
+    for a, b in forked_ledgers(tmp_path):
+        a.append_many([event(i) for i in range(3)])
+        b.append_many([event(i) for i in range(10, 13)])
+        for name, lg in (("a", a), ("b", b)):
+            export_ledger(lg, tmp_path / f"{name}.bundle")
+            out[name] = tmp_path / f"{name}.bundle"
+            note = tmp_path / f"{name}.checkpoint"
+            note.write_text(lg.latest_checkpoint().note)
+            out[f"{name}_cp"] = note
+    return out
+
+
+def _owner_policy() -> object:
+    from disclosure_ledger.policy import Policy
+
+    from .ledger_helpers import log_key, writer_key
+
+    return Policy.simple(log_key().verifier, [writer_key().verifier])
+
+
+def test_verify_writes_evidence_beside_the_state(
+    forked_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    from disclosure_ledger.verify import SplitViewError, verify
+
+    from .ledger_helpers import log_key
+
+    state = tmp_path / "state"
+    verify(forked_bundles["a"], _owner_policy(), state_dir=state)  # type: ignore[arg-type]
+    paths = []
+    for _ in range(2):
+        with pytest.raises(SplitViewError) as info:
+            verify(forked_bundles["b"], _owner_policy(), state_dir=state)  # type: ignore[arg-type]
+        path = info.value.evidence_path
+        assert path is not None
+        assert path.parent == state / "evidence"
+        assert f"evidence written to {path}" in str(info.value)
+        assert check_evidence(path.read_bytes(), log_key().verifier).kind == KIND_SAME_SIZE_FORK
+        paths.append(path)
+    # The second run found the first file and picked a fresh name: nothing was replaced.
+    assert paths[0] != paths[1]
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
+def test_verify_evidence_file_is_never_overwritten(
+    forked_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    from disclosure_ledger.verify import SplitViewError, verify
+
+    from .ledger_helpers import log_key
+
+    trusted = forked_bundles["a_cp"].read_text()
+    target = tmp_path / "found.evidence"
+    with pytest.raises(SplitViewError) as info:
+        verify(forked_bundles["b"], _owner_policy(), trusted=trusted, evidence_file=target)  # type: ignore[arg-type]
+    assert info.value.evidence_path == target
+    check_evidence(target.read_bytes(), log_key().verifier)
+    target.write_text("something the owner keeps\n")
+    with pytest.raises(SplitViewError) as info:
+        verify(forked_bundles["b"], _owner_policy(), trusted=trusted, evidence_file=target)  # type: ignore[arg-type]
+    assert target.read_text() == "something the owner keeps\n"
+    fresh = info.value.evidence_path
+    assert fresh is not None
+    assert fresh != target
+    assert fresh.parent == tmp_path
+    assert f"{target} exists" in str(info.value)
+    check_evidence(fresh.read_bytes(), log_key().verifier)
+    # With nowhere to write, the error still carries the evidence and says so.
+    with pytest.raises(SplitViewError, match="no evidence file was written") as info:
+        verify(forked_bundles["b"], _owner_policy(), trusted=trusted)  # type: ignore[arg-type]
+    assert info.value.evidence_path is None
+    check_evidence(info.value.evidence, log_key().verifier)
+
+
+def test_range_bundle_forked_from_the_saved_state_yields_evidence(tmp_path: Path) -> None:
+    from disclosure_ledger.bundle import export_ledger
+    from disclosure_ledger.verify import SplitViewError, verify
+
+    from .ledger_helpers import event, forked_ledgers, log_key
+
+    state = tmp_path / "state"
+    for a, b in forked_ledgers(tmp_path):
+        a.append_many([event(i) for i in range(3)])
+        b.append_many([event(i) for i in range(10, 13)])
+        b.append_many([event(i) for i in range(13, 15)])
+        export_ledger(a, tmp_path / "a.bundle")
+        export_ledger(b, tmp_path / "b-range.bundle", 3)
+    verify(tmp_path / "a.bundle", _owner_policy(), state_dir=state)  # type: ignore[arg-type]
+    with pytest.raises(SplitViewError) as info:
+        verify(tmp_path / "b-range.bundle", _owner_policy(), state_dir=state)  # type: ignore[arg-type]
+    assert info.value.index == 2
+    assert info.value.evidence_path is not None
+    check_evidence(info.value.evidence_path.read_bytes(), log_key().verifier)
+
+
+def test_verify_cli_says_where_the_evidence_is(
+    forked_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    from .cli_helpers import assert_one_line_error, run
+    from .test_tamper import KEYS
+
+    state = tmp_path / "state"
+    assert run("verify", forked_bundles["a"], *KEYS, "--state", state).exit_code == 0
+    line = assert_one_line_error(
+        run("verify", forked_bundles["b"], *KEYS, "--state", state),
+        1,
+        "SplitViewError",
+        "evidence written to",
+    )
+    written = Path(line.rsplit("evidence written to ", 1)[1])
+    assert written.parent == state / "evidence"
+    # With only a trusted checkpoint, beside that file; or where --evidence says.
+    line = assert_one_line_error(
+        run("verify", forked_bundles["b"], *KEYS, "--trusted-checkpoint", forked_bundles["a_cp"]),
+        1,
+        "SplitViewError",
+    )
+    assert Path(line.rsplit("evidence written to ", 1)[1]).parent == forked_bundles["a_cp"].parent
+    out = tmp_path / "mine.evidence"
+    args = [
+        "verify",
+        forked_bundles["b"],
+        *KEYS,
+        "--trusted-checkpoint",
+        forked_bundles["a_cp"],
+        "--evidence",
+        out,
+    ]
+    assert_one_line_error(run(*args), 1, f"evidence written to {out}")
+    assert run("evidence", "check", out, "--log-key", _log_pub(tmp_path)).exit_code == 0
+
+
+def _log_pub(tmp_path: Path) -> Path:
+    from .ledger_helpers import log_key
+
+    pub = tmp_path / "log.pub"
+    pub.write_text(log_key().verifier.vkey + "\n")
+    return pub
+
+
+def test_evidence_make_command(forked_bundles: dict[str, Path], tmp_path: Path) -> None:
+    from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
+
+    from .cli_helpers import assert_one_line_error, run
+    from .ledger_helpers import log_key
+
+    pub = _log_pub(tmp_path)
+    out = tmp_path / "made.evidence"
+    result = run(
+        "evidence",
+        "make",
+        forked_bundles["a_cp"],
+        forked_bundles["b_cp"],
+        "--log-key",
+        pub,
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.stderr
+    assert f"proven: {KIND_SAME_SIZE_FORK}" in result.stdout
+    assert f"evidence written to {out}" in result.stdout
+    assert check_evidence(out.read_bytes(), log_key().verifier).kind == KIND_SAME_SIZE_FORK
+    # Never over an existing file: exit 2, the file untouched.
+    out.write_text("keep me\n")
+    assert_one_line_error(
+        run(
+            "evidence",
+            "make",
+            forked_bundles["a_cp"],
+            forked_bundles["b_cp"],
+            "--log-key",
+            pub,
+            "--out",
+            out,
+        ),
+        2,
+        "exists",
+    )
+    assert out.read_text() == "keep me\n"
+    # Two agreeing checkpoints prove nothing: exit 1, nothing written.
+    before = sorted(tmp_path.iterdir())
+    assert_one_line_error(
+        run("evidence", "make", forked_bundles["a_cp"], forked_bundles["a_cp"], "--log-key", pub),
+        1,
+        "no evidence",
+    )
+    assert sorted(tmp_path.iterdir()) == before
+    # Not signed by the key given: exit 1.
+    other = tmp_path / "other.pub"
+    other.write_text(Signer("vendor.example/ledger/owner-42", bytes(32)).verifier.vkey + "\n")
+    assert_one_line_error(
+        run("evidence", "make", forked_bundles["a_cp"], forked_bundles["b_cp"], "--log-key", other),
+        1,
+        "no evidence",
+    )
+    # A witness key as the log key, or a file that is no checkpoint: exit 2.
+    wit = tmp_path / "w.pub"
+    wit.write_text(Signer("w", bytes(32), KEY_TYPE_COSIGNATURE).verifier.vkey + "\n")
+    assert_one_line_error(
+        run("evidence", "make", forked_bundles["a_cp"], forked_bundles["b_cp"], "--log-key", wit),
+        2,
+        "Ed25519",
+    )
+    junk = tmp_path / "junk.checkpoint"
+    junk.write_text("hello\n")
+    assert_one_line_error(
+        run("evidence", "make", forked_bundles["a_cp"], junk, "--log-key", pub), 2, "malformed"
+    )

@@ -179,38 +179,69 @@ def test_progress_is_reported(ledger: Ledger, tmp_path: Path) -> None:
     assert calls[-1] == (12, 12)
 
 
-def test_strict_mode_agrees(ledger: Ledger, tmp_path: Path) -> None:
-    path = _export(ledger, tmp_path / "b")
-    fast, strict = verify(path, POLICY), verify(path, POLICY, strict=True)
-    assert fast == strict
+def _map(pairs: list[tuple[object, object]]) -> bytes:
+    """A msgpack map of ``pairs`` exactly as given: order, duplicates and all."""
+    n = len(pairs)
+    head = bytes([0x80 | n]) if n < 16 else b"\xde" + n.to_bytes(2, "big")
+    return head + b"".join(
+        msgpack.packb(k, use_bin_type=True) + msgpack.packb(v, use_bin_type=True) for k, v in pairs
+    )
 
 
-def test_non_canonical_event_is_refused_in_strict_mode(tmp_path: Path) -> None:
-    # Valid msgpack, the right fields, but not the canonical encoding (keys reversed).
-    canonical = records.encode_event(records.event_from_json(event(1)))
-    obj = msgpack.unpackb(canonical, raw=False)
-    reordered = msgpack.packb(dict(reversed(list(obj.items()))), use_bin_type=True)
-    data = forge([event(0), reordered])
-    report = verify(io.BytesIO(data), POLICY)
-    assert report.size == 2
-    with pytest.raises(MalformedRecordError, match=r"^event encoding is not canonical") as info:
-        verify(io.BytesIO(data), POLICY, strict=True)
+def _pairs(ev: dict[str, object]) -> list[tuple[object, object]]:
+    canonical = records.encode_event(records.event_from_json(ev))
+    return list(msgpack.unpackb(canonical, raw=False).items())
+
+
+def _non_canonical() -> dict[str, bytes]:
+    """Encodings of valid events that are not the canonical one, each of a different kind."""
+    # "clip" is not a handover action: a verifier that decodes in full only the
+    # records it expects to matter would skip these.
+    release = _pairs(release_event(1))
+    assert release[0][0] == "action"
+    clip = event(1, action="clip", extensions={"n": 1})
+    clip_pairs = _pairs(clip)
+    plain = records.encode_event(records.event_from_json(clip))
+    assert plain.count(b"\xa1n\x01") == 1
+    assert plain.count(b"\xa5cam-1") == 1
+    return {
+        # A release to the police that a lenient decoder (last key wins) reads as a clip.
+        "duplicate-action": _map([("action", "release"), ("action", "clip"), *release[1:]]),
+        "reordered-keys": _map(list(reversed(clip_pairs))),
+        "non-minimal-int": plain.replace(b"\xa1n\x01", b"\xa1n\xcc\x01"),
+        "non-minimal-str-header": plain.replace(b"\xa5cam-1", b"\xd9\x05cam-1"),
+        "str-as-bin": plain.replace(b"\xa5cam-1", b"\xc4\x05cam-1"),
+        "unknown-field": _map([*clip_pairs, ("zzz", "x")]),
+        "extension-type": _map([*clip_pairs[:-1], (clip_pairs[-1][0], msgpack.ExtType(1, b"x"))]),
+        "trailing-bytes": plain + b"\xc0",
+        "map32-header": b"\xdf" + len(clip_pairs).to_bytes(4, "big") + _map(clip_pairs)[1:],
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(_non_canonical()))
+def test_non_canonical_event_is_always_refused(kind: str) -> None:
+    # Each encoding is signed by the trusted writer, so only canonicality can catch it.
+    data = forge([event(0), _non_canonical()[kind], event(2)])
+    with pytest.raises(MalformedRecordError) as info:
+        verify(io.BytesIO(data), POLICY)
     assert info.value.index == 1
 
 
-def test_broken_event_is_refused_even_on_the_fast_path(tmp_path: Path) -> None:
+def test_duplicate_action_key_never_reads_as_another_action() -> None:
+    # What the review found: release then another action verified, reported as the other.
+    raw = _non_canonical()["duplicate-action"]
+    assert msgpack.unpackb(raw, raw=False)["action"] == "clip"
+    with pytest.raises(MalformedRecordError, match="not canonical"):
+        verify(io.BytesIO(forge([raw])), POLICY)
+
+
+def test_broken_event_is_refused(tmp_path: Path) -> None:
     bad = msgpack.packb({"event_id": "x", "action": "teleport"}, use_bin_type=True)
     with pytest.raises(MalformedRecordError) as info:
         verify(io.BytesIO(forge([event(0), event(1), bad])), POLICY)
     assert info.value.index == 2
     with pytest.raises(MalformedRecordError):
         verify(io.BytesIO(forge([b"\xc1"])), POLICY)
-    # A disclosing action is always decoded in full.
-    canonical = records.encode_event(records.event_from_json(release_event(3)))
-    obj = msgpack.unpackb(canonical, raw=False)
-    reordered = msgpack.packb(dict(reversed(list(obj.items()))), use_bin_type=True)
-    with pytest.raises(MalformedRecordError, match="not canonical"):
-        verify(io.BytesIO(forge([reordered])), POLICY)
 
 
 def test_duplicate_event_id_named(tmp_path: Path) -> None:
@@ -457,3 +488,110 @@ def test_report_is_a_frozen_value(ledger: Ledger, tmp_path: Path) -> None:
     with pytest.raises(AttributeError):
         report.size = 3  # type: ignore[misc]
     hash(report.disclosures[0])
+
+
+def _accesses_ledger(tmp_path: Path) -> Path:
+    lg = new_ledger(tmp_path, "accesses.ledger")
+    system = {"kind": "vendor_system", "id": "motion-ai", "organization": "Vendor Inc"}
+    lg.append_many(
+        [
+            event(0, actor={"kind": "owner", "id": "owner-42"}),  # the owner's own: not listed
+            event(
+                1,
+                action="stream",
+                actor={
+                    "kind": "law_enforcement",
+                    "id": "officer-7",
+                    "organization": "Springfield PD",
+                },
+            ),
+            event(2, action="clip", actor=system),
+            event(3),  # a vendor employee's view
+            event(
+                4,
+                action="view",
+                actor={"kind": "third_party", "organization": "Insurer Ltd"},
+                legal_basis="owner_consent",
+                consent=True,
+            ),
+            event(5, action="view", actor=system),
+            event(6, action="delete", actor={"kind": "vendor_employee", "id": "emp-9"}),
+            event(7, action="clip", actor=system),
+            event(
+                8,
+                action="view",
+                actor={"kind": "owner", "id": "owner-42"},
+                recipient={"kind": "third_party", "organization": "Neighbour"},
+            ),
+        ]
+    )
+    out = tmp_path / "accesses.bundle"
+    export_ledger(lg, out)
+    lg.close()
+    return out
+
+
+def test_every_access_by_others_is_reported_in_order(tmp_path: Path) -> None:
+    report = verify(_accesses_ledger(tmp_path), POLICY)
+    # Outside parties, whatever the action: without consent first, then with it.
+    assert [(d.index, d.action) for d in report.disclosures] == [
+        (1, "stream"),
+        (4, "view"),
+        (8, "view"),
+    ]
+    assert [d.without_consent for d in report.disclosures] == [True, False, False]
+    police = report.disclosures[0]
+    assert (police.actor_kind, police.actor_organization, police.access_class) == (
+        "law_enforcement",
+        "Springfield PD",
+        "outside",
+    )
+    assert police.footage[0].clip_id == "clip-1"
+    assert police.notification == "owner not notified"
+    assert (report.disclosure_count, report.without_consent_count) == (3, 1)
+    # Then the vendor's staff, then its systems; the owner's own access is not listed.
+    assert [(d.index, d.action) for d in report.staff_accesses] == [(3, "view"), (6, "delete")]
+    assert {d.access_class for d in report.staff_accesses} == {"vendor_staff"}
+    assert report.staff_access_count == 2
+    assert [d.index for d in report.system_accesses] == [2, 5, 7]
+    assert report.system_access_count == 3
+    assert report.system_totals == (("motion-ai", "clip", 2), ("motion-ai", "view", 1))
+    listed = [
+        d.index for d in (*report.disclosures, *report.staff_accesses, *report.system_accesses)
+    ]
+    assert 0 not in listed
+    text = render_text(report)
+    assert "stream to" not in text  # no recipient: the police took it themselves
+    assert "stream by Springfield PD (law_enforcement, officer-7)" in text
+    assert (
+        text.index("DISCLOSURES: 3")
+        < text.index("VENDOR STAFF ACCESSES: 2")
+        < text.index("VENDOR SYSTEM ACCESSES: 3")
+        < text.index("COUNTS")
+    )
+    assert "motion-ai clip  2" in text
+    assert "NOTE:" not in text
+    doc = report_to_json(report)
+    assert [d["index"] for d in doc["disclosures"]] == [1, 4, 8]
+    assert doc["disclosures"][0]["access_class"] == "outside"
+    assert [d["index"] for d in doc["vendor_staff_accesses"]] == [3, 6]
+    assert [d["index"] for d in doc["vendor_system_accesses"]] == [2, 5, 7]
+    assert doc["vendor_system_totals"][0] == {"system": "motion-ai", "action": "clip", "count": 2}
+    assert (doc["vendor_staff_access_count"], doc["vendor_system_access_count"]) == (2, 3)
+    assert doc["unlisted_note"] is None
+
+
+def test_capped_access_lists_say_so(tmp_path: Path) -> None:
+    report = verify(_accesses_ledger(tmp_path), POLICY, max_listed=1)
+    assert [d.index for d in report.system_accesses] == [2]
+    assert (report.unlisted_system_accesses, report.unlisted_staff_accesses) == (2, 1)
+    # The totals still count every system access, listed or not.
+    assert sum(n for _, _, n in report.system_totals) == 3
+    text = render_text(report)
+    assert "2 more vendor system accesses" in text
+    assert "1 more vendor staff accesses" in text
+    assert "NOTE: the lists are capped at 1 entries each" in text
+    assert "--max-listed" in text
+    doc = report_to_json(report)
+    assert (doc["unlisted_vendor_system_accesses"], doc["max_listed"]) == (2, 1)
+    assert "--max-listed" in doc["unlisted_note"]

@@ -15,7 +15,9 @@ from click.testing import CliRunner
 
 from disclosure_ledger import cli_owner
 from disclosure_ledger.bundle import MAGIC, FrameType
+from disclosure_ledger.checkpoints import cosign_checkpoint
 from disclosure_ledger.ledger import Ledger
+from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
 
 from .ledger_helpers import ORIGIN, event, log_key, new_ledger, release_event, writer_key
 
@@ -251,3 +253,131 @@ def test_as_a_subprocess(bundle_path: Path, tmp_path: Path) -> None:
     assert failed.returncode == 1
     assert failed.stderr.startswith("disclosure-ledger: error: verification failed: MalformedError")
     assert "Traceback" not in failed.stderr
+
+
+WITNESS = Signer("witness.example/w1", bytes(range(90, 122)), KEY_TYPE_COSIGNATURE)
+
+
+def _cosign(lg: Ledger, size: int) -> None:
+    cp = lg.checkpoint(size).checkpoint
+    lg.add_cosignatures(size, [cosign_checkpoint(cp, WITNESS, 1_800_000_000)], [WITNESS.verifier])
+
+
+@pytest.mark.parametrize(
+    ("start_cosigned", "end_cosigned", "policy_names_witness"),
+    [
+        (True, False, True),  # what the review found failing
+        (True, False, False),
+        (False, True, True),
+        (True, True, True),
+        (False, False, True),
+        (False, False, False),
+    ],
+)
+def test_incremental_check_with_witnesses_at_either_end(
+    ledger_path: Path,
+    tmp_path: Path,
+    start_cosigned: bool,
+    end_cosigned: bool,
+    policy_names_witness: bool,
+) -> None:
+    # The documented flow: verify everything once with --state, then ask only
+    # for the new records (export --from the saved size) and verify the range.
+    lines = [f"log {LOG_VKEY}", f"writer {WRITER_VKEY}"]
+    if policy_names_witness:
+        lines.append(f"witness w1 {WITNESS.verifier.vkey}")  # named, no quorum required
+    policy = tmp_path / "owner.policy"
+    policy.write_text("\n".join(lines) + "\n")
+    state = tmp_path / "state"
+    with Ledger.open(ledger_path, log_key=log_key(), writers=[writer_key()]) as lg:
+        if start_cosigned:
+            _cosign(lg, 5)
+    full = tmp_path / "full.bundle"
+    assert run(["export", str(ledger_path), str(full)]).exit_code == 0
+    first = run(["verify", str(full), "--policy", str(policy), "--state", str(state)])
+    assert first.exit_code == 0, first.stderr
+    with Ledger.open(ledger_path, log_key=log_key(), writers=[writer_key()]) as lg:
+        lg.append_many([event(i) for i in range(5, 9)])
+        if end_cosigned:
+            _cosign(lg, 9)
+    rng = tmp_path / "range.bundle"
+    assert run(["export", str(ledger_path), str(rng), "--from", "5"]).exit_code == 0
+    result = run(["verify", str(rng), "--policy", str(policy), "--state", str(state)])
+    assert result.exit_code == 0, result.stderr
+    assert "consistent with the saved state of size 5" in result.stdout
+
+
+def test_incremental_check_refuses_a_corrupt_cosignature_on_the_old_checkpoint(
+    ledger_path: Path, tmp_path: Path
+) -> None:
+    with Ledger.open(ledger_path, log_key=log_key(), writers=[writer_key()]) as lg:
+        _cosign(lg, 5)
+        lg.append_many([event(i) for i in range(5, 9)])
+        old = lg.checkpoint(5).note
+    rng = tmp_path / "range.bundle"
+    assert run(["export", str(ledger_path), str(rng), "--from", "5"]).exit_code == 0
+    data = rng.read_bytes()
+    sig_line = old.splitlines()[-1]
+    assert sig_line.startswith(f"\u2014 {WITNESS.verifier.name} ")
+    b64 = sig_line.rsplit(" ", 1)[1]
+    flipped = b64[:10] + ("A" if b64[10] != "A" else "B") + b64[11:]
+    assert data.count(b64.encode()) == 1
+    rng.write_bytes(data.replace(b64.encode(), flipped.encode()))
+    for keys in (KEYS, [*KEYS, "--policy", str(_witness_policy(tmp_path))]):
+        _one_error_line(run(["verify", str(rng), *keys]), 1, "BadSignatureError")
+
+
+def _witness_policy(tmp_path: Path) -> Path:
+    p = tmp_path / "w.policy"
+    p.write_text(f"witness w1 {WITNESS.verifier.vkey}\n")
+    return p
+
+
+def test_a_key_of_the_wrong_type_is_a_usage_error(bundle_path: Path, tmp_path: Path) -> None:
+    witness_pub = tmp_path / "witness.pub"
+    witness_pub.write_text(WITNESS.verifier.vkey + "\n")
+    for key in (WITNESS.verifier.vkey, str(witness_pub)):
+        _one_error_line(
+            run(["verify", str(bundle_path), "--log-key", key]),
+            2,
+            "--log-key: witness.example/w1 is a cosignature",
+            "needs an Ed25519 (type 0x01) key",
+        )
+        _one_error_line(
+            run(["verify", str(bundle_path), "--log-key", LOG_VKEY, "--writer-key", key]),
+            2,
+            "--writer-key: witness.example/w1 is a cosignature",
+        )
+    # In a policy file too: a witness key as the log, the log key as a witness.
+    for text in (
+        f"log {WITNESS.verifier.vkey}\n",
+        f"log {LOG_VKEY}\nwriter {WITNESS.verifier.vkey}\n",
+        f"log {LOG_VKEY}\nwitness w1 {LOG_VKEY}\n",
+    ):
+        policy = tmp_path / "wrong.policy"
+        policy.write_text(text)
+        _one_error_line(run(["verify", str(bundle_path), "--policy", str(policy)]), 2, "expected a")
+
+
+def test_a_hand_built_policy_with_a_wrong_key_type_cannot_run(bundle_path: Path) -> None:
+    from disclosure_ledger.policy import Policy
+    from disclosure_ledger.verify import VerifyInputError, verify
+
+    log, wit = log_key().verifier, WITNESS.verifier
+    for policy, needle in (
+        (Policy((wit,)), "log key witness.example/w1 is of type 0x04"),
+        (Policy((log,), (wit,)), "writer key witness.example/w1 is of type 0x04"),
+        (Policy((log,), (), {"w1": log}), "witness key"),
+    ):
+        with pytest.raises(VerifyInputError, match=needle):
+            verify(bundle_path, policy)
+
+
+def test_non_canonical_records_are_refused_at_the_cli(tmp_path: Path) -> None:
+    from .test_tamper import forge
+    from .test_verify import _non_canonical
+
+    for kind, raw in sorted(_non_canonical().items()):
+        path = tmp_path / f"{kind}.bundle"
+        path.write_bytes(forge([event(0), raw]))
+        _one_error_line(run(["verify", str(path), *KEYS]), 1, "MalformedRecordError at record 1")

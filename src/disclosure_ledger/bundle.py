@@ -36,7 +36,7 @@ from typing import IO, TYPE_CHECKING, Protocol
 from ._fsutil import check_output, open_output
 from .errors import MalformedError, StorageError
 from .merkle import HASH_SIZE
-from .notes import MAX_NOTE_SIZE
+from .notes import MAX_NOTE_SIZE, Verifier
 from .records import HEADER_SIZE, MAX_EVENT_SIZE, SIGNATURE_SIZE
 
 if TYPE_CHECKING:
@@ -291,16 +291,23 @@ def export_ledger(
             f"--from {from_size} is beyond the latest checkpoint, of size {to_size}"
         )
     hints: list[str] = []
-    for v in [*ledger.writer_verifiers(), *(c.witness for c in latest.cosignatures)]:
-        if v.vkey not in hints:
-            hints.append(v.vkey)
+
+    def hint(keys: Iterable[Verifier]) -> None:
+        for v in keys:
+            if v.vkey not in hints:
+                hints.append(v.vkey)
+
+    # Every checkpoint in the bundle gets hints for the keys that signed it.
+    hint([*ledger.writer_verifiers(), *(c.witness for c in latest.cosignatures)])
     old_note: str | None = None
     proof: tuple[bytes, ...] = ()
     anchor_leaf: bytes | None = None
     anchor_proof: tuple[bytes, ...] = ()
     if from_size > 0:
         try:
-            old_note = ledger.checkpoint(from_size).note
+            old_signed = ledger.checkpoint(from_size)
+            old_note = old_signed.note
+            hint(c.witness for c in old_signed.cosignatures)
         except StorageError as err:
             sizes = ledger.checkpoint_sizes()
             below = [s for s in sizes if s <= from_size][-1:] or [0]

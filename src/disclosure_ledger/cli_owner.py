@@ -32,10 +32,16 @@ from .bundle import export_ledger
 from .errors import LedgerError, MalformedError, VerificationError
 from .keys import read_verifier_file
 from .ledger import Ledger
-from .notes import MAX_NOTE_SIZE, Verifier, parse_verifier
+from .notes import (
+    KEY_TYPE_COSIGNATURE,
+    KEY_TYPE_ED25519,
+    MAX_NOTE_SIZE,
+    Verifier,
+    parse_verifier,
+)
 from .policy import Policy
 from .report import render_failure_json, render_json, render_text
-from .verify import VerifyInputError, verify
+from .verify import DEFAULT_MAX_LISTED, VerifyInputError, verify
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "register"]
 
@@ -57,18 +63,33 @@ def _verifier(value: str, option: str) -> Verifier:
         raise CommandError(f"{option}: {err}") from err
 
 
+def _signing_key(value: str, option: str) -> Verifier:
+    """An Ed25519 (type 0x01) key: a log or writer key. Anything else is a usage error."""
+    v = _verifier(value, option)
+    if v.key_type != KEY_TYPE_ED25519:
+        kind = (
+            "a cosignature (type 0x04, witness)"
+            if v.key_type == KEY_TYPE_COSIGNATURE
+            else (f"a type 0x{v.key_type:02x}")
+        )
+        raise CommandError(
+            f"{option}: {v.name} is {kind} key; {option} needs an Ed25519 (type 0x01) key"
+        )
+    return v
+
+
 def _policy(policy_file: Path | None, log_key: str | None, writer_keys: tuple[str, ...]) -> Policy:
     base = Policy()
     if policy_file is not None:
         base = read_policy_file(policy_file)
     logs = list(base.logs)
     if log_key is not None:
-        v = _verifier(log_key, "--log-key")
+        v = _signing_key(log_key, "--log-key")
         if v not in logs:
             logs.append(v)
     writers = list(base.writers)
     for text in writer_keys:
-        v = _verifier(text, "--writer-key")
+        v = _signing_key(text, "--writer-key")
         if v not in writers:
             writers.append(v)
     if not logs:
@@ -167,8 +188,23 @@ def export_command(*, ledger: Path, out: Path, from_size: int, force: bool) -> N
     metavar="DIR",
     help="Remember the last verified checkpoint per log in DIR, and check against it.",
 )
+@click.option(
+    "--evidence",
+    "evidence_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="Where to write split-view evidence if the log is caught signing two histories"
+    " (default: DIR/evidence/ of --state, else beside --trusted-checkpoint). Never overwrites.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
-@click.option("--strict", is_flag=True, help="Decode and validate every event in full (slower).")
+@click.option(
+    "--max-listed",
+    type=click.IntRange(min=0),
+    default=DEFAULT_MAX_LISTED,
+    show_default=True,
+    metavar="N",
+    help="List at most N accesses of each kind in full (all are counted).",
+)
 def verify_command(
     *,
     bundle: Path,
@@ -177,13 +213,17 @@ def verify_command(
     policy_file: Path | None,
     trusted_checkpoint: Path | None,
     state_dir: Path | None,
+    evidence_file: Path | None,
     as_json: bool,
-    strict: bool,
+    max_listed: int,
 ) -> None:
-    """Verify the bundle BUNDLE offline with the keys you trust, and list every disclosure.
+    """Verify the bundle BUNDLE offline with the keys you trust, and list every access by others.
 
     Exit status: 0 verified; 1 the ledger failed verification (tampered,
-    malformed or truncated); 2 the verification could not run.
+    malformed or truncated); 2 the verification could not run. If the log
+    signed a checkpoint that contradicts the one in --state or
+    --trusted-checkpoint, the split-view evidence is written (see --evidence)
+    and the error line says where.
 
     \f
     Raises:
@@ -203,7 +243,11 @@ def verify_command(
                 trusted=trusted,
                 state_dir=state_dir,
                 progress=progress,
-                strict=strict,
+                max_listed=max_listed,
+                evidence_file=evidence_file,
+                evidence_dir=None
+                if state_dir is not None or trusted_checkpoint is None
+                else trusted_checkpoint.parent,
             )
         except VerifyInputError as err:
             raise CommandError(str(err)) from err

@@ -29,9 +29,23 @@ from pathlib import Path
 import click
 
 from ._clikit import CommandError, CommandFailedError, passphrase_options, read_policy_file
+from ._fsutil import atomic_file
 from .checkpoints import peek_checkpoint
-from .errors import KeyFormatError, LedgerError, MalformedError, StorageError, ValidationError
-from .evidence import check_evidence, parse_evidence
+from .errors import (
+    KeyFormatError,
+    LedgerError,
+    MalformedError,
+    StorageError,
+    ValidationError,
+    VerificationError,
+)
+from .evidence import (
+    check_evidence,
+    format_evidence,
+    make_evidence,
+    parse_evidence,
+    write_evidence_file,
+)
 from .gate import (
     DEFAULT_MAX_AGE_SECONDS,
     DEFAULT_MAX_RECORD_AGE_SECONDS,
@@ -44,6 +58,7 @@ from .ledger import Ledger
 from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Verifier
 from .policy import Policy
 from .records import ActorKind, Party
+from .verify import evidence_stem
 from .witness import StaleOldSizeError, Witness
 from .witness_client import CommandWitness, LocalWitness, WitnessEndpoint, collect_cosignatures
 
@@ -380,6 +395,69 @@ def _evidence_check(*, file: str, log_key: Path) -> None:
         found = check_evidence(parse_evidence(_read_input(file, "evidence file")), key)
     click.echo(f"proven: {found.kind}")
     click.echo(found.description)
+
+
+@_evidence.command("make")
+@click.argument("checkpoint_a", metavar="CHECKPOINT_A")
+@click.argument("checkpoint_b", metavar="CHECKPOINT_B")
+@click.option("--log-key", required=True, type=_key_path, help="The log's .pub file.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="The evidence file to create (default: a fresh name in the current directory).",
+)
+def _evidence_make(
+    *, checkpoint_a: str, checkpoint_b: str, log_key: Path, out: Path | None
+) -> None:
+    """Write evidence from two signed checkpoint files that cannot both be true.
+
+    Exit 0 with the evidence written; 1 if the two checkpoints prove nothing
+    (they agree, their sizes differ so that only a consistency proof could
+    show a conflict, or one is not signed by the log key); 2 if a file or the
+    key cannot be read, a checkpoint is malformed, or FILE exists (evidence
+    never replaces a file).
+    \f
+    Raises:
+        CommandFailedError: (exit 1) if the checkpoints prove no misbehaviour.
+        CommandError: (exit 2) for unreadable or malformed input or an existing FILE.
+    """
+    key = _verifier(log_key, KEY_TYPE_ED25519, "log key")
+    notes = []
+    for path in (checkpoint_a, checkpoint_b):
+        raw = _read_input(path, "checkpoint file")
+        try:
+            notes.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise CommandError(f"{path}: the checkpoint file is not UTF-8 text") from err
+    try:
+        ev = make_evidence(notes[0], notes[1])
+    except MalformedError as err:
+        raise CommandError(f"a checkpoint file is malformed: {err}") from err
+    try:
+        found = check_evidence(ev, key)
+    except VerificationError as err:
+        raise CommandFailedError(f"no evidence: {err}") from err
+    if out is not None:
+        try:
+            with atomic_file(out, overwrite=False) as fh:
+                fh.write(format_evidence(ev).encode("utf-8"))
+        except FileExistsError as err:
+            raise CommandError(f"{out}: exists; evidence never replaces a file") from err
+        except OSError as err:
+            raise CommandError(f"{out}: cannot write the evidence: {err.strerror}") from err
+        written = out
+    else:
+        first, second = peek_checkpoint(ev.first), peek_checkpoint(ev.second)
+        try:
+            written = write_evidence_file(
+                Path(), ev, evidence_stem(first.origin, first.size, second.size)
+            )
+        except StorageError as err:
+            raise CommandError(str(err)) from err
+    click.echo(f"proven: {found.kind}")
+    click.echo(found.description)
+    click.echo(f"evidence written to {written}")
 
 
 # -- witness-collect ---------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 This module owns how a :class:`~.verify.Report` (or a failed verification)
 reads. Both forms say the same things: the verdict, the log and its size, the
-range and the time covered, the disclosures (those made without the owner's
-consent first) and the counts by action, legal basis and recipient
-organization. Text shown to a person passes through :func:`printable`, so a
-string in a record can never move the cursor or change the terminal.
+range and the time covered, every access by someone other than the owner
+(disclosures to outside parties, those without the owner's consent first;
+then the vendor staff's; then the vendor systems'), what a cap left unlisted,
+and the counts by action, legal basis and recipient organization. Text shown
+to a person passes through :func:`printable`, so a string in a record can
+never move the cursor or change the terminal.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .verify import Disclosure, Report
 
 __all__ = [
     "REPORT_FORMAT",
+    "UNLISTED_HINT",
     "failure_to_json",
     "printable",
     "render_failure_json",
@@ -70,7 +73,24 @@ def _disclosure_json(d: Disclosure) -> dict[str, Any]:
             for c in d.footage
         ],
         "footage_count": d.footage_count,
+        "access_class": d.access_class,
     }
+
+
+UNLISTED_HINT = (
+    "the lists are capped at {cap} entries each; verify again with a larger --max-listed,"
+    " or export a range bundle (export --from M) and verify that, to list the rest"
+)
+"""What the report says when a cap left accesses out, and how to see them."""
+
+
+def _unlisted_note(report: Report) -> str | None:
+    unlisted = (
+        report.unlisted_disclosures
+        + report.unlisted_staff_accesses
+        + report.unlisted_system_accesses
+    )
+    return UNLISTED_HINT.format(cap=report.max_listed) if unlisted else None
 
 
 def report_to_json(report: Report) -> dict[str, Any]:
@@ -98,6 +118,18 @@ def report_to_json(report: Report) -> dict[str, Any]:
         "without_consent_count": report.without_consent_count,
         "unlisted_disclosures": report.unlisted_disclosures,
         "disclosures": [_disclosure_json(d) for d in report.disclosures],
+        "vendor_staff_access_count": report.staff_access_count,
+        "unlisted_vendor_staff_accesses": report.unlisted_staff_accesses,
+        "vendor_staff_accesses": [_disclosure_json(d) for d in report.staff_accesses],
+        "vendor_system_access_count": report.system_access_count,
+        "unlisted_vendor_system_accesses": report.unlisted_system_accesses,
+        "vendor_system_accesses": [_disclosure_json(d) for d in report.system_accesses],
+        "vendor_system_totals": [
+            {"system": name, "action": action, "count": n}
+            for name, action, n in report.system_totals
+        ],
+        "max_listed": report.max_listed,
+        "unlisted_note": _unlisted_note(report),
         "counts": {
             "action": dict(report.actions),
             "legal_basis": dict(report.legal_bases),
@@ -194,8 +226,11 @@ def _counts(title: str, pairs: tuple[tuple[str, int], ...]) -> list[str]:
 def render_text(report: Report) -> str:
     """Return the report as plain text for a person.
 
-    Verdict, log, size and times first; then the disclosures, those without
-    the owner's consent leading; then the counts.
+    Verdict, log, size and times first; then every access by someone other
+    than the owner: the disclosures (outside parties, those without the
+    owner's consent leading), the vendor staff's accesses, the vendor
+    systems' accesses (totals by system and action, then the entries); a
+    note if a cap left entries out; then the counts.
 
     Raises:
         Nothing: pure formatting of a report that :func:`~.verify.verify` built.
@@ -243,10 +278,40 @@ def render_text(report: Report) -> str:
             lines += _disclosure_lines(d)
     if r.unlisted_disclosures:
         lines.append("")
+        lines.append(f"  ... and {r.unlisted_disclosures} more disclosures, counted but not listed")
+    lines.append("")
+    lines.append(
+        f"VENDOR STAFF ACCESSES: {r.staff_access_count} (the vendor's employees and contractors)"
+    )
+    for d in r.staff_accesses:
+        lines += _disclosure_lines(d)
+    if r.unlisted_staff_accesses:
         lines.append(
-            f"  ... and {r.unlisted_disclosures} more disclosures, counted but not listed"
-            " (the list is capped; use --json and a range bundle to see them)"
+            f"  ... and {r.unlisted_staff_accesses} more vendor staff accesses,"
+            " counted but not listed"
         )
+    lines.append("")
+    lines.append(
+        f"VENDOR SYSTEM ACCESSES: {r.system_access_count} (the vendor's automated systems)"
+    )
+    if r.system_totals:
+        width = max(len(printable(f"{name} {action}")) for name, action, _ in r.system_totals)
+        lines.append("  by system and action:")
+        lines += [
+            f"    {printable(f'{name} {action}'):<{width}}  {n}"
+            for name, action, n in r.system_totals
+        ]
+    for d in r.system_accesses:
+        lines += _disclosure_lines(d)
+    if r.unlisted_system_accesses:
+        lines.append(
+            f"  ... and {r.unlisted_system_accesses} more vendor system accesses,"
+            " counted above but not listed"
+        )
+    note = _unlisted_note(r)
+    if note is not None:
+        lines.append("")
+        lines.append(f"NOTE: {note}")
     lines.append("")
     lines.append("COUNTS")
     lines += _counts("by action", r.actions)

@@ -16,7 +16,9 @@ Signatures are checked on a thread pool (``cryptography`` releases the GIL
 while verifying); the main thread reads frames and does the work that must
 happen in order. Memory is bounded: at most a few chunks of records are in
 flight, duplicate ``event_id`` detection keeps an 8-byte keyed fingerprint per
-record, and the report keeps counts and a capped list of disclosures.
+record, and the report keeps counts and capped lists of the accesses by
+others (every record is decoded and classified by :func:`records.access_class`;
+an owner's own access leaves only counts behind).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import re
 import secrets
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -35,12 +36,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import msgpack
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from . import records
-from ._fsutil import decode_utf8, origin_file, read_limited, write_atomic
+from ._fsutil import atomic_file, decode_utf8, origin_file, read_limited, write_atomic
 from .bundle import BundleReader, Prelude, Readable
 from .checkpoints import SignedCheckpoint, open_checkpoint, peek_checkpoint
 from .errors import (
@@ -56,10 +56,18 @@ from .errors import (
     UntrustedKeyError,
     VerificationError,
 )
+from .evidence import Evidence, check_evidence, format_evidence, make_evidence, write_evidence_file
 from .merkle import CompactRange, frontier_from_consistency, leaf_hash, verify_inclusion
-from .notes import KEY_TYPE_ED25519, MAX_NOTE_SIZE, Verifier, parse_note, parse_verifier
+from .notes import (
+    KEY_TYPE_COSIGNATURE,
+    KEY_TYPE_ED25519,
+    MAX_NOTE_SIZE,
+    Verifier,
+    parse_note,
+    parse_verifier,
+)
 from .policy import Policy
-from .records import HEADER, refuse_ext
+from .records import HEADER, access_class
 
 __all__ = [
     "DEFAULT_MAX_LISTED",
@@ -68,6 +76,7 @@ __all__ = [
     "FootageRef",
     "MalformedRecordError",
     "Report",
+    "SplitViewError",
     "VerifyInputError",
     "load_state",
     "save_state",
@@ -86,10 +95,8 @@ _MAX_TEXT = 2000
 _MAX_KEY_TEXT = 200
 _HEADER_SIZE = records.HEADER_SIZE
 _MIN_LEAF = records.HEADER_SIZE + records.SIGNATURE_SIZE
-_ACTIONS = frozenset(a.value.encode() for a in records.Action)
-_DISCLOSING = frozenset(a.value.encode() for a in records.HANDOVER_ACTIONS)
-_BASES = frozenset(b.value.encode() for b in records.LegalBasis)
-_TIME = re.compile(rb"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?Z")
+_OUTSIDE = records.AccessClass.OUTSIDE
+_STAFF = records.AccessClass.VENDOR_STAFF
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OTHER = "(other)"
 _NO_BASIS = b"(not stated)"
@@ -115,6 +122,29 @@ class DuplicateRecordError(VerificationError):
     """Two records in the bundle carry the same ``event_id``; ``index`` is the later one."""
 
 
+class SplitViewError(InconsistentCheckpointError):
+    """The bundle's log signed a checkpoint that contradicts one the owner saw.
+
+    ``evidence`` proves it to anyone who holds the log's key
+    (:func:`~.evidence.check_evidence`); ``evidence_path`` is where it was
+    written, or ``None`` if there was nowhere to write it or writing failed
+    (the message then says why).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int | None,
+        evidence: Evidence,
+        evidence_path: Path | None,
+        note: str,
+    ) -> None:
+        super().__init__(f"{message}; {note}", index=index)
+        self.evidence = evidence
+        self.evidence_path = evidence_path
+
+
 # -- the report ---------------------------------------------------------------------------
 
 
@@ -130,11 +160,13 @@ class FootageRef:
 
 @dataclass(frozen=True, slots=True)
 class Disclosure:
-    """One record that hands footage to someone other than the owner.
+    """One access to footage by someone other than the owner, in full detail.
 
-    ``without_consent`` is :func:`records.is_without_consent`. Long texts are
-    cut to 2000 characters and at most 16 clips are kept (``footage_count``
-    says how many the record names).
+    ``access_class`` is :func:`records.access_class` (``outside``,
+    ``vendor_staff`` or ``vendor_system``); an ``outside`` access is a
+    disclosure. ``without_consent`` is :func:`records.is_without_consent`.
+    Long texts are cut to 2000 characters and at most 16 clips are kept
+    (``footage_count`` says how many the record names).
     """
 
     index: int
@@ -157,6 +189,7 @@ class Disclosure:
     notification_deferred_until: str | None
     footage: tuple[FootageRef, ...]
     footage_count: int
+    access_class: str = records.AccessClass.OUTSIDE.value
 
     @property
     def notification(self) -> str:
@@ -173,11 +206,19 @@ class Report:
     """What a successful :func:`verify` found. Its existence is the verdict: verified.
 
     Counts are ``(name, count)`` pairs, largest first; a category with more
-    than 1000 distinct names lumps the rest under ``(other)``. ``disclosures``
-    lists those without the owner's consent first, then the others, each in
-    ledger order, at most ``max_listed`` of each kind; ``disclosure_count``
-    and ``without_consent_count`` count them all. ``consistency`` says what
-    earlier checkpoints the ledger was shown consistent with.
+    than 1000 distinct names lumps the rest under ``(other)``.
+
+    Every record is classified by :func:`records.access_class`, and every
+    access by someone other than the owner is listed, in three sections:
+    ``disclosures`` (outside parties: those without the owner's consent
+    first, then the others), ``staff_accesses`` (the vendor's employees and
+    contractors) and ``system_accesses`` (the vendor's automated systems),
+    each in ledger order and capped at ``max_listed`` entries per list (per
+    consent kind for disclosures). The ``*_count`` fields count them all, so
+    the ``unlisted_*`` properties say how many the cap left out.
+    ``system_totals`` counts vendor-system accesses by ``(system, action)``,
+    every one of them, listed or not. ``consistency`` says what earlier
+    checkpoints the ledger was shown consistent with.
     """
 
     origin: str
@@ -200,6 +241,12 @@ class Report:
     disclosure_count: int
     without_consent_count: int
     consistency: tuple[str, ...]
+    staff_accesses: tuple[Disclosure, ...] = ()
+    staff_access_count: int = 0
+    system_accesses: tuple[Disclosure, ...] = ()
+    system_access_count: int = 0
+    system_totals: tuple[tuple[str, str, int], ...] = ()
+    max_listed: int = DEFAULT_MAX_LISTED
     state_saved: bool = False
 
     @property
@@ -216,6 +263,16 @@ class Report:
     def unlisted_disclosures(self) -> int:
         """Disclosures counted but not listed because of the cap."""
         return self.disclosure_count - len(self.disclosures)
+
+    @property
+    def unlisted_staff_accesses(self) -> int:
+        """Vendor-staff accesses counted but not listed because of the cap."""
+        return self.staff_access_count - len(self.staff_accesses)
+
+    @property
+    def unlisted_system_accesses(self) -> int:
+        """Vendor-system accesses counted (in ``system_totals``) but not listed."""
+        return self.system_access_count - len(self.system_accesses)
 
 
 # -- the state directory -----------------------------------------------------------------
@@ -296,7 +353,6 @@ class _Context:
     writers: dict[int, tuple[tuple[Ed25519PublicKey, str], ...]]
     hints: dict[int, str]
     fingerprint_key: bytes
-    strict: bool
 
 
 @dataclass(slots=True)
@@ -312,18 +368,9 @@ class _Chunk:
     first_logged: int | None = None
     last_logged: int | None = None
     disclosures: list[Disclosure] = field(default_factory=list)
-
-
-def _new_unpacker() -> msgpack.Unpacker:
-    # One reused Unpacker per chunk: about three times faster than unpackb.
-    # raw=True leaves strings as bytes (no UTF-8 decoding on the fast path).
-    return msgpack.Unpacker(
-        raw=True,
-        strict_map_key=False,
-        use_list=False,
-        ext_hook=refuse_ext,
-        max_buffer_size=2 * records.MAX_EVENT_SIZE,
-    )
+    staff: list[Disclosure] = field(default_factory=list)
+    system: list[Disclosure] = field(default_factory=list)
+    system_totals: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def _time_key(text: bytes) -> tuple[bytes, bytes]:
@@ -337,7 +384,7 @@ def _cut(text: str | None) -> str | None:
     return text[: _MAX_TEXT - 1] + "…"
 
 
-def _disclosure(index: int, event: records.Event) -> Disclosure:
+def _disclosure(index: int, event: records.Event, cls: records.AccessClass) -> Disclosure:
     actor = event.actor
     recipient = event.recipient
     clips = tuple(
@@ -371,7 +418,13 @@ def _disclosure(index: int, event: records.Event) -> Disclosure:
         else records.format_time(event.notification_deferred_until),
         footage=clips,
         footage_count=len(event.footage),
+        access_class=cls.value,
     )
+
+
+def _system_name(actor: records.Party) -> str:
+    """How a vendor system is named in the per-system totals."""
+    return actor.id or actor.organization or "(unnamed system)"
 
 
 def _decode(index: int, raw: bytes) -> records.Event:
@@ -385,46 +438,8 @@ _Fields = tuple[bytes, bytes, bytes, bytes | None, bytes | None]
 _T = TypeVar("_T", int, tuple[bytes, bytes])
 
 
-def _fast_fields(raw: bytes, unpacker: msgpack.Unpacker) -> _Fields | None:
-    """Return event_id, action, occurred_at, legal basis and recipient organization.
-
-    Reads the msgpack map and checks the types and values of the fields it
-    uses. Returns None for anything unexpected: the caller then decodes the
-    event in full, with the canonical decoder, which names the bad field or
-    accepts the event (and replaces ``unpacker``, whose state is then unknown).
-    """
-    obj: Any = None
-    try:
-        before = unpacker.tell()
-        unpacker.feed(raw)
-        obj = unpacker.unpack()
-        if unpacker.tell() - before != len(raw):
-            return None
-    except (ValueError, msgpack.UnpackException, msgpack.OutOfData):
-        return None
-    if type(obj) is not dict:
-        return None
-    event_id = obj.get(b"event_id")
-    action = obj.get(b"action")
-    occurred = obj.get(b"occurred_at")
-    basis = obj.get(b"legal_basis")
-    recipient = obj.get(b"recipient")
-    org = None if type(recipient) is not dict else recipient.get(b"organization")
-    if (
-        type(event_id) is bytes
-        and action in _ACTIONS
-        and type(occurred) is bytes
-        and _TIME.fullmatch(occurred)
-        and (basis is None or basis in _BASES)
-        and (recipient is None or type(recipient) is dict)
-        and (org is None or type(org) is bytes)
-    ):
-        return (event_id, action, occurred, basis, _NO_RECIPIENT if recipient is None else org)
-    return None
-
-
 def _event_fields(event: records.Event) -> _Fields:
-    """The same fields as :func:`_fast_fields`, from a fully decoded event."""
+    """Return event_id, action, occurred_at, legal basis and recipient organization, as bytes."""
     recipient_org: bytes | None = _NO_RECIPIENT
     if event.recipient is not None:
         o = event.recipient.organization
@@ -451,7 +466,6 @@ def _check_chunk(ctx: _Context, start: int, prev: bytes, leaves: list[bytes]) ->
     writers = ctx.writers
     prefix = ctx.prefix
     fkey = ctx.fingerprint_key
-    unpacker = None if ctx.strict else _new_unpacker()
     actions, bases, orgs, writer_counts = out.actions, out.bases, out.orgs, out.writers
     leaf_hashes = out.leaf_hashes
     fingerprints = out.fingerprints
@@ -508,15 +522,11 @@ def _check_chunk(ctx: _Context, start: int, prev: bytes, leaves: list[bytes]) ->
         if first_logged < 0 or logged_at < first_logged:
             first_logged = logged_at
         last_logged = max(last_logged, logged_at)
-        raw = leaf[_HEADER_SIZE:end]
-        event: records.Event | None = None
-        fields = None if unpacker is None else _fast_fields(raw, unpacker)
-        if fields is None:
-            if unpacker is not None:
-                unpacker = _new_unpacker()
-            event = _decode(index, raw)
-            fields = _event_fields(event)
-        event_id, action, occurred, basis, org = fields
+        # Every event is decoded in full, and decode_event refuses any encoding
+        # but the one canonical form (it re-encodes and compares): a signed
+        # record cannot say one thing to the vendor's tools and another here.
+        event = _decode(index, leaf[_HEADER_SIZE:end])
+        event_id, action, occurred, basis, org = _event_fields(event)
         fingerprints.append(
             int.from_bytes(blake(event_id, digest_size=8, key=fkey).digest(), "big")
         )
@@ -530,11 +540,17 @@ def _check_chunk(ctx: _Context, start: int, prev: bytes, leaves: list[bytes]) ->
             first_occ = key
         if last_occ is None or key > last_occ:
             last_occ = key
-        if action in _DISCLOSING:
-            if event is None:
-                event = _decode(index, raw)
-            if records.is_disclosure(event):
-                out.disclosures.append(_disclosure(index, event))
+        cls = access_class(event)
+        if cls is None:
+            continue  # the owner's own access
+        if cls is _OUTSIDE:
+            out.disclosures.append(_disclosure(index, event, cls))
+        elif cls is _STAFF:
+            out.staff.append(_disclosure(index, event, cls))
+        else:
+            total = (_system_name(event.actor)[:_MAX_KEY_TEXT], event.action.value)
+            out.system_totals[total] = out.system_totals.get(total, 0) + 1
+            out.system.append(_disclosure(index, event, cls))
     out.first_occurred, out.last_occurred = first_occ, last_occ
     if leaves:
         out.first_logged, out.last_logged = first_logged, last_logged
@@ -595,6 +611,59 @@ class _FingerprintSet:
                     i = (i + 1) & mask
                 table[i] = v
         old.release()
+
+
+# -- split-view evidence -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _EvidenceSink:
+    """Where evidence goes: an exact file (``file``), else a fresh name in ``directory``."""
+
+    file: Path | None
+    directory: Path | None
+
+
+def evidence_stem(origin: str, first_size: int, second_size: int) -> str:
+    """The default evidence file name (before a counter and ``.evidence``) for two sizes.
+
+    Raises:
+        Nothing: a pure name computation.
+    """
+    tag = hashlib.sha256(origin.encode("utf-8")).hexdigest()[:16]
+    return f"split-view-{tag}-{first_size}-{second_size}"
+
+
+def _write_evidence(sink: _EvidenceSink, ev: Evidence, stem: str) -> tuple[Path | None, str]:
+    """Write ``ev`` without ever replacing a file; return the path and what to tell the owner."""
+    try:
+        if sink.file is not None:
+            try:
+                with atomic_file(sink.file, overwrite=False) as fh:
+                    fh.write(format_evidence(ev).encode("utf-8"))
+            except FileExistsError:
+                path = write_evidence_file(sink.file.parent, ev, sink.file.name)
+                return path, f"{sink.file} exists, so the evidence was written to {path}"
+            return sink.file, f"evidence written to {sink.file}"
+        if sink.directory is not None:
+            path = write_evidence_file(sink.directory, ev, stem)
+            return path, f"evidence written to {path}"
+    except (OSError, LedgerError) as err:
+        return None, f"the evidence could not be written: {err}"
+    return None, "no evidence file was written (give --evidence FILE or --state DIR)"
+
+
+def _split_view(
+    sink: _EvidenceSink, message: str, index: int | None, a: str, b: str, *, log_key: Verifier
+) -> SplitViewError:
+    """The error for two signed notes that cannot both be true, with its evidence written."""
+    ev = make_evidence(a, b)
+    # The evidence must stand on its own; it always does for two sizes that
+    # are equal, which is the only kind built here.
+    check_evidence(ev, log_key)
+    first, second = peek_checkpoint(ev.first), peek_checkpoint(ev.second)
+    path, note = _write_evidence(sink, ev, evidence_stem(first.origin, first.size, second.size))
+    return SplitViewError(message, index=index, evidence=ev, evidence_path=path, note=note)
 
 
 # -- verification ---------------------------------------------------------------------------
@@ -715,6 +784,11 @@ class _Run:
         self.with_consent: list[Disclosure] = []
         self.disclosure_count = 0
         self.without_consent_count = 0
+        self.staff: list[Disclosure] = []
+        self.staff_count = 0
+        self.system: list[Disclosure] = []
+        self.system_count = 0
+        self.system_totals: dict[tuple[str, str], int] = {}
         self.max_listed = max_listed
         self.progress = progress
         self.total = total
@@ -762,6 +836,14 @@ class _Run:
                     self.without_consent.append(d)
             elif len(self.with_consent) < self.max_listed:
                 self.with_consent.append(d)
+        self.staff_count += len(chunk.staff)
+        self.staff += chunk.staff[: max(0, self.max_listed - len(self.staff))]
+        self.system_count += len(chunk.system)
+        self.system += chunk.system[: max(0, self.max_listed - len(self.system))]
+        totals = self.system_totals
+        for key, n in chunk.system_totals.items():
+            slot = key if key in totals or len(totals) < _MAX_DISTINCT else (_OTHER, key[1])
+            totals[slot] = totals.get(slot, 0) + n
         self.done += len(leaves)
         if self.progress is not None:
             self.progress(self.done, self.total)
@@ -780,8 +862,7 @@ def _time_text(key: tuple[bytes, bytes] | None) -> str | None:
 
 
 def _trusted_writers(policy: Policy, log_key: Verifier) -> list[Verifier]:
-    writers = [w for w in policy.writers if w.key_type == KEY_TYPE_ED25519]
-    return writers or [log_key]
+    return list(policy.writers) or [log_key]
 
 
 def _parse_hints(prelude: Prelude) -> dict[tuple[str, int], Verifier]:
@@ -803,8 +884,9 @@ def verify(
     state_dir: str | os.PathLike[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     threads: int = 2,
-    strict: bool = False,
     max_listed: int = DEFAULT_MAX_LISTED,
+    evidence_file: str | os.PathLike[str] | None = None,
+    evidence_dir: str | os.PathLike[str] | None = None,
 ) -> Report:
     """Verify an export bundle against what the owner trusts, and report on it.
 
@@ -815,8 +897,16 @@ def verify(
     ``state_dir`` by an earlier run. Key hints in the bundle are never trusted.
     On success the state (if given) advances atomically to the bundle's
     checkpoint. ``progress(done, total)`` is called as records are checked.
-    ``strict`` decodes and validates every event in full (disclosures always
-    are); by default other events are read only for the fields the report uses.
+    Every event is decoded in full and must be in its one canonical encoding;
+    there is no lenient mode for signed content. ``max_listed`` caps each
+    list of accesses in the report (see :class:`Report`).
+
+    When the bundle's log signed a checkpoint that contradicts one the owner
+    saw (two roots for one size), the split-view evidence is written to
+    ``evidence_file``, or under a fresh name in ``evidence_dir`` (default:
+    ``state_dir/evidence``); an existing file is never replaced (a taken
+    ``evidence_file`` gets a fresh name beside it). :class:`SplitViewError`
+    carries the evidence and says where it went.
 
     Raises:
         VerifyInputError: if the bundle file, ``trusted`` or the state cannot
@@ -832,6 +922,8 @@ def verify(
         RootMismatchError, ProofError: if the records, the anchor or the
             consistency proof do not make the checkpoint's root.
         RollbackError: if the bundle is older than a checkpoint the owner saw.
+        SplitViewError: (an InconsistentCheckpointError) if the log signed two
+            different roots for one size, in the bundle or against what the owner saw.
         InconsistentCheckpointError: if the bundle is a fork of what the owner saw.
         VerificationError: if a range bundle starts after the owner's saved state.
         ValueError: if ``threads`` is below 1 (a programming error).
@@ -840,6 +932,19 @@ def verify(
         raise ValueError("threads must be at least 1")
     if not policy.logs:
         raise VerifyInputError("the policy names no log key")
+    for role, keys in (("log", policy.logs), ("writer", policy.writers)):
+        for v in keys:
+            if v.key_type != KEY_TYPE_ED25519:
+                raise VerifyInputError(
+                    f"the policy's {role} key {v.name} is of type 0x{v.key_type:02x},"
+                    " not an Ed25519 (type 0x01) key"
+                )
+    for v in policy.witness_keys():
+        if v.key_type != KEY_TYPE_COSIGNATURE:
+            raise VerifyInputError(
+                f"the policy's witness key {v.name} is of type 0x{v.key_type:02x},"
+                " not a cosignature (type 0x04) key"
+            )
     with _open_bundle(bundle) as stream:
         reader = BundleReader(stream)
         try:
@@ -852,8 +957,15 @@ def verify(
                 state_dir=state_dir,
                 progress=progress,
                 threads=threads,
-                strict=strict,
                 max_listed=max_listed,
+                sink=_EvidenceSink(
+                    None if evidence_file is None else Path(evidence_file),
+                    Path(evidence_dir)
+                    if evidence_dir is not None
+                    else None
+                    if state_dir is None
+                    else Path(state_dir) / "evidence",
+                ),
             )
         except OSError as err:
             raise VerifyInputError(f"cannot read the bundle: {err.strerror or err}") from err
@@ -868,8 +980,8 @@ def _verify_stream(
     state_dir: str | os.PathLike[str] | None,
     progress: Callable[[int, int], None] | None,
     threads: int,
-    strict: bool,
     max_listed: int,
+    sink: _EvidenceSink,
 ) -> Report:
     origin = prelude.origin
     log_key = policy.log_for(origin)
@@ -924,10 +1036,14 @@ def _verify_stream(
                 " or a stale copy was sent)"
             )
         if seen.size == n and seen.root != final.root:
-            raise InconsistentCheckpointError(
+            raise _split_view(
+                sink,
                 f"fork: the bundle's checkpoint and the {anchor.source} are both of size {n}"
                 " but have different roots (the log has shown two histories)",
-                index=n - 1 if n else None,
+                n - 1 if n else None,
+                anchor.signed.note,
+                signed.note,
+                log_key=log_key,
             )
         if seen.size < m:
             raise VerificationError(
@@ -940,8 +1056,10 @@ def _verify_stream(
     if m > 0:
         assert prelude.old_checkpoint is not None  # noqa: S101 - Prelude guarantees it
         assert prelude.anchor_leaf is not None  # noqa: S101
-        old = open_checkpoint(prelude.old_checkpoint, log_key, origin=origin)
-        _check_note_lines(prelude.old_checkpoint, [log_key], hints, "old checkpoint")
+        # The old checkpoint may carry cosignatures (it was the latest once and
+        # witnessed then): the policy's witnesses verify them, as at the end.
+        old = open_checkpoint(prelude.old_checkpoint, log_key, witnesses, origin=origin)
+        _check_note_lines(prelude.old_checkpoint, [log_key, *witnesses], hints, "old checkpoint")
         if old.checkpoint.size != m:
             raise MalformedError(
                 f"the old checkpoint is of size {old.checkpoint.size}; the bundle header says {m}"
@@ -949,15 +1067,24 @@ def _verify_stream(
         anchored = [a for a in anchors if a.signed.checkpoint.size == m]
         for anchor in anchored:
             if anchor.signed.checkpoint.root != old.checkpoint.root:
-                raise InconsistentCheckpointError(
+                raise _split_view(
+                    sink,
                     f"fork: the bundle starts from a checkpoint of size {m} whose root differs"
                     f" from the {anchor.source} of that size",
-                    index=m - 1,
+                    m - 1,
+                    anchor.signed.note,
+                    old.note,
+                    log_key=log_key,
                 )
         if m == n:
             if old.checkpoint.root != final.root:
-                raise InconsistentCheckpointError(
-                    f"the log signed two different roots for size {m}", index=m - 1
+                raise _split_view(
+                    sink,
+                    f"the log signed two different roots for size {m}",
+                    m - 1,
+                    old.note,
+                    signed.note,
+                    log_key=log_key,
                 )
             if prelude.consistency_proof:
                 raise ProofError("a consistency proof between equal sizes must be empty")
@@ -979,7 +1106,6 @@ def _verify_stream(
         writers=_writer_table(writers),
         hints={v.key_id: v.name for v in hints.values()},
         fingerprint_key=secrets.token_bytes(32),
-        strict=strict,
     )
     in_range = [a for a in anchors if m < a.signed.checkpoint.size < n]
     run = _Run(frontier, in_range, max_listed, progress, n - m)
@@ -1030,6 +1156,17 @@ def _verify_stream(
         disclosure_count=run.disclosure_count,
         without_consent_count=run.without_consent_count,
         consistency=tuple(consistency),
+        staff_accesses=tuple(run.staff),
+        staff_access_count=run.staff_count,
+        system_accesses=tuple(run.system),
+        system_access_count=run.system_count,
+        system_totals=tuple(
+            (name, action, count)
+            for (name, action), count in sorted(
+                run.system_totals.items(), key=lambda kv: (-kv[1], kv[0])
+            )
+        ),
+        max_listed=max_listed,
     )
     if state_dir is not None:
         report = replace(report, state_saved=save_state(state_dir, signed))
