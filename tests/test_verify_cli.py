@@ -367,7 +367,7 @@ def test_a_hand_built_policy_with_a_wrong_key_type_cannot_run(bundle_path: Path)
     for policy, needle in (
         (Policy((wit,)), "log key witness.example/w1 is of type 0x04"),
         (Policy((log,), (wit,)), "writer key witness.example/w1 is of type 0x04"),
-        (Policy((log,), (), {"w1": log}), "witness key"),
+        (Policy((log,), (), {"w1": writer_key().verifier}), "witness key"),
     ):
         with pytest.raises(VerifyInputError, match=needle):
             verify(bundle_path, policy)
