@@ -381,3 +381,16 @@ def test_non_canonical_records_are_refused_at_the_cli(tmp_path: Path) -> None:
         path = tmp_path / f"{kind}.bundle"
         path.write_bytes(forge([event(0), raw]))
         _one_error_line(run(["verify", str(path), *KEYS]), 1, "MalformedRecordError at record 1")
+
+
+def test_a_state_others_can_write_is_refused(bundle_path: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    assert run(["verify", str(bundle_path), *KEYS, "--state", str(state)]).exit_code == 0
+    (saved,) = (p for p in state.iterdir() if not p.name.startswith("."))
+    saved.chmod(0o666)
+    _one_error_line(run(["verify", str(bundle_path), *KEYS, "--state", str(state)]), 2, "chmod 600")
+    saved.chmod(0o600)
+    state.chmod(0o777)
+    _one_error_line(run(["verify", str(bundle_path), *KEYS, "--state", str(state)]), 2, "chmod 700")
+    state.chmod(0o700)
+    assert run(["verify", str(bundle_path), *KEYS, "--state", str(state)]).exit_code == 0

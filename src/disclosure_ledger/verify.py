@@ -40,7 +40,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from . import records
-from ._fsutil import atomic_file, decode_utf8, origin_file, read_limited, write_atomic
+from ._fsutil import (
+    atomic_file,
+    check_not_writable_by_others,
+    decode_utf8,
+    origin_file,
+    read_limited,
+    write_atomic,
+)
 from .bundle import BundleReader, Prelude, Readable
 from .checkpoints import SignedCheckpoint, open_checkpoint, peek_checkpoint
 from .errors import (
@@ -296,12 +303,16 @@ def load_state(state_dir: str | os.PathLike[str], origin: str) -> str | None:
     The note is returned as text; :func:`verify` checks its signature.
 
     Raises:
-        VerifyInputError: if the state directory or file cannot be read or is
-            not a text note.
+        VerifyInputError: if the state directory or file cannot be read, is
+            writable by others, or is not a text note.
     """
     path = state_file(state_dir, origin)
     if Path(state_dir).exists() and not Path(state_dir).is_dir():
         raise VerifyInputError(f"{state_dir}: the state path is not a directory")
+    # Whoever can write the owner's state can roll it back, and with it the
+    # rollback and fork checks it exists for.
+    check_not_writable_by_others(Path(state_dir), "state directory", VerifyInputError)
+    check_not_writable_by_others(path, "saved state", VerifyInputError)
     raw = read_limited(path, MAX_NOTE_SIZE, "saved state", VerifyInputError, missing_ok=True)
     return None if raw is None else decode_utf8(raw, path, "saved state", VerifyInputError)
 
