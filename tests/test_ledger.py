@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import sqlite3
@@ -11,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,7 +34,7 @@ from disclosure_ledger.errors import (
 )
 from disclosure_ledger.ledger import Ledger
 from disclosure_ledger.notes import Signer, generate_signer
-from disclosure_ledger.storage import stored_hash_count
+from disclosure_ledger.storage import SQLiteStore, stored_hash_count
 
 from .cli_helpers import assert_one_line_error, run
 from .ledger_helpers import (
@@ -281,8 +283,10 @@ def test_queries(tmp_path: Path, indexed_before: int | None) -> None:
             led.append_many(evs[:indexed_before])
             assert led.update_index() == indexed_before
         led.append_many(evs[indexed_before:])
+    store = SQLiteStore.open(tmp_path / "l.ledger", readonly=True)
+    assert store.indexed_size() == indexed_before
+    store.close()
     with Ledger.open(tmp_path / "l.ledger", readonly=True) as ro:
-        assert ro._store.indexed_size() == indexed_before
         _assert_queries(ro)
         with pytest.raises(LedgerError, match="read-only"):
             ro.update_index()
@@ -736,21 +740,46 @@ def test_checkpoint_notes_open_with_log_key(ledger: Ledger) -> None:
         assert open_checkpoint(note, log_key().verifier).checkpoint.size == size
 
 
-def test_full_disk_gets_clear_error_and_ledger_stays_intact(ledger: Ledger) -> None:
+def test_full_disk_gets_clear_error_and_ledger_stays_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite reports a capped file exactly as a full disk (SQLITE_FULL). The cap
+    # is per connection, so it is set on every connection the store opens (the
+    # disk, in effect), not by reaching into the store's own.
+    cap: list[int | None] = [None]
+    real_connect = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = real_connect(*args, **kwargs)
+        opened.append(conn)
+        if cap[0] is not None:
+            conn.execute(f"PRAGMA max_page_count = {cap[0]}")
+        return conn
+
+    opened: list[sqlite3.Connection] = []
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    ledger = new_ledger(tmp_path, "l.ledger")
     ledger.append_many([event(i) for i in range(20)])
     before = ledger.latest_checkpoint().note
-    # SQLite reports a capped file exactly as a full disk (SQLITE_FULL).
-    conn = ledger._store._conn
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+    own = real_connect(tmp_path / "l.ledger")
+    pages = own.execute("PRAGMA page_count").fetchone()[0] + 2
+    own.close()
+    cap[0] = pages
+    for conn in opened:
+        with contextlib.suppress(sqlite3.ProgrammingError):  # closed already
+            conn.execute(f"PRAGMA max_page_count = {pages}")
     with pytest.raises(StorageError, match="disk full"):
         ledger.append_many([event(1000 + i) for i in range(2000)])
     assert ledger.size == 20
     assert ledger.latest_checkpoint().note == before
     ledger.check()
-    conn.execute("PRAGMA max_page_count = 1073741823")
+    cap[0] = None
+    for conn in opened:
+        with contextlib.suppress(sqlite3.ProgrammingError):
+            conn.execute("PRAGMA max_page_count = 1073741823")
     assert ledger.append(event(5000)).index == 20
     ledger.check()
+    ledger.close()
 
 
 def test_paths_with_uri_characters_open_read_only(tmp_path: Path) -> None:
@@ -793,9 +822,11 @@ def test_queries_while_another_thread_appends(tmp_path: Path) -> None:
 def test_query_index_is_filled_off_the_append_path(tmp_path: Path) -> None:
     with new_ledger(tmp_path, "l.ledger") as led:
         led.append_many([event(i) for i in range(5)])
-        assert led._store.indexed_size() == 0  # appends do not index
+        store = SQLiteStore.open(led.path, readonly=True)  # a second reader, as an operator's
+        assert store.indexed_size() == 0  # appends do not index
         assert [r.index for r in led.query(camera_id="cam-1")] == [1, 4]
-        assert led._store.indexed_size() == 5
+        assert store.indexed_size() == 5
+        store.close()
         led.append_many([event(i) for i in range(5, 8)])
         assert led.update_index() == 3
         assert led.update_index() == 0

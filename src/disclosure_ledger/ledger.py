@@ -77,6 +77,7 @@ from .storage import (
     stored_hash_count,
     upper_hash_count,
 )
+from .store_base import SequencingTxn, Store
 
 __all__ = ["AppendReceipt", "CheckReport", "Ledger", "Record"]
 
@@ -221,14 +222,14 @@ class Ledger:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         *,
         log_key: Signer | None,
         writers: Sequence[Signer] = (),
         signing_threads: int | None = None,
     ) -> None:
         meta = store.meta()
-        self._store = store
+        self._store: Store = store
         self.origin: str = meta["origin"]
         self.log_verifier: Verifier = parse_verifier(meta["log_key"])
         if log_key is not None and log_key.verifier != self.log_verifier:
@@ -477,7 +478,7 @@ class Ledger:
                     if not req.future.done():
                         req.future.set_exception(err)
 
-    def _load_head(self, txn: Any, size: int) -> tuple[bytes, CompactRange]:
+    def _load_head(self, txn: SequencingTxn, size: int) -> tuple[bytes, CompactRange]:
         # The chain head and the tree's frontier at ``size``: from the cache when
         # no other process appended since this one's last commit.
         if size == self._head_size:

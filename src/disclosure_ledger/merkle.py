@@ -3,9 +3,10 @@
 This module owns the tree and nothing else: it does no I/O. Stored hashes are
 named by :class:`NodeId` ``(level, n)``: the root of the perfect subtree
 that covers leaves ``[n * 2**level, (n + 1) * 2**level)``. Storage layers
-(the SQLite tiles, an in-memory list) implement :class:`HashReader`; proof
-generation asks them for the O(log n) node hashes a proof needs, in one batch,
-and never rehashes leaves.
+(the SQLite tiles, an in-memory list) implement :class:`HashReader`. Which
+nodes a proof needs is planned apart from fetching them
+(:func:`inclusion_nodes`, :func:`consistency_nodes`), so any store fetches the
+O(log n) hashes of a proof in one round trip and never rehashes leaves.
 
 Decisions on edge cases, following the published transparency-dev vectors:
 
@@ -35,8 +36,11 @@ __all__ = [
     "HashReader",
     "MemoryHashStore",
     "NodeId",
+    "ProofNodes",
+    "consistency_nodes",
     "consistency_roots_from_items",
     "frontier_from_consistency",
+    "inclusion_nodes",
     "leaf_hash",
     "node_hash",
     "prove_consistency",
@@ -162,37 +166,100 @@ def _path_plan(index: int, level: int, size: int) -> list[list[NodeId]]:
     return plan
 
 
-def _inclusion_plan(index: int, size: int) -> list[list[NodeId]]:
-    # RFC 6962 §2.1.1 PATH(m, D[0:n]), in RFC order.
-    return _path_plan(index, 0, size)
+@dataclass(frozen=True, slots=True)
+class ProofNodes:
+    """The stored nodes a proof needs, planned apart from fetching them.
+
+    A store fetches every hash in :attr:`ids` in one round trip (one query,
+    one batch of tile reads) and :meth:`rehash` turns them into the proof. This
+    is transparency-dev/merkle's ``proof.Nodes``: planning needs only the two
+    sizes, so any backend can fetch, and none has to know RFC 6962.
+
+    ``groups`` says how many consecutive ids make each proof hash: 1 for a
+    stored node, more for a node that is not stored because its subtree is
+    incomplete (the right edge of the tree), which is folded from the stored
+    perfect subtrees under it, left to right.
+    """
+
+    ids: tuple[NodeId, ...]
+    groups: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if any(n < 1 for n in self.groups) or sum(self.groups) != len(self.ids):
+            raise MalformedError("proof node groups must be positive and cover every id")
+
+    def rehash(self, hashes: Sequence[bytes]) -> list[bytes]:
+        """Return the proof, given the hashes of :attr:`ids` in the same order.
+
+        Raises:
+            MalformedError: if there are not as many hashes as ids, or one is not 32 bytes.
+        """
+        if len(hashes) != len(self.ids):
+            raise MalformedError(
+                f"a proof needs {len(self.ids)} stored hashes; {len(hashes)} were given"
+            )
+        for h in hashes:
+            _check_hash(h, "stored hash")
+        out: list[bytes] = []
+        pos = 0
+        for n in self.groups:
+            out.append(hashes[pos] if n == 1 else _fold(hashes[pos : pos + n]))
+            pos += n
+        return out
 
 
-def _consistency_plan(old: int, new: int) -> list[list[NodeId]]:
-    # RFC 6962 §2.1.2 SUBPROOF(m, D[0:n], true), in RFC order: the largest
-    # perfect subtree the old tree ends with (left out when it is the whole old
-    # tree, whose root the verifier holds), then that subtree's path in the new tree.
-    level = (old & -old).bit_length() - 1
-    index = (old - 1) >> level
-    plan = _path_plan(index, level, new)
+def _nodes(plan: list[list[NodeId]]) -> ProofNodes:
+    return ProofNodes(tuple(node for group in plan for node in group), tuple(map(len, plan)))
+
+
+def inclusion_nodes(index: int, size: int) -> ProofNodes:
+    """Plan the inclusion proof of leaf ``index`` in the tree of ``size`` (RFC 6962 PATH).
+
+    The ids are O(log size) perfect subtrees of the tree of ``size``, in the
+    order :meth:`ProofNodes.rehash` needs them; the proof comes out in RFC order.
+
+    Raises:
+        MalformedError: if ``index`` or ``size`` is negative or ``index`` is not below ``size``.
+    """
+    _check_size(index, "index")
+    _check_size(size, "size")
+    if index >= size:
+        raise MalformedError(f"index {index} is not below tree size {size}")
+    return _nodes(_path_plan(index, 0, size))
+
+
+def consistency_nodes(old_size: int, new_size: int) -> ProofNodes:
+    """Plan the consistency proof from ``old_size`` to ``new_size`` (RFC 6962 SUBPROOF).
+
+    Equal sizes need no nodes (the proof is empty).
+
+    Raises:
+        MalformedError: if a size is negative, ``old_size`` is 0 (see the module
+            docstring) or ``old_size`` is larger than ``new_size``.
+    """
+    _check_size(old_size, "old_size")
+    _check_size(new_size, "new_size")
+    if old_size == 0:
+        raise MalformedError("no consistency proof exists from the empty tree")
+    if old_size > new_size:
+        raise MalformedError(f"old size {old_size} is larger than new size {new_size}")
+    if old_size == new_size:
+        return ProofNodes((), ())
+    # SUBPROOF(m, D[0:n], true), in RFC order: the largest perfect subtree the
+    # old tree ends with (left out when it is the whole old tree, whose root
+    # the verifier holds), then that subtree's path in the new tree.
+    level = (old_size & -old_size).bit_length() - 1
+    index = (old_size - 1) >> level
+    plan = _path_plan(index, level, new_size)
     if index:
         plan.insert(0, [NodeId(level, index)])
-    return plan
+    return _nodes(plan)
 
 
-def _materialize(plan: list[list[NodeId]], reader: HashReader) -> list[bytes]:
-    flat = [node for group in plan for node in group]
-    if not flat:
+def _materialize(nodes: ProofNodes, reader: HashReader) -> list[bytes]:
+    if not nodes.ids:
         return []
-    hashes = reader.read_hashes(flat)
-    if len(hashes) != len(flat):
-        raise MalformedError("hash reader returned the wrong number of hashes")
-    out: list[bytes] = []
-    pos = 0
-    for group in plan:
-        n = len(group)
-        out.append(hashes[pos] if n == 1 else _fold(hashes[pos : pos + n]))
-        pos += n
-    return out
+    return nodes.rehash(reader.read_hashes(nodes.ids))
 
 
 def tree_root(size: int, reader: HashReader) -> bytes:
@@ -218,11 +285,7 @@ def prove_inclusion(index: int, size: int, reader: HashReader) -> list[bytes]:
         MalformedError: if ``index`` is not below ``size``.
         LedgerError: whatever ``reader`` raises for a missing hash.
     """
-    _check_size(index, "index")
-    _check_size(size, "size")
-    if index >= size:
-        raise MalformedError(f"index {index} is not below tree size {size}")
-    return _materialize(_inclusion_plan(index, size), reader)
+    return _materialize(inclusion_nodes(index, size), reader)
 
 
 def prove_consistency(old_size: int, new_size: int, reader: HashReader) -> list[bytes]:
@@ -234,15 +297,7 @@ def prove_consistency(old_size: int, new_size: int, reader: HashReader) -> list[
         MalformedError: if ``old_size`` is 0 or larger than ``new_size``.
         LedgerError: whatever ``reader`` raises for a missing hash.
     """
-    _check_size(old_size, "old_size")
-    _check_size(new_size, "new_size")
-    if old_size == 0:
-        raise MalformedError("no consistency proof exists from the empty tree")
-    if old_size > new_size:
-        raise MalformedError(f"old size {old_size} is larger than new size {new_size}")
-    if old_size == new_size:
-        return []
-    return _materialize(_consistency_plan(old_size, new_size), reader)
+    return _materialize(consistency_nodes(old_size, new_size), reader)
 
 
 def root_from_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:

@@ -20,8 +20,11 @@ one run, and never rehashes leaves. Records keep only their leaf bytes; the quer
 separate table derived from them. See docs/decisions/0002-hash-storage.md and
 docs/decisions/0005-lean-append-path.md.
 
-The interface is narrow (an exclusive append transaction, reads by index) so a
-PostgreSQL store can follow.
+:class:`SQLiteStore` implements the storage contract of
+:mod:`disclosure_ledger.store_base` (docs/decisions/0006-store-contract.md):
+one exclusive append transaction on the writer connection, and reads on
+connections of their own (WAL lets them run while a commit is open), so a
+proof never waits behind a commit.
 """
 
 from __future__ import annotations
@@ -34,17 +37,19 @@ import threading
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from .errors import DuplicateEventError, StorageError
 from .merkle import NodeId
+
+if TYPE_CHECKING:
+    from .store_base import SequencingTxn, Store
 
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "INDEX_COLUMNS",
+    "QUERY_VIEW",
     "UPPER_LEVEL",
     "AppendTxn",
     "SQLiteStore",
@@ -167,6 +172,8 @@ INDEX_COLUMNS = (
 )
 """The columns of the query index after ``seq``, in the order the ledger writes and checks them."""
 _QUERY_COLUMNS = ", ".join(INDEX_COLUMNS)
+QUERY_VIEW = "indexed_records"
+"""The view queries read: the query index joined with the records' leaves."""
 
 # The query index is derived from the records, after they are acknowledged and
 # off the append path: the ledger fills it in before answering a query, and
@@ -288,10 +295,15 @@ def _storage_error(err: BaseException, path: Path, doing: str) -> StorageError:
 
 
 class SQLiteStore:
-    """One ledger file. Each instance owns one connection; use one per thread of writing.
+    """One ledger file: a writer connection, and a pool of reader connections.
 
-    Reads are safe from any thread: they go through a lock around the
-    connection.
+    Appends (:meth:`append_txn`) hold the writer connection and its lock for
+    the whole transaction. Reads are safe from any thread and never take that
+    lock: each borrows a reader connection from a small pool (one is opened
+    when none is idle, so there are never more than there are concurrent
+    readers). In WAL mode a reader sees the last commit and does not wait for
+    an open one. The rows it reads are append-only, so rows below a committed
+    size never change: a proof read in several statements is still of one tree.
     """
 
     def __init__(
@@ -300,8 +312,12 @@ class SQLiteStore:
         self.path = Path(path)
         self.readonly = readonly
         self._conn = conn
-        self._lock = threading.RLock()
-        self.db = sqlite_utils.Database(conn)
+        self._lock = threading.RLock()  # the writer connection
+        self._pool_lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._readers: list[sqlite3.Connection] = []  # every reader opened, to close them
+        self._closed = False
+        self._cache_lock = threading.Lock()  # _upper and _recent_runs, shared by readers
         # Upper nodes never change once stored: they are loaded in position
         # order, the first time a proof needs one, and kept.
         self._upper: dict[int, bytes] = {}
@@ -311,6 +327,37 @@ class SQLiteStore:
         self._recent_runs: list[tuple[int, bytes]] = []
 
     # -- opening -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """Borrow a reader connection for one read (a few statements), then give it back.
+
+        Raises:
+            StorageError: if the store is closed or a new connection cannot be opened.
+        """
+        with self._pool_lock:
+            if self._closed:
+                raise StorageError(f"{self.path}: the ledger is closed")
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._connect(self.path, readonly=self.readonly)
+            try:
+                # A reader never writes, even on a writable store.
+                conn.execute("PRAGMA query_only = ON")
+            except sqlite3.Error as err:
+                conn.close()
+                raise _storage_error(err, self.path, "opening a reader") from err
+            with self._pool_lock:
+                if self._closed:
+                    conn.close()
+                    raise StorageError(f"{self.path}: the ledger is closed")
+                self._readers.append(conn)
+        try:
+            yield conn
+        finally:
+            with self._pool_lock:
+                if not self._closed:
+                    self._idle.append(conn)
 
     @staticmethod
     def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -456,11 +503,16 @@ class SQLiteStore:
             raise _storage_error(err, self.path, "configuring") from err
 
     def close(self) -> None:
-        """Close the connection.
+        """Close every connection: the readers first, then the writer (which folds the WAL back).
 
         Raises:
-            Nothing: closing a closed connection does nothing.
+            Nothing: closing a closed store does nothing.
         """
+        with self._pool_lock:
+            self._closed = True
+            readers, self._readers, self._idle = self._readers, [], []
+        for conn in readers:
+            conn.close()
         with self._lock:
             self._conn.close()
 
@@ -481,8 +533,8 @@ class SQLiteStore:
 
     def _read(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         try:
-            with self._lock:
-                return self._conn.execute(sql, args).fetchall()
+            with self._reader() as conn:
+                return conn.execute(sql, args).fetchall()
         except sqlite3.Error as err:
             raise _storage_error(err, self.path, "reading") from err
 
@@ -493,8 +545,8 @@ class SQLiteStore:
             StorageError: if the ledger cannot be read.
         """
         try:
-            with self._lock:
-                return _end_of(self._conn, "records")
+            with self._reader() as conn:
+                return _end_of(conn, "records")
         except sqlite3.Error as err:
             raise _storage_error(err, self.path, "reading") from err
 
@@ -540,8 +592,8 @@ class SQLiteStore:
             StorageError: if the ledger cannot be read.
         """
         try:
-            with self._lock:
-                return _end_of(self._conn, "record_index")
+            with self._reader() as conn:
+                return _end_of(conn, "record_index")
         except sqlite3.Error as err:
             raise _storage_error(err, self.path, "reading") from err
 
@@ -576,8 +628,8 @@ class SQLiteStore:
             StorageError: if the ledger cannot be read.
         """
         try:
-            with self._lock:
-                return _event_id_seqs(self._conn, event_ids)
+            with self._reader() as conn:
+                return _event_id_seqs(conn, event_ids)
         except sqlite3.Error as err:
             raise _storage_error(err, self.path, "reading") from err
 
@@ -613,35 +665,41 @@ class SQLiteStore:
         if not absent and not lower:
             return out
         try:
-            with self._lock:
+            with self._reader() as conn:
                 if absent:
-                    self._load_upper()
+                    with self._cache_lock:
+                        self._load_upper(conn)
                     rest = [p for _, p in absent if p not in known]
-                    queried = _upper_at(self._conn, rest) if rest else {}
+                    queried = _upper_at(conn, rest) if rest else {}
                     for k, p in absent:
                         out[k] = known.get(p) or queried[p]
                 if lower:
-                    runs = self._recent_runs
-                    got = _hashes_at(self._conn, [p for _, p in lower], runs)
+                    with self._cache_lock:
+                        runs = list(self._recent_runs)
+                    got = _hashes_at(conn, [p for _, p in lower], runs)
                     for (k, _), h in zip(lower, got, strict=True):
                         out[k] = h
                     # Keep the most recent runs, and always the one furthest
                     # right: it holds the tree's right edge, which every proof
-                    # at the latest size folds.
+                    # at the latest size folds. Stored runs never change, so
+                    # what any reader read is right for all of them.
                     edge = max(runs, key=lambda r: r[0])
                     del runs[:-_RECENT_RUNS]
                     if edge not in runs:
                         runs.insert(0, edge)
+                    with self._cache_lock:
+                        self._recent_runs = runs
         except sqlite3.Error as err:
             raise _storage_error(err, self.path, "reading") from err
         return out
 
-    def _load_upper(self) -> None:
+    def _load_upper(self, conn: sqlite3.Connection) -> None:
         # Load the upper nodes stored since the last load, up to the memory cap.
+        # Called with _cache_lock held.
         room = _UPPER_MEMORY_MAX - len(self._upper)
         if room <= 0:
             return
-        rows = self._conn.execute(
+        rows = conn.execute(
             "SELECT id, hash FROM upper_hashes WHERE id > ? ORDER BY id LIMIT ?",
             (self._upper_end, room),
         ).fetchall()
@@ -828,17 +886,62 @@ class SQLiteStore:
         Raises:
             StorageError: if the ledger cannot be read or ``where`` is not valid SQL.
         """
-        clause = "seq < ?" + (f" AND ({where})" if where else "")
+        sql = f"SELECT seq, leaf FROM {QUERY_VIEW} WHERE seq < ?"  # noqa: S608 - fixed names
+        if where:
+            sql += f" AND ({where})"
+        sql += " ORDER BY seq"
+        bound = [below, *args]
+        if limit is not None:
+            sql += " LIMIT ?"
+            bound.append(limit)
         try:
-            with self._lock:
-                rows = list(
-                    self.db["indexed_records"].rows_where(
-                        clause, [below, *args], order_by="seq", select="seq, leaf", limit=limit
-                    )
-                )
+            with self._reader() as conn:
+                rows = conn.execute(sql, bound).fetchall()
+        except sqlite3.OperationalError as err:
+            # A missing view or table is a damaged ledger, never "no such records":
+            # an answer of nothing would hide every record the query asked for.
+            if "no such table" in str(err) or "no such column" in str(err):
+                raise StorageError(
+                    f"{self.path}: the query view {QUERY_VIEW} or a table it reads is missing"
+                    f" or altered ({err}); queries cannot be answered"
+                ) from err
+            raise _storage_error(err, self.path, "querying") from err
         except sqlite3.Error as err:
             raise _storage_error(err, self.path, "querying") from err
-        return [(int(r["seq"]), bytes(r["leaf"])) for r in rows]
+        return [(int(seq), bytes(leaf)) for seq, leaf in rows]
+
+    def check_query_schema(self) -> None:
+        """Check that what queries read is defined exactly as this library creates it.
+
+        Queries read the view :data:`QUERY_VIEW` over ``record_index`` and
+        ``records``. The append-only triggers guard rows, not the schema: a view
+        redefined with a filter, or a table swapped for a view, would make
+        queries leave records out while every row still checks. So the view's
+        stored definition must be the library's text, and what it reads must be
+        tables.
+
+        Raises:
+            StorageError: naming the object that is missing or not as created.
+        """
+        found = {
+            str(name): (str(kind), None if sql is None else str(sql))
+            for name, kind, sql in self._read(
+                "SELECT name, type, sql FROM sqlite_master WHERE name IN (?, ?, ?)",
+                (QUERY_VIEW, "record_index", "records"),
+            )
+        }
+        for name, (kind, sql) in _query_schema().items():
+            if name not in found:
+                raise StorageError(f"{self.path}: the {kind} {name} that queries read is missing")
+            if found[name][0] != kind:
+                raise StorageError(
+                    f"{self.path}: {name}, which queries read, is a {found[name][0]}, not a {kind}"
+                )
+            if sql is not None and found[name][1] != sql:
+                raise StorageError(
+                    f"{self.path}: the {kind} {name} that queries read is not defined as this"
+                    " library defines it; queries could leave records out"
+                )
 
     # -- writing -------------------------------------------------------------------
 
@@ -851,8 +954,11 @@ class SQLiteStore:
         is written.
 
         Raises:
-            StorageError: if the lock cannot be had or the commit fails.
+            StorageError: if the store is open read-only, the lock cannot be had
+                or the commit fails.
         """
+        if self.readonly:
+            raise StorageError(f"{self.path}: the ledger is open read-only; nothing was written")
         with self._lock:
             conn = self._conn
             try:
@@ -921,6 +1027,29 @@ class SQLiteStore:
         """
         rows = self._read("SELECT size, witness, outcome, detail FROM witness_events ORDER BY id")
         return [(int(a), str(b), str(c), str(d)) for a, b, c, d in rows]
+
+
+def _query_schema() -> dict[str, tuple[str, str | None]]:
+    """``name: (type, sql)`` of what queries read, as :meth:`SQLiteStore.create` makes them.
+
+    The view's text is taken from a scratch in-memory database built from the
+    schema, so it is exactly what SQLite stores for it (SQLite drops ``IF NOT
+    EXISTS`` and keeps the rest verbatim). The tables' text is not compared
+    (``check`` compares their rows with the signed records); only their type.
+    """
+    scratch = sqlite3.connect(":memory:")
+    try:
+        scratch.executescript(_SCHEMA + _QUERY_INDEX)
+        (view_sql,) = scratch.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'view' AND name = ?", (QUERY_VIEW,)
+        ).fetchone()
+    finally:
+        scratch.close()
+    return {
+        QUERY_VIEW: ("view", str(view_sql)),
+        "record_index": ("table", None),
+        "records": ("table", None),
+    }
 
 
 def _end_of(conn: sqlite3.Connection, table: str) -> int:
@@ -1140,3 +1269,10 @@ class AppendTxn:
             " WHERE NOT EXISTS (SELECT 1 FROM writers WHERE vkey = ?)",
             (key_id, vkey, size, vkey),
         )
+
+
+if TYPE_CHECKING:
+
+    def _conforms(store: SQLiteStore, txn: AppendTxn) -> tuple[Store, SequencingTxn]:
+        # mypy proves here that the SQLite store meets the contract.
+        return store, txn
