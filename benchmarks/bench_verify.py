@@ -47,8 +47,9 @@ import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from disclosure_ledger import records
-from disclosure_ledger.bundle import Prelude, export_ledger, write_bundle
+from disclosure_ledger.bundle import Prelude, write_bundle
 from disclosure_ledger.checkpoints import Checkpoint, open_checkpoint, sign_checkpoint
+from disclosure_ledger.export import export_ledger
 from disclosure_ledger.ledger import Ledger
 from disclosure_ledger.merkle import (
     CompactRange,

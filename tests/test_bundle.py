@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from disclosure_ledger import bundle
+from disclosure_ledger import export
 from disclosure_ledger.bundle import (
     MAGIC,
     MAX_LEAF_SIZE,
     BundleReader,
     FrameType,
     Prelude,
-    export_ledger,
     write_bundle,
 )
 from disclosure_ledger.errors import MalformedError, StorageError
+from disclosure_ledger.export import export_ledger
 from disclosure_ledger.ledger import Ledger
 from disclosure_ledger.policy import Policy
 from disclosure_ledger.verify import verify
@@ -140,7 +140,7 @@ def test_export_is_atomic_and_leaves_no_temporary_file(
     def broken(*args: object, **kwargs: object) -> int:
         raise MalformedError("boom")
 
-    monkeypatch.setattr(bundle, "write_bundle", broken)
+    monkeypatch.setattr(export, "write_bundle", broken)
     with pytest.raises(MalformedError, match="boom"):
         export_ledger(ledger, target)
     assert target.read_bytes() == b"previous"

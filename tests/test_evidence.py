@@ -286,7 +286,7 @@ def test_evidence_format_parse_round_trip(
 @pytest.fixture
 def forked_bundles(tmp_path: Path) -> dict[str, Path]:
     """Two bundles of one log, both of size 3 but with different records, and their notes."""
-    from disclosure_ledger.bundle import export_ledger
+    from disclosure_ledger.export import export_ledger
 
     from .ledger_helpers import event, forked_ledgers
 
@@ -366,7 +366,7 @@ def test_verify_evidence_file_is_never_overwritten(
 
 
 def test_range_bundle_forked_from_the_saved_state_yields_evidence(tmp_path: Path) -> None:
-    from disclosure_ledger.bundle import export_ledger
+    from disclosure_ledger.export import export_ledger
     from disclosure_ledger.verify import SplitViewError, verify
 
     from .ledger_helpers import event, forked_ledgers, log_key

@@ -21,9 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from disclosure_ledger import cli_owner, records
-from disclosure_ledger.bundle import FrameType, Prelude, export_ledger, write_bundle
+from disclosure_ledger.bundle import FrameType, Prelude, write_bundle
 from disclosure_ledger.checkpoints import Checkpoint, parse_checkpoint, sign_checkpoint
 from disclosure_ledger.errors import LedgerError, MalformedError
+from disclosure_ledger.export import export_ledger
 from disclosure_ledger.ledger import Ledger
 from disclosure_ledger.merkle import CompactRange, leaf_hash
 from disclosure_ledger.notes import Signer, parse_note

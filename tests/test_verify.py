@@ -12,7 +12,6 @@ import msgpack
 import pytest
 
 from disclosure_ledger import records
-from disclosure_ledger.bundle import export_ledger
 from disclosure_ledger.checkpoints import Checkpoint, cosign_checkpoint, sign_checkpoint
 from disclosure_ledger.errors import (
     InconsistentCheckpointError,
@@ -21,6 +20,7 @@ from disclosure_ledger.errors import (
     UntrustedKeyError,
     VerificationError,
 )
+from disclosure_ledger.export import export_ledger
 from disclosure_ledger.ledger import Ledger
 from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, MAX_NOTE_SIZE, Signer
 from disclosure_ledger.policy import Policy, parse_policy

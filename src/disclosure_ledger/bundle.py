@@ -26,21 +26,15 @@ types it does not know, so a new frame can never be skipped silently.
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, Protocol
 
-from ._fsutil import check_output, open_output
-from .errors import MalformedError, StorageError
+from .errors import MalformedError
 from .merkle import HASH_SIZE
-from .notes import MAX_NOTE_SIZE, Verifier
+from .notes import MAX_NOTE_SIZE
 from .records import HEADER_SIZE, MAX_EVENT_SIZE, SIGNATURE_SIZE
-
-if TYPE_CHECKING:
-    from .ledger import Ledger
 
 __all__ = [
     "BUNDLE_VERSION",
@@ -50,10 +44,8 @@ __all__ = [
     "MAX_ORIGIN_SIZE",
     "MAX_PROOF_HASHES",
     "BundleReader",
-    "ExportSummary",
     "FrameType",
     "Prelude",
-    "export_ledger",
     "write_bundle",
 ]
 
@@ -241,99 +233,6 @@ def write_bundle(out: IO[bytes], prelude: Prelude, leaves: Iterable[bytes]) -> i
     tail = _frame(FrameType.END, _COUNT.pack(count))
     out.write(tail)
     return written + len(tail)
-
-
-@dataclass(frozen=True, slots=True)
-class ExportSummary:
-    """What :func:`export_ledger` wrote: records ``[from_size, to_size)`` of ``origin``."""
-
-    path: Path
-    origin: str
-    from_size: int
-    to_size: int
-    bytes_written: int
-
-    @property
-    def record_count(self) -> int:
-        """The number of records in the bundle."""
-        return self.to_size - self.from_size
-
-
-def export_ledger(
-    ledger: Ledger, path: str | os.PathLike[str], from_size: int = 0, *, force: bool = True
-) -> ExportSummary:
-    """Export ``ledger``, or the range from checkpointed size ``from_size``, to one bundle file.
-
-    The latest checkpoint (with its stored cosignatures) is the bundle's end.
-    Records are streamed from the store, so memory stays constant; the file
-    is written to a temporary name beside ``path``, fsynced and renamed over
-    ``path``, so a reader sees the old file or the whole new one, never part.
-    An existing ``path`` is replaced only if ``force`` (the CLI asks for
-    ``--force``); ``path`` is never the ledger itself or one of its SQLite
-    files, however spelled (see :func:`._fsutil.open_output`).
-
-    Raises:
-        MalformedError: if ``from_size`` is negative or beyond the latest checkpoint.
-        StorageError: if ``from_size`` is not a checkpointed size (a commit
-            end), the ledger cannot be read, ``path`` is the ledger, exists
-            (without ``force``) or cannot be written.
-    """
-    if not isinstance(from_size, int) or isinstance(from_size, bool) or from_size < 0:
-        raise MalformedError("from_size must be a non-negative integer")
-    target = Path(path)
-    protect = (ledger.path,)
-    # Refuse a bad target before the work, and again (atomically) when writing.
-    check_output(target, force=force, protect=protect, error=StorageError, what="bundle")
-    latest = ledger.latest_checkpoint()
-    to_size = latest.checkpoint.size
-    if from_size > to_size:
-        raise MalformedError(
-            f"--from {from_size} is beyond the latest checkpoint, of size {to_size}"
-        )
-    hints: list[str] = []
-
-    def hint(keys: Iterable[Verifier]) -> None:
-        for v in keys:
-            if v.vkey not in hints:
-                hints.append(v.vkey)
-
-    # Every checkpoint in the bundle gets hints for the keys that signed it.
-    hint([*ledger.writer_verifiers(), *(c.witness for c in latest.cosignatures)])
-    old_note: str | None = None
-    proof: tuple[bytes, ...] = ()
-    anchor_leaf: bytes | None = None
-    anchor_proof: tuple[bytes, ...] = ()
-    if from_size > 0:
-        try:
-            old_signed = ledger.checkpoint(from_size)
-            old_note = old_signed.note
-            hint(c.witness for c in old_signed.cosignatures)
-        except StorageError as err:
-            sizes = ledger.checkpoint_sizes()
-            below = [s for s in sizes if s <= from_size][-1:] or [0]
-            raise StorageError(
-                f"there is no checkpoint of size {from_size} to export from (a range starts"
-                f" at a commit end; the nearest below is {below[0]})"
-            ) from err
-        proof = tuple(ledger.consistency_proof(from_size, to_size))
-        anchor_leaf = ledger.leaf(from_size - 1)
-        anchor_proof = tuple(ledger.inclusion_proof(from_size - 1, from_size))
-    prelude = Prelude(
-        ledger.origin,
-        from_size,
-        to_size,
-        tuple(hints[:MAX_KEY_HINTS]),
-        latest.note,
-        old_note,
-        proof,
-        anchor_leaf,
-        anchor_proof,
-    )
-    with open_output(
-        target, force=force, protect=protect, error=StorageError, what="bundle", buffering=1 << 20
-    ) as out:
-        written = write_bundle(out, prelude, ledger.iter_leaves(from_size, to_size))
-    return ExportSummary(target, ledger.origin, from_size, to_size, written)
 
 
 # -- reading ------------------------------------------------------------------------------

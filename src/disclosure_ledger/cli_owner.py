@@ -28,8 +28,8 @@ from ._clikit import (
     read_policy_file,
 )
 from ._fsutil import check_output, read_limited
-from .bundle import export_ledger
 from .errors import LedgerError, MalformedError, VerificationError
+from .export import export_ledger
 from .keys import read_verifier_file
 from .ledger import Ledger
 from .notes import (

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import bundle, records, witness_client
+from . import records, witness_client
 from .checkpoints import (
     Checkpoint,
     Receipt,
@@ -52,6 +52,7 @@ from .errors import (
     ValidationError,
     VerificationError,
 )
+from .export import ExportSummary, export_ledger
 from .merkle import (
     EMPTY_ROOT,
     CompactRange,
@@ -665,17 +666,17 @@ class Ledger:
         """
         return self._store.iter_leaves(start, self.size if end is None else end)
 
-    def export(self, path: str | os.PathLike[str], from_size: int = 0) -> bundle.ExportSummary:
+    def export(self, path: str | os.PathLike[str], from_size: int = 0) -> ExportSummary:
         """Write the ledger (or the range from checkpointed size ``from_size``) to one bundle.
 
-        See :func:`disclosure_ledger.bundle.export_ledger`; the format is in docs/format.md.
+        See :func:`disclosure_ledger.export.export_ledger`; the format is in docs/format.md.
 
         Raises:
             MalformedError: if ``from_size`` is negative or beyond the latest checkpoint.
             StorageError: if ``from_size`` is not a checkpointed size or the file
                 cannot be written.
         """
-        return bundle.export_ledger(self, path, from_size)
+        return export_ledger(self, path, from_size)
 
     def _signed(self, size: int, note: str) -> SignedCheckpoint:
         # Newest first: a note counts one signature per key, and a witness's
