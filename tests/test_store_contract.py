@@ -443,6 +443,12 @@ def test_the_query_schema_check_names_what_was_changed(
             store.check_query_schema()
     finally:
         store.close()
+    # The operator's check reads the same thing, so it fails too.
+    with (
+        Ledger.open(tmp_path / "l.ledger", readonly=True) as led,
+        pytest.raises(StorageError, match=match),
+    ):
+        led.check()
 
 
 def test_a_query_fails_loudly_when_its_view_is_dropped(tmp_path: Path) -> None:

@@ -1047,6 +1047,10 @@ class Ledger:
         check_checkpoints_at(0)
         if trusted_size == 0:
             check_trusted(0)
+        # What queries read must be what the library defined: a dropped or
+        # redefined view could hide records from query() while the rows below
+        # it stay intact.
+        self._store.check_query_schema()
         indexed = self._store.indexed_size()
         if indexed > size:
             raise StorageError(f"the query index covers {indexed} records; the ledger has {size}")
