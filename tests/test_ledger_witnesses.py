@@ -7,6 +7,10 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
+from disclosure_ledger.cosigner import Cosigner
+from disclosure_ledger.errors import LedgerError
 from disclosure_ledger.ledger import Ledger
 from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
 from disclosure_ledger.policy import Policy
@@ -22,7 +26,7 @@ WITNESS_KEY = Signer("witness.example/owner-app", bytes(range(2, 34)), KEY_TYPE_
 def test_attached_witness_cosigns_new_checkpoints(tmp_path: Path) -> None:
     witness = Witness.init(tmp_path / "w", WITNESS_KEY, [log_key().verifier])
     led = Ledger.create(tmp_path / "l.ledger", log_key=log_key(), writers=[writer_key()])
-    led.attach_witnesses([LocalWitness(witness)], clock=lambda: 1_800_000_000)
+    Cosigner(led, [LocalWitness(witness)], clock=lambda: 1_800_000_000)
     for k in range(5):
         led.append_many([event(k * 10 + j) for j in range(3)])
     led.close()  # waits for the witness thread to finish what is pending
@@ -38,21 +42,21 @@ def test_attached_witness_cosigns_new_checkpoints(tmp_path: Path) -> None:
 
 
 def test_cosigning_rounds_do_not_race_each_other(tmp_path: Path) -> None:
-    # The background thread and cosign_now() callers ask the same witness; run
+    # The background round and cosign_now() callers ask the same witness; run
     # at once, their old sizes leapfrog and the witness refuses one of them.
     witness = Witness.init(tmp_path / "w", WITNESS_KEY, [log_key().verifier])
     led = Ledger.create(tmp_path / "l.ledger", log_key=log_key(), writers=[writer_key()])
-    led.attach_witnesses([LocalWitness(witness)], clock=lambda: 1_800_000_000)
+    cosigner = Cosigner(led, [LocalWitness(witness)], clock=lambda: 1_800_000_000)
     outcomes = []
     lock = threading.Lock()
 
-    def cosigner() -> None:
+    def ask() -> None:
         for _ in range(15):
-            got = led.cosign_now()
+            got = cosigner.cosign_now()
             with lock:
                 outcomes.extend(got)
 
-    threads = [threading.Thread(target=cosigner) for _ in range(2)]
+    threads = [threading.Thread(target=ask) for _ in range(2)]
     for th in threads:
         th.start()
     for k in range(60):
@@ -75,7 +79,7 @@ def test_broken_witness_is_recorded_and_never_blocks_appends(tmp_path: Path) -> 
     hung = CommandWitness(
         [sys.executable, "-c", "import time; time.sleep(30)"], WITNESS_KEY.verifier, timeout=TIMEOUT
     )
-    led.attach_witnesses([hung])
+    Cosigner(led, [hung])
     for batch in range(3):
         start = time.monotonic()
         receipts = led.append_many([event(batch * 10 + i) for i in range(4)])
@@ -102,7 +106,34 @@ def test_last_cosigned_size_comes_from_stored_cosignatures(tmp_path: Path) -> No
     with Ledger.create(tmp_path / "l.ledger", log_key=log_key(), writers=[writer_key()]) as led:
         assert led.last_cosigned_size(WITNESS_KEY.verifier.vkey) is None
         led.append_many([event(i) for i in range(3)])
-        led.attach_witnesses([LocalWitness(witness)], clock=lambda: 1_800_000_000)
-        led.cosign_now()
+        cosigner = Cosigner(led, [LocalWitness(witness)], clock=lambda: 1_800_000_000)
+        cosigner.cosign_now()
         assert led.last_cosigned_size(WITNESS_KEY.verifier.vkey) == 3
         assert led.last_cosigned_size("someone-else") is None
+
+
+def test_the_ledger_tells_its_subscribers_of_each_commit_and_of_closing(tmp_path: Path) -> None:
+    seen: list[object] = []
+
+    class Recorder:
+        def committed(self, size: int) -> None:
+            seen.append(size)
+
+        def closing(self) -> None:
+            seen.append("closing")
+
+    led = Ledger.create(tmp_path / "l.ledger", log_key=log_key(), writers=[writer_key()])
+    led.subscribe(Recorder())
+    led.append_many([event(0), event(1)])
+    led.append(event(2))
+    led.close()
+    assert seen == [2, 3, "closing"]
+    with pytest.raises(LedgerError, match="closed"):
+        led.subscribe(Recorder())
+    # A cosigner stops with its ledger, and refuses work afterwards.
+    with Ledger.open(tmp_path / "l.ledger") as led:
+        witness = Witness.init(tmp_path / "w", WITNESS_KEY, [log_key().verifier])
+        cosigner = Cosigner(led, [LocalWitness(witness)], clock=lambda: 1_800_000_000)
+        assert [o.ok for o in cosigner.cosign_now()] == [True]
+    with pytest.raises(LedgerError, match="closed"):
+        cosigner.cosign_now()

@@ -27,6 +27,7 @@ from typing import Any, TextIO
 
 from . import records as schema
 from .checkpoints import format_receipt, parse_receipt, verify_receipt
+from .cosigner import Cosigner
 from .errors import LedgerError, StorageError
 from .gate import FileGateState, ReleaseGate
 from .keys import keygen, read_verifier_file
@@ -467,11 +468,11 @@ def run_demo(directory: Path, records: int, out: TextIO) -> None:
     path = directory / "ledger.db"
     started = time.perf_counter()
     with Ledger.create(path, log_key=log_key, writers=[writer]) as ledger:
-        ledger.attach_witnesses([LocalWitness(witness)])
+        cosigner = Cosigner(ledger, [LocalWitness(witness)])
         receipts, commits = _append_all(ledger, plan)
         # Cosigning runs in the background after each commit; ask once more and
         # wait, so the checkpoint printed below carries the newest cosignature.
-        outcomes = ledger.cosign_now()
+        outcomes = cosigner.cosign_now()
         elapsed = time.perf_counter() - started
         print(
             f"appended {len(receipts)} records to {path} in {commits} commits "

@@ -20,15 +20,15 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
-from . import records, witness_client
+from . import records
 from .checkpoints import (
     Checkpoint,
     Receipt,
@@ -212,6 +212,25 @@ def _coerce_event(event: Event | Mapping[str, Any]) -> Event:
     raise MalformedError(f"expected an Event or its JSON form, got {type(event).__name__}")
 
 
+class CommitSubscriber(Protocol):
+    """What :meth:`Ledger.subscribe` takes: told of each durable commit, and of closing.
+
+    ``committed`` runs on the committer's thread right after a commit is
+    acknowledged: it must return at once and never raise (hand the work to a
+    thread of its own, as :class:`~disclosure_ledger.cosigner.Cosigner` does).
+    ``closing`` runs in :meth:`Ledger.close` before the store closes, so work in
+    flight can finish.
+    """
+
+    def committed(self, size: int) -> None:
+        """The ledger's size after a durable commit."""
+        ...
+
+    def closing(self) -> None:
+        """The ledger is closing."""
+        ...
+
+
 class Ledger:
     """A disclosure ledger in one SQLite file.
 
@@ -255,15 +274,9 @@ class Ledger:
         self._closed = False
         self._registered: set[str] = set()
         # Witnesses: a background thread asks them to cosign the newest checkpoint.
-        self._witnesses: list[witness_client.WitnessEndpoint] = []
-        self._witness_clock: Callable[[], float] = time.time
-        self._witness_thread: threading.Thread | None = None
-        self._witness_wakeup = threading.Condition()
-        self._witness_pending = False  # a commit since the last round
-        self._witness_stop = False
+        self._subscribers: list[CommitSubscriber] = []
         # One cosigning round at a time: two rounds racing to the same witness
         # leapfrog each other's old sizes, and one of them is refused.
-        self._cosign_lock = threading.Lock()
         # Cache of the committed head, valid while the size matches the file.
         self._head_size = -1
         self._head_prev = records.GENESIS_PREV
@@ -342,11 +355,8 @@ class Ledger:
         if committer is not None:
             self._queue.put(None)
             committer.join()
-        if self._witness_thread is not None:
-            with self._witness_wakeup:
-                self._witness_stop = True
-                self._witness_wakeup.notify()
-            self._witness_thread.join()
+        for sub in list(self._subscribers):
+            sub.closing()
         if self._pool is not None:
             self._pool.shutdown()
         self._store.close()
@@ -619,10 +629,8 @@ class Ledger:
                 out.append(AppendReceipt(size + pos, leaf_hashes[pos], eid, signed))
                 pos += 1
             req.future.set_result(out)
-        if self._witnesses:
-            with self._witness_wakeup:
-                self._witness_pending = True
-                self._witness_wakeup.notify()
+        for sub in self._subscribers:
+            sub.committed(new_size)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -1210,20 +1218,8 @@ class Ledger:
 
     # -- witnesses -------------------------------------------------------------------------
 
-    def attach_witnesses(
-        self,
-        witnesses: Iterable[witness_client.WitnessEndpoint],
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        """Ask these witnesses to cosign every new checkpoint, in the background.
-
-        After each commit a background thread sends each witness an
-        add-checkpoint request for the newest checkpoint (older ones still
-        waiting are skipped: a cosignature of the newest covers them) and
-        stores the cosignatures that verify. A witness that is down, slow or
-        refusing is recorded (see :meth:`witness_events`) and never delays or
-        fails an append. ``clock`` gives cosignature times to in-process witnesses.
+    def subscribe(self, subscriber: CommitSubscriber) -> None:
+        """Tell ``subscriber`` of every durable commit from now on, and of closing.
 
         Raises:
             LedgerError: if the ledger is closed.
@@ -1231,43 +1227,7 @@ class Ledger:
         with self._start_lock:
             if self._closed:
                 raise LedgerError("the ledger is closed")
-            self._witnesses.extend(witnesses)
-            self._witness_clock = clock
-            if self._witness_thread is None and self._witnesses:
-                self._witness_thread = threading.Thread(
-                    target=self._run_witnesses, name="ledger-witness", daemon=True
-                )
-                self._witness_thread.start()
-
-    def _run_witnesses(self) -> None:
-        while True:
-            with self._witness_wakeup:
-                while not self._witness_pending and not self._witness_stop:
-                    self._witness_wakeup.wait()
-                if not self._witness_pending:
-                    return
-                self._witness_pending = False
-            # The newest checkpoint when the round starts: it covers the commit
-            # that woke this thread, and any after it. Outcomes are recorded in
-            # the ledger (witness_events); nothing to keep here.
-            with self._cosign_lock:
-                witness_client.collect_cosignatures(
-                    self, list(self._witnesses), int(self._witness_clock())
-                )
-
-    def cosign_now(self, *, size: int | None = None) -> list[witness_client.WitnessOutcome]:
-        """Ask the attached witnesses to cosign a checkpoint now and wait for the answers.
-
-        Never raises for a witness's failure; each outcome says what happened.
-
-        Raises:
-            Nothing: :func:`~.witness_client.collect_cosignatures` turns every
-                failure, a witness's or the ledger's, into an outcome.
-        """
-        with self._cosign_lock:
-            return witness_client.collect_cosignatures(
-                self, list(self._witnesses), int(self._witness_clock()), size=size
-            )
+            self._subscribers.append(subscriber)
 
     def last_cosigned_size(self, witness_vkey: str) -> int | None:
         """The largest checkpoint size with a stored cosignature by this witness key.
