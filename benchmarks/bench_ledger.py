@@ -29,9 +29,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from disclosure_ledger import records
-from disclosure_ledger.ledger import Ledger
-from disclosure_ledger.notes import Signer
+from disclosure_ledger._core import records
+from disclosure_ledger._core.notes import Signer
+from disclosure_ledger._log.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG = Signer("bench.example/ledger", bytes(range(32)))
@@ -137,7 +137,7 @@ def bench_cli(tmp: Path, n: int) -> float:
     cmd = [
         sys.executable,
         "-m",
-        "disclosure_ledger.cli",
+        "disclosure_ledger",
         "append",
         str(tmp / "cli.ledger"),
         "--log-key",

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import cryptography
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from disclosure_ledger import merkle
+from disclosure_ledger._core import merkle
 
 _clock = time.perf_counter
 

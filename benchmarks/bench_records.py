@@ -38,8 +38,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from disclosure_ledger import records
-from disclosure_ledger.notes import Signer
+from disclosure_ledger._core import records
+from disclosure_ledger._core.notes import Signer
 
 _clock = time.thread_time
 ORIGIN = "bench.example/ledger/owner-42"

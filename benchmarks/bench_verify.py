@@ -46,20 +46,20 @@ import cryptography
 import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from disclosure_ledger import records
-from disclosure_ledger.bundle import Prelude, write_bundle
-from disclosure_ledger.checkpoints import Checkpoint, open_checkpoint, sign_checkpoint
-from disclosure_ledger.export import export_ledger
-from disclosure_ledger.ledger import Ledger
-from disclosure_ledger.merkle import (
+from disclosure_ledger._core import records
+from disclosure_ledger._core.bundle import Prelude, write_bundle
+from disclosure_ledger._core.checkpoints import Checkpoint, open_checkpoint, sign_checkpoint
+from disclosure_ledger._core.merkle import (
     CompactRange,
     MemoryHashStore,
     prove_consistency,
     prove_inclusion,
 )
-from disclosure_ledger.merkle import leaf_hash as _leaf_hash
-from disclosure_ledger.notes import Signer
-from disclosure_ledger.verify import save_state
+from disclosure_ledger._core.merkle import leaf_hash as _leaf_hash
+from disclosure_ledger._core.notes import Signer
+from disclosure_ledger._log.export import export_ledger
+from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._verify.verifier import save_state
 
 ORIGIN = "bench.example/ledger/owner-1"
 LOG = Signer(ORIGIN, bytes(range(32)))
@@ -225,9 +225,9 @@ def build_bundle(directory: Path, n: int) -> tuple[Path, Path, Path, float]:
 
 _CHILD = """
 import json, resource, sys, time
-from disclosure_ledger.notes import parse_verifier
-from disclosure_ledger.policy import Policy
-from disclosure_ledger.verify import verify
+from disclosure_ledger._core.notes import parse_verifier
+from disclosure_ledger._core.policy import Policy
+from disclosure_ledger._verify.verifier import verify
 policy = Policy.simple(parse_verifier(sys.argv[2]), [parse_verifier(sys.argv[3])])
 state = sys.argv[4] if len(sys.argv) > 4 else None
 t = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner, Result
 
-from disclosure_ledger.cli import cli
+from disclosure_ledger._cli.main import cli
 
 ERROR_PREFIX = "disclosure-ledger: error: "
 

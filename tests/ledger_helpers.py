@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from disclosure_ledger.ledger import Ledger
-from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
+from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, Signer
+from disclosure_ledger._log.ledger import Ledger
 
 LOG_SEED = bytes(range(32))
 WRITER_SEED = bytes(range(1, 33))

@@ -3,7 +3,7 @@
 Everything here follows RFC 6962 §2.1 literally and operates on the list of leaf
 inputs ``D``: MTH, PATH and PROOF/SUBPROOF recurse on list slices exactly as the
 RFC writes them. It is slow on purpose and shares no code with
-``disclosure_ledger.merkle``.
+``disclosure_ledger._core.merkle``.
 
 The reference verifiers do not use the RFC 9162 bit-twiddling algorithm either:
 they label each proof hash with the leaf range the RFC recursion says it covers,

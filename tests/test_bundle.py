@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from disclosure_ledger import export
-from disclosure_ledger.bundle import (
+from disclosure_ledger._core.bundle import (
     MAGIC,
     MAX_LEAF_SIZE,
     BundleReader,
@@ -18,11 +17,12 @@ from disclosure_ledger.bundle import (
     Prelude,
     write_bundle,
 )
+from disclosure_ledger._core.policy import Policy
+from disclosure_ledger._log import export
+from disclosure_ledger._log.export import export_ledger
+from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._verify.verifier import verify
 from disclosure_ledger.errors import MalformedError, StorageError
-from disclosure_ledger.export import export_ledger
-from disclosure_ledger.ledger import Ledger
-from disclosure_ledger.policy import Policy
-from disclosure_ledger.verify import verify
 
 from .ledger_helpers import ORIGIN, event, log_key, new_ledger, release_event, writer_key
 

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.serialization import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from disclosure_ledger import checkpoints, merkle, notes
-from disclosure_ledger.checkpoints import (
+from disclosure_ledger._core import checkpoints, merkle, notes
+from disclosure_ledger._core.checkpoints import (
     Checkpoint,
     Receipt,
     WitnessRequest,
@@ -36,6 +36,7 @@ from disclosure_ledger.checkpoints import (
     parse_witness_request,
     sign_checkpoint,
 )
+from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, Signer
 from disclosure_ledger.errors import (
     BadSignatureError,
     LedgerError,
@@ -43,7 +44,6 @@ from disclosure_ledger.errors import (
     RootMismatchError,
     UntrustedKeyError,
 )
-from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
 
 from .conftest import flip_bit, load_json, vectors_dir
 

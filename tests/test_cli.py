@@ -1,7 +1,7 @@
 """The command-line contract: names, outputs, exit codes, and one-line errors.
 
 Most tests drive the click group in process (``CliRunner``); a few run the real
-program (``python -m disclosure_ledger.cli``) in a subprocess, through real
+program (``python -m disclosure_ledger``) in a subprocess, through real
 pipes, to prove the process-level behaviour: exit codes, no traceback, and
 acknowledgements that arrive while standard input is still open.
 """
@@ -21,18 +21,18 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from disclosure_ledger import cli as cli_module
-from disclosure_ledger.checkpoints import (
+from disclosure_ledger._cli import main as cli_module
+from disclosure_ledger._cli.main import cli
+from disclosure_ledger._core.checkpoints import (
     open_checkpoint,
     parse_receipt,
     parse_witness_request,
     verify_receipt,
 )
-from disclosure_ledger.cli import cli
+from disclosure_ledger._core.merkle import leaf_hash, verify_consistency
+from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, parse_verifier
+from disclosure_ledger._log.ledger import AppendReceipt, Ledger
 from disclosure_ledger.keys import read_verifier_file
-from disclosure_ledger.ledger import AppendReceipt, Ledger
-from disclosure_ledger.merkle import leaf_hash, verify_consistency
-from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, parse_verifier
 
 from .cli_helpers import ERROR_PREFIX, assert_one_line_error, run
 
@@ -549,7 +549,7 @@ def test_demo_runs(work: Path) -> None:
 
 def program(*args: object, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "disclosure_ledger.cli", *map(str, args)],
+        [sys.executable, "-m", "disclosure_ledger", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -597,7 +597,7 @@ def test_subprocess_acknowledges_while_stdin_is_open(ledger: Path) -> None:
     work = ledger.parent
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "disclosure_ledger.cli", "append", str(ledger),
+            sys.executable, "-m", "disclosure_ledger", "append", str(ledger),
             "--writer-key", str(work / "w.key"), "--log-key", str(work / "log.key"),
         ],
         stdin=subprocess.PIPE,
@@ -757,7 +757,7 @@ def test_a_huge_line_on_a_pipe_is_refused_without_reading_it(ledger: Path) -> No
     work = ledger.parent
     out_file, err_file = (work / "out").open("w+b"), (work / "err").open("w+b")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "disclosure_ledger.cli", "append", str(ledger),
+        [sys.executable, "-m", "disclosure_ledger", "append", str(ledger),
          "--writer-key", str(work / "w.key"), "--log-key", str(work / "log.key")],
         stdin=subprocess.PIPE, stdout=out_file, stderr=err_file,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},

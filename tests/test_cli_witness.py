@@ -2,7 +2,7 @@
 
 The commands are driven in process through the real ``disclosure-ledger``
 group; command witnesses run the real program (``python -m
-disclosure_ledger.cli``) in a subprocess, so the command-witness protocol
+disclosure_ledger._cli.main``) in a subprocess, so the command-witness protocol
 (stdin in, a cosignature line or a 409-style size out) is exercised end to
 end. Every failure must be one ``disclosure-ledger: error:`` line and never a
 traceback.
@@ -21,14 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from disclosure_ledger.checkpoints import format_receipt, format_witness_request
-from disclosure_ledger.evidence import format_evidence, make_evidence
-from disclosure_ledger.keys import keygen, read_signer_file
-from disclosure_ledger.ledger import Ledger
-from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Verifier
-from disclosure_ledger.policy import Policy, format_policy
-from disclosure_ledger.witness import Witness
-from disclosure_ledger.witness_client import (
+from disclosure_ledger._core.checkpoints import format_receipt, format_witness_request
+from disclosure_ledger._core.evidence import format_evidence, make_evidence
+from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, Verifier
+from disclosure_ledger._core.policy import Policy, format_policy
+from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._witness.client import (
     OUTCOME_COSIGNED,
     OUTCOME_INVALID,
     OUTCOME_REFUSED,
@@ -37,13 +35,15 @@ from disclosure_ledger.witness_client import (
     LocalWitness,
     collect_cosignatures,
 )
+from disclosure_ledger._witness.witness import Witness
+from disclosure_ledger.keys import keygen, read_signer_file
 
 from .cli_helpers import assert_one_line_error, run
 from .ledger_helpers import ORIGIN, event, release_event
 
 
 def witness_cmd(directory: Path) -> list[str]:
-    return [sys.executable, "-m", "disclosure_ledger.cli", "witness", "add", str(directory), "-"]
+    return [sys.executable, "-m", "disclosure_ledger", "witness", "add", str(directory), "-"]
 
 
 @dataclass

@@ -17,15 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from disclosure_ledger import merkle
-from disclosure_ledger.checkpoints import Checkpoint, sign_checkpoint
-from disclosure_ledger.errors import (
-    BadSignatureError,
-    MalformedError,
-    ProofError,
-    UntrustedKeyError,
-)
-from disclosure_ledger.evidence import (
+from disclosure_ledger._core import merkle
+from disclosure_ledger._core.checkpoints import Checkpoint, sign_checkpoint
+from disclosure_ledger._core.evidence import (
     EVIDENCE_HEADER,
     KIND_BAD_EMPTY_ROOT,
     KIND_NOT_AN_EXTENSION,
@@ -41,8 +35,14 @@ from disclosure_ledger.evidence import (
     self_contained_proof,
     write_evidence_file,
 )
-from disclosure_ledger.ledger import Ledger
-from disclosure_ledger.notes import Signer
+from disclosure_ledger._core.notes import Signer
+from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger.errors import (
+    BadSignatureError,
+    MalformedError,
+    ProofError,
+    UntrustedKeyError,
+)
 
 from .ledger_helpers import event, forked_ledgers, log_key
 
@@ -286,7 +286,7 @@ def test_evidence_format_parse_round_trip(
 @pytest.fixture
 def forked_bundles(tmp_path: Path) -> dict[str, Path]:
     """Two bundles of one log, both of size 3 but with different records, and their notes."""
-    from disclosure_ledger.export import export_ledger
+    from disclosure_ledger._log.export import export_ledger
 
     from .ledger_helpers import event, forked_ledgers
 
@@ -304,7 +304,7 @@ def forked_bundles(tmp_path: Path) -> dict[str, Path]:
 
 
 def _owner_policy() -> object:
-    from disclosure_ledger.policy import Policy
+    from disclosure_ledger._core.policy import Policy
 
     from .ledger_helpers import log_key, writer_key
 
@@ -314,7 +314,7 @@ def _owner_policy() -> object:
 def test_verify_writes_evidence_beside_the_state(
     forked_bundles: dict[str, Path], tmp_path: Path
 ) -> None:
-    from disclosure_ledger.verify import SplitViewError, verify
+    from disclosure_ledger._verify.verifier import SplitViewError, verify
 
     from .ledger_helpers import log_key
 
@@ -338,7 +338,7 @@ def test_verify_writes_evidence_beside_the_state(
 def test_verify_evidence_file_is_never_overwritten(
     forked_bundles: dict[str, Path], tmp_path: Path
 ) -> None:
-    from disclosure_ledger.verify import SplitViewError, verify
+    from disclosure_ledger._verify.verifier import SplitViewError, verify
 
     from .ledger_helpers import log_key
 
@@ -366,8 +366,8 @@ def test_verify_evidence_file_is_never_overwritten(
 
 
 def test_range_bundle_forked_from_the_saved_state_yields_evidence(tmp_path: Path) -> None:
-    from disclosure_ledger.export import export_ledger
-    from disclosure_ledger.verify import SplitViewError, verify
+    from disclosure_ledger._log.export import export_ledger
+    from disclosure_ledger._verify.verifier import SplitViewError, verify
 
     from .ledger_helpers import event, forked_ledgers, log_key
 
@@ -432,7 +432,7 @@ def _log_pub(tmp_path: Path) -> Path:
 
 
 def test_evidence_make_command(forked_bundles: dict[str, Path], tmp_path: Path) -> None:
-    from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
+    from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, Signer
 
     from .cli_helpers import assert_one_line_error, run
     from .ledger_helpers import log_key

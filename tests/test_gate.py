@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from disclosure_ledger import records
-from disclosure_ledger.checkpoints import (
+from disclosure_ledger._core import records
+from disclosure_ledger._core.checkpoints import (
     Checkpoint,
     Receipt,
     format_receipt,
@@ -27,16 +27,11 @@ from disclosure_ledger.checkpoints import (
     parse_receipt,
     sign_checkpoint,
 )
-from disclosure_ledger.errors import (
-    BadSignatureError,
-    LedgerError,
-    MalformedError,
-    ProofError,
-    RootMismatchError,
-    StorageError,
-    UntrustedKeyError,
-)
-from disclosure_ledger.gate import (
+from disclosure_ledger._core.merkle import leaf_hash
+from disclosure_ledger._core.notes import Signer, Verifier
+from disclosure_ledger._core.policy import Policy
+from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._verify.gate import (
     DEFAULT_MAX_RECORD_AGE_SECONDS,
     MAX_CLOCK_SKEW_SECONDS,
     FileGateState,
@@ -52,12 +47,17 @@ from disclosure_ledger.gate import (
     StaleRecordError,
     verify_record_receipt,
 )
-from disclosure_ledger.ledger import Ledger
-from disclosure_ledger.merkle import leaf_hash
-from disclosure_ledger.notes import Signer, Verifier
-from disclosure_ledger.policy import Policy
-from disclosure_ledger.witness import Witness
-from disclosure_ledger.witness_client import LocalWitness, collect_cosignatures
+from disclosure_ledger._witness.client import LocalWitness, collect_cosignatures
+from disclosure_ledger._witness.witness import Witness
+from disclosure_ledger.errors import (
+    BadSignatureError,
+    LedgerError,
+    MalformedError,
+    ProofError,
+    RootMismatchError,
+    StorageError,
+    UntrustedKeyError,
+)
 
 from .ledger_helpers import (
     event,
@@ -337,7 +337,7 @@ def test_a_file_state_allows_exactly_one_of_many_concurrent_claims(tmp_path: Pat
     FileGateState(path)
     script = (
         "import sys\n"
-        "from disclosure_ledger.gate import FileGateState, ReceiptAlreadyUsedError\n"
+        "from disclosure_ledger._verify.gate import FileGateState, ReceiptAlreadyUsedError\n"
         "try:\n"
         "    FileGateState(sys.argv[1]).claim('o', 7, bytes(32), 1)\n"
         "except ReceiptAlreadyUsedError:\n"

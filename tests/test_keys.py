@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, Signer
 from disclosure_ledger.errors import KeyFormatError
 from disclosure_ledger.keys import (
     ENCRYPTED_HEADER,
@@ -18,7 +19,6 @@ from disclosure_ledger.keys import (
     read_verifier_file,
     write_signer_file,
 )
-from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
 
 SIGNER = Signer("example.com/writer", bytes(range(32)))
 

@@ -16,8 +16,11 @@ from typing import Any
 
 import pytest
 
-from disclosure_ledger import merkle
-from disclosure_ledger.checkpoints import cosign_checkpoint, open_checkpoint, verify_receipt
+from disclosure_ledger._core import merkle
+from disclosure_ledger._core.checkpoints import cosign_checkpoint, open_checkpoint, verify_receipt
+from disclosure_ledger._core.notes import Signer, generate_signer
+from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._store.sqlite import SQLiteStore, stored_hash_count
 from disclosure_ledger.errors import (
     BadSignatureError,
     ChainBreakError,
@@ -32,9 +35,6 @@ from disclosure_ledger.errors import (
     ValidationError,
     VerificationError,
 )
-from disclosure_ledger.ledger import Ledger
-from disclosure_ledger.notes import Signer, generate_signer
-from disclosure_ledger.storage import SQLiteStore, stored_hash_count
 
 from .cli_helpers import assert_one_line_error, run
 from .ledger_helpers import (
@@ -638,8 +638,8 @@ def test_check_catches_record_by_unregistered_key(tmp_path: Path) -> None:
 
 _WRITER_SCRIPT = r"""
 import sys
-from disclosure_ledger.ledger import Ledger
-from disclosure_ledger.notes import Signer
+from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._core.notes import Signer
 from tests.ledger_helpers import event, log_key, writer_key
 path, start, count, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 with Ledger.open(path, log_key=log_key(), writers=[writer_key()]) as led:
@@ -717,7 +717,7 @@ def test_kill_dash_nine_loses_no_acknowledged_record(tmp_path: Path) -> None:
 
 
 def test_writer_key_must_be_note_key(tmp_path: Path) -> None:
-    from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE
+    from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE
 
     with pytest.raises(MalformedError):
         Ledger.create(

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from disclosure_ledger.cosigner import Cosigner
+from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, Signer
+from disclosure_ledger._core.policy import Policy
+from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._witness.client import OUTCOME_UNAVAILABLE, CommandWitness, LocalWitness
+from disclosure_ledger._witness.cosigner import Cosigner
+from disclosure_ledger._witness.witness import Witness
 from disclosure_ledger.errors import LedgerError
-from disclosure_ledger.ledger import Ledger
-from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
-from disclosure_ledger.policy import Policy
-from disclosure_ledger.witness import Witness
-from disclosure_ledger.witness_client import OUTCOME_UNAVAILABLE, CommandWitness, LocalWitness
 
 from .ledger_helpers import event, log_key, writer_key
 

@@ -12,9 +12,9 @@ import itertools
 
 import pytest
 
-from disclosure_ledger import merkle
+from disclosure_ledger._core import merkle
+from disclosure_ledger._core.merkle import NodeId, ProofNodes
 from disclosure_ledger.errors import MalformedError
-from disclosure_ledger.merkle import NodeId, ProofNodes
 
 from . import reference
 

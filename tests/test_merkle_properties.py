@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from disclosure_ledger import merkle
+from disclosure_ledger._core import merkle
 from disclosure_ledger.errors import LedgerError, ProofError, RootMismatchError
 
 from . import reference
@@ -318,7 +318,7 @@ def test_off_by_one_index_and_size_agree_with_reference_exhaustively() -> None:
 def test_append_nodes_yields_the_stored_hash_sequence(n: int) -> None:
     # What a writer stores for each leaf is exactly the tlog stored-hash order
     # that storage.stored_hash_index addresses, and the range's root is the tree's.
-    from disclosure_ledger.storage import stored_hash_count, stored_hash_index
+    from disclosure_ledger._store.sqlite import stored_hash_count, stored_hash_index
 
     leaves = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(n)]
     tree = merkle.CompactRange()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from disclosure_ledger import merkle
+from disclosure_ledger._core import merkle
 from disclosure_ledger.errors import LedgerError, MalformedError, ProofError, RootMismatchError
 
 from .conftest import load_json, vectors_dir

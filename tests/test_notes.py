@@ -15,20 +15,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from disclosure_ledger import notes
+from disclosure_ledger._core import notes
+from disclosure_ledger._core.notes import (
+    MAX_NOTE_SIGNATURES,
+    MAX_NOTE_SIZE,
+    NoteSignature,
+    Signer,
+    Verifier,
+)
 from disclosure_ledger.errors import (
     BadSignatureError,
     KeyFormatError,
     LedgerError,
     MalformedError,
     UntrustedKeyError,
-)
-from disclosure_ledger.notes import (
-    MAX_NOTE_SIGNATURES,
-    MAX_NOTE_SIZE,
-    NoteSignature,
-    Signer,
-    Verifier,
 )
 
 from .conftest import flip_bit, load_json

@@ -11,9 +11,9 @@ from types import MappingProxyType
 
 import pytest
 
+from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, Signer, Verifier
+from disclosure_ledger._core.policy import Group, Policy, format_policy, parse_policy
 from disclosure_ledger.errors import MalformedError
-from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer, Verifier
-from disclosure_ledger.policy import Group, Policy, format_policy, parse_policy
 
 from .ledger_helpers import log_key, witness_key, writer_key
 

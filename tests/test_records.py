@@ -14,16 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from disclosure_ledger import records
-from disclosure_ledger.errors import (
-    BadSignatureError,
-    KeyFormatError,
-    MalformedError,
-    UntrustedKeyError,
-    ValidationError,
-)
-from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer, Verifier
-from disclosure_ledger.records import (
+from disclosure_ledger._core import records
+from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, Signer, Verifier
+from disclosure_ledger._core.records import (
     CHAIN_PREFIX,
     GENESIS_PREV,
     HEADER_SIZE,
@@ -57,6 +50,13 @@ from disclosure_ledger.records import (
     signing_message,
     timestamp_micros,
     verify_envelope,
+)
+from disclosure_ledger.errors import (
+    BadSignatureError,
+    KeyFormatError,
+    MalformedError,
+    UntrustedKeyError,
+    ValidationError,
 )
 
 ORIGIN = "example.com/ledger/owner-42"

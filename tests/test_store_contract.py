@@ -1,7 +1,7 @@
 """The storage contract's conformance suite: every backend runs these tests.
 
 Like sumdb's ``TestStorage``, the tests speak only the contract of
-``disclosure_ledger.store_base`` and never a backend's private connection. A
+``disclosure_ledger._store.base`` and never a backend's private connection. A
 backend joins by adding a factory to ``_FACTORIES`` (a PostgreSQL one follows:
 it creates a fresh log in a test database and opens further handles to it).
 The tests at the end are the SQLite backend's own, about its file.
@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from disclosure_ledger import merkle
+from disclosure_ledger._core import merkle
+from disclosure_ledger._core.merkle import CompactRange, NodeId
+from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._store.base import Store
+from disclosure_ledger._store.sqlite import UPPER_LEVEL, SQLiteStore, stored_hash_count
 from disclosure_ledger.errors import DuplicateEventError, StorageError
-from disclosure_ledger.ledger import Ledger
-from disclosure_ledger.merkle import CompactRange, NodeId
-from disclosure_ledger.storage import UPPER_LEVEL, SQLiteStore, stored_hash_count
-from disclosure_ledger.store_base import Store
 
 from . import reference
 from .ledger_helpers import event, new_ledger

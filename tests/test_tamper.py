@@ -20,16 +20,17 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from disclosure_ledger import cli_owner, records
-from disclosure_ledger.bundle import FrameType, Prelude, write_bundle
-from disclosure_ledger.checkpoints import Checkpoint, parse_checkpoint, sign_checkpoint
+from disclosure_ledger._cli import owner as cli_owner
+from disclosure_ledger._core import records
+from disclosure_ledger._core.bundle import FrameType, Prelude, write_bundle
+from disclosure_ledger._core.checkpoints import Checkpoint, parse_checkpoint, sign_checkpoint
+from disclosure_ledger._core.merkle import CompactRange, leaf_hash
+from disclosure_ledger._core.notes import Signer, parse_note
+from disclosure_ledger._core.policy import Policy
+from disclosure_ledger._log.export import export_ledger
+from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._verify.verifier import MalformedRecordError, VerifyInputError, verify
 from disclosure_ledger.errors import LedgerError, MalformedError
-from disclosure_ledger.export import export_ledger
-from disclosure_ledger.ledger import Ledger
-from disclosure_ledger.merkle import CompactRange, leaf_hash
-from disclosure_ledger.notes import Signer, parse_note
-from disclosure_ledger.policy import Policy
-from disclosure_ledger.verify import MalformedRecordError, VerifyInputError, verify
 
 from .ledger_helpers import ORIGIN, event, log_key, new_ledger, release_event, writer_key
 from .test_bundle import join_frames, split_frames

@@ -11,27 +11,20 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from disclosure_ledger import records
-from disclosure_ledger.checkpoints import Checkpoint, cosign_checkpoint, sign_checkpoint
-from disclosure_ledger.errors import (
-    InconsistentCheckpointError,
-    MalformedError,
-    RollbackError,
-    UntrustedKeyError,
-    VerificationError,
-)
-from disclosure_ledger.export import export_ledger
-from disclosure_ledger.ledger import Ledger
-from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, MAX_NOTE_SIZE, Signer
-from disclosure_ledger.policy import Policy, parse_policy
-from disclosure_ledger.report import (
+from disclosure_ledger._core import records
+from disclosure_ledger._core.checkpoints import Checkpoint, cosign_checkpoint, sign_checkpoint
+from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, MAX_NOTE_SIZE, Signer
+from disclosure_ledger._core.policy import Policy, parse_policy
+from disclosure_ledger._log.export import export_ledger
+from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._verify.report import (
     failure_to_json,
     printable,
     render_json,
     render_text,
     report_to_json,
 )
-from disclosure_ledger.verify import (
+from disclosure_ledger._verify.verifier import (
     DuplicateRecordError,
     MalformedRecordError,
     Report,
@@ -42,12 +35,19 @@ from disclosure_ledger.verify import (
     state_file,
     verify,
 )
+from disclosure_ledger.errors import (
+    InconsistentCheckpointError,
+    MalformedError,
+    RollbackError,
+    UntrustedKeyError,
+    VerificationError,
+)
 
 from .ledger_helpers import ORIGIN, event, log_key, new_ledger, release_event, writer_key
 from .test_tamper import POLICY, bundle_of, forge, leaves_of
 
 # The package exports the function ``verify`` under the module's name.
-verify_module = importlib.import_module("disclosure_ledger.verify")
+verify_module = importlib.import_module("disclosure_ledger._verify.verifier")
 WITNESS = Signer("witness.example/w1", bytes(range(90, 122)), KEY_TYPE_COSIGNATURE)
 WITNESS2 = Signer("witness.example/w2", bytes(range(130, 162)), KEY_TYPE_COSIGNATURE)
 

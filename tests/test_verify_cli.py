@@ -13,11 +13,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from disclosure_ledger import cli_owner
-from disclosure_ledger.bundle import MAGIC, FrameType
-from disclosure_ledger.checkpoints import cosign_checkpoint
-from disclosure_ledger.ledger import Ledger
-from disclosure_ledger.notes import KEY_TYPE_COSIGNATURE, Signer
+from disclosure_ledger._cli import owner as cli_owner
+from disclosure_ledger._core.bundle import MAGIC, FrameType
+from disclosure_ledger._core.checkpoints import cosign_checkpoint
+from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, Signer
+from disclosure_ledger._log.ledger import Ledger
 
 from .ledger_helpers import ORIGIN, event, log_key, new_ledger, release_event, writer_key
 
@@ -229,7 +229,7 @@ def test_progress_bar_only_on_a_terminal(
 def test_as_a_subprocess(bundle_path: Path, tmp_path: Path) -> None:
     code = (
         "import sys, click\n"
-        "from disclosure_ledger import cli_owner\n"
+        "from disclosure_ledger._cli import owner as cli_owner\n"
         "g = click.Group()\n"
         "cli_owner.register(g)\n"
         "g.main(sys.argv[1:], prog_name='disclosure-ledger')\n"
@@ -360,8 +360,8 @@ def test_a_key_of_the_wrong_type_is_a_usage_error(bundle_path: Path, tmp_path: P
 
 
 def test_a_hand_built_policy_with_a_wrong_key_type_cannot_run(bundle_path: Path) -> None:
-    from disclosure_ledger.policy import Policy
-    from disclosure_ledger.verify import VerifyInputError, verify
+    from disclosure_ledger._core.policy import Policy
+    from disclosure_ledger._verify.verifier import VerifyInputError, verify
 
     log, wit = log_key().verifier, WITNESS.verifier
     for policy, needle in (

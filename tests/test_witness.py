@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from disclosure_ledger.checkpoints import (
+from disclosure_ledger._core.checkpoints import (
     Checkpoint,
     WitnessRequest,
     format_witness_request,
@@ -28,26 +28,16 @@ from disclosure_ledger.checkpoints import (
     parse_checkpoint,
     sign_checkpoint,
 )
-from disclosure_ledger.errors import (
-    BadSignatureError,
-    ConflictError,
-    KeyFormatError,
-    MalformedError,
-    ProofError,
-    RollbackError,
-    RootMismatchError,
-    StorageError,
-)
-from disclosure_ledger.evidence import (
+from disclosure_ledger._core.evidence import (
     KIND_BAD_EMPTY_ROOT,
     KIND_NOT_AN_EXTENSION,
     KIND_SAME_SIZE_FORK,
     check_evidence,
 )
-from disclosure_ledger.evidence import parse_evidence as parse_evidence_file
-from disclosure_ledger.ledger import Ledger
-from disclosure_ledger.notes import Signer, parse_note
-from disclosure_ledger.witness import (
+from disclosure_ledger._core.evidence import parse_evidence as parse_evidence_file
+from disclosure_ledger._core.notes import Signer, parse_note
+from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._witness.witness import (
     CONFIG_HEADER,
     OldSizeTooLargeError,
     SizeWentBackwardsError,
@@ -58,6 +48,16 @@ from disclosure_ledger.witness import (
     WitnessConfig,
     format_config,
     parse_config,
+)
+from disclosure_ledger.errors import (
+    BadSignatureError,
+    ConflictError,
+    KeyFormatError,
+    MalformedError,
+    ProofError,
+    RollbackError,
+    RootMismatchError,
+    StorageError,
 )
 
 from .conftest import load_json
@@ -486,8 +486,8 @@ def test_racing_threads_never_both_succeed_from_one_old_size(
 _RACER = """
 import os, sys, time
 from pathlib import Path
-from disclosure_ledger.notes import parse_signer
-from disclosure_ledger.witness import Witness, StaleOldSizeError, SizeWentBackwardsError
+from disclosure_ledger._core.notes import parse_signer
+from disclosure_ledger._witness.witness import Witness, StaleOldSizeError, SizeWentBackwardsError
 directory, key, request, go = sys.argv[1:5]
 w = Witness.open(directory, parse_signer(Path(key).read_text().strip()))
 body = Path(request).read_bytes()

@@ -8,7 +8,7 @@ nothing but this library and the keys they trust.
 
 from __future__ import annotations
 
-from .checkpoints import (
+from disclosure_ledger._core.checkpoints import (
     Checkpoint,
     Receipt,
     SignedCheckpoint,
@@ -23,7 +23,20 @@ from .checkpoints import (
     sign_checkpoint,
     verify_receipt,
 )
-from .errors import (
+from disclosure_ledger._core.notes import (
+    Signer,
+    Verifier,
+    generate_signer,
+    parse_signer,
+    parse_verifier,
+)
+from disclosure_ledger._core.policy import Policy, parse_policy
+from disclosure_ledger._core.records import Action, ActorKind, Clip, Event, LegalBasis, Party
+from disclosure_ledger._log.ledger import AppendReceipt, CheckReport, Ledger, Record
+from disclosure_ledger._verify.gate import ReleaseGate, VerifiedRecord, verify_record_receipt
+from disclosure_ledger._verify.verifier import Report, verify
+from disclosure_ledger._witness.witness import Witness
+from disclosure_ledger.errors import (
     BadSignatureError,
     ChainBreakError,
     ConflictError,
@@ -40,13 +53,6 @@ from .errors import (
     ValidationError,
     VerificationError,
 )
-from .gate import ReleaseGate, VerifiedRecord, verify_record_receipt
-from .ledger import AppendReceipt, CheckReport, Ledger, Record
-from .notes import Signer, Verifier, generate_signer, parse_signer, parse_verifier
-from .policy import Policy, parse_policy
-from .records import Action, ActorKind, Clip, Event, LegalBasis, Party
-from .verify import Report, verify
-from .witness import Witness
 
 __all__ = [
     "Action",

@@ -22,10 +22,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from ._fsutil import check_output, check_private, decode_utf8, open_output, read_limited
-from .checkpoints import parse_decimal
-from .errors import KeyFormatError, MalformedError
-from .notes import (
+from disclosure_ledger._core.checkpoints import parse_decimal
+from disclosure_ledger._core.notes import (
     KEY_TYPE_ED25519,
     Signer,
     Verifier,
@@ -35,6 +33,14 @@ from .notes import (
     parse_signer,
     parse_verifier,
 )
+from disclosure_ledger._fsutil import (
+    check_output,
+    check_private,
+    decode_utf8,
+    open_output,
+    read_limited,
+)
+from disclosure_ledger.errors import KeyFormatError, MalformedError
 
 __all__ = [
     "ENCRYPTED_HEADER",

@@ -52,8 +52,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import records
-from .checkpoints import (
+from disclosure_ledger._core import records
+from disclosure_ledger._core.checkpoints import (
     Cosignature,
     Receipt,
     SignedCheckpoint,
@@ -61,10 +61,15 @@ from .checkpoints import (
     peek_checkpoint,
     verify_receipt,
 )
-from .errors import MalformedError, StorageError, UntrustedKeyError, VerificationError
-from .merkle import leaf_hash
-from .notes import KEY_TYPE_ED25519, Verifier, b64encode
-from .policy import Policy
+from disclosure_ledger._core.merkle import leaf_hash
+from disclosure_ledger._core.notes import KEY_TYPE_ED25519, Verifier, b64encode
+from disclosure_ledger._core.policy import Policy
+from disclosure_ledger.errors import (
+    MalformedError,
+    StorageError,
+    UntrustedKeyError,
+    VerificationError,
+)
 
 __all__ = [
     "DEFAULT_MAX_AGE_SECONDS",

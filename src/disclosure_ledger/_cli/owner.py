@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from ._clikit import (
+from disclosure_ledger._cli.kit import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -27,21 +27,21 @@ from ._clikit import (
     CommandFailedError,
     read_policy_file,
 )
-from ._fsutil import check_output, read_limited
-from .errors import LedgerError, MalformedError, VerificationError
-from .export import export_ledger
-from .keys import read_verifier_file
-from .ledger import Ledger
-from .notes import (
+from disclosure_ledger._core.notes import (
     KEY_TYPE_COSIGNATURE,
     KEY_TYPE_ED25519,
     MAX_NOTE_SIZE,
     Verifier,
     parse_verifier,
 )
-from .policy import Policy
-from .report import render_failure_json, render_json, render_text
-from .verify import DEFAULT_MAX_LISTED, VerifyInputError, verify
+from disclosure_ledger._core.policy import Policy
+from disclosure_ledger._fsutil import check_output, read_limited
+from disclosure_ledger._log.export import export_ledger
+from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._verify.report import render_failure_json, render_json, render_text
+from disclosure_ledger._verify.verifier import DEFAULT_MAX_LISTED, VerifyInputError, verify
+from disclosure_ledger.errors import LedgerError, MalformedError, VerificationError
+from disclosure_ledger.keys import read_verifier_file
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "register"]
 

@@ -25,19 +25,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import records as schema
-from .checkpoints import format_receipt, parse_receipt, verify_receipt
-from .cosigner import Cosigner
-from .errors import LedgerError, StorageError
-from .gate import FileGateState, ReleaseGate
-from .keys import keygen, read_verifier_file
-from .ledger import AppendReceipt, Ledger, Record
-from .notes import KEY_TYPE_COSIGNATURE, b64encode
-from .policy import Policy
-from .report import render_text
-from .verify import verify
-from .witness import Witness
-from .witness_client import LocalWitness
+from disclosure_ledger._core import records as schema
+from disclosure_ledger._core.checkpoints import format_receipt, parse_receipt, verify_receipt
+from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, b64encode
+from disclosure_ledger._core.policy import Policy
+from disclosure_ledger._log.ledger import AppendReceipt, Ledger, Record
+from disclosure_ledger._verify.gate import FileGateState, ReleaseGate
+from disclosure_ledger._verify.report import render_text
+from disclosure_ledger._verify.verifier import verify
+from disclosure_ledger._witness.client import LocalWitness
+from disclosure_ledger._witness.cosigner import Cosigner
+from disclosure_ledger._witness.witness import Witness
+from disclosure_ledger.errors import LedgerError, StorageError
+from disclosure_ledger.keys import keygen, read_verifier_file
 
 __all__ = ["LOG_NAME", "MIN_RECORDS", "OWNER", "WRITER_NAME", "run_demo"]
 

@@ -28,10 +28,41 @@ from pathlib import Path
 
 import click
 
-from ._clikit import CommandError, CommandFailedError, passphrase_options, read_policy_file
-from ._fsutil import atomic_file
-from .checkpoints import peek_checkpoint
-from .errors import (
+from disclosure_ledger._cli.kit import (
+    CommandError,
+    CommandFailedError,
+    passphrase_options,
+    read_policy_file,
+)
+from disclosure_ledger._core.checkpoints import peek_checkpoint
+from disclosure_ledger._core.evidence import (
+    check_evidence,
+    format_evidence,
+    make_evidence,
+    parse_evidence,
+    write_evidence_file,
+)
+from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Verifier
+from disclosure_ledger._core.policy import Policy
+from disclosure_ledger._core.records import ActorKind, Party
+from disclosure_ledger._fsutil import atomic_file
+from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._verify.gate import (
+    DEFAULT_MAX_AGE_SECONDS,
+    DEFAULT_MAX_RECORD_AGE_SECONDS,
+    FileGateState,
+    ReleaseGate,
+    verify_record_receipt,
+)
+from disclosure_ledger._verify.verifier import evidence_stem
+from disclosure_ledger._witness.client import (
+    CommandWitness,
+    LocalWitness,
+    WitnessEndpoint,
+    collect_cosignatures,
+)
+from disclosure_ledger._witness.witness import StaleOldSizeError, Witness
+from disclosure_ledger.errors import (
     KeyFormatError,
     LedgerError,
     MalformedError,
@@ -39,28 +70,7 @@ from .errors import (
     ValidationError,
     VerificationError,
 )
-from .evidence import (
-    check_evidence,
-    format_evidence,
-    make_evidence,
-    parse_evidence,
-    write_evidence_file,
-)
-from .gate import (
-    DEFAULT_MAX_AGE_SECONDS,
-    DEFAULT_MAX_RECORD_AGE_SECONDS,
-    FileGateState,
-    ReleaseGate,
-    verify_record_receipt,
-)
-from .keys import read_passphrase, read_signer_file, read_verifier_file
-from .ledger import Ledger
-from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Verifier
-from .policy import Policy
-from .records import ActorKind, Party
-from .verify import evidence_stem
-from .witness import StaleOldSizeError, Witness
-from .witness_client import CommandWitness, LocalWitness, WitnessEndpoint, collect_cosignatures
+from disclosure_ledger.keys import read_passphrase, read_signer_file, read_verifier_file
 
 __all__ = ["register"]
 

@@ -44,14 +44,14 @@ from typing import Any, TypeAlias, TypeVar, cast
 
 import msgpack
 
-from .errors import (
+from disclosure_ledger._core.notes import KEY_TYPE_ED25519, Signer, Verifier
+from disclosure_ledger.errors import (
     BadSignatureError,
     KeyFormatError,
     MalformedError,
     UntrustedKeyError,
     ValidationError,
 )
-from .notes import KEY_TYPE_ED25519, Signer, Verifier
 
 __all__ = [
     "CHAIN_PREFIX",

@@ -1,7 +1,7 @@
 """The storage contract: what the write path, the readers and the check need from a store.
 
 This module owns the contract and nothing else: it does no I/O. A backend is
-one module behind it (:class:`~disclosure_ledger.storage.SQLiteStore` for the
+one module behind it (:class:`~disclosure_ledger._store.sqlite.SQLiteStore` for the
 embedded file; a PostgreSQL store that holds many logs follows), and
 tests/test_store_contract.py is the conformance suite every backend runs. The
 split follows transparency-dev/tessera (a sequencer that assigns positions in
@@ -12,8 +12,8 @@ docs/decisions/0006-store-contract.md.
 
 What is written once above the store and shared by every backend: batching and
 group commit, signing, integrating new leaves into the tree (which hashes a
-commit adds, and at which position: :func:`~disclosure_ledger.storage.stored_hash_index`),
-and which nodes a proof needs (:func:`~disclosure_ledger.merkle.inclusion_nodes`).
+commit adds, and at which position: :func:`~disclosure_ledger._store.sqlite.stored_hash_index`),
+and which nodes a proof needs (:func:`~disclosure_ledger._core.merkle.inclusion_nodes`).
 A store only keeps bytes at positions and sequences appends.
 
 Every method may raise :class:`~disclosure_ledger.errors.StorageError` when the
@@ -27,7 +27,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
-from .merkle import NodeId
+from disclosure_ledger._core.merkle import NodeId
 
 __all__ = ["AuditReader", "LogReader", "QueryIndex", "SequencingTxn", "Store"]
 

@@ -21,7 +21,7 @@ separate table derived from them. See docs/decisions/0002-hash-storage.md and
 docs/decisions/0005-lean-append-path.md.
 
 :class:`SQLiteStore` implements the storage contract of
-:mod:`disclosure_ledger.store_base` (docs/decisions/0006-store-contract.md):
+:mod:`disclosure_ledger._store.base` (docs/decisions/0006-store-contract.md):
 one exclusive append transaction on the writer connection, and reads on
 connections of their own (WAL lets them run while a commit is open), so a
 proof never waits behind a commit.
@@ -39,11 +39,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DuplicateEventError, StorageError
-from .merkle import NodeId
+from disclosure_ledger._core.merkle import NodeId
+from disclosure_ledger.errors import DuplicateEventError, StorageError
 
 if TYPE_CHECKING:
-    from .store_base import SequencingTxn, Store
+    from disclosure_ledger._store.base import SequencingTxn, Store
 
 __all__ = [
     "FORMAT_NAME",

@@ -15,9 +15,9 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from ._fsutil import read_limited
-from .errors import MalformedError
-from .policy import MAX_POLICY_SIZE, Policy, parse_policy
+from disclosure_ledger._core.policy import MAX_POLICY_SIZE, Policy, parse_policy
+from disclosure_ledger._fsutil import read_limited
+from disclosure_ledger.errors import MalformedError
 
 __all__ = [
     "EXIT_FAILED",

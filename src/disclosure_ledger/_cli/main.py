@@ -31,8 +31,10 @@ from typing import IO, Any, NoReturn, TypeVar
 
 import click
 
-from . import cli_owner, cli_witness, records
-from ._clikit import (
+from disclosure_ledger._cli import owner as cli_owner
+from disclosure_ledger._cli import witness as cli_witness
+from disclosure_ledger._cli.demo import MIN_RECORDS, run_demo
+from disclosure_ledger._cli.kit import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -41,21 +43,34 @@ from ._clikit import (
     CommandFailedError,
     passphrase_options,
 )
-from ._fsutil import SQLITE_COMPANIONS, check_output, read_limited
-from .checkpoints import format_receipt, format_witness_request, open_checkpoint, peek_checkpoint
-from .cli_owner import _verifier as _key_option  # the key option reader verify uses
-from .demo import MIN_RECORDS, run_demo
-from .errors import (
+from disclosure_ledger._cli.owner import (
+    _verifier as _key_option,  # the key option reader verify uses
+)
+from disclosure_ledger._core import records
+from disclosure_ledger._core.checkpoints import (
+    format_receipt,
+    format_witness_request,
+    open_checkpoint,
+    peek_checkpoint,
+)
+from disclosure_ledger._core.notes import (
+    KEY_TYPE_COSIGNATURE,
+    KEY_TYPE_ED25519,
+    MAX_NOTE_SIZE,
+    Signer,
+    b64encode,
+)
+from disclosure_ledger._fsutil import SQLITE_COMPANIONS, check_output, read_limited
+from disclosure_ledger._log.ledger import AppendReceipt, Ledger, Record
+from disclosure_ledger.errors import (
     ConflictError,
     DuplicateEventError,
     LedgerError,
     MalformedError,
     VerificationError,
 )
-from .keys import keygen as _keygen
-from .keys import read_passphrase, read_signer_file
-from .ledger import AppendReceipt, Ledger, Record
-from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, MAX_NOTE_SIZE, Signer, b64encode
+from disclosure_ledger.keys import keygen as _keygen
+from disclosure_ledger.keys import read_passphrase, read_signer_file
 
 __all__ = [
     "APPEND_BATCH",

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from .errors import MalformedError, ProofError, RootMismatchError
+from disclosure_ledger.errors import MalformedError, ProofError, RootMismatchError
 
 __all__ = [
     "EMPTY_ROOT",

@@ -47,15 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from ._fsutil import (
-    atomic_file,
-    check_not_writable_by_others,
-    decode_utf8,
-    origin_file,
-    read_limited,
-    write_atomic,
-)
-from .checkpoints import (
+from disclosure_ledger._core.checkpoints import (
     SignedCheckpoint,
     WitnessRequest,
     cosign_checkpoint,
@@ -63,7 +55,24 @@ from .checkpoints import (
     parse_witness_request,
     peek_checkpoint,
 )
-from .errors import (
+from disclosure_ledger._core.evidence import (
+    Evidence,
+    detect_split_view,
+    make_evidence,
+    write_evidence_file,
+)
+from disclosure_ledger._core.merkle import EMPTY_ROOT, verify_consistency
+from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Signer, Verifier
+from disclosure_ledger._core.notes import parse_verifier as _parse_verifier
+from disclosure_ledger._fsutil import (
+    atomic_file,
+    check_not_writable_by_others,
+    decode_utf8,
+    origin_file,
+    read_limited,
+    write_atomic,
+)
+from disclosure_ledger.errors import (
     BadSignatureError,
     ConflictError,
     InconsistentCheckpointError,
@@ -76,10 +85,6 @@ from .errors import (
     UntrustedKeyError,
     VerificationError,
 )
-from .evidence import Evidence, detect_split_view, make_evidence, write_evidence_file
-from .merkle import EMPTY_ROOT, verify_consistency
-from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Signer, Verifier
-from .notes import parse_verifier as _parse_verifier
 
 __all__ = [
     "CONFIG_HEADER",

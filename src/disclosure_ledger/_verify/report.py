@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .errors import LedgerError
-from .notes import b64encode
-from .verify import Disclosure, Report
+from disclosure_ledger._core.notes import b64encode
+from disclosure_ledger._verify.verifier import Disclosure, Report
+from disclosure_ledger.errors import LedgerError
 
 __all__ = [
     "REPORT_FORMAT",

@@ -34,7 +34,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
 
-from .errors import BadSignatureError, KeyFormatError, MalformedError, UntrustedKeyError
+from disclosure_ledger.errors import (
+    BadSignatureError,
+    KeyFormatError,
+    MalformedError,
+    UntrustedKeyError,
+)
 
 __all__ = [
     "COSIGNATURE_V1",

@@ -45,18 +45,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import merkle
-from ._fsutil import atomic_file
-from .checkpoints import (
+from disclosure_ledger._core import merkle
+from disclosure_ledger._core.checkpoints import (
     Checkpoint,
     SignedCheckpoint,
     open_checkpoint,
     parse_decimal,
     peek_checkpoint,
 )
-from .errors import MalformedError, ProofError, StorageError, VerificationError
-from .merkle import EMPTY_ROOT, HASH_SIZE
-from .notes import MAX_NOTE_SIZE, Verifier, b64decode_strict, b64encode
+from disclosure_ledger._core.merkle import EMPTY_ROOT, HASH_SIZE
+from disclosure_ledger._core.notes import MAX_NOTE_SIZE, Verifier, b64decode_strict, b64encode
+from disclosure_ledger._fsutil import atomic_file
+from disclosure_ledger.errors import MalformedError, ProofError, StorageError, VerificationError
 
 __all__ = [
     "EVIDENCE_HEADER",

@@ -29,9 +29,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .checkpoints import parse_decimal
-from .errors import KeyFormatError, MalformedError
-from .notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Verifier, check_key_name, parse_verifier
+from disclosure_ledger._core.checkpoints import parse_decimal
+from disclosure_ledger._core.notes import (
+    KEY_TYPE_COSIGNATURE,
+    KEY_TYPE_ED25519,
+    Verifier,
+    check_key_name,
+    parse_verifier,
+)
+from disclosure_ledger.errors import KeyFormatError, MalformedError
 
 __all__ = ["MAX_POLICY_SIZE", "Group", "Policy", "format_policy", "parse_policy"]
 

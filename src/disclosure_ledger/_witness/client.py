@@ -26,13 +26,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from .checkpoints import WitnessRequest, format_witness_request, parse_decimal
-from .errors import LedgerError, MalformedError
-from .notes import Verifier
-from .witness import StaleOldSizeError, Witness
+from disclosure_ledger._core.checkpoints import (
+    WitnessRequest,
+    format_witness_request,
+    parse_decimal,
+)
+from disclosure_ledger._core.notes import Verifier
+from disclosure_ledger._witness.witness import StaleOldSizeError, Witness
+from disclosure_ledger.errors import LedgerError, MalformedError
 
 if TYPE_CHECKING:  # the ledger imports this module to run its witnesses
-    from .ledger import Ledger
+    from disclosure_ledger._log.ledger import Ledger
 
 __all__ = [
     "OUTCOME_COSIGNED",

@@ -28,8 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from . import records
-from .checkpoints import (
+from disclosure_ledger._core import records
+from disclosure_ledger._core.checkpoints import (
     Checkpoint,
     Receipt,
     SignedCheckpoint,
@@ -38,7 +38,34 @@ from .checkpoints import (
     open_checkpoint,
     sign_checkpoint,
 )
-from .errors import (
+from disclosure_ledger._core.merkle import (
+    EMPTY_ROOT,
+    CompactRange,
+    leaf_hash,
+    prove_consistency,
+    prove_inclusion,
+    subtree_ids,
+)
+from disclosure_ledger._core.notes import (
+    KEY_TYPE_COSIGNATURE,
+    KEY_TYPE_ED25519,
+    Signer,
+    Verifier,
+    parse_note,
+    parse_signature_line,
+    parse_verifier,
+)
+from disclosure_ledger._core.records import Event
+from disclosure_ledger._log.export import ExportSummary, export_ledger
+from disclosure_ledger._store.base import SequencingTxn, Store
+from disclosure_ledger._store.sqlite import (
+    INDEX_COLUMNS,
+    UPPER_LEVEL,
+    SQLiteStore,
+    stored_hash_count,
+    upper_hash_count,
+)
+from disclosure_ledger.errors import (
     BadSignatureError,
     ChainBreakError,
     DuplicateEventError,
@@ -52,33 +79,6 @@ from .errors import (
     ValidationError,
     VerificationError,
 )
-from .export import ExportSummary, export_ledger
-from .merkle import (
-    EMPTY_ROOT,
-    CompactRange,
-    leaf_hash,
-    prove_consistency,
-    prove_inclusion,
-    subtree_ids,
-)
-from .notes import (
-    KEY_TYPE_COSIGNATURE,
-    KEY_TYPE_ED25519,
-    Signer,
-    Verifier,
-    parse_note,
-    parse_signature_line,
-    parse_verifier,
-)
-from .records import Event
-from .storage import (
-    INDEX_COLUMNS,
-    UPPER_LEVEL,
-    SQLiteStore,
-    stored_hash_count,
-    upper_hash_count,
-)
-from .store_base import SequencingTxn, Store
 
 __all__ = ["AppendReceipt", "CheckReport", "Ledger", "Record"]
 
@@ -217,7 +217,7 @@ class CommitSubscriber(Protocol):
 
     ``committed`` runs on the committer's thread right after a commit is
     acknowledged: it must return at once and never raise (hand the work to a
-    thread of its own, as :class:`~disclosure_ledger.cosigner.Cosigner` does).
+    thread of its own, as :class:`~disclosure_ledger._witness.cosigner.Cosigner` does).
     ``closing`` runs in :meth:`Ledger.close` before the store closes, so work in
     flight can finish.
     """
@@ -677,7 +677,7 @@ class Ledger:
     def export(self, path: str | os.PathLike[str], from_size: int = 0) -> ExportSummary:
         """Write the ledger (or the range from checkpointed size ``from_size``) to one bundle.
 
-        See :func:`disclosure_ledger.export.export_ledger`; the format is in docs/format.md.
+        See :func:`disclosure_ledger._log.export.export_ledger`; the format is in docs/format.md.
 
         Raises:
             MalformedError: if ``from_size`` is negative or beyond the latest checkpoint.

@@ -24,9 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .errors import MalformedError, UntrustedKeyError
-from .merkle import HASH_SIZE, leaf_hash, verify_inclusion
-from .notes import (
+from disclosure_ledger._core.merkle import HASH_SIZE, leaf_hash, verify_inclusion
+from disclosure_ledger._core.notes import (
     KEY_TYPE_COSIGNATURE,
     MAX_NOTE_SIZE,
     OpenedNote,
@@ -39,6 +38,7 @@ from .notes import (
     parse_signature_line,
     sign_note,
 )
+from disclosure_ledger.errors import MalformedError, UntrustedKeyError
 
 __all__ = [
     "MAX_SIZE",

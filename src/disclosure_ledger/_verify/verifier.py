@@ -39,8 +39,33 @@ from typing import Any, TypeVar
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from . import records
-from ._fsutil import (
+from disclosure_ledger._core import records
+from disclosure_ledger._core.bundle import BundleReader, Prelude, Readable
+from disclosure_ledger._core.checkpoints import SignedCheckpoint, open_checkpoint, peek_checkpoint
+from disclosure_ledger._core.evidence import (
+    Evidence,
+    check_evidence,
+    format_evidence,
+    make_evidence,
+    write_evidence_file,
+)
+from disclosure_ledger._core.merkle import (
+    CompactRange,
+    frontier_from_consistency,
+    leaf_hash,
+    verify_inclusion,
+)
+from disclosure_ledger._core.notes import (
+    KEY_TYPE_COSIGNATURE,
+    KEY_TYPE_ED25519,
+    MAX_NOTE_SIZE,
+    Verifier,
+    parse_note,
+    parse_verifier,
+)
+from disclosure_ledger._core.policy import Policy
+from disclosure_ledger._core.records import HEADER, access_class
+from disclosure_ledger._fsutil import (
     atomic_file,
     check_not_writable_by_others,
     decode_utf8,
@@ -48,9 +73,7 @@ from ._fsutil import (
     read_limited,
     write_atomic,
 )
-from .bundle import BundleReader, Prelude, Readable
-from .checkpoints import SignedCheckpoint, open_checkpoint, peek_checkpoint
-from .errors import (
+from disclosure_ledger.errors import (
     BadSignatureError,
     ChainBreakError,
     InconsistentCheckpointError,
@@ -63,18 +86,6 @@ from .errors import (
     UntrustedKeyError,
     VerificationError,
 )
-from .evidence import Evidence, check_evidence, format_evidence, make_evidence, write_evidence_file
-from .merkle import CompactRange, frontier_from_consistency, leaf_hash, verify_inclusion
-from .notes import (
-    KEY_TYPE_COSIGNATURE,
-    KEY_TYPE_ED25519,
-    MAX_NOTE_SIZE,
-    Verifier,
-    parse_note,
-    parse_verifier,
-)
-from .policy import Policy
-from .records import HEADER, access_class
 
 __all__ = [
     "DEFAULT_MAX_LISTED",

@@ -16,9 +16,9 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 
-from .errors import LedgerError
-from .ledger import Ledger
-from .witness_client import WitnessEndpoint, WitnessOutcome, collect_cosignatures
+from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._witness.client import WitnessEndpoint, WitnessOutcome, collect_cosignatures
+from disclosure_ledger.errors import LedgerError
 
 __all__ = ["Cosigner"]
 

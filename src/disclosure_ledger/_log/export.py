@@ -4,7 +4,7 @@ This module owns what goes into a bundle from a log: which checkpoints, the
 key hints each needs, the consistency proof and anchor record of a range. It
 reads the log through :class:`ExportSource`, the few read methods any store's
 ledger offers, so it depends on no backend and the ledger can call it without
-an import cycle. The file format itself is :mod:`disclosure_ledger.bundle`.
+an import cycle. The file format itself is :mod:`disclosure_ledger._core.bundle`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ._fsutil import check_output, open_output
-from .bundle import MAX_KEY_HINTS, Prelude, write_bundle
-from .checkpoints import SignedCheckpoint
-from .errors import MalformedError, StorageError
-from .notes import Verifier
+from disclosure_ledger._core.bundle import MAX_KEY_HINTS, Prelude, write_bundle
+from disclosure_ledger._core.checkpoints import SignedCheckpoint
+from disclosure_ledger._core.notes import Verifier
+from disclosure_ledger._fsutil import check_output, open_output
+from disclosure_ledger.errors import MalformedError, StorageError
 
 __all__ = ["ExportSource", "ExportSummary", "export_ledger"]
 

@@ -4,7 +4,7 @@ This module owns the bundle's bytes and nothing about trust: the writer copies
 what the ledger holds, the reader checks framing (magic, version, frame order,
 every length capped *before* anything is allocated, the record count, nothing
 after the end) and hands the verifier plain values. Nothing in a bundle is
-trusted because it is in the bundle; :mod:`disclosure_ledger.verify` decides.
+trusted because it is in the bundle; :mod:`disclosure_ledger._verify.verifier` decides.
 
 Layout (all integers unsigned big-endian; see docs/format.md, "Export bundle")::
 
@@ -31,10 +31,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Protocol
 
-from .errors import MalformedError
-from .merkle import HASH_SIZE
-from .notes import MAX_NOTE_SIZE
-from .records import HEADER_SIZE, MAX_EVENT_SIZE, SIGNATURE_SIZE
+from disclosure_ledger._core.merkle import HASH_SIZE
+from disclosure_ledger._core.notes import MAX_NOTE_SIZE
+from disclosure_ledger._core.records import HEADER_SIZE, MAX_EVENT_SIZE, SIGNATURE_SIZE
+from disclosure_ledger.errors import MalformedError
 
 __all__ = [
     "BUNDLE_VERSION",
