@@ -167,3 +167,14 @@ def test_the_checker_sees_a_planted_cycle_and_an_upward_import(tmp_path: Path) -
     assert "_log.x" in graph["_core.b"]
     assert _layer("_log.x") > _layer("_core.b")  # the upward import the test refuses
     assert "_core.a" in graph["_log.x"]  # and with it a cycle
+
+
+def test_the_public_surface_is_whole_and_the_guides_use_only_it() -> None:
+    import disclosure_ledger
+
+    for name in disclosure_ledger.__all__:
+        assert hasattr(disclosure_ledger, name), name
+    root = PKG.parents[1]
+    for guide in ("README.md", "docs/owners.md", "docs/writers.md", "docs/witnesses.md"):
+        text = (root / guide).read_text(encoding="utf-8")
+        assert "disclosure_ledger._" not in text, f"{guide} imports a private module"

@@ -23,7 +23,17 @@ from disclosure_ledger._core.checkpoints import (
     sign_checkpoint,
     verify_receipt,
 )
+from disclosure_ledger._core.evidence import (
+    Evidence,
+    SplitViewError,
+    check_evidence,
+    format_evidence,
+    make_evidence,
+    parse_evidence,
+)
 from disclosure_ledger._core.notes import (
+    KEY_TYPE_COSIGNATURE,
+    KEY_TYPE_ED25519,
     Signer,
     Verifier,
     generate_signer,
@@ -32,10 +42,34 @@ from disclosure_ledger._core.notes import (
 )
 from disclosure_ledger._core.policy import Policy, parse_policy
 from disclosure_ledger._core.records import Action, ActorKind, Clip, Event, LegalBasis, Party
+from disclosure_ledger._log.export import ExportSummary, export_ledger
 from disclosure_ledger._log.ledger import AppendReceipt, CheckReport, Ledger, Record
-from disclosure_ledger._verify.gate import ReleaseGate, VerifiedRecord, verify_record_receipt
+from disclosure_ledger._store.base import Store
+from disclosure_ledger._verify.gate import (
+    FileGateState,
+    FootageNotNamedError,
+    GateState,
+    MemoryGateState,
+    NotAReleaseError,
+    QuorumNotMetError,
+    ReceiptAlreadyUsedError,
+    RecipientMismatchError,
+    ReleaseGate,
+    StaleCheckpointError,
+    StaleRecordError,
+    VerifiedRecord,
+    verify_record_receipt,
+)
+from disclosure_ledger._verify.report import render_json, render_text
 from disclosure_ledger._verify.verifier import Report, verify
-from disclosure_ledger._witness.witness import Witness
+from disclosure_ledger._witness.client import (
+    CommandWitness,
+    LocalWitness,
+    WitnessOutcome,
+    collect_cosignatures,
+)
+from disclosure_ledger._witness.cosigner import Cosigner
+from disclosure_ledger._witness.witness import StaleOldSizeError, Witness
 from disclosure_ledger.errors import (
     BadSignatureError,
     ChainBreakError,
@@ -55,6 +89,8 @@ from disclosure_ledger.errors import (
 )
 
 __all__ = [
+    "KEY_TYPE_COSIGNATURE",
+    "KEY_TYPE_ED25519",
     "Action",
     "ActorKind",
     "AppendReceipt",
@@ -63,19 +99,32 @@ __all__ = [
     "CheckReport",
     "Checkpoint",
     "Clip",
+    "CommandWitness",
     "ConflictError",
+    "Cosigner",
     "DuplicateEventError",
     "Event",
+    "Evidence",
+    "ExportSummary",
+    "FileGateState",
+    "FootageNotNamedError",
+    "GateState",
     "InconsistentCheckpointError",
     "KeyFormatError",
     "Ledger",
     "LedgerError",
     "LegalBasis",
+    "LocalWitness",
     "MalformedError",
+    "MemoryGateState",
+    "NotAReleaseError",
     "Party",
     "Policy",
     "ProofError",
+    "QuorumNotMetError",
     "Receipt",
+    "ReceiptAlreadyUsedError",
+    "RecipientMismatchError",
     "Record",
     "ReleaseGate",
     "Report",
@@ -83,25 +132,39 @@ __all__ = [
     "RootMismatchError",
     "SignedCheckpoint",
     "Signer",
+    "SplitViewError",
+    "StaleCheckpointError",
+    "StaleOldSizeError",
+    "StaleRecordError",
     "StorageError",
+    "Store",
     "UntrustedKeyError",
     "ValidationError",
     "VerificationError",
     "VerifiedRecord",
     "Verifier",
     "Witness",
+    "WitnessOutcome",
     "WitnessRequest",
+    "check_evidence",
+    "collect_cosignatures",
+    "export_ledger",
     "format_checkpoint",
+    "format_evidence",
     "format_receipt",
     "format_witness_request",
     "generate_signer",
+    "make_evidence",
     "open_checkpoint",
     "parse_checkpoint",
+    "parse_evidence",
     "parse_policy",
     "parse_receipt",
     "parse_signer",
     "parse_verifier",
     "parse_witness_request",
+    "render_json",
+    "render_text",
     "sign_checkpoint",
     "verify",
     "verify_receipt",

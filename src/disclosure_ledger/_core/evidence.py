@@ -56,7 +56,13 @@ from disclosure_ledger._core.checkpoints import (
 from disclosure_ledger._core.merkle import EMPTY_ROOT, HASH_SIZE
 from disclosure_ledger._core.notes import MAX_NOTE_SIZE, Verifier, b64decode_strict, b64encode
 from disclosure_ledger._fsutil import atomic_file
-from disclosure_ledger.errors import MalformedError, ProofError, StorageError, VerificationError
+from disclosure_ledger.errors import (
+    InconsistentCheckpointError,
+    MalformedError,
+    ProofError,
+    StorageError,
+    VerificationError,
+)
 
 __all__ = [
     "EVIDENCE_HEADER",
@@ -82,6 +88,28 @@ KIND_NOT_AN_EXTENSION = "not-an-extension"
 KIND_BAD_EMPTY_ROOT = "bad-empty-root"
 _MAX_PROOF = 65  # 64 RFC hashes at most for int64 sizes, plus the explicit first one
 _MAX_EVIDENCE = 2 * MAX_NOTE_SIZE + 16 * 1024
+
+
+class SplitViewError(InconsistentCheckpointError):
+    """The log signed a checkpoint that contradicts one held elsewhere: a split view.
+
+    Raised by the owner's verifier and by a witness alike. ``evidence`` proves
+    it to anyone who holds the log's key (:func:`check_evidence`);
+    ``evidence_path`` is where it was written, or ``None`` if there was
+    nowhere to write it or writing failed (the message then says why).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        evidence: Evidence,
+        evidence_path: Path | None,
+        *,
+        index: int | None = None,
+    ) -> None:
+        super().__init__(message, index=index)
+        self.evidence = evidence
+        self.evidence_path = evidence_path
 
 
 class NotEvidenceError(VerificationError):

@@ -8,7 +8,7 @@ split follows transparency-dev/tessera (a sequencer that assigns positions in
 one transaction, apart from where hashes and leaves are read) and
 golang.org/x/mod/sumdb/storage (one transaction that reads what it must and
 buffers writes that commit together or not at all). See
-docs/decisions/0006-store-contract.md.
+docs/decisions/0007-store-contract.md.
 
 What is written once above the store and shared by every backend: batching and
 group commit, signing, integrating new leaves into the tree (which hashes a

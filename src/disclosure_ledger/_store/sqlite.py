@@ -21,7 +21,7 @@ separate table derived from them. See docs/decisions/0002-hash-storage.md and
 docs/decisions/0005-lean-append-path.md.
 
 :class:`SQLiteStore` implements the storage contract of
-:mod:`disclosure_ledger._store.base` (docs/decisions/0006-store-contract.md):
+:mod:`disclosure_ledger._store.base` (docs/decisions/0007-store-contract.md):
 one exclusive append transaction on the writer connection, and reads on
 connections of their own (WAL lets them run while a commit is open), so a
 proof never waits behind a commit.

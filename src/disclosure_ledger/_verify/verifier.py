@@ -44,6 +44,7 @@ from disclosure_ledger._core.bundle import BundleReader, Prelude, Readable
 from disclosure_ledger._core.checkpoints import SignedCheckpoint, open_checkpoint, peek_checkpoint
 from disclosure_ledger._core.evidence import (
     Evidence,
+    SplitViewError,
     check_evidence,
     format_evidence,
     make_evidence,
@@ -138,29 +139,6 @@ class MalformedRecordError(MalformedError):
 
 class DuplicateRecordError(VerificationError):
     """Two records in the bundle carry the same ``event_id``; ``index`` is the later one."""
-
-
-class SplitViewError(InconsistentCheckpointError):
-    """The bundle's log signed a checkpoint that contradicts one the owner saw.
-
-    ``evidence`` proves it to anyone who holds the log's key
-    (:func:`~.evidence.check_evidence`); ``evidence_path`` is where it was
-    written, or ``None`` if there was nowhere to write it or writing failed
-    (the message then says why).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        index: int | None,
-        evidence: Evidence,
-        evidence_path: Path | None,
-        note: str,
-    ) -> None:
-        super().__init__(f"{message}; {note}", index=index)
-        self.evidence = evidence
-        self.evidence_path = evidence_path
 
 
 # -- the report ---------------------------------------------------------------------------
@@ -685,7 +663,7 @@ def _split_view(
     check_evidence(ev, log_key)
     first, second = peek_checkpoint(ev.first), peek_checkpoint(ev.second)
     path, note = _write_evidence(sink, ev, evidence_stem(first.origin, first.size, second.size))
-    return SplitViewError(message, index=index, evidence=ev, evidence_path=path, note=note)
+    return SplitViewError(f"{message}; {note}", ev, path, index=index)
 
 
 # -- verification ---------------------------------------------------------------------------

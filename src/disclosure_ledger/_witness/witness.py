@@ -57,6 +57,7 @@ from disclosure_ledger._core.checkpoints import (
 )
 from disclosure_ledger._core.evidence import (
     Evidence,
+    SplitViewError,
     detect_split_view,
     make_evidence,
     write_evidence_file,
@@ -75,7 +76,6 @@ from disclosure_ledger._fsutil import (
 from disclosure_ledger.errors import (
     BadSignatureError,
     ConflictError,
-    InconsistentCheckpointError,
     KeyFormatError,
     MalformedError,
     ProofError,
@@ -143,20 +143,6 @@ class SizeWentBackwardsError(RollbackError):
         self.origin = origin
         self.size = size
         self.current_size = current_size
-
-
-class SplitViewError(InconsistentCheckpointError):
-    """The log signed a checkpoint that contradicts the one the witness holds.
-
-    ``evidence`` proves it to anyone with the log's key; ``evidence_path`` is
-    where the witness wrote it (``None`` if writing failed).
-    """
-
-    def __init__(self, message: str, evidence: Evidence, evidence_path: Path | None) -> None:
-        where = f"; evidence written to {evidence_path}" if evidence_path else ""
-        super().__init__(message + where)
-        self.evidence = evidence
-        self.evidence_path = evidence_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,4 +517,5 @@ class Witness:
             path = write_evidence_file(self._dir / "evidence", evidence, stem)
         except StorageError:
             path = None
-        raise SplitViewError(message, evidence, path)
+        where = f"; evidence written to {path}" if path else ""
+        raise SplitViewError(message + where, evidence, path)
