@@ -69,7 +69,13 @@ from disclosure_ledger._witness.client import (
     collect_cosignatures,
 )
 from disclosure_ledger._witness.cosigner import Cosigner
-from disclosure_ledger._witness.witness import StaleOldSizeError, Witness
+from disclosure_ledger._witness.witness import (
+    OldSizeTooLargeError,
+    SizeWentBackwardsError,
+    StaleOldSizeError,
+    UnknownOriginError,
+    Witness,
+)
 from disclosure_ledger.errors import (
     BadSignatureError,
     ChainBreakError,
@@ -118,6 +124,7 @@ __all__ = [
     "MalformedError",
     "MemoryGateState",
     "NotAReleaseError",
+    "OldSizeTooLargeError",
     "Party",
     "Policy",
     "ProofError",
@@ -132,12 +139,14 @@ __all__ = [
     "RootMismatchError",
     "SignedCheckpoint",
     "Signer",
+    "SizeWentBackwardsError",
     "SplitViewError",
     "StaleCheckpointError",
     "StaleOldSizeError",
     "StaleRecordError",
     "StorageError",
     "Store",
+    "UnknownOriginError",
     "UntrustedKeyError",
     "ValidationError",
     "VerificationError",
