@@ -131,8 +131,10 @@ def bench_cli(tmp: Path, n: int) -> float:
     with src.open("w") as fh:
         for i in range(n):
             fh.write(json.dumps(event_json(10_000_000 + i)) + "\n")
-    (tmp / "log.key").write_text(LOG.private_key_string() + "\n")
-    (tmp / "writer.key").write_text(WRITER.private_key_string() + "\n")
+    for name, key in (("log.key", LOG), ("writer.key", WRITER)):
+        # The CLI refuses a private key file that others can read.
+        (tmp / name).write_text(key.private_key_string() + "\n")
+        (tmp / name).chmod(0o600)
     Ledger.create(tmp / "cli.ledger", log_key=LOG).close()
     cmd = [
         sys.executable,

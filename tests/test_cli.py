@@ -31,7 +31,8 @@ from disclosure_ledger._core.checkpoints import (
 )
 from disclosure_ledger._core.merkle import leaf_hash, verify_consistency
 from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, parse_verifier
-from disclosure_ledger._log.ledger import AppendReceipt, Ledger
+from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._log.pipeline import MAX_LINE
 from disclosure_ledger.keys import read_verifier_file
 
 from .cli_helpers import ERROR_PREFIX, assert_one_line_error, run
@@ -652,75 +653,8 @@ def test_main_exits_with_the_command_status(work: Path, capsys: pytest.CaptureFi
     assert exc.value.code == 0
 
 
-@pytest.mark.parametrize("event_id", ["evt-1", 'quo"te', "back\\slash", "x" * 200])
-def test_ack_lines_are_exactly_json_dumps(event_id: str) -> None:
-    # The acknowledgement lines are formatted by hand for speed; they must be
-    # byte for byte what json.dumps of the documented object gives.
-    receipt = AppendReceipt(7, b"\x01" * 32, event_id, None)  # type: ignore[arg-type]
-    want = json.dumps(
-        {"index": 7, "leaf_hash": base64.b64encode(b"\x01" * 32).decode(), "event_id": event_id}
-    )
-    assert cli_module._ack_lines([receipt, receipt]) == (want + "\n") * 2
-
-
 # -- append: line length cap, bounded memory -----------------------------------------------
-
-
-class _Chunks:
-    """A stream without a file descriptor that returns ``data`` in reads of ``size`` bytes."""
-
-    def __init__(self, data: bytes, size: int) -> None:
-        self._data = data
-        self._size = size
-        self._pos = 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = self._pos + min(n, self._size)
-        out = self._data[self._pos : end]
-        self._pos = end
-        return out
-
-
-class _HugeLine:
-    """``head`` then an endless line of ``x``: it fails the test if read much past the cap."""
-
-    def __init__(self, head: bytes, budget: int) -> None:
-        self._head = head
-        self.read_bytes = 0
-        self._budget = budget
-
-    def read(self, n: int = -1) -> bytes:
-        if self.read_bytes > self._budget:
-            raise AssertionError(f"read {self.read_bytes} bytes of a line that cannot be an event")
-        if self._head:
-            out, self._head = self._head, b""
-        else:
-            out = b"x" * n
-        self.read_bytes += len(out)
-        return out
-
-
-def _flatten(stream: Any) -> list[tuple[int, bytes | None]]:
-    return [item for batch in cli_module._line_batches(stream) for item in batch]
-
-
-def test_an_endless_line_is_refused_after_the_cap_without_reading_on() -> None:
-    cap = cli_module._MAX_LINE
-    stream = _HugeLine(b'{"a": 1}\n\n{"b": 2}\n', budget=cap + 4 * cli_module._READ_CHUNK)
-    assert _flatten(stream) == [(1, b'{"a": 1}'), (3, b'{"b": 2}'), (4, None)]
-    assert stream.read_bytes <= cap + 2 * cli_module._READ_CHUNK
-
-
-@pytest.mark.parametrize("size", [1, 7, 4096, 1 << 16])
-@pytest.mark.parametrize("end", [b"\n", b""])
-def test_the_line_cap_is_exact_whatever_the_read_sizes(size: int, end: bytes) -> None:
-    cap = cli_module._MAX_LINE
-    at_cap = b"y" * cap
-    data = b"a\n" + at_cap + b"\n" + b"b\n" + b"z" * (cap + 1) + end + b"never\n"
-    assert _flatten(_Chunks(data, size)) == [(1, b"a"), (2, at_cap), (3, b"b"), (4, None)]
-    # The last line, without a newline, at and over the cap.
-    assert _flatten(_Chunks(b"a\n" + at_cap, size)) == [(1, b"a"), (2, at_cap)]
-    assert _flatten(_Chunks(b"a\n" + at_cap + b"y", size)) == [(1, b"a"), (2, None)]
+# (the line reader itself is tested without click in test_pipeline.py)
 
 
 def test_a_100_mb_line_is_refused_quickly_in_bounded_memory(ledger: Path) -> None:
@@ -743,7 +677,7 @@ def test_a_100_mb_line_is_refused_quickly_in_bounded_memory(ledger: Path) -> Non
     finally:
         tracemalloc.stop()
     elapsed = time.monotonic() - started
-    assert_one_line_error(result, 1, "line 3", f"longer than {cli_module._MAX_LINE} bytes")
+    assert_one_line_error(result, 1, "line 3", f"longer than {MAX_LINE} bytes")
     assert [a["event_id"] for a in acks(result)] == ["evt-1", "evt-2"]
     assert ledger_ids(ledger) == ["evt-1", "evt-2"]
     assert elapsed < 5, elapsed

@@ -30,17 +30,16 @@ LAYERS: dict[str, float] = {
 MAX_MODULE_LINES = 800
 MAX_CLASS_LINES = 400
 # Still over the limits, each capped at its size today so it can only shrink:
-# the ledger's committer, index and check are still to move out of Ledger,
-# the verifier's chunk checks and state out of verifier, and the event schema
-# moves to msgspec (issue 11). Remove an entry when it fits.
+# Ledger's proof and checkpoint reads are still to move out, the SQLite store's
+# hash layout into a module of its own, the verifier's chunk checks and state
+# out of verifier, and the event schema moves to msgspec (issue 11). Remove an
+# entry when it fits.
 OVERSIZE = {
-    "module _cli.main": 830,
     "module _core.records": 1700,
-    "module _log.ledger": 1280,
-    "class _log.ledger.Ledger": 1050,
+    "class _log.ledger.Ledger": 595,
     "module _store.sqlite": 1280,
     "class _store.sqlite.SQLiteStore": 735,
-    "module _verify.verifier": 1280,
+    "module _verify.verifier": 1255,
 }
 
 
@@ -54,12 +53,26 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+def _type_only(tree: ast.AST) -> set[ast.AST]:
+    """The import nodes under ``if TYPE_CHECKING:``: they run only for the type checker."""
+    out: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        test = node.test if isinstance(node, ast.If) else None
+        if isinstance(test, ast.Name) and test.id == "TYPE_CHECKING":
+            for stmt in node.body:  # type: ignore[attr-defined]  # an ast.If, checked above
+                out.update(ast.walk(stmt))
+    return out
+
+
+def _imports(name: str, path: Path, known: set[str], *, runtime_only: bool = False) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     is_package = path.name == "__init__.py"
     base = name.split(".") if is_package else name.split(".")[:-1]
     found: set[str] = set()
+    skip = _type_only(tree) if runtime_only else set()
     for node in ast.walk(tree):
+        if node in skip:
+            continue
         targets: list[str] = []
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
@@ -82,10 +95,12 @@ def _layer(module: str) -> float:
     return LAYERS[top]
 
 
-def _graph() -> dict[str, set[str]]:
+def _graph(*, runtime_only: bool = False) -> dict[str, set[str]]:
     mods = _modules()
     known = set(mods)
-    return {name: _imports(name, path, known) for name, path in mods.items()}
+    return {
+        name: _imports(name, path, known, runtime_only=runtime_only) for name, path in mods.items()
+    }
 
 
 def test_every_module_has_a_layer() -> None:
@@ -104,7 +119,9 @@ def test_imports_only_go_down() -> None:
 
 
 def test_no_import_cycles() -> None:
-    graph = _graph()
+    # Type-only imports (under TYPE_CHECKING) may point back within a layer: a
+    # module that takes a Ledger to check names its type, and runs nothing of it.
+    graph = _graph(runtime_only=True)
     # A layer package's __init__ re-exports its modules; edges into it stand for them.
     state: dict[str, int] = {}
     stack: list[str] = []

@@ -42,8 +42,12 @@ from disclosure_ledger._core.notes import (
 )
 from disclosure_ledger._core.policy import Policy, parse_policy
 from disclosure_ledger._core.records import Action, ActorKind, Clip, Event, LegalBasis, Party
+from disclosure_ledger._log.committer import AppendReceipt
 from disclosure_ledger._log.export import ExportSummary, export_ledger
-from disclosure_ledger._log.ledger import AppendReceipt, CheckReport, Ledger, Record
+from disclosure_ledger._log.fsck import CheckReport
+from disclosure_ledger._log.index import Record
+from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._log.pipeline import AppendSummary, append_jsonl
 from disclosure_ledger._store.base import Store
 from disclosure_ledger._verify.gate import (
     FileGateState,
@@ -100,6 +104,7 @@ __all__ = [
     "Action",
     "ActorKind",
     "AppendReceipt",
+    "AppendSummary",
     "BadSignatureError",
     "ChainBreakError",
     "CheckReport",
@@ -155,6 +160,7 @@ __all__ = [
     "Witness",
     "WitnessOutcome",
     "WitnessRequest",
+    "append_jsonl",
     "check_evidence",
     "collect_cosignatures",
     "export_ledger",

@@ -18,6 +18,7 @@ __all__ = [
     "InconsistentCheckpointError",
     "KeyFormatError",
     "LedgerError",
+    "LineError",
     "MalformedError",
     "ProofError",
     "RollbackError",
@@ -107,6 +108,19 @@ class DuplicateEventError(LedgerError):
     def __init__(self, event_id: str) -> None:
         super().__init__(f"event_id {event_id!r} is already in the ledger")
         self.event_id = event_id
+
+
+class LineError(LedgerError):
+    """A line of JSON Lines input was refused: malformed, invalid, too long or a duplicate.
+
+    ``line`` is its number, counting from 1 (blank lines count). The lines
+    before it are appended; nothing from it on is. The underlying error (a
+    :class:`ValidationError`, a :class:`DuplicateEventError`, ...) is the cause.
+    """
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(f"line {line}: {message}")
+        self.line = line
 
 
 class ConflictError(LedgerError):

@@ -29,7 +29,9 @@ from disclosure_ledger._core import records as schema
 from disclosure_ledger._core.checkpoints import format_receipt, parse_receipt, verify_receipt
 from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, b64encode
 from disclosure_ledger._core.policy import Policy
-from disclosure_ledger._log.ledger import AppendReceipt, Ledger, Record
+from disclosure_ledger._log.committer import AppendReceipt
+from disclosure_ledger._log.index import Record
+from disclosure_ledger._log.ledger import Ledger
 from disclosure_ledger._verify.gate import FileGateState, ReleaseGate
 from disclosure_ledger._verify.report import render_text
 from disclosure_ledger._verify.verifier import verify

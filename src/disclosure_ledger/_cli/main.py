@@ -17,14 +17,11 @@ encrypted key a command reads.
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
-import select
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any, NoReturn, TypeVar
@@ -61,12 +58,16 @@ from disclosure_ledger._core.notes import (
     b64encode,
 )
 from disclosure_ledger._fsutil import SQLITE_COMPANIONS, check_output, read_limited
-from disclosure_ledger._log.ledger import AppendReceipt, Ledger, Record
+from disclosure_ledger._log import pipeline
+from disclosure_ledger._log.committer import AppendReceipt
+from disclosure_ledger._log.index import Record
+from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._log.pipeline import ack_lines, append_jsonl
 from disclosure_ledger.errors import (
     ConflictError,
     DuplicateEventError,
     LedgerError,
-    MalformedError,
+    LineError,
     VerificationError,
 )
 from disclosure_ledger.keys import keygen as _keygen
@@ -86,8 +87,7 @@ __all__ = [
 _EXIT_INTERNAL = 3
 
 #: The most event lines ``append`` validates and commits as one batch.
-APPEND_BATCH = 1000
-_READ_CHUNK = 1 << 16
+APPEND_BATCH = pipeline.APPEND_BATCH
 _FORCE_HINT = "; give --force to replace it"
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -243,199 +243,6 @@ def init(
 # -- append ------------------------------------------------------------------------------
 
 
-def _chunk_reader(stream: IO[bytes]) -> tuple[Callable[[], bytes], Callable[[], bool]]:
-    """Return ``read()`` (blocks for at least one byte or EOF) and ``ready()``.
-
-    For a real file descriptor (a file, pipe or terminal) ``read`` returns what
-    is available now, and ``ready`` says whether more is, without waiting. For
-    other streams (tests) everything counts as available.
-    """
-    try:
-        fd = stream.fileno()
-    except (OSError, io.UnsupportedOperation, AttributeError):
-
-        def read_stream() -> bytes:
-            return stream.read(_READ_CHUNK)
-
-        return read_stream, lambda: True
-
-    def read_fd() -> bytes:
-        return os.read(fd, _READ_CHUNK)
-
-    def ready() -> bool:
-        try:
-            readable, _, _ = select.select([fd], [], [], 0)
-        except (OSError, ValueError):
-            return True
-        return bool(readable)
-
-    return read_fd, ready
-
-
-#: A line longer than this cannot be an event (see records.event_from_json_text).
-_MAX_LINE = records.MAX_EVENT_SIZE
-
-#: In place of a line's bytes: the line is longer than :data:`_MAX_LINE`.
-TOO_LONG = None
-
-
-def _line_batches(stream: IO[bytes]) -> Iterator[list[tuple[int, bytes | None]]]:
-    """Yield batches of ``(line number, line)``, at most :data:`APPEND_BATCH` each.
-
-    A batch ends when it is full or when no more input is available without
-    waiting, so a file or a fast pipe is committed in large batches while a
-    person typing at a terminal (or a slow producer) is acknowledged line by
-    line. Blank lines are counted but not yielded. An empty batch means the
-    input has paused: the caller should acknowledge everything in flight.
-
-    A line longer than :data:`_MAX_LINE` bytes is yielded as
-    ``(line number, TOO_LONG)`` as soon as that many bytes of it have arrived,
-    after the lines before it, and nothing more is read: the rest of a huge
-    line is never buffered. The buffer holds at most one line's cap and one
-    read, and each byte is scanned for a newline once, so time and memory are
-    linear in the input whatever its line lengths.
-    """
-    read, ready = _chunk_reader(stream)
-    buf = bytearray()
-    lineno = 0
-    pending: list[tuple[int, bytes | None]] = []
-    eof = False
-    first = True
-    too_long = False
-    while not eof and not too_long:
-        if not first and not ready():
-            # About to wait for input: an empty batch tells the caller to
-            # acknowledge what it has committed first.
-            yield []
-        first = False
-        chunk = read()
-        while True:
-            if not chunk:
-                eof = True
-                break
-            scan = len(buf)  # the bytes before this chunk hold no newline
-            buf += chunk
-            start = 0
-            nl = buf.find(b"\n", scan)
-            while nl >= 0:
-                lineno += 1
-                if nl - start > _MAX_LINE:
-                    too_long = True
-                    break
-                line = bytes(buf[start:nl])
-                if line.strip():
-                    pending.append((lineno, line))
-                start = nl + 1
-                nl = buf.find(b"\n", start)
-            if not too_long:
-                del buf[:start]
-                if len(buf) > _MAX_LINE:
-                    # No newline yet, and already too long to be an event.
-                    lineno += 1
-                    too_long = True
-            if too_long:
-                pending.append((lineno, TOO_LONG))
-                buf.clear()
-                break
-            if len(pending) >= APPEND_BATCH or not ready():
-                break
-            chunk = read()
-        if eof and buf:
-            lineno += 1
-            if buf.strip():
-                pending.append((lineno, bytes(buf)))
-            buf.clear()
-        while len(pending) >= APPEND_BATCH:
-            yield pending[:APPEND_BATCH]
-            pending = pending[APPEND_BATCH:]
-        if pending:
-            yield pending
-            pending = []
-
-
-def _ack_lines(receipts: Sequence[AppendReceipt]) -> str:
-    # What json.dumps({"index": ..., "leaf_hash": ..., "event_id": ...}) prints,
-    # without building a dict per line: index is an int, base64 needs no escaping.
-    dumps = json.dumps
-    return "".join(
-        f'{{"index": {r.index}, "leaf_hash": "{b64encode(r.leaf_hash)}", '
-        f'"event_id": {dumps(r.event_id)}}}\n'
-        for r in receipts
-    )
-
-
-class _Appender:
-    """Commits batches through ``Ledger.submit``, one in flight, and acknowledges them.
-
-    While one batch commits (signing, writing, fsync) the next is read and
-    validated; it is submitted only after the previous one is durable, so a
-    failure never leaves a later line appended after an earlier one failed.
-    The previous batch is acknowledged while the next one commits.
-    """
-
-    def __init__(self, ledger: Ledger, out: Callable[[str], None]) -> None:
-        self._ledger = ledger
-        self._out = out
-        self._inflight: tuple[Future[list[AppendReceipt]], list[tuple[int, records.Event]]] | None
-        self._inflight = None
-        self.appended = 0
-
-    def submit(self, items: list[tuple[int, records.Event]]) -> None:
-        """Wait for the batch in flight, then queue ``items``.
-
-        Raises:
-            CommandFailedError: if the batch in flight held an event already in the ledger.
-            LedgerError: if the batch in flight could not be appended.
-        """
-        done = self._settle()
-        if items:
-            future = self._ledger.submit([ev for _, ev in items])
-            self._inflight = (future, items)
-        self._ack(done)
-
-    def finish(self) -> None:
-        """Wait for the batch in flight and acknowledge its records.
-
-        Raises:
-            CommandFailedError: if it held an event already in the ledger (the lines
-                before that one are appended and acknowledged).
-            LedgerError: if it could not be appended.
-        """
-        self._ack(self._settle())
-
-    def _settle(self) -> list[AppendReceipt]:
-        # Wait for the batch in flight; its receipts are durable, not yet acknowledged.
-        if self._inflight is None:
-            return []
-        future, items = self._inflight
-        self._inflight = None
-        try:
-            return future.result()
-        except DuplicateEventError as err:
-            # The ledger refuses the whole batch; the lines before the duplicate
-            # must still be appended, so append them on their own.
-            pos = next((k for k, (_, ev) in enumerate(items) if ev.event_id == err.event_id), None)
-            if pos is None:
-                raise
-            lineno = items[pos][0]
-            if pos > 0:
-                try:
-                    self._ack(self._ledger.append_many([ev for _, ev in items[:pos]]))
-                except DuplicateEventError as inner:
-                    # Another process appended one of them meanwhile: report the first.
-                    self._inflight = None
-                    first = next(
-                        (ln for ln, ev in items[:pos] if ev.event_id == inner.event_id), lineno
-                    )
-                    raise CommandFailedError(f"line {first}: {inner}") from inner
-            raise CommandFailedError(f"line {lineno}: {err}") from err
-
-    def _ack(self, receipts: list[AppendReceipt]) -> None:
-        if receipts:
-            self._out(_ack_lines(receipts))
-            self.appended += len(receipts)
-
-
 def _open_for_append(
     path: Path, writer: Signer, log_key: Signer | None, writer_key_path: Path
 ) -> Ledger:
@@ -493,44 +300,17 @@ def append(
     writer = read_signer_file(writer_key, passphrase)
     log_signer = None if log_key is None else read_signer_file(log_key, passphrase)
 
-    def out(text: str) -> None:
-        click.echo(text, nl=False)
+    def ack(receipts: Sequence[AppendReceipt]) -> None:
+        click.echo(ack_lines(receipts), nl=False)
 
     with (
         _open_input(file) as stream,
         _open_for_append(ledger, writer, log_signer, writer_key) as lg,
     ):
-        appender = _Appender(lg, out)
-        seen: dict[str, int] = {}
-        error: CommandFailedError | None = None
-        for batch in _line_batches(stream):
-            items: list[tuple[int, records.Event]] = []
-            for lineno, raw in batch:
-                if raw is TOO_LONG:
-                    error = CommandFailedError(
-                        f"line {lineno}: longer than {_MAX_LINE} bytes, the most an event's "
-                        "JSON text may be; nothing from this line on is appended"
-                    )
-                    break
-                try:
-                    event = records.event_from_json_text(raw)
-                except MalformedError as err:
-                    error = CommandFailedError(f"line {lineno}: {err}")
-                    break
-                first = seen.get(event.event_id)
-                if first is not None:
-                    error = CommandFailedError(
-                        f"line {lineno}: event_id {event.event_id!r} repeats line {first}",
-                    )
-                    break
-                seen[event.event_id] = lineno
-                items.append((lineno, event))
-            appender.submit(items)
-            if error is not None:
-                break
-        appender.finish()
-        if error is not None:
-            raise error
+        try:
+            append_jsonl(lg, stream, ack, batch_size=APPEND_BATCH)
+        except LineError as err:
+            raise CommandFailedError(str(err)) from err
 
 
 class _open_input:  # noqa: N801 - used like open()
