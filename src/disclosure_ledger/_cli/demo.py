@@ -30,7 +30,6 @@ from disclosure_ledger._core.checkpoints import format_receipt, parse_receipt, v
 from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, b64encode
 from disclosure_ledger._core.policy import Policy
 from disclosure_ledger._log.committer import AppendReceipt
-from disclosure_ledger._log.index import Record
 from disclosure_ledger._log.ledger import Ledger
 from disclosure_ledger._verify.gate import FileGateState, ReleaseGate
 from disclosure_ledger._verify.report import render_text
@@ -301,59 +300,6 @@ def _append_all(ledger: Ledger, plan: list[_Planned]) -> tuple[list[AppendReceip
                 flush()
     flush()
     return receipts, commits
-
-
-_VERBS = {
-    "release": "released to",
-    "share": "shared with",
-    "download": "downloaded for",
-    "export": "exported to",
-}
-
-
-def _day(value: datetime) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _notification(ev: schema.Event) -> str:
-    if ev.owner_notified_at is not None:
-        return f"you were notified {_day(ev.owner_notified_at)}"
-    if ev.notification_deferred_until is not None:
-        return (
-            "you have not been notified; notification deferred until "
-            f"{_day(ev.notification_deferred_until)}"
-        )
-    return "you have not been notified"
-
-
-def _party(p: schema.Party) -> str:
-    who = p.organization or p.id or p.kind.value
-    extra = [x for x in (p.id if p.organization else None, p.kind.value) if x]
-    return f"{who} ({', '.join(extra)})"
-
-
-def _describe(rec: Record, out: TextIO) -> None:
-    ev = rec.event
-    receiver = ev.recipient if ev.recipient is not None else ev.actor
-    verb = _VERBS.get(ev.action.value, ev.action.value)
-    if ev.recipient is None and ev.action is schema.Action.DOWNLOAD:
-        verb = "downloaded by"
-    print(f"  {_day(ev.occurred_at)}  {verb} {_party(receiver)}", file=out)
-    if ev.recipient is not None:
-        print(f"      by: {_party(ev.actor)}", file=out)
-    basis = ev.legal_basis.value if ev.legal_basis is not None else "none given"
-    ref = f", reference: {ev.legal_reference}" if ev.legal_reference else ""
-    print(f"      legal basis: {basis}{ref}", file=out)
-    if ev.justification:
-        print(f"      justification: {ev.justification}", file=out)
-    if ev.purpose:
-        print(f"      purpose: {ev.purpose}", file=out)
-    for clip in ev.footage:
-        span = f"{clip.start:%Y-%m-%d %H:%M:%S}-{clip.end:%H:%M:%S} UTC"
-        digest = clip.sha256.hex()[:16]
-        print(f"      footage: {ev.camera_id} {clip.clip_id} {span}, sha256 {digest}…", file=out)
-    print(f"      notification: {_notification(ev)}", file=out)
-    print(f"      record #{rec.index}, leaf hash {b64encode(rec.leaf_hash)}", file=out)
 
 
 def _policy(directory: Path) -> Policy:
