@@ -40,8 +40,9 @@ from disclosure_ledger._cli.kit import (
     CommandFailedError,
     passphrase_options,
 )
-from disclosure_ledger._cli.owner import (
-    _verifier as _key_option,  # the key option reader verify uses
+from disclosure_ledger._cli.owner import (  # the key and checkpoint readers verify uses
+    _read_checkpoint_file,
+    _signing_key,
 )
 from disclosure_ledger._core import records
 from disclosure_ledger._core.checkpoints import (
@@ -53,11 +54,10 @@ from disclosure_ledger._core.checkpoints import (
 from disclosure_ledger._core.notes import (
     KEY_TYPE_COSIGNATURE,
     KEY_TYPE_ED25519,
-    MAX_NOTE_SIZE,
     Signer,
     b64encode,
 )
-from disclosure_ledger._fsutil import SQLITE_COMPANIONS, check_output, read_limited
+from disclosure_ledger._fsutil import SQLITE_COMPANIONS, check_output
 from disclosure_ledger._log import pipeline
 from disclosure_ledger._log.committer import AppendReceipt
 from disclosure_ledger._log.index import Record
@@ -438,18 +438,11 @@ def check(
         CommandError: if a key or the trusted checkpoint cannot be read or used (exit 2).
         StorageError: if the file cannot be opened as a ledger (exit 2).
     """
-    pinned_log = None if log_key is None else _key_option(log_key, "--log-key")
-    writers = [_key_option(w, "--writer-key") for w in writer_keys]
-    for option, keys in (
-        ("--log-key", [] if pinned_log is None else [pinned_log]),
-        ("--writer-key", writers),
-    ):
-        for key in keys:
-            if key.key_type != KEY_TYPE_ED25519:
-                raise CommandError(f"{option}: {key.name} is not an Ed25519 note key")
+    pinned_log = None if log_key is None else _signing_key(log_key, "--log-key")
+    writers = [_signing_key(w, "--writer-key") for w in writer_keys]
     note = None
     if trusted_checkpoint is not None:
-        note = read_limited(trusted_checkpoint, MAX_NOTE_SIZE, "checkpoint file", CommandError)
+        note = _read_checkpoint_file(trusted_checkpoint)
         try:
             peek_checkpoint(note)
             if pinned_log is not None:

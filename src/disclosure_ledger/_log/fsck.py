@@ -89,43 +89,11 @@ def check_ledger(
 ) -> CheckReport:
     """Rebuild everything in ``ledger`` from its records and compare with what is stored.
 
-    Checks the chain, every record signature, every event's canonical
-    encoding, the query columns stored beside each record, every stored
-    Merkle hash, every stored checkpoint's signature and root, that the
-    newest checkpoint covers every record, and every stored cosignature
-    against the witness key stored with it. Streams records and
-    checkpoints, so memory stays bounded.
-
-    Trust comes from the file unless the caller pins it: with ``log_key``
-    the ledger's log key and origin must be that key and its name, and
-    every checkpoint must verify under it; with ``writer_keys`` every
-    record must be signed by one of them (without, by a writer key the
-    file registers, or the log key). A ledger re-signed under other keys
-    passes only the unpinned check.
-
-    Nothing inside the file shows that it was cut back to an earlier
-    signed checkpoint. ``trusted_checkpoint`` (a signed checkpoint note
-    held elsewhere: the owner's state, a witness, a receipt) catches it:
-    the ledger must be at least as large, and its tree at that size must
-    have that root.
+    This is :meth:`.Ledger.check`, whose docstring says what is checked, what
+    the pinned keys and the trusted checkpoint add, and what each error means.
 
     Raises:
-        ChainBreakError: if a sequence number or chain link is wrong.
-        BadSignatureError: if a record, checkpoint or stored cosignature
-            signature fails (the message names the checkpoint's size and
-            the witness for a cosignature).
-        UntrustedKeyError: if a record or checkpoint is not signed by a
-            trusted key, or the ledger's log key or origin is not the
-            pinned one.
-        RootMismatchError: if a stored hash or checkpoint root is wrong.
-        RollbackError: if the ledger is smaller than the trusted checkpoint.
-        InconsistentCheckpointError: if the ledger's tree at the trusted
-            checkpoint's size has another root (a rewritten history).
-        VerificationError: if a record's query columns differ from the
-            record, or records are beyond the newest checkpoint.
-        MalformedError: if a record or the trusted checkpoint does not
-            decode, or a pinned key is not an Ed25519 note key.
-        StorageError: if the file cannot be read.
+        LedgerError: a subclass, as :meth:`.Ledger.check` lists.
     """
     store = ledger.store
     log = _trusted_log_key(ledger, log_key)

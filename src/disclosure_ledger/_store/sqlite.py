@@ -35,9 +35,9 @@ import os
 import sqlite3
 import threading
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from disclosure_ledger._core.merkle import NodeId
 from disclosure_ledger.errors import DuplicateEventError, StorageError
@@ -57,6 +57,8 @@ __all__ = [
     "stored_hash_index",
     "upper_hash_count",
 ]
+
+_T = TypeVar("_T")
 
 FORMAT_NAME = "disclosure-ledger"
 FORMAT_VERSION = 2
@@ -531,12 +533,16 @@ class SQLiteStore:
             raise _storage_error(err, self.path, "reading metadata") from err
         return dict(rows)
 
-    def _read(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    def _with_reader(self, read: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``read`` on a borrowed reader connection; a SQLite error becomes a StorageError."""
         try:
             with self._reader() as conn:
-                return conn.execute(sql, args).fetchall()
+                return read(conn)
         except sqlite3.Error as err:
             raise _storage_error(err, self.path, "reading") from err
+
+    def _read(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        return self._with_reader(lambda conn: conn.execute(sql, args).fetchall())
 
     def size(self) -> int:
         """Return the number of records committed.
@@ -544,11 +550,7 @@ class SQLiteStore:
         Raises:
             StorageError: if the ledger cannot be read.
         """
-        try:
-            with self._reader() as conn:
-                return _end_of(conn, "records")
-        except sqlite3.Error as err:
-            raise _storage_error(err, self.path, "reading") from err
+        return self._with_reader(lambda conn: _end_of(conn, "records"))
 
     def leaf(self, seq: int) -> bytes:
         """Return the leaf bytes of record ``seq``.
@@ -591,11 +593,7 @@ class SQLiteStore:
         Raises:
             StorageError: if the ledger cannot be read.
         """
-        try:
-            with self._reader() as conn:
-                return _end_of(conn, "record_index")
-        except sqlite3.Error as err:
-            raise _storage_error(err, self.path, "reading") from err
+        return self._with_reader(lambda conn: _end_of(conn, "record_index"))
 
     def iter_index_rows(
         self, start: int, end: int, chunk: int = 4096
@@ -627,11 +625,7 @@ class SQLiteStore:
         Raises:
             StorageError: if the ledger cannot be read.
         """
-        try:
-            with self._reader() as conn:
-                return _event_id_seqs(conn, event_ids)
-        except sqlite3.Error as err:
-            raise _storage_error(err, self.path, "reading") from err
+        return self._with_reader(lambda conn: _event_id_seqs(conn, event_ids))
 
     def event_id_count(self) -> int:
         """Return how many event IDs are stored.

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import stat
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,6 +63,7 @@ from disclosure_ledger._core.checkpoints import (
 from disclosure_ledger._core.merkle import leaf_hash
 from disclosure_ledger._core.notes import KEY_TYPE_ED25519, Verifier, b64encode
 from disclosure_ledger._core.policy import Policy
+from disclosure_ledger._fsutil import check_not_writable_by_others
 from disclosure_ledger.errors import (
     MalformedError,
     StorageError,
@@ -371,19 +371,8 @@ class FileGateState:
                 or the file is not a gate state.
         """
         self._path = Path(path)
-        for p, what in ((self._path.parent, "directory"), (self._path, "file")):
-            try:
-                mode = p.stat().st_mode
-            except FileNotFoundError:
-                continue
-            except OSError as err:
-                raise StorageError(f"{p}: cannot read the gate state {what}: {err}") from err
-            if mode & 0o022 and not (what == "directory" and mode & stat.S_ISVTX):
-                fix = "700" if what == "directory" else "600"
-                raise StorageError(
-                    f"{p}: the gate state {what} is writable by others "
-                    f"(mode {stat.S_IMODE(mode):04o}); run chmod {fix} {p}"
-                )
+        check_not_writable_by_others(self._path.parent, "gate state directory", StorageError)
+        check_not_writable_by_others(self._path, "gate state file", StorageError)
         if not self._path.exists():
             try:
                 fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
