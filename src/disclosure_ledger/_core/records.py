@@ -96,8 +96,9 @@ __all__ = [
     "verify_envelope",
 ]
 
-MAX_EVENT_SIZE = 64 * 1024
-"""The largest canonical event encoding (and JSON text) accepted, in bytes."""
+MAX_EVENT_SIZE = 65_535 - 57 - 64
+"""The largest canonical event encoding (and JSON text) accepted, in bytes: a record's leaf
+(57 + L + 64 bytes) must fit a tlog-tiles entry, whose uint16 length allows 65,535."""
 MAX_EXTENSION_DEPTH = 16
 """How deeply lists and maps may nest inside ``extensions`` (the top map is level 1)."""
 ENVELOPE_VERSION = 1
@@ -796,7 +797,8 @@ def _pack_event(  # noqa: PLR0917  # positional, in the encoding's key order
     if len(encoded) > MAX_EVENT_SIZE:
         raise ValidationError(
             "<event>",
-            f"canonical encoding is {len(encoded)} bytes, more than {MAX_EVENT_SIZE}",
+            f"canonical encoding is {len(encoded)} bytes, more than {MAX_EVENT_SIZE}"
+            " (a record must fit a 65,535-byte tlog-tiles entry)",
         )
     return encoded
 
