@@ -20,6 +20,7 @@ __all__ = [
     "LedgerError",
     "LineError",
     "MalformedError",
+    "NotPublishedError",
     "ProofError",
     "RollbackError",
     "RootMismatchError",
@@ -129,3 +130,7 @@ class ConflictError(LedgerError):
 
 class StorageError(LedgerError):
     """The ledger file cannot be opened, read or written as required."""
+
+
+class NotPublishedError(StorageError):
+    """A published log (C2SP tlog-tiles) lacks a file: a 404, or no such file in its directory."""

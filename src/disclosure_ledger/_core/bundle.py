@@ -46,6 +46,7 @@ __all__ = [
     "BundleReader",
     "FrameType",
     "Prelude",
+    "iter_bundle",
     "write_bundle",
 ]
 
@@ -233,6 +234,32 @@ def write_bundle(out: IO[bytes], prelude: Prelude, leaves: Iterable[bytes]) -> i
     tail = _frame(FrameType.END, _COUNT.pack(count))
     out.write(tail)
     return written + len(tail)
+
+
+def iter_bundle(prelude: Prelude, leaves: Iterable[bytes]) -> Iterator[bytes]:
+    """Yield a bundle's bytes in pieces, as :func:`write_bundle` writes them.
+
+    For a reader that pulls (a bundle built on the fly from another source);
+    ``leaves`` is consumed lazily, one piece per record.
+
+    Raises:
+        MalformedError: as :func:`write_bundle`, when the offending leaf is reached.
+    """
+    yield _prelude_bytes(prelude)
+    expected = prelude.record_count
+    count = 0
+    for leaf in leaves:
+        if len(leaf) > MAX_LEAF_SIZE:
+            raise MalformedError(
+                f"record {prelude.from_size + count} is larger than a record frame"
+            )
+        count += 1
+        if count > expected:
+            raise MalformedError(f"more than the {expected} records the bundle header announces")
+        yield _FRAME.pack(FrameType.RECORD, len(leaf)) + leaf
+    if count != expected:
+        raise MalformedError(f"{count} records given, the bundle header announces {expected}")
+    yield _frame(FrameType.END, _COUNT.pack(count))
 
 
 # -- reading ------------------------------------------------------------------------------
