@@ -29,6 +29,7 @@ from typing import IO, Any, NoReturn, TypeVar
 import click
 
 from disclosure_ledger._cli import owner as cli_owner
+from disclosure_ledger._cli import tiles as cli_tiles
 from disclosure_ledger._cli import witness as cli_witness
 from disclosure_ledger._cli.demo import MIN_RECORDS, run_demo
 from disclosure_ledger._cli.kit import (
@@ -361,7 +362,7 @@ def checkpoint(*, ledger: Path, size: int | None) -> None:
 
 
 @cli.command()
-@_ledger_argument
+@click.argument("ledger", type=click.Path(path_type=Path), required=False)
 @click.option("--index", type=click.IntRange(min=0), help="Print a receipt for record I.")
 @click.option(
     "--consistency",
@@ -375,10 +376,26 @@ def checkpoint(*, ledger: Path, size: int | None) -> None:
     type=click.IntRange(min=0),
     help="Under the checkpoint of this size (default: latest).",
 )
-def prove(*, ledger: Path, index: int | None, old: int | None, size: int | None) -> None:
+@click.option(
+    "--tiles",
+    metavar="URL_OR_DIR",
+    help="Build the receipt from a log published as tlog-tiles instead of LEDGER.",
+)
+@click.option("--log-key", metavar="PUB", help="With --tiles: the log's public key.")
+def prove(
+    *,
+    ledger: Path | None,
+    index: int | None,
+    old: int | None,
+    size: int | None,
+    tiles: str | None,
+    log_key: str | None,
+) -> None:
     """Print a receipt (C2SP tlog-proof) or a witness request (tlog-witness add-checkpoint).
 
     With --index I: the receipt of record I, its leaf bytes on the extra line.
+    With --tiles URL_OR_DIR --log-key PUB --index I: the same receipt, built
+    from a published log (under its latest checkpoint) without the database.
     With --consistency OLD: "old OLD", the consistency proof, a blank line and
     the checkpoint.
 
@@ -390,6 +407,13 @@ def prove(*, ledger: Path, index: int | None, old: int | None, size: int | None)
     """
     if (index is None) == (old is None):
         raise click.UsageError("give exactly one of --index and --consistency")
+    if tiles is not None:
+        if ledger is not None or index is None or size is not None:
+            raise click.UsageError("--tiles takes --index and --log-key, and no LEDGER or --size")
+        click.echo(cli_tiles.prove_from_tiles(tiles, log_key, index), nl=False)
+        return
+    if ledger is None:
+        raise click.UsageError("give LEDGER (or --tiles URL_OR_DIR)")
     with _open_readonly(ledger) as lg:
         if index is not None:
             text = format_receipt(lg.receipt(index, size))
@@ -568,6 +592,7 @@ def demo(*, directory: Path | None, count: int) -> None:
 # evidence commands live in their own modules.
 cli_owner.register(cli)
 cli_witness.register(cli)
+cli_tiles.register(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
