@@ -140,9 +140,9 @@ def test_witness_serve_and_collect_over_http(work: Path) -> None:
     assert r.exit_code == 0, r.stderr
     port = _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    listen = f"127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "disclosure_ledger", "witness", "serve", "wd"]
-        + ["--listen", f"127.0.0.1:{port}"],
+        [sys.executable, "-m", "disclosure_ledger", "witness", "serve", "wd", "--listen", listen],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         env=env,
@@ -176,7 +176,9 @@ def test_witness_serve_errors(work: Path) -> None:
         taken = s.getsockname()[1]
         r = run("witness", "serve", "wd", "--listen", f"127.0.0.1:{taken}")
         assert_one_line_error(r, 2, "cannot listen")
-    r = run("witness-collect", "l.ledger", "--witness-url", "ftp://x", "--witness-url-key", "w1.pub")
+    r = run(
+        "witness-collect", "l.ledger", "--witness-url", "ftp://x", "--witness-url-key", "w1.pub"
+    )
     assert_one_line_error(r, 2, "not an http")
     r = run("witness-collect", "l.ledger", "--witness-url", "http://127.0.0.1:1")
     assert_one_line_error(r, 2, "--witness-url-key")
