@@ -48,6 +48,8 @@ from disclosure_ledger._log.fsck import CheckReport
 from disclosure_ledger._log.index import Record
 from disclosure_ledger._log.ledger import Ledger
 from disclosure_ledger._log.pipeline import AppendSummary, append_jsonl
+from disclosure_ledger._log.publish import PublishSummary, publication, publish
+from disclosure_ledger._log.tilereader import TileLog, open_source
 from disclosure_ledger._store.base import Store
 from disclosure_ledger._verify.gate import (
     FileGateState,
@@ -65,14 +67,17 @@ from disclosure_ledger._verify.gate import (
     verify_record_receipt,
 )
 from disclosure_ledger._verify.report import render_json, render_text
+from disclosure_ledger._verify.tiles import verify_published
 from disclosure_ledger._verify.verifier import Report, verify
 from disclosure_ledger._witness.client import (
     CommandWitness,
+    HttpWitness,
     LocalWitness,
     WitnessOutcome,
     collect_cosignatures,
 )
 from disclosure_ledger._witness.cosigner import Cosigner
+from disclosure_ledger._witness.server import WitnessServer
 from disclosure_ledger._witness.witness import (
     OldSizeTooLargeError,
     SizeWentBackwardsError,
@@ -89,6 +94,7 @@ from disclosure_ledger.errors import (
     KeyFormatError,
     LedgerError,
     MalformedError,
+    NotPublishedError,
     ProofError,
     RollbackError,
     RootMismatchError,
@@ -120,6 +126,7 @@ __all__ = [
     "FileGateState",
     "FootageNotNamedError",
     "GateState",
+    "HttpWitness",
     "InconsistentCheckpointError",
     "KeyFormatError",
     "Ledger",
@@ -129,10 +136,12 @@ __all__ = [
     "MalformedError",
     "MemoryGateState",
     "NotAReleaseError",
+    "NotPublishedError",
     "OldSizeTooLargeError",
     "Party",
     "Policy",
     "ProofError",
+    "PublishSummary",
     "QuorumNotMetError",
     "Receipt",
     "ReceiptAlreadyUsedError",
@@ -151,6 +160,7 @@ __all__ = [
     "StaleRecordError",
     "StorageError",
     "Store",
+    "TileLog",
     "UnknownOriginError",
     "UntrustedKeyError",
     "ValidationError",
@@ -160,6 +170,7 @@ __all__ = [
     "Witness",
     "WitnessOutcome",
     "WitnessRequest",
+    "WitnessServer",
     "append_jsonl",
     "check_evidence",
     "collect_cosignatures",
@@ -171,6 +182,7 @@ __all__ = [
     "generate_signer",
     "make_evidence",
     "open_checkpoint",
+    "open_source",
     "parse_checkpoint",
     "parse_evidence",
     "parse_policy",
@@ -178,10 +190,13 @@ __all__ = [
     "parse_signer",
     "parse_verifier",
     "parse_witness_request",
+    "publication",
+    "publish",
     "render_json",
     "render_text",
     "sign_checkpoint",
     "verify",
+    "verify_published",
     "verify_receipt",
     "verify_record_receipt",
 ]
