@@ -31,6 +31,7 @@ from disclosure_ledger._core.tiles import (
     tiles_for_size,
 )
 from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._verify.state import MemoryState
 from disclosure_ledger._log.publish import publication, publish
 from disclosure_ledger._log.tilereader import DirectorySource, HttpSource, TileLog, open_source
 from disclosure_ledger._verify.tiles import verify_published
@@ -381,3 +382,15 @@ def test_checkpoint_of_publication_opens_with_the_log_key(ledger: Ledger, tmp_pa
     out = _published(ledger, tmp_path)
     signed = open_checkpoint((out / "checkpoint").read_text(), log_key().verifier)
     assert signed.checkpoint.size == 600
+
+
+def test_verify_with_a_state_store(ledger: Ledger, tmp_path: Path) -> None:
+    out = _published(ledger, tmp_path)
+    state = MemoryState()
+    assert verify_published(str(out), POLICY, state=state).record_count == 600
+    assert state.load(ledger.origin) == ledger.latest_checkpoint().note
+    _fill(ledger, 600, 10)
+    publish(ledger, out)
+    assert verify_published(str(out), POLICY, state=state).record_count == 10
+    with pytest.raises(ValueError, match="not both"):
+        verify_published(str(out), POLICY, state=state, state_dir=tmp_path / "s")

@@ -53,20 +53,14 @@ from disclosure_ledger._log.tilereader import TileLog, open_source
 from disclosure_ledger._store.base import Store
 from disclosure_ledger._verify.gate import (
     FileGateState,
-    FootageNotNamedError,
     GateState,
     MemoryGateState,
-    NotAReleaseError,
-    QuorumNotMetError,
-    ReceiptAlreadyUsedError,
-    RecipientMismatchError,
     ReleaseGate,
-    StaleCheckpointError,
-    StaleRecordError,
     VerifiedRecord,
     verify_record_receipt,
 )
 from disclosure_ledger._verify.report import render_json, render_text
+from disclosure_ledger._verify.state import DirectoryState, MemoryState, StateStore
 from disclosure_ledger._verify.tiles import verify_published
 from disclosure_ledger._verify.verifier import Report, verify
 from disclosure_ledger._witness.client import (
@@ -78,30 +72,39 @@ from disclosure_ledger._witness.client import (
 )
 from disclosure_ledger._witness.cosigner import Cosigner
 from disclosure_ledger._witness.server import WitnessServer
-from disclosure_ledger._witness.witness import (
-    OldSizeTooLargeError,
-    SizeWentBackwardsError,
-    StaleOldSizeError,
-    UnknownOriginError,
-    Witness,
-)
+from disclosure_ledger._witness.witness import Witness
 from disclosure_ledger.errors import (
     BadSignatureError,
     ChainBreakError,
     ConflictError,
     DuplicateEventError,
+    DuplicateRecordError,
+    FootageNotNamedError,
     InconsistentCheckpointError,
     KeyFormatError,
     LedgerError,
     MalformedError,
+    MalformedRecordError,
+    NotAReleaseError,
     NotPublishedError,
+    OldSizeTooLargeError,
     ProofError,
+    QuorumNotMetError,
+    ReceiptAlreadyUsedError,
+    RecipientMismatchError,
+    RecordMismatchError,
     RollbackError,
     RootMismatchError,
+    SizeWentBackwardsError,
+    StaleCheckpointError,
+    StaleOldSizeError,
+    StaleRecordError,
     StorageError,
+    UnknownOriginError,
     UntrustedKeyError,
     ValidationError,
     VerificationError,
+    VerifyInputError,
 )
 
 __all__ = [
@@ -119,7 +122,9 @@ __all__ = [
     "CommandWitness",
     "ConflictError",
     "Cosigner",
+    "DirectoryState",
     "DuplicateEventError",
+    "DuplicateRecordError",
     "Event",
     "Evidence",
     "ExportSummary",
@@ -134,7 +139,9 @@ __all__ = [
     "LegalBasis",
     "LocalWitness",
     "MalformedError",
+    "MalformedRecordError",
     "MemoryGateState",
+    "MemoryState",
     "NotAReleaseError",
     "NotPublishedError",
     "OldSizeTooLargeError",
@@ -147,6 +154,7 @@ __all__ = [
     "ReceiptAlreadyUsedError",
     "RecipientMismatchError",
     "Record",
+    "RecordMismatchError",
     "ReleaseGate",
     "Report",
     "RollbackError",
@@ -158,6 +166,7 @@ __all__ = [
     "StaleCheckpointError",
     "StaleOldSizeError",
     "StaleRecordError",
+    "StateStore",
     "StorageError",
     "Store",
     "TileLog",
@@ -167,6 +176,7 @@ __all__ = [
     "VerificationError",
     "VerifiedRecord",
     "Verifier",
+    "VerifyInputError",
     "Witness",
     "WitnessOutcome",
     "WitnessRequest",

@@ -31,14 +31,15 @@ from disclosure_ledger._log.tilereader import (
     TileSource,
     open_source,
 )
-from disclosure_ledger._verify.verifier import (
-    DEFAULT_MAX_LISTED,
-    Report,
+from disclosure_ledger._verify.state import DirectoryState, StateStore
+from disclosure_ledger._verify.summary import DEFAULT_MAX_LISTED, Report
+from disclosure_ledger._verify.verifier import verify
+from disclosure_ledger.errors import (
+    LedgerError,
+    MalformedError,
+    UntrustedKeyError,
     VerifyInputError,
-    load_state,
-    verify,
 )
-from disclosure_ledger.errors import LedgerError, MalformedError, UntrustedKeyError
 
 __all__ = ["verify_published"]
 
@@ -81,6 +82,7 @@ def verify_published(
     *,
     trusted: str | bytes | None = None,
     state_dir: str | os.PathLike[str] | None = None,
+    state: StateStore | None = None,
     progress: Callable[[int, int], None] | None = None,
     threads: int = 2,
     max_listed: int = DEFAULT_MAX_LISTED,
@@ -90,8 +92,9 @@ def verify_published(
 ) -> Report:
     """Verify the log published at ``where`` (a directory or an http(s) prefix).
 
-    The arguments after ``policy`` are :func:`~.verifier.verify`'s, and so are
-    the checks, the report and the state; ``timeout`` bounds each request.
+    The arguments after ``policy`` are :func:`~.verifier.verify`'s (the saved
+    state in ``state_dir`` or ``state``), and so are the checks, the report and
+    the compare-and-swap of the state; ``timeout`` bounds each request.
 
     Raises:
         Everything :func:`~.verifier.verify` raises, and:
@@ -100,6 +103,7 @@ def verify_published(
         MalformedError: if a tile or bundle has the wrong length or bytes left over.
         RootMismatchError: if a hash tile does not match the entries.
         StorageError: if a file cannot be fetched (too large, timed out, HTTP error).
+        ValueError: if both ``state`` and ``state_dir`` are given.
     """
     log = TileLog(open_source(where, timeout=timeout) if isinstance(where, str) else where)
     note = log.checkpoint_note()
@@ -116,8 +120,14 @@ def verify_published(
     size = claimed.size
     from_size = 0
     old_note: str | None = None
-    if state_dir is not None:
-        saved = load_state(state_dir, claimed.origin)
+    if state is not None and state_dir is not None:
+        raise ValueError("give state or state_dir, not both")
+    held = DirectoryState(state_dir) if state_dir is not None else state
+    if held is not None:
+        # Only where the range starts: verify() reads the state again and
+        # saves by compare-and-swap, so a state that moves meanwhile is
+        # checked there, against this range.
+        saved = held.load(claimed.origin)
         if saved is not None:
             try:
                 old = open_checkpoint(saved, log_key).checkpoint
@@ -141,6 +151,7 @@ def verify_published(
         policy,
         trusted=trusted,
         state_dir=state_dir,
+        state=state,
         progress=progress,
         threads=threads,
         max_listed=max_listed,
