@@ -31,9 +31,9 @@ from disclosure_ledger._core.tiles import (
     tiles_for_size,
 )
 from disclosure_ledger._log.ledger import Ledger
-from disclosure_ledger._verify.state import MemoryState
 from disclosure_ledger._log.publish import publication, publish
 from disclosure_ledger._log.tilereader import DirectorySource, HttpSource, TileLog, open_source
+from disclosure_ledger._verify.state import MemoryState
 from disclosure_ledger._verify.tiles import verify_published
 from disclosure_ledger.errors import (
     MalformedError,
