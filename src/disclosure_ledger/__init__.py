@@ -34,6 +34,7 @@ from disclosure_ledger._core.evidence import (
 from disclosure_ledger._core.notes import (
     KEY_TYPE_COSIGNATURE,
     KEY_TYPE_ED25519,
+    KEY_TYPE_MLDSA44_COSIGNATURE,
     Signer,
     Verifier,
     generate_signer,
@@ -110,6 +111,7 @@ from disclosure_ledger.errors import (
 __all__ = [
     "KEY_TYPE_COSIGNATURE",
     "KEY_TYPE_ED25519",
+    "KEY_TYPE_MLDSA44_COSIGNATURE",
     "Action",
     "ActorKind",
     "AppendReceipt",

@@ -55,6 +55,7 @@ from disclosure_ledger._core.checkpoints import (
 from disclosure_ledger._core.notes import (
     KEY_TYPE_COSIGNATURE,
     KEY_TYPE_ED25519,
+    KEY_TYPE_MLDSA44_COSIGNATURE,
     Signer,
     b64encode,
 )
@@ -152,6 +153,12 @@ def cli() -> None:
     "--out", "prefix", required=True, metavar="PREFIX", help="Write PREFIX.key and PREFIX.pub."
 )
 @click.option("--witness", is_flag=True, help="Make a cosignature (type 0x04) key for a witness.")
+@click.option(
+    "--ml-dsa",
+    "ml_dsa",
+    is_flag=True,
+    help="With --witness: an ML-DSA-44 (type 0x06, subtree/v1) cosignature key.",
+)
 @click.option("--force", is_flag=True, help="Replace PREFIX.key and PREFIX.pub if they exist.")
 @passphrase_options
 def keygen(
@@ -159,6 +166,7 @@ def keygen(
     name: str,
     prefix: str,
     witness: bool,
+    ml_dsa: bool,
     force: bool,
     passphrase_file: Path | None,
     passphrase_env: str | None,
@@ -173,6 +181,8 @@ def keygen(
         CommandError: if a passphrase option is unusable or a file exists (without --force).
         KeyFormatError: if the name is not a key name or a file cannot be written.
     """
+    if ml_dsa and not witness:
+        raise CommandError("--ml-dsa makes a witness key: give --witness too")
     key_path, pub_path = Path(prefix + ".key"), Path(prefix + ".pub")
     for path, other in ((key_path, pub_path), (pub_path, key_path)):
         check_output(
@@ -185,7 +195,13 @@ def keygen(
             protected_what="the key file",
         )
     passphrase = read_passphrase(passphrase_file, passphrase_env)
-    key_type = KEY_TYPE_COSIGNATURE if witness else KEY_TYPE_ED25519
+    key_type = (
+        KEY_TYPE_MLDSA44_COSIGNATURE
+        if ml_dsa
+        else KEY_TYPE_COSIGNATURE
+        if witness
+        else KEY_TYPE_ED25519
+    )
     signer = _keygen(name, prefix, passphrase=passphrase, key_type=key_type, force=force)
     click.echo(signer.verifier.vkey)
 

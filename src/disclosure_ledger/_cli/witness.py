@@ -43,7 +43,12 @@ from disclosure_ledger._core.evidence import (
     parse_evidence,
     write_evidence_file,
 )
-from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Verifier
+from disclosure_ledger._core.notes import (
+    COSIGNATURE_TYPES,
+    KEY_TYPE_COSIGNATURE,
+    KEY_TYPE_ED25519,
+    Verifier,
+)
 from disclosure_ledger._core.policy import Policy
 from disclosure_ledger._core.records import ActorKind, Party
 from disclosure_ledger._fsutil import atomic_file
@@ -111,8 +116,8 @@ def _read_input(path: str, what: str) -> bytes:
 
 def _verifier(path: Path, want: int, what: str) -> Verifier:
     v = read_verifier_file(path)
-    if v.key_type != want:
-        kind = "a cosignature (type 0x04)" if want == KEY_TYPE_COSIGNATURE else "an Ed25519"
+    if v.key_type != want and not (want in COSIGNATURE_TYPES and v.key_type in COSIGNATURE_TYPES):
+        kind = "a cosignature (type 0x04 or 0x06)" if want in COSIGNATURE_TYPES else "an Ed25519"
         raise CommandError(f"{path}: the {what} must be {kind} key")
     return v
 
@@ -150,7 +155,7 @@ def _witness_init(
 ) -> None:
     """Create a witness in DIRECTORY that cosigns with KEY the logs given."""
     key = read_signer_file(key_path, read_passphrase(passphrase_file, passphrase_env))
-    if key.key_type != KEY_TYPE_COSIGNATURE:
+    if key.key_type not in COSIGNATURE_TYPES:
         raise CommandError(
             f"{key_path}: a witness key must be a cosignature key (keygen --witness)"
         )

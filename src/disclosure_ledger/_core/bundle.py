@@ -60,7 +60,7 @@ MAX_PROOF_HASHES = 64
 """The most hashes in a consistency or inclusion proof (a tree of 2**63 leaves needs fewer)."""
 MAX_LEAF_SIZE = HEADER_SIZE + MAX_EVENT_SIZE + SIGNATURE_SIZE
 """The largest record envelope: a 57-byte header, a 64 KiB event and a signature."""
-_MAX_VKEY = 1024
+_MAX_VKEY = 4096  # an ML-DSA-44 (type 0x06) verifier key string is about 1,800 bytes
 
 
 class FrameType:

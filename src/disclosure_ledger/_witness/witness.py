@@ -62,7 +62,12 @@ from disclosure_ledger._core.evidence import (
     write_evidence_file,
 )
 from disclosure_ledger._core.merkle import EMPTY_ROOT
-from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Signer, Verifier
+from disclosure_ledger._core.notes import (
+    COSIGNATURE_TYPES,
+    KEY_TYPE_ED25519,
+    Signer,
+    Verifier,
+)
 from disclosure_ledger._core.notes import parse_verifier as _parse_verifier
 from disclosure_ledger._core.succession import check_successor
 from disclosure_ledger._fsutil import (
@@ -128,8 +133,8 @@ class WitnessConfig:
 
 
 def _check_witness_key(key: Signer) -> None:
-    if key.key_type != KEY_TYPE_COSIGNATURE:
-        raise KeyFormatError("a witness key must be a cosignature (type 0x04) key")
+    if key.key_type not in COSIGNATURE_TYPES:
+        raise KeyFormatError("a witness key must be a cosignature (type 0x04 or 0x06) key")
 
 
 def _check_permissions(d: Path) -> None:
@@ -188,8 +193,8 @@ def parse_config(text: str) -> WitnessConfig:
                 raise MalformedError(f"witness config line {n}: unexpected {word!r}")
         except KeyFormatError as err:
             raise MalformedError(f"witness config line {n}: {err}") from err
-    if witness is None or witness.key_type != KEY_TYPE_COSIGNATURE:
-        raise MalformedError("witness config needs a cosignature (type 0x04) witness key")
+    if witness is None or witness.key_type not in COSIGNATURE_TYPES:
+        raise MalformedError("witness config needs a cosignature (type 0x04 or 0x06) witness key")
     if not logs:
         raise MalformedError("witness config names no log")
     return WitnessConfig(witness, tuple(logs), key_file)
