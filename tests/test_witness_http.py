@@ -186,32 +186,32 @@ def test_one_log_line_per_request(
     assert '"POST /add-checkpoint" 400' in lines[1]
 
 
-def test_a_race_from_one_old_size_has_one_winner(server: WitnessServer, tmp_path: Path) -> None:
-    gen = forked_ledgers(tmp_path)
-    a, b = next(gen)
-    try:
-        a.append_many([event(i) for i in range(3)])
-        b.append_many([event(i) for i in range(3)])
-        assert _post(server, _body(a, 0))[0] == 200
-        a.append_many([event(10)])
-        b.append_many([event(20), event(21)])
-        bodies = [_body(a, 3), _body(b, 3)]
-        results: list[int] = []
-        barrier = threading.Barrier(2)
+def test_a_race_from_one_old_size_has_one_winner(server: WitnessServer, ledger: Ledger) -> None:
+    # Two valid requests from the witness's size 5, to sizes 6 and 7: whichever
+    # is checked first wins; the other no longer starts at the witness's size.
+    assert _post(server, _body(ledger, 0))[0] == 200
+    ledger.append_many([event(10)])
+    ledger.append_many([event(11)])
+    bodies = [
+        format_witness_request(ledger.witness_request(5, 6)),
+        format_witness_request(ledger.witness_request(5, 7)),
+    ]
+    results: list[tuple[int, str]] = []
+    barrier = threading.Barrier(2)
 
-        def go(body: str) -> None:
-            barrier.wait()
-            results.append(_post(server, body)[0])
+    def go(body: str) -> None:
+        barrier.wait()
+        status, _, text = _post(server, body)
+        results.append((status, text))
 
-        threads = [threading.Thread(target=go, args=(body,)) for body in bodies]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert sorted(results) == [200, 409]
-    finally:
-        b.close()
-        gen.close()
+    threads = [threading.Thread(target=go, args=(body,)) for body in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(status for status, _ in results) == [200, 409]
+    [conflict] = [text for status, text in results if status == 409]
+    assert conflict in ("6\n", "7\n")
 
 
 def test_a_restart_in_the_middle_of_a_sequence(
