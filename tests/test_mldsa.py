@@ -12,15 +12,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
+import time
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA44PublicKey
 
+from disclosure_ledger._core import records
 from disclosure_ledger._core.checkpoints import (
     Checkpoint,
     cosign_checkpoint,
     format_checkpoint,
+    format_receipt,
     open_checkpoint,
     sign_checkpoint,
 )
@@ -35,6 +38,7 @@ from disclosure_ledger._core.notes import (
 )
 from disclosure_ledger._core.policy import Policy, format_policy, parse_policy
 from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._verify.gate import QuorumNotMetError, ReleaseGate
 from disclosure_ledger._verify.verifier import verify
 from disclosure_ledger._witness.client import HttpWitness, LocalWitness, collect_cosignatures
 from disclosure_ledger._witness.server import WitnessServer
@@ -44,7 +48,7 @@ from disclosure_ledger.keys import read_signer_file
 
 from .cli_helpers import assert_one_line_error, run
 from .conftest import flip_bit
-from .ledger_helpers import event, log_key, new_ledger, witness_key, writer_key
+from .ledger_helpers import event, log_key, new_ledger, release_event, witness_key, writer_key
 
 NOW = 1_800_000_000
 ROOT = hashlib.sha256(b"root").digest()
@@ -218,3 +222,25 @@ def test_keygen_ml_dsa(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     r = run("witness-collect", "l.ledger", "--witness-dir", "wd")
     assert r.exit_code == 0, (r.stdout, r.stderr)
     assert r.stdout.startswith("cosigned witness.example/pq+")
+
+
+def test_the_release_gate_counts_an_mldsa_cosignature(tmp_path: Path) -> None:
+    now = int(time.time()) // 100 * 100 + 100
+    police = records.Party(records.ActorKind.LAW_ENFORCEMENT, organization="Springfield PD")
+    pq, classic = mldsa_key(), witness_key()
+    witnesses = [Witness.init(tmp_path / k.name.replace("/", "_"), k, [log_key().verifier])
+                 for k in (pq, classic)]  # fmt: skip
+    policy = Policy.simple(
+        log_key().verifier, [writer_key().verifier], [pq.verifier, classic.verifier], threshold=2
+    )
+    with new_ledger(tmp_path) as lg:
+        lg.append_many([event(0), release_event(1)])
+        collect_cosignatures(lg, [LocalWitness(witnesses[0])], now)
+        gate = ReleaseGate(policy, max_age_seconds=600)
+        clip = hashlib.sha256(b"clip-1").digest()
+        with pytest.raises(QuorumNotMetError):
+            gate.check(format_receipt(lg.receipt(1)), clip, police, now + 1)
+        collect_cosignatures(lg, [LocalWitness(witnesses[1])], now)
+        rec = gate.check(format_receipt(lg.receipt(1)), clip, police, now + 1)
+    assert rec.quorum_met
+    assert {c.witness.key_type for c in rec.cosignatures} == {0x04, 0x06}
