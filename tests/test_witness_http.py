@@ -275,3 +275,24 @@ def test_the_client_reports_refusals_and_unavailability(
     assert outcome.outcome == OUTCOME_UNAVAILABLE
     with pytest.raises(MalformedError, match="not an http"):
         HttpWitness("file:///etc", witness_key().verifier)
+
+
+def test_connections_beyond_the_cap_are_closed(witness: Witness) -> None:
+    srv = WitnessServer(("127.0.0.1", 0), witness, max_connections=1, request_timeout=5).start()
+    port = srv.server_address[1]
+    try:
+        idle = socket.create_connection(("127.0.0.1", port), timeout=5)
+        time.sleep(0.2)  # the idle connection holds the only slot
+        with pytest.raises((ConnectionError, http.client.HTTPException)):
+            _post(srv, "bad")
+        idle.close()
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                assert _post(srv, "bad")[0] == 400
+                break
+            except (ConnectionError, http.client.HTTPException):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        srv.close()

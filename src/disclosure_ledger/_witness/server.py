@@ -19,8 +19,10 @@ Answers::
 The standard library's threaded ``http.server`` serves it: the protocol is one
 small POST, so a framework would add dependencies and no safety. Bodies are
 capped (``Content-Length`` is required, and larger bodies are refused with
-413 before they are read), every socket operation times out, and reading a
-body has an overall deadline, so slow or endless clients are dropped.
+413 before they are read), every socket operation times out, reading a body
+has an overall deadline, and at most ``max_connections`` connections are
+served at once (more are closed on arrival), so slow or endless clients are
+dropped and cannot pile up threads.
 """
 
 from __future__ import annotations
@@ -30,30 +32,37 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from disclosure_ledger._core.checkpoints import peek_checkpoint
-from disclosure_ledger._witness.witness import (
-    OldSizeTooLargeError,
-    SizeWentBackwardsError,
-    SplitViewError,
-    StaleOldSizeError,
-    UnknownOriginError,
-    Witness,
-)
+from disclosure_ledger._core.evidence import SplitViewError
+from disclosure_ledger._witness.witness import Witness
 from disclosure_ledger.errors import (
     LedgerError,
     MalformedError,
+    OldSizeTooLargeError,
     ProofError,
+    SizeWentBackwardsError,
+    StaleOldSizeError,
+    UnknownOriginError,
     UntrustedKeyError,
     VerificationError,
 )
 
-__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_REQUEST_TIMEOUT", "WitnessServer", "status_for"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_REQUEST_TIMEOUT",
+    "WitnessServer",
+    "status_for",
+]
 
 DEFAULT_MAX_BODY = 64 * 1024
 """The largest request body accepted: an old size, 63 proof lines and a cosigned checkpoint."""
 DEFAULT_REQUEST_TIMEOUT = 10.0
 """Seconds a client may stall on any read, and (three times over) on sending its body."""
+DEFAULT_MAX_CONNECTIONS = 64
+"""Connections served at once; more are closed at once, so slow clients cannot pile up threads."""
 SIZE_TYPE = "text/x.tlog.size"
 _log = logging.getLogger("disclosure_ledger.witness.http")
 
@@ -205,6 +214,7 @@ class WitnessServer(ThreadingHTTPServer):
         clock: Callable[[], float] = time.time,
         max_body: int = DEFAULT_MAX_BODY,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         """Bind ``address`` (``("127.0.0.1", 0)`` picks a free port).
 
@@ -215,8 +225,24 @@ class WitnessServer(ThreadingHTTPServer):
         self.clock = clock
         self.max_body = max_body
         self.request_timeout = request_timeout
+        self._slots = threading.BoundedSemaphore(max_connections)
         self._thread: threading.Thread | None = None
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection on a thread, or close it when every slot is taken."""
+        if not self._slots.acquire(blocking=False):
+            _log.info("%s refused: every connection slot is taken", client_address[0])
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Serve one connection, then free its slot."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     @property
     def url(self) -> str:
