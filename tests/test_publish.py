@@ -394,3 +394,48 @@ def test_verify_with_a_state_store(ledger: Ledger, tmp_path: Path) -> None:
     assert verify_published(str(out), POLICY, state=state).record_count == 10
     with pytest.raises(ValueError, match="not both"):
         verify_published(str(out), POLICY, state=state, state_dir=tmp_path / "s")
+
+
+class _KeepAlive(_Quiet):
+    protocol_version = "HTTP/1.1"
+    connections: list[int] = []  # noqa: RUF012 - one test's counter
+
+    def setup(self) -> None:
+        super().setup()
+        type(self).connections.append(1)
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/old/"):
+            self.send_response(301)
+            self.send_header("Location", self.path.removeprefix("/old"))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
+
+
+def test_http_reads_keep_connections_alive_and_follow_redirects(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    out = _published(ledger, tmp_path)
+    _KeepAlive.connections = []
+    handler = functools.partial(_KeepAlive, directory=str(out))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        fetched: list[str] = []
+
+        class Counting(HttpSource):
+            def read(self, path: str, limit: int) -> bytes:
+                fetched.append(path)
+                return super().read(path, limit)
+
+        assert verify_published(Counting(base), POLICY).record_count == 600
+        assert len(fetched) >= 8
+        assert len(_KeepAlive.connections) <= 2  # the files came over one kept-alive connection
+        # A prefix that redirects is followed.
+        assert verify_published(base + "/old", POLICY).record_count == 600
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -40,7 +40,7 @@ from disclosure_ledger._core.tiles import (
     tile_width,
 )
 from disclosure_ledger._fsutil import read_limited
-from disclosure_ledger._netutil import ResponseTooLargeError, check_http_url, http_request
+from disclosure_ledger._netutil import HttpSession, ResponseTooLargeError, check_http_url
 from disclosure_ledger.errors import (
     MalformedError,
     NotPublishedError,
@@ -115,7 +115,7 @@ class DirectorySource:
 class HttpSource:
     """A published log under an ``http://`` or ``https://`` prefix."""
 
-    __slots__ = ("prefix", "timeout")
+    __slots__ = ("_session", "prefix", "timeout")
 
     def __init__(self, prefix: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Read the log under ``prefix``, giving up on a request after ``timeout`` seconds.
@@ -131,6 +131,8 @@ class HttpSource:
             raise MalformedError("the timeout must be positive")
         self.prefix = prefix.rstrip("/") + "/"
         self.timeout = timeout
+        # Kept-alive connections: a verifier fetches thousands of small files.
+        self._session = HttpSession(timeout)
 
     @property
     def location(self) -> str:
@@ -147,13 +149,14 @@ class HttpSource:
         """
         url = self.prefix + path
         try:
-            resp = http_request(url, limit=limit, timeout=self.timeout)
+            resp = self._session.get(url, limit=limit)
         except ResponseTooLargeError as err:
             raise StorageError(f"{url}: larger than {limit} bytes") from err
         except TimeoutError as err:
             raise StorageError(f"{url}: timed out after {self.timeout:g} s") from err
-        except OSError as err:
-            raise StorageError(f"{url}: cannot fetch: {err.strerror or err}") from err
+        except (OSError, ValueError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+            raise StorageError(f"{url}: cannot fetch: {reason}") from err
         if resp.status in (404, 410):
             raise NotPublishedError(f"{url}: not published (HTTP {resp.status})")
         if resp.status != 200:
