@@ -123,13 +123,10 @@ def publication(
 
 def _published_size(directory: Path, source: PublishSource, hashes: HashReader) -> int:
     # The size of the publication already in ``directory``, after checking it is this log's.
-    raw = read_limited(
-        directory / CHECKPOINT_PATH, MAX_NOTE_SIZE, "published checkpoint", StorageError,
-        missing_ok=True,
-    )  # fmt: skip
+    where = directory / CHECKPOINT_PATH
+    raw = read_limited(where, MAX_NOTE_SIZE, "published checkpoint", StorageError, missing_ok=True)
     if raw is None:
         return 0
-    where = directory / CHECKPOINT_PATH
     try:
         text = raw.decode("utf-8")
         claimed = peek_checkpoint(text)
@@ -202,13 +199,11 @@ def publish(source: PublishSource, directory: str | os.PathLike[str]) -> Publish
         with _locked(d):
             since = _published_size(d, source, source.store)
             files = total = 0
-            to_size = since
             signed = source.latest_checkpoint()
             for path, data in publication(source, since, checkpoint=signed):
                 if _write(d, path, data):
                     files += 1
                     total += len(data)
-            to_size = signed.checkpoint.size
     except OSError as err:
         raise StorageError(f"{d}: cannot publish: {err.strerror or err}") from err
-    return PublishSummary(d, source.origin, since, to_size, files, total)
+    return PublishSummary(d, source.origin, since, signed.checkpoint.size, files, total)
