@@ -25,6 +25,8 @@ from disclosure_ledger._core.merkle import (
     prove_consistency,
     prove_inclusion,
     tree_root,
+    verify_consistency,
+    verify_inclusion,
 )
 from disclosure_ledger._core.notes import parse_verifier
 from disclosure_ledger._core.tiles import (
@@ -44,6 +46,7 @@ from disclosure_ledger._core.tiles import (
     tile_path,
     tiles_for_size,
 )
+from disclosure_ledger._log.tilereader import DirectorySource, TileChecker, TileLog
 from disclosure_ledger.errors import MalformedError, StorageError
 from tests.conftest import vectors_dir
 
@@ -320,3 +323,23 @@ def test_tiles_of_store_cover_every_tile() -> None:
     store = MemoryHashStore()
     store.extend(hashlib.sha256(bytes([i])).digest() for i in range(3))
     assert list(_tiles_of(store)) == [Tile(0, 0, 3)]
+
+
+def test_tessera_log_through_the_tile_reader() -> None:
+    # The same reader `verify --tiles` and `prove --tiles` use, on Tessera's files.
+    log = TileLog(DirectorySource(_tessera()))
+    verifier = parse_verifier(TESSERA_KEY)
+    roots = {}
+    for size in range(1, 16):
+        note = (_tessera() / f"checkpoint.{size}").read_text(encoding="utf-8")
+        roots[size] = open_checkpoint(note, verifier).checkpoint.root
+        assert tree_root(size, log.hash_reader(size)) == roots[size]
+        entries = list(log.iter_leaves(0, size, size))
+        checker = TileChecker(log, 0, size)
+        checker.add_bundle(0, [leaf_hash(e) for e in entries])
+        assert checker.checked == size
+        for index in range(size):
+            proof = log.inclusion_proof(index, size)
+            verify_inclusion(leaf_hash(entries[index]), index, size, proof, roots[size])
+    for old in range(1, 15):
+        verify_consistency(old, 15, roots[old], roots[15], log.consistency_proof(old, 15))
