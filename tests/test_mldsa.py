@@ -42,7 +42,7 @@ from disclosure_ledger._verify.gate import QuorumNotMetError, ReleaseGate
 from disclosure_ledger._verify.verifier import verify
 from disclosure_ledger._witness.client import HttpWitness, LocalWitness, collect_cosignatures
 from disclosure_ledger._witness.server import WitnessServer
-from disclosure_ledger._witness.witness import Witness
+from disclosure_ledger._witness.witness import Witness, WitnessConfig, format_config, parse_config
 from disclosure_ledger.errors import BadSignatureError, KeyFormatError, MalformedError
 from disclosure_ledger.keys import read_signer_file
 
@@ -244,3 +244,99 @@ def test_the_release_gate_counts_an_mldsa_cosignature(tmp_path: Path) -> None:
         rec = gate.check(format_receipt(lg.receipt(1)), clip, police, now + 1)
     assert rec.quorum_met
     assert {c.witness.key_type for c in rec.cosignatures} == {0x04, 0x06}
+
+
+# -- a witness holding an ML-DSA-44 key beside its Ed25519 one --------------------------------
+
+
+def test_a_witness_with_both_keys_returns_both_lines(tmp_path: Path) -> None:
+    classic, pq = witness_key(), mldsa_key()
+    w = Witness.init(tmp_path / "w", classic, [log_key().verifier], also=pq)
+    assert w.verifiers == (classic.verifier, pq.verifier)
+    config = Witness.read_config(tmp_path / "w")
+    assert parse_config(format_config(config)) == config
+    assert config.also == pq.verifier
+    with new_ledger(tmp_path) as lg:
+        lg.append_many([event(i) for i in range(3)])
+        out = w.add_checkpoint(lg.witness_request(0), NOW)
+        first, second = out.splitlines()
+        assert first.startswith(f"— {classic.name} ")
+        assert parse_signature_line(second).key_id == pq.key_id
+        signed = open_checkpoint(
+            lg.latest_checkpoint().note + out, log_key().verifier, [classic.verifier, pq.verifier]
+        )
+        assert {c.witness for c in signed.cosignatures} == {classic.verifier, pq.verifier}
+        # Through the client, both lines are stored with the checkpoint.
+        lg.append_many([event(10)])
+        [outcome] = collect_cosignatures(lg, [LocalWitness(w)], NOW)
+        assert outcome.ok, outcome.detail
+        assert outcome.line is not None
+        assert len(outcome.line.splitlines()) == 2
+        assert len(lg.latest_checkpoint().cosigned_by([classic.verifier, pq.verifier])) == 2
+    # Reopening needs both keys; the second must be the one recorded.
+    with pytest.raises(KeyFormatError, match="second key"):
+        Witness.open(tmp_path / "w", classic)
+    with pytest.raises(KeyFormatError, match="second key"):
+        Witness.open(tmp_path / "w", classic, mldsa_key("witness.example/other"))
+    assert Witness.open(tmp_path / "w", classic, pq).verifiers == w.verifiers
+
+
+def test_a_second_key_must_be_of_the_other_kind(tmp_path: Path) -> None:
+    with pytest.raises(MalformedError, match="other kind"):
+        Witness.init(
+            tmp_path / "w",
+            witness_key(),
+            [log_key().verifier],
+            also=witness_key("witness.example/w2"),
+        )
+    text = format_config(
+        WitnessConfig(witness_key().verifier, (log_key().verifier,), None, mldsa_key().verifier)
+    )
+    bad = text.replace(mldsa_key().verifier.vkey, witness_key("witness.example/w9").verifier.vkey)
+    with pytest.raises(MalformedError, match="other kind"):
+        parse_config(bad)
+
+
+def test_both_lines_over_http(tmp_path: Path) -> None:
+    classic, pq = witness_key(), mldsa_key()
+    w = Witness.init(tmp_path / "w", classic, [log_key().verifier], also=pq)
+    server = WitnessServer(("127.0.0.1", 0), w).start()
+    try:
+        with new_ledger(tmp_path) as lg:
+            lg.append_many([event(i) for i in range(3)])
+            both = HttpWitness(server.url, classic.verifier, also=pq.verifier)
+            [outcome] = collect_cosignatures(lg, [both], NOW)
+            assert outcome.ok, outcome.detail
+            assert len(lg.latest_checkpoint().cosigned_by([classic.verifier, pq.verifier])) == 2
+            lg.append_many([event(10)])
+            only = HttpWitness(server.url, pq.verifier)  # a client that knows one key
+            [outcome] = collect_cosignatures(lg, [only], NOW)
+            assert outcome.ok, outcome.detail
+            assert outcome.line is not None
+            assert parse_signature_line(outcome.line).key_id == pq.key_id
+    finally:
+        server.close()
+
+
+def test_witness_init_with_a_second_key_from_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run("keygen", "witness.example/w1", "--witness", "--out", "w1").exit_code == 0
+    assert (
+        run("keygen", "witness.example/w1", "--witness", "--ml-dsa", "--out", "pq").exit_code == 0
+    )
+    assert run("keygen", "vendor.example/ledger/cli", "--out", "log").exit_code == 0
+    r = run("witness", "init", "wd", "--key", "w1.key", "--also-key", "pq.key", "--log", "log.pub")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.startswith("witness witness.example/w1+")
+    assert "\nalso witness.example/w1+" in r.stdout
+    with Ledger.create(tmp_path / "l.ledger", log_key=read_signer_file(tmp_path / "log.key")) as lg:
+        lg.append_many([event(0)])
+    r = run("witness-collect", "l.ledger", "--witness-dir", "wd")
+    assert r.exit_code == 0, (r.stdout, r.stderr)
+    with Ledger.open(tmp_path / "l.ledger", readonly=True) as lg:
+        keys = [read_signer_file(tmp_path / f).verifier for f in ("w1.key", "pq.key")]
+        assert len(lg.latest_checkpoint().cosigned_by(keys)) == 2
+    r = run("witness", "init", "wd2", "--key", "w1.key", "--also-key", "w1.key", "--log", "log.pub")
+    assert_one_line_error(r, 2, "other kind")

@@ -144,24 +144,41 @@ def _witness() -> None:
     type=_key_path,
     help="A followed log's .pub file (repeatable).",
 )
+@click.option(
+    "--also-key",
+    "also_path",
+    type=_key_path,
+    help="A second witness key of the other kind (an ML-DSA-44 key beside an Ed25519 one).",
+)
 @passphrase_options
 def _witness_init(
     *,
     directory: Path,
     key_path: Path,
     logs: Sequence[Path],
+    also_path: Path | None,
     passphrase_file: Path | None,
     passphrase_env: str | None,
 ) -> None:
     """Create a witness in DIRECTORY that cosigns with KEY the logs given."""
-    key = read_signer_file(key_path, read_passphrase(passphrase_file, passphrase_env))
-    if key.key_type not in COSIGNATURE_TYPES:
-        raise CommandError(
-            f"{key_path}: a witness key must be a cosignature key (keygen --witness)"
-        )
+    passphrase = read_passphrase(passphrase_file, passphrase_env)
+    key = read_signer_file(key_path, passphrase)
+    also = None if also_path is None else read_signer_file(also_path, passphrase)
+    for path, k in ((key_path, key), (also_path, also)):
+        if k is not None and k.key_type not in COSIGNATURE_TYPES:
+            raise CommandError(
+                f"{path}: a witness key must be a cosignature key (keygen --witness)"
+            )
     log_keys = [_verifier(p, KEY_TYPE_ED25519, "log key") for p in logs]
-    w = Witness.init(directory, key, log_keys, key_file=key_path)
+    try:
+        w = Witness.init(
+            directory, key, log_keys, key_file=key_path, also=also, also_key_file=also_path
+        )
+    except MalformedError as err:
+        raise CommandError(str(err)) from err
     click.echo(f"witness {w.verifier.vkey}")
+    for v in w.verifiers[1:]:
+        click.echo(f"also {v.vkey}")
     for log in w.logs:
         click.echo(f"follows {log.vkey}")
 
@@ -173,7 +190,12 @@ def _open_witness(directory: Path, key_path: Path | None, passphrase: str | None
         if config.key_file is None:
             raise CommandError(f"{directory}: the witness records no key file; give --key")
         path = Path(config.key_file)
-    return Witness.open(directory, read_signer_file(path, passphrase))
+    also = None
+    if config.also is not None:
+        if config.also_key_file is None:
+            raise CommandError(f"{directory}: the witness records no file for its second key")
+        also = read_signer_file(Path(config.also_key_file), passphrase)
+    return Witness.open(directory, read_signer_file(path, passphrase), also)
 
 
 @_witness.command("add")

@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 OUTCOME_COSIGNED = "cosigned"
-"""The witness cosigned; the line is stored with the checkpoint."""
+"""The witness cosigned; its line (one per key) is stored with the checkpoint."""
 OUTCOME_REFUSED = "refused"
 """The witness answered and refused (bad proof, stale size, split view, ...)."""
 OUTCOME_UNAVAILABLE = "unavailable"
@@ -79,7 +79,12 @@ class StaleSize(Exception):  # noqa: N818 - a signal between endpoint and client
 
 
 class WitnessEndpoint(Protocol):
-    """How the client talks to one witness."""
+    """How the client talks to one witness.
+
+    An endpoint may also have ``verifiers``, every key whose lines are kept
+    from its answers (a witness holding an ML-DSA-44 key beside an Ed25519
+    one); without it, only ``verifier``'s line is.
+    """
 
     @property
     def name(self) -> str:
@@ -88,7 +93,7 @@ class WitnessEndpoint(Protocol):
 
     @property
     def verifier(self) -> Verifier:
-        """The witness's cosignature key."""
+        """The witness's cosignature key (its first, when it holds two)."""
         ...
 
     def known_size(self, ledger: Ledger) -> int | None:
@@ -101,7 +106,7 @@ class WitnessEndpoint(Protocol):
         ...
 
     def submit(self, body: str, now: int) -> str:
-        """Send an add-checkpoint body; return the cosignature line.
+        """Send an add-checkpoint body; return the cosignature line (one per key).
 
         Raises:
             StaleSize: if the witness holds another old size.
@@ -148,6 +153,11 @@ class LocalWitness:
     def verifier(self) -> Verifier:
         """The witness's cosignature key."""
         return self.witness.verifier
+
+    @property
+    def verifiers(self) -> tuple[Verifier, ...]:
+        """The witness's keys (two when it holds an ML-DSA-44 key beside an Ed25519 one)."""
+        return self.witness.verifiers
 
     def known_size(self, ledger: Ledger) -> int | None:
         """Read the size from the witness's own state.
@@ -208,6 +218,11 @@ class CommandWitness:
         """The witness's cosignature key."""
         return self._verifier
 
+    @property
+    def verifiers(self) -> tuple[Verifier, ...]:
+        """The witness's key."""
+        return (self._verifier,)
+
     def known_size(self, ledger: Ledger) -> int | None:
         """The largest size with a cosignature by this witness stored in the ledger.
 
@@ -257,12 +272,20 @@ class HttpWitness:
     is unavailable; any other answer is a refusal.
     """
 
-    __slots__ = ("_name", "_verifier", "timeout", "url")
+    __slots__ = ("_also", "_name", "_verifier", "timeout", "url")
 
     def __init__(
-        self, prefix: str, verifier: Verifier, *, timeout: float = 10.0, name: str | None = None
+        self,
+        prefix: str,
+        verifier: Verifier,
+        *,
+        timeout: float = 10.0,
+        name: str | None = None,
+        also: Verifier | None = None,
     ) -> None:
         """Send requests to ``prefix`` + ``/add-checkpoint``; give up after ``timeout`` seconds.
+
+        ``also`` is the witness's second key, when it holds two (its lines are kept too).
 
         Raises:
             MalformedError: if ``prefix`` is not an http(s) URL or the timeout is not positive.
@@ -276,6 +299,7 @@ class HttpWitness:
         self.url = prefix.rstrip("/") + "/add-checkpoint"
         self.timeout = timeout
         self._verifier = verifier
+        self._also = also
         self._name = name if name is not None else prefix
 
     @property
@@ -287,6 +311,11 @@ class HttpWitness:
     def verifier(self) -> Verifier:
         """The witness's cosignature key."""
         return self._verifier
+
+    @property
+    def verifiers(self) -> tuple[Verifier, ...]:
+        """The witness's keys: ``verifier``, and ``also`` when given."""
+        return (self._verifier,) if self._also is None else (self._verifier, self._also)
 
     def known_size(self, ledger: Ledger) -> int | None:
         """The largest size with a cosignature by this witness stored in the ledger.
@@ -322,17 +351,20 @@ class HttpWitness:
             raise StaleSize(size, f"the witness holds size {size}")
         if resp.status != 200:
             raise LedgerError(f"the witness answered HTTP {resp.status}: {first[:200]}")
-        mine = []
+        keys = {(v.name, v.key_id) for v in self.verifiers}
+        mine: list[str] = []
+        found: set[tuple[str, int]] = set()
         for line in text.splitlines():
             try:
                 sig = parse_signature_line(line + "\n")
             except MalformedError:
                 continue
-            if sig.name == self._verifier.name and sig.key_id == self._verifier.key_id:
+            if (sig.name, sig.key_id) in keys:
                 mine.append(line + "\n")
-        if not mine:
+                found.add((sig.name, sig.key_id))
+        if (self._verifier.name, self._verifier.key_id) not in found:
             raise LedgerError("the witness answered 200 without a cosignature by its key")
-        return mine[0]
+        return "".join(mine)
 
 
 def _record(ledger: Ledger, outcome: WitnessOutcome) -> WitnessOutcome:
@@ -377,14 +409,16 @@ def _ask(ledger: Ledger, endpoint: WitnessEndpoint, size: int, now: int) -> Witn
         return WitnessOutcome(name, size, OUTCOME_REFUSED, str(err))
     except Exception as err:  # noqa: BLE001 - a witness must never break the append path
         return WitnessOutcome(name, size, OUTCOME_ERROR, f"{type(err).__name__}: {err}")
-    line = line.strip("\n")
+    lines = [text for text in line.split("\n") if text]
+    keys: Sequence[Verifier] = getattr(endpoint, "verifiers", None) or (endpoint.verifier,)
     try:
-        ledger.add_cosignatures(size, [line], [endpoint.verifier])
+        ledger.add_cosignatures(size, lines, list(keys))
     except LedgerError as err:
         return WitnessOutcome(name, size, OUTCOME_INVALID, f"cosignature rejected: {err}")
     except Exception as err:  # noqa: BLE001 - a witness must never break the append path
         return WitnessOutcome(name, size, OUTCOME_INVALID, f"{type(err).__name__}: {err}")
-    return WitnessOutcome(name, size, OUTCOME_COSIGNED, f"old {old}", line + "\n")
+    stored = "".join(f"{text}\n" for text in lines)
+    return WitnessOutcome(name, size, OUTCOME_COSIGNED, f"old {old}", stored)
 
 
 def collect_cosignatures(
