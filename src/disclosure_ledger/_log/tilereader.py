@@ -183,11 +183,13 @@ def open_source(where: str, *, timeout: float = DEFAULT_TIMEOUT) -> TileSource:
 class TileLog:
     """A published log read through a :class:`TileSource`."""
 
-    __slots__ = ("source",)
+    __slots__ = ("_last_bundle", "source")
 
     def __init__(self, source: TileSource) -> None:
         """Read through ``source``."""
         self.source = source
+        # The bundle read last: a range's anchor record and its first records share one.
+        self._last_bundle: tuple[Tile, list[bytes]] | None = None
 
     def checkpoint_note(self) -> str:
         """Return the published ``checkpoint`` note, as text (unverified).
@@ -262,11 +264,16 @@ class TileLog:
             MalformedError: if it is truncated, short or has bytes left over (naming it).
             StorageError: if it cannot be fetched.
         """
+        last = self._last_bundle
+        if last is not None and last[0] == tile:
+            return list(last[1])
         data = self._read_tile(tile)
         try:
-            return decode_entry_bundle(data, tile.width)
+            entries = decode_entry_bundle(data, tile.width)
         except MalformedError as err:
             raise MalformedError(f"{tile.path}: {err}") from err
+        self._last_bundle = (tile, entries)
+        return list(entries)
 
     def hash_reader(self, size: int) -> TileHashReader:
         """Return a :class:`TileHashReader` over the tiles of the tree of ``size``."""
