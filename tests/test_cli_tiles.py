@@ -182,3 +182,14 @@ def test_witness_serve_errors(work: Path) -> None:
     assert_one_line_error(r, 2, "not an http")
     r = run("witness-collect", "l.ledger", "--witness-url", "http://127.0.0.1:1")
     assert_one_line_error(r, 2, "--witness-url-key")
+
+
+def test_verify_tiles_times_out(work: Path) -> None:
+    with socket.socket() as s:  # accepts, never answers
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+        start = time.monotonic()
+        r = run("verify", "--tiles", url, "--log-key", "log.pub", "--timeout", "0.3")
+        assert time.monotonic() - start < 5
+    assert_one_line_error(r, 2, "timed out after 0.3 s")

@@ -12,6 +12,7 @@ where it has one, the record index.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,7 @@ from disclosure_ledger._core.policy import Policy
 from disclosure_ledger._fsutil import check_output, read_limited
 from disclosure_ledger._log.export import export_ledger
 from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._log.tilereader import DEFAULT_TIMEOUT
 from disclosure_ledger._verify.report import render_failure_json, render_json, render_text
 from disclosure_ledger._verify.tiles import verify_published
 from disclosure_ledger._verify.verifier import (
@@ -178,6 +180,13 @@ def export_command(*, ledger: Path, out: Path, from_size: int, force: bool) -> N
     help="Verify a log published as C2SP tlog-tiles (a directory or http(s):// prefix)"
     " instead of a bundle.",
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    help="With --tiles: seconds a fetch may stall before it is abandoned.",
+)
 @click.option("--log-key", metavar="PUB", help="The log's public key: a .pub file or key string.")
 @click.option(
     "--writer-key",
@@ -226,6 +235,7 @@ def verify_command(
     *,
     bundle: Path | None,
     tiles: str | None,
+    timeout: float,
     log_key: str | None,
     writer_keys: tuple[str, ...],
     policy_file: Path | None,
@@ -258,7 +268,9 @@ def verify_command(
         raise click.UsageError("give either BUNDLE or --tiles URL_OR_DIR")
     policy = _policy(policy_file, log_key, writer_keys)
     trusted = None if trusted_checkpoint is None else _read_checkpoint_file(trusted_checkpoint)
-    check: Callable[..., Report] = verify if tiles is None else verify_published
+    check: Callable[..., Report] = (
+        verify if tiles is None else functools.partial(verify_published, timeout=timeout)
+    )
     with contextlib.ExitStack() as stack:
         progress = _progress(stack) if _stderr_is_terminal() else None
         try:
