@@ -296,3 +296,39 @@ def test_connections_beyond_the_cap_are_closed(witness: Witness) -> None:
                 time.sleep(0.05)
     finally:
         srv.close()
+
+
+def test_two_servers_over_one_directory_serialize_on_its_lock(
+    witness: Witness, ledger: Ledger, tmp_path: Path
+) -> None:
+    # Two Witness objects share no thread lock: only the directory's lock file
+    # (as between processes) keeps both from succeeding from one old size.
+    other = Witness.open(tmp_path / "w", witness_key())
+    servers = [WitnessServer(("127.0.0.1", 0), w).start() for w in (witness, other)]
+    try:
+        assert _post(servers[0], _body(ledger, 0))[0] == 200
+        ledger.append_many([event(10)])
+        ledger.append_many([event(11)])
+        bodies = [
+            format_witness_request(ledger.witness_request(5, 6)),
+            format_witness_request(ledger.witness_request(5, 7)),
+        ]
+        results: list[int] = []
+        barrier = threading.Barrier(2)
+
+        def go(srv: WitnessServer, body: str) -> None:
+            barrier.wait()
+            results.append(_post(srv, body)[0])
+
+        threads = [
+            threading.Thread(target=go, args=(srv, body))
+            for srv, body in zip(servers, bodies, strict=True)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results) == [200, 409]
+    finally:
+        for srv in servers:
+            srv.close()
