@@ -61,7 +61,7 @@ __all__ = [
 _T = TypeVar("_T")
 
 FORMAT_NAME = "disclosure-ledger"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _APPLICATION_ID = 0x444C4731  # "DLG1": marks the file as a ledger for `file(1)` and for us
 _BUSY_TIMEOUT_MS = 60_000
 
