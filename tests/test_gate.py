@@ -319,7 +319,9 @@ def test_a_receipt_opens_a_gate_with_state_once(tmp_path: Path, world: World) ->
         with pytest.raises(FootageNotNamedError):
             gate.check(receipt, clip_hash(2), POLICE, NOW)
         with pytest.raises(RecipientMismatchError):
-            gate.check(receipt, clip_hash(1), msgspec.structs.replace(POLICE, organization="x"), NOW)
+            gate.check(
+                receipt, clip_hash(1), msgspec.structs.replace(POLICE, organization="x"), NOW
+            )
         assert gate.check(receipt, clip_hash(1), POLICE, NOW).index == 1
         with pytest.raises(ReceiptAlreadyUsedError, match=r"record 1 of .* already been honoured"):
             gate.check(receipt, clip_hash(1), POLICE, NOW + 1)

@@ -81,15 +81,25 @@ def test_good_lines_are_appended_in_batches_and_acknowledged_in_order(ledger: Le
 
 
 class _Spy:
-    """A ledger stand-in that logs each submit and lets ``acks`` log each acknowledgement."""
+    """A ledger (and committer) stand-in that logs each commit submitted.
+
+    ``acks`` logs each acknowledgement. The reader hands the lines it encoded
+    to the ledger's committer with the ledger's default writer.
+    """
 
     def __init__(self, ledger: Ledger, log: list[str]) -> None:
         self._ledger = ledger
         self._log = log
 
-    def submit(self, events: Sequence[Any]) -> Future[list[AppendReceipt]]:
+    def _writer(self, writer: Any) -> Any:
+        return self._ledger._writer(writer)
+
+    def _ensure_committer(self) -> _Spy:
+        return self
+
+    def submit(self, events: Sequence[Any], writer: Any) -> Future[list[AppendReceipt]]:
         self._log.append(f"submit {len(events)}")
-        return self._ledger.submit(events)
+        return self._ledger._ensure_committer().submit(list(events), writer)
 
 
 def test_a_batch_is_acknowledged_while_the_next_one_commits(ledger: Ledger) -> None:

@@ -332,12 +332,6 @@ class Ledger:
             return future
         return self._ensure_committer().submit(encoded, signer)
 
-    def _submit_encoded(self, items: list[Item]) -> Future[list[AppendReceipt]]:
-        # For the JSON Lines reader, which validated and encoded the events
-        # as it read them (records.parse_json_line) and checked that their IDs
-        # are distinct: submit with the default writer, without a second pass.
-        return self._ensure_committer().submit(items, self._writer(None))
-
     def append_many(
         self, events: Iterable[Event | Mapping[str, Any]], *, writer: Signer | None = None
     ) -> list[AppendReceipt]:

@@ -207,9 +207,16 @@ class _Appender:
         """
         done = self._settle()
         if items:
-            future = self._ledger._submit_encoded([(eid, data) for _, eid, data in items])
+            future = self._commit([(eid, data) for _, eid, data in items])
             self._inflight = (future, items)
         self._ack(done)
+
+    def _commit(self, events: list[tuple[str, bytes]]) -> Future[list[AppendReceipt]]:
+        # The lines were validated and encoded as they were read
+        # (records.parse_json_line), their IDs checked distinct: hand them to
+        # the committer with the ledger's default writer, without a second pass.
+        ledger = self._ledger
+        return ledger._ensure_committer().submit(events, ledger._writer(None))
 
     def finish(self) -> None:
         """Wait for the batch in flight and acknowledge its records.
@@ -238,9 +245,7 @@ class _Appender:
             lineno = items[pos][0]
             if pos > 0:
                 try:
-                    self._ack(
-                        self._ledger._submit_encoded([(e, d) for _, e, d in items[:pos]]).result()
-                    )
+                    self._ack(self._commit([(e, d) for _, e, d in items[:pos]]).result())
                 except DuplicateEventError as inner:
                     # Another process appended one of them meanwhile: report the first.
                     first = next(
