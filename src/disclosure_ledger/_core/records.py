@@ -46,7 +46,6 @@ import msgspec
 from disclosure_ledger._core.notes import KEY_TYPE_ED25519, Signer, Verifier
 from disclosure_ledger._core.schema import (
     _BAD_OTHER,
-    _ENCODER,
     _JSON_DECODER,
     _JSON_ENCODER,
     _STRICT_JSON_DECODER,
@@ -62,6 +61,7 @@ from disclosure_ledger._core.schema import (
     LegalBasis,
     Party,
     _check_extensions,
+    _encode,
     _json_dec_hook,
     _plain,
     _size_checked,
@@ -250,6 +250,8 @@ def parse_json_line(text: str | bytes) -> tuple[Event, bytes]:
         raise _validation_error(err) from None
     except msgspec.DecodeError as err:
         raise ValidationError("<json>", f"is not valid JSON: {err}") from None
+    except RecursionError:
+        raise ValidationError("<json>", "nests too deeply to be an event") from None
     if " " in event.event_id:
         # The one character printable ASCII has that the pattern refuses.
         _strict_check(_STRICT_JSON_DECODER, raw)
@@ -257,7 +259,7 @@ def parse_json_line(text: str | bytes) -> tuple[Event, bytes]:
         _check_extensions(event.extensions, chars=not plain)
     if not (plain and _same_keys(raw, event)):
         _refuse_duplicate_keys(raw)
-    return event, _size_checked(_ENCODER.encode(event))
+    return event, _size_checked(_encode(event))
 
 
 def event_from_json_text(text: str | bytes) -> Event:
@@ -315,7 +317,7 @@ def event_and_encoding(obj: object) -> tuple[Event, bytes]:
         raise _validation_error(err) from None
     if event.extensions:
         _check_extensions(event.extensions, chars=not plain)
-    return event, _size_checked(_ENCODER.encode(event))
+    return event, _size_checked(_encode(event))
 
 
 def _party_json(party: Party) -> dict[str, object]:

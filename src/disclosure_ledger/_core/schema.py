@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 import msgspec
+from msgspec.structs import force_setattr
 
 from disclosure_ledger.errors import MalformedError, ValidationError
 
@@ -284,10 +285,10 @@ class Clip(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         end = self.end
         if type(start) is not datetime or start.tzinfo is not UTC:
             start = _utc(start, "start")
-            object.__setattr__(self, "start", start)
+            force_setattr(self, "start", start)
         if type(end) is not datetime or end.tzinfo is not UTC:
             end = _utc(end, "end")
-            object.__setattr__(self, "end", end)
+            force_setattr(self, "end", end)
         if end < start:
             raise ValidationError("end", "must not be before start")
 
@@ -331,13 +332,13 @@ class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
         """
         t: datetime | None = self.occurred_at
         if type(t) is not datetime or t.tzinfo is not UTC:
-            object.__setattr__(self, "occurred_at", _utc(t, "occurred_at"))
+            force_setattr(self, "occurred_at", _utc(t, "occurred_at"))
         t = self.owner_notified_at
         if t is not None and (type(t) is not datetime or t.tzinfo is not UTC):
-            object.__setattr__(self, "owner_notified_at", _utc(t, "owner_notified_at"))
+            force_setattr(self, "owner_notified_at", _utc(t, "owner_notified_at"))
         t = self.notification_deferred_until
         if t is not None and (type(t) is not datetime or t.tzinfo is not UTC):
-            object.__setattr__(
+            force_setattr(
                 self, "notification_deferred_until", _utc(t, "notification_deferred_until")
             )
 
@@ -378,6 +379,7 @@ def _plain(data: bytes) -> bool:
 # Errors: msgspec's messages, as ValidationErrors naming the path.
 
 _AT = re.compile(r"(.*) - at `(\$[^`]*)`\Z", re.DOTALL)
+_KEY_AT = re.compile(r"(.*) - at `key` in `(\$[^`]*)`\Z", re.DOTALL)
 _NAMED = re.compile(r"Object (contains unknown|missing required) field `([^`]*)`\Z")
 _OWN = re.compile(r"([a-z_]+): (.*)\Z", re.DOTALL)
 
@@ -385,7 +387,7 @@ _OWN = re.compile(r"([a-z_]+): (.*)\Z", re.DOTALL)
 def _validation_error(err: msgspec.ValidationError) -> ValidationError:
     # "Invalid enum value 'x' - at `$.actor.kind`" -> ValidationError("$.actor.kind", ...).
     text = str(err)
-    m = _AT.fullmatch(text)
+    m = _AT.fullmatch(text) or _KEY_AT.fullmatch(text)
     path, message = (m.group(2), m.group(1)) if m else ("$", text)
     named = _NAMED.fullmatch(message)
     if named is not None:
@@ -446,6 +448,19 @@ _STRICT_MSGPACK_DECODER = msgspec.msgpack.Decoder(_StrictEvent, dec_hook=_msgpac
 # keys of maps (``extensions``); struct fields keep their declared order.
 _ENCODER = msgspec.msgpack.Encoder(enc_hook=bytes.__bytes__, order="deterministic")
 _JSON_ENCODER = msgspec.json.Encoder(enc_hook=bytes.hex)
+
+
+_FIXMAP_HEADERS = [bytes((0x80 | n,)) for n in range(16)]
+
+
+def _encode(event: Event) -> bytes:
+    # msgspec writes the map header of a struct with 16 or more fields as a
+    # map16 before it knows how many absent ones it will omit; canonical
+    # MessagePack takes the smallest header, a fixmap up to 15 entries.
+    data = _ENCODER.encode(event)
+    if data[0] == 0xDE and data[1] == 0 and data[2] < 16:
+        return _FIXMAP_HEADERS[data[2]] + data[3:]
+    return data
 
 
 def _strict_check(
@@ -568,7 +583,7 @@ def encode_event(event: Event) -> bytes:
     if not isinstance(event, Event):
         raise MalformedError(f"expected an Event, not {type(event).__name__}")
     try:
-        data = _ENCODER.encode(event)
+        data = _encode(event)
     except (TypeError, ValueError, OverflowError) as err:
         # A value msgspec cannot encode at all (a float, a lone surrogate, ...).
         raise ValidationError("$", f"cannot be encoded: {err}") from err
@@ -596,6 +611,8 @@ def decode_event(data: bytes) -> Event:
         event = _decode_valid(data)
     except msgspec.DecodeError as err:
         raise MalformedError(f"event encoding is not valid MessagePack: {err}") from None
-    if _ENCODER.encode(event) != data:
+    except RecursionError:
+        raise MalformedError("event encoding nests too deeply") from None
+    if _encode(event) != data:
         raise MalformedError("event encoding is not canonical")
     return event
