@@ -48,7 +48,9 @@ from disclosure_ledger._core.schema import (
     _BAD_OTHER,
     _JSON_DECODER,
     _JSON_ENCODER,
+    _ORDINARY_BUT_COLON,
     _STRICT_JSON_DECODER,
+    _STRICT_MSGPACK_DECODER,
     MAX_EVENT_SIZE,
     MAX_EXTENSION_DEPTH,
     Action,
@@ -61,13 +63,13 @@ from disclosure_ledger._core.schema import (
     LegalBasis,
     Party,
     _check_extensions,
+    _check_strings,
+    _clear,
     _encode,
     _json_dec_hook,
-    _plain,
     _size_checked,
-    _strict_check,
-    _StrictEvent,
     _validation_error,
+    check_party,
     decode_event,
     encode_event,
     format_time,
@@ -107,6 +109,7 @@ __all__ = [
     "LegalBasis",
     "Party",
     "chain_hash",
+    "check_party",
     "decode_event",
     "encode_content",
     "encode_event",
@@ -216,18 +219,14 @@ def _refuse_duplicate_keys(raw: bytes) -> None:
         raise ValidationError("<json>", f"is not valid JSON: {err}") from err
 
 
-def _same_keys(raw: bytes, event: Event) -> bool:
-    # Whether the event kept every key of ``raw``, a text without backslashes
-    # that it was decoded from: the cheap proof that no key was a duplicate.
-    #
-    # Every colon of a JSON text is either after a key or inside a string.
-    # Without escapes, the strings the event kept are in the text as they are
-    # in the event's own JSON encoding, except times, which that encoding
-    # writes in UTC with two colons, the fewest any RFC 3339 time has. So the
-    # encoding has no more colons than the text, and exactly as many only
-    # when no key was dropped (a duplicate, or an explicit null or empty
-    # list, which the exact check then accepts).
-    return raw.count(b":") == _JSON_ENCODER.encode(event).count(b":")
+# Why equal colon counts prove that there is no duplicate key, in a JSON text
+# without escapes: every colon of a JSON text is either after a key or inside
+# a string. The strings the event kept are in the text as they are in the
+# event's own JSON encoding, except times, which that encoding writes in UTC
+# with two colons, the fewest any RFC 3339 time has. So the encoding has no
+# more colons than the text, and exactly as many only when no key was dropped
+# (a duplicate, or an explicit null or empty list, which the exact check then
+# accepts).
 
 
 def parse_json_line(text: str | bytes) -> tuple[Event, bytes]:
@@ -240,11 +239,8 @@ def parse_json_line(text: str | bytes) -> tuple[Event, bytes]:
     Raises:
         ValidationError: as :func:`event_from_json_text`.
     """
-    raw = _json_bytes(text)
-    plain = _plain(raw)
+    raw = text if type(text) is bytes and len(text) <= MAX_EVENT_SIZE else _json_bytes(text)
     try:
-        if not plain:
-            _STRICT_JSON_DECODER.decode(raw)
         event: Event = _JSON_DECODER.decode(raw)
     except msgspec.ValidationError as err:
         raise _validation_error(err) from None
@@ -252,12 +248,16 @@ def parse_json_line(text: str | bytes) -> tuple[Event, bytes]:
         raise ValidationError("<json>", f"is not valid JSON: {err}") from None
     except RecursionError:
         raise ValidationError("<json>", "nests too deeply to be an event") from None
-    if " " in event.event_id:
-        # The one character printable ASCII has that the pattern refuses.
-        _strict_check(_STRICT_JSON_DECODER, raw)
+    # One pass over the text finds its colons and anything _clear looks for.
+    left = raw.translate(None, _ORDINARY_BUT_COLON)
+    colons = left.count(b":")
+    left = left.replace(b":", b"") if colons != len(left) else b""
+    suspect = _check_strings(event, _clear(raw, left), _STRICT_JSON_DECODER, raw)
     if event.extensions:
-        _check_extensions(event.extensions, chars=not plain)
-    if not (plain and _same_keys(raw, event)):
+        _check_extensions(event.extensions, chars=suspect)
+    # Without escapes (a \u escape can spell a colon), equal colon counts
+    # prove that no key was dropped (see the note above).
+    if (b"\\" in left and b"\\u" in raw) or colons != _JSON_ENCODER.encode(event).count(b":"):
         _refuse_duplicate_keys(raw)
     return event, _size_checked(_encode(event))
 
@@ -310,14 +310,14 @@ def event_and_encoding(obj: object) -> tuple[Event, bytes]:
         raise ValidationError("$", f"expected an object, not {type(obj).__name__}")
     try:
         event: Event = msgspec.convert(obj, Event, dec_hook=_json_dec_hook)
-        plain = _plain(_JSON_ENCODER.encode(event))
-        if not plain or " " in event.event_id:
-            msgspec.convert(obj, _StrictEvent, dec_hook=_json_dec_hook)
     except msgspec.ValidationError as err:
         raise _validation_error(err) from None
+    clear = _clear(_JSON_ENCODER.encode(event))
     if event.extensions:
-        _check_extensions(event.extensions, chars=not plain)
-    return event, _size_checked(_encode(event))
+        _check_extensions(event.extensions, chars=not clear)
+    data = _size_checked(_encode(event))
+    _check_strings(event, clear, _STRICT_MSGPACK_DECODER, data)
+    return event, data
 
 
 def _party_json(party: Party) -> dict[str, object]:

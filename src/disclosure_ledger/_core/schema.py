@@ -35,6 +35,7 @@ __all__ = [
     "JSONValue",
     "LegalBasis",
     "Party",
+    "check_party",
     "decode_event",
     "encode_event",
     "format_time",
@@ -344,7 +345,7 @@ class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
 
 
 # The same schema with the character patterns: only ever decoded to check an
-# input that is not plain ASCII (see _plain), its result thrown away.
+# input that _check_strings cannot clear at a glance, its result thrown away.
 
 
 class _StrictParty(Party, frozen=True):
@@ -368,11 +369,53 @@ class _StrictEvent(Event, frozen=True):
     purpose: _SLine | None = None
 
 
-def _plain(data: bytes) -> bool:
-    # Whether every string in this JSON text holds only printable ASCII:
-    # JSON has no raw control characters inside strings, so without a
-    # backslash (an escape) or DEL, an ASCII text has nothing a pattern refuses.
-    return data.isascii() and b"\\" not in data and b"\x7f" not in data
+# What a JSON text (the input, or msgspec's JSON encoding of an event) holds
+# wherever one of its strings holds a character a pattern refuses: a control
+# character raw or escaped (every escape starts with a backslash), DEL, and
+# in UTF-8 the C1 controls, line and paragraph separators and bidirectional
+# controls. A quote or backslash in a string is escaped too, a false alarm
+# that only costs the slower check.
+_SUSPECT = re.compile(rb"[\x00-\x1f\x7f\\]|\xc2[\x80-\x9f]|\xe2\x80[\xa8-\xae]|\xe2\x81[\xa6-\xa9]")
+# Every byte but those that can begin such a match: deleting them with
+# bytes.translate is a C loop, many times faster than the search itself.
+_ORDINARY = bytes(b for b in range(0x20, 0x100) if b not in b"\x7f\\\xc2\xe2")
+_ORDINARY_BUT_COLON = _ORDINARY.replace(b":", b"")
+
+
+def _clear(text: bytes, left: bytes | None = None) -> bool:
+    # Whether no string of this JSON text holds a refused character. ``left``:
+    # what translate left of it, if the caller has it already.
+    if left is None:
+        left = text.translate(None, _ORDINARY)
+    if not left:
+        return True
+    if left.strip(b"\xc2\xe2"):  # an escape, a control character or DEL
+        return False
+    return _SUSPECT.search(text) is None  # lead bytes of UTF-8 characters: look closer
+
+
+def _check_strings(event: Event, clear: bool, decoder: _AnyDecoder, data: bytes) -> bool:
+    """Check which characters ``event``'s strings hold; say whether extensions need it too.
+
+    ``clear`` says whether :func:`_clear` cleared the JSON the event was read
+    from, or its own JSON encoding: then every field is clear. Otherwise (a
+    newline in the justification, a quote, a character outside ASCII) the
+    event is encoded again without its justification and extensions, which
+    may hold newlines and tabs, and that is scanned; the justification is
+    checked on its own. Only what this cannot clear is decoded again, from
+    ``data`` with ``decoder``'s strict types, which raise naming the field.
+    """
+    if not clear:
+        rest = _JSON_ENCODER.encode(
+            msgspec.structs.replace(event, justification=None, extensions={})
+        )
+        j = event.justification
+        if not _clear(rest) or (j is not None and not j.isprintable() and _BAD_TEXT.search(j)):
+            _strict_check(decoder, data)
+    eid = event.event_id
+    if " " in eid or not eid.isascii():  # event_id: printable ASCII but space
+        _strict_check(decoder, data)
+    return not clear
 
 
 # ---------------------------------------------------------------------------
@@ -463,13 +506,31 @@ def _encode(event: Event) -> bytes:
     return data
 
 
-def _strict_check(
-    decoder: msgspec.json.Decoder[Any] | msgspec.msgpack.Decoder[Any], data: bytes
-) -> None:
+_AnyDecoder: TypeAlias = "msgspec.json.Decoder[Any] | msgspec.msgpack.Decoder[Any]"
+
+
+def _strict_check(decoder: _AnyDecoder, data: bytes) -> None:
     try:
         decoder.decode(data)
     except msgspec.ValidationError as err:
         raise _validation_error(err) from None
+
+
+_PARTY_DECODER = msgspec.msgpack.Decoder(_StrictParty)
+
+
+def check_party(party: Party) -> Party:
+    """Return ``party`` once every field is checked (building a :class:`Party` checks none).
+
+    Raises:
+        ValidationError: naming the bad field (``$.organization``).
+    """
+    try:
+        data = _ENCODER.encode(party)
+    except (TypeError, ValueError) as err:
+        raise ValidationError("$", f"cannot be encoded: {err}") from err
+    _strict_check(_PARTY_DECODER, data)
+    return party
 
 
 def refuse_ext(code: int, data: bytes) -> object:
@@ -551,11 +612,10 @@ def _decode_valid(data: bytes) -> Event:
         event: Event = _MSGPACK_DECODER.decode(data)
     except msgspec.ValidationError as err:
         raise _validation_error(err) from None
-    plain = _plain(_JSON_ENCODER.encode(event))
-    if not plain or " " in event.event_id:
-        _strict_check(_STRICT_MSGPACK_DECODER, data)
+    clear = _clear(_JSON_ENCODER.encode(event))
+    suspect = _check_strings(event, clear, _STRICT_MSGPACK_DECODER, data)
     if event.extensions:
-        _check_extensions(event.extensions, chars=not plain)
+        _check_extensions(event.extensions, chars=suspect)
     return event
 
 
