@@ -1079,3 +1079,17 @@ def test_values_are_checked_as_they_will_be_stored() -> None:
     stored = decode_event(encode_event(msgspec.structs.replace(event, footage=(clip,))))
     assert type(stored.footage[0].sha256) is records.Digest
     assert stored.footage[0].sha256 == bytes(range(32))
+
+
+def test_check_party_checks_what_building_one_does_not() -> None:
+    police = Party(ActorKind.LAW_ENFORCEMENT, organization="Springfield PD")
+    assert records.check_party(police) is police
+    for bad, field in (
+        (Party(ActorKind.LAW_ENFORCEMENT, organization="bad\x00org"), "$.organization"),
+        (Party(ActorKind.OWNER, id=""), "$.id"),
+        (Party("robot"), "$.kind"),  # type: ignore[arg-type]
+        (Party(ActorKind.OWNER, id="x" * 257), "$.id"),
+    ):
+        with pytest.raises(ValidationError) as info:
+            records.check_party(bad)
+        assert info.value.field == field
