@@ -1093,3 +1093,38 @@ def test_check_party_checks_what_building_one_does_not() -> None:
         with pytest.raises(ValidationError) as info:
             records.check_party(bad)
         assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        # A newline in the justification is allowed; an escape anywhere else is
+        # still found, however many newlines the justification holds.
+        ({"justification": "a\nb", "camera_id": "c\td"}, "$.camera_id"),
+        ({"justification": "a\n\tb", "legal_reference": "r\nx"}, "$.legal_reference"),
+        ({"justification": "a\nb\x08"}, "$.justification"),
+        ({"justification": "a\nb", "purpose": "p\u202e"}, "$.purpose"),
+        ({"justification": "a\nb", "actor": {"kind": "owner", "id": "a\x7fb"}}, "$.actor.id"),
+        ({"justification": "a\nb", "event_id": "a\nb"}, "$.event_id"),
+    ],
+)
+def test_a_newline_in_the_justification_clears_nothing_else(
+    changes: dict[str, Any], field: str
+) -> None:
+    assert _field_of(example(**changes)) == field
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    built = msgspec.structs.replace(
+        Event("e", t, "c", Action.VIEW, Party(ActorKind.OWNER)),
+        **{k: v for k, v in changes.items() if k != "actor"},
+    )
+    if "actor" not in changes:
+        with pytest.raises(ValidationError) as info:
+            encode_event(built)
+        assert info.value.field == field
+
+
+def test_newlines_and_quotes_in_the_justification_are_kept() -> None:
+    text = 'He said "no".\n\tThen:\\ left.'
+    ev = event_from_json_text(json.dumps(example(justification=text)))
+    assert ev.justification == text
+    assert decode_event(encode_event(ev)).justification == text

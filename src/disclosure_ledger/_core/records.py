@@ -252,7 +252,7 @@ def parse_json_line(text: str | bytes) -> tuple[Event, bytes]:
     left = raw.translate(None, _ORDINARY_BUT_COLON)
     colons = left.count(b":")
     left = left.replace(b":", b"") if colons != len(left) else b""
-    suspect = _check_strings(event, _clear(raw, left), _STRICT_JSON_DECODER, raw)
+    suspect = _check_strings(event, _clear(raw, left, event), _STRICT_JSON_DECODER, raw)
     if event.extensions:
         _check_extensions(event.extensions, chars=suspect)
     # Without escapes (a \u escape can spell a colon), equal colon counts
@@ -312,7 +312,7 @@ def event_and_encoding(obj: object) -> tuple[Event, bytes]:
         event: Event = msgspec.convert(obj, Event, dec_hook=_json_dec_hook)
     except msgspec.ValidationError as err:
         raise _validation_error(err) from None
-    clear = _clear(_JSON_ENCODER.encode(event))
+    clear = _clear(_JSON_ENCODER.encode(event), None, event)
     if event.extensions:
         _check_extensions(event.extensions, chars=not clear)
     data = _size_checked(_encode(event))

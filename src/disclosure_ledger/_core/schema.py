@@ -382,13 +382,22 @@ _ORDINARY = bytes(b for b in range(0x20, 0x100) if b not in b"\x7f\\\xc2\xe2")
 _ORDINARY_BUT_COLON = _ORDINARY.replace(b":", b"")
 
 
-def _clear(text: bytes, left: bytes | None = None) -> bool:
+def _clear(text: bytes, left: bytes | None = None, event: Event | None = None) -> bool:
     # Whether no string of this JSON text holds a refused character. ``left``:
-    # what translate left of it, if the caller has it already.
+    # what translate left of it, if the caller has it already (colons taken
+    # out). ``event``: the event the text is of, to clear the common newline
+    # or tab in its justification without encoding it again.
     if left is None:
         left = text.translate(None, _ORDINARY)
     if not left:
         return True
+    if event is not None and not left.strip(b"\\") and not event.extensions:
+        # Only backslashes: every escape's, one each for \n and \t. If each
+        # is a newline or tab of the justification (which JSON can only have
+        # written escaped), no other string holds an escaped character.
+        j = event.justification
+        if j is not None and len(left) == j.count("\n") + j.count("\t"):
+            return True
     if left.strip(b"\xc2\xe2"):  # an escape, a control character or DEL
         return False
     return _SUSPECT.search(text) is None  # lead bytes of UTF-8 characters: look closer
@@ -612,7 +621,7 @@ def _decode_valid(data: bytes) -> Event:
         event: Event = _MSGPACK_DECODER.decode(data)
     except msgspec.ValidationError as err:
         raise _validation_error(err) from None
-    clear = _clear(_JSON_ENCODER.encode(event))
+    clear = _clear(_JSON_ENCODER.encode(event), None, event)
     suspect = _check_strings(event, clear, _STRICT_MSGPACK_DECODER, data)
     if event.extensions:
         _check_extensions(event.extensions, chars=suspect)
