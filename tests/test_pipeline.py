@@ -295,3 +295,15 @@ def test_the_line_cap_is_exact_whatever_the_read_sizes(size: int, end: bytes) ->
     # The last line, without a newline, at and over the cap.
     assert _flatten(_Chunks(b"a\n" + at_cap, size)) == [(1, b"a"), (2, at_cap)]
     assert _flatten(_Chunks(b"a\n" + at_cap + b"y", size)) == [(1, b"a"), (2, None)]
+
+
+def test_a_repeat_of_a_line_from_an_earlier_batch_is_refused_by_the_ledger(
+    ledger: Ledger,
+) -> None:
+    # Only the batch in flight is remembered; the ledger catches older repeats.
+    acks = _Acks()
+    stream = _lines(event(1), event(2), event(3), event(1), event(4))
+    with pytest.raises(LineError, match=r"^line 4: .*ev-00000001") as info:
+        append_jsonl(ledger, stream, acks, batch_size=1)
+    assert info.value.line == 4
+    assert acks.ids == ["ev-00000001", "ev-00000002", "ev-00000003"] == _ids(ledger)
