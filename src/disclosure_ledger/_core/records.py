@@ -129,6 +129,7 @@ __all__ = [
     "sign_content",
     "signing_message",
     "timestamp_micros",
+    "unpack_header",
     "verify_envelope",
 ]
 
@@ -610,21 +611,23 @@ def make_envelope(  # noqa: PLR0917  # positional, in the envelope's field order
     return Envelope(ENVELOPE_VERSION, seq, prev, logged_at, signer.key_id, event_bytes, signature)
 
 
-def parse_envelope(leaf: bytes) -> Envelope:
-    """Parse an envelope's exact bytes (see the module docstring for the layout).
+def unpack_header(leaf: bytes) -> tuple[int, int, bytes, int, int, int]:
+    """Check an envelope's framing and return its header fields.
 
-    The event encoding is not decoded and the signature is not checked.
+    This is the one place the header is checked: the ledger's check, the
+    owner's verifier and :func:`parse_envelope` all call it. It returns
+    ``(version, seq, prev, logged_at, key_id, event_length)``; the event and
+    the signature are not looked at.
 
     Raises:
         MalformedError: if the length is not exactly 57 + L + 64, the version
-            is not 1, L exceeds :data:`MAX_EVENT_SIZE` or logged_at is negative.
+            is not :data:`ENVELOPE_VERSION`, L exceeds :data:`MAX_EVENT_SIZE`
+            or logged_at is outside 1970 to the end of 9999.
     """
-    if not isinstance(leaf, bytes | bytearray | memoryview):
-        raise MalformedError(f"envelope must be bytes, not {type(leaf).__name__}")
-    leaf = bytes(leaf)
     if len(leaf) < HEADER_SIZE + SIGNATURE_SIZE:
         raise MalformedError("envelope is too short")
-    version, seq, prev, logged_at, key, length = HEADER.unpack_from(leaf)
+    header = HEADER.unpack_from(leaf)
+    version, _seq, _prev, logged_at, _key, length = header
     if version != ENVELOPE_VERSION:
         raise MalformedError(f"unsupported envelope version {version}")
     if length > MAX_EVENT_SIZE:
@@ -633,6 +636,23 @@ def parse_envelope(leaf: bytes) -> Envelope:
         raise MalformedError("envelope length does not match its event length")
     if not 0 <= logged_at <= MAX_LOGGED_AT:
         raise MalformedError("envelope logged_at is outside 1970 to the end of 9999")
+    return header
+
+
+def parse_envelope(leaf: bytes) -> Envelope:
+    """Parse an envelope's exact bytes (see the module docstring for the layout).
+
+    The event encoding is not decoded and the signature is not checked.
+
+    Raises:
+        MalformedError: if the length is not exactly 57 + L + 64, the version
+            is not :data:`ENVELOPE_VERSION`, L exceeds :data:`MAX_EVENT_SIZE`
+            or logged_at is outside 1970 to the end of 9999.
+    """
+    if not isinstance(leaf, bytes | bytearray | memoryview):
+        raise MalformedError(f"envelope must be bytes, not {type(leaf).__name__}")
+    leaf = bytes(leaf)
+    version, seq, prev, logged_at, key, length = unpack_header(leaf)
     end = HEADER_SIZE + length
     return Envelope(version, seq, prev, logged_at, key, leaf[HEADER_SIZE:end], leaf[end:])
 
