@@ -112,9 +112,10 @@ _MAX_OTHER = 1024
 _MAX_TEXT = 8192
 
 # The public types check lengths only. Which characters a string holds is
-# checked in one scan of the whole input when it is plain printable ASCII
-# without escapes (as nearly every event is), and otherwise by decoding it a
-# second time with the _Strict* types below, which add these patterns.
+# checked by _check_strings: one C pass over the JSON text clears nearly every
+# event, and what it cannot clear is decoded a second time with the _Strict*
+# types below, which add these patterns (a regex per string costs more than
+# the rest of the decoding).
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=_MAX_ID)]
 Other = Annotated[str, msgspec.Meta(min_length=1, max_length=_MAX_OTHER)]
 Line = Annotated[str, msgspec.Meta(min_length=1, max_length=_MAX_TEXT)]
@@ -162,7 +163,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 def _check_extensions(value: dict[str, Any], chars: bool) -> None:
     # Nesting, keys, and that every value is a JSON value without floats and
     # with integers in int64. ``chars``: also check which characters the
-    # strings hold (not needed for an input already found to be plain ASCII).
+    # strings hold (not needed when the scan of _check_strings cleared the input).
     # Returns quietly or raises naming the path; the path is only built then.
     stack: list[tuple[object, tuple[str | int, ...]]] = [(value, ())]
     while stack:
