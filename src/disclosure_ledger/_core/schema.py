@@ -131,15 +131,21 @@ _SText = Annotated[
 _SEventId = Annotated[str, msgspec.Meta(pattern="^[\x21-\x7e]{1,256}\\Z")]
 
 
-class Digest(bytes):
-    """A SHA-256 digest: 32 bytes, written as 64 lowercase hex digits in the JSON form.
+if TYPE_CHECKING:
+    # To a type checker a digest is bytes, so user code passes plain bytes.
+    Digest: TypeAlias = bytes
+else:
 
-    A ``bytes`` subclass, so it compares, hashes and slices as the bytes it
-    holds; plain ``bytes`` of the right length are accepted wherever an event
-    takes one.
-    """
+    class Digest(bytes):
+        """A SHA-256 digest: 32 bytes, written as 64 lowercase hex digits in the JSON form.
 
-    __slots__ = ()
+        A ``bytes`` subclass, so it compares, hashes and slices as the bytes
+        it holds; plain ``bytes`` of the right length are accepted wherever an
+        event takes one. It exists to tell msgspec that this field's JSON form
+        is hex, not msgspec's base64.
+        """
+
+        __slots__ = ()
 
 
 JSONValue: TypeAlias = "str | int | bool | list[JSONValue] | dict[str, JSONValue] | None"
