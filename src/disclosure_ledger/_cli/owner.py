@@ -12,6 +12,7 @@ where it has one, the record index.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from disclosure_ledger._cli.kit import (
     CommandFailedError,
     read_policy_file,
 )
+from disclosure_ledger._cli.streams import OutputTarget
 from disclosure_ledger._core.notes import (
     KEY_TYPE_COSIGNATURE,
     KEY_TYPE_ED25519,
@@ -38,6 +40,7 @@ from disclosure_ledger._core.policy import Policy
 from disclosure_ledger._fsutil import check_output, read_limited
 from disclosure_ledger._log.export import export_ledger
 from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._verify.page import parse_zone, render_failure_page, render_page
 from disclosure_ledger._verify.report import render_failure_json, render_json, render_text
 from disclosure_ledger._verify.verifier import DEFAULT_MAX_LISTED, VerifyInputError, verify
 from disclosure_ledger.errors import LedgerError, MalformedError, VerificationError
@@ -198,6 +201,21 @@ def export_command(*, ledger: Path, out: Path, from_size: int, force: bool) -> N
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
 @click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    metavar="FILE",
+    help="Also write the report as one self-contained HTML page to FILE (replaced if it"
+    " exists; '-' prints the page instead of the text report). A failed verification"
+    " writes the failure page, then exits 1.",
+)
+@click.option(
+    "--tz",
+    "zone",
+    metavar="ZONE",
+    help="Show times on the HTML page in ZONE (an IANA name such as Europe/Berlin); default UTC.",
+)
+@click.option(
     "--max-listed",
     type=click.IntRange(min=0),
     default=DEFAULT_MAX_LISTED,
@@ -215,6 +233,8 @@ def verify_command(
     state_dir: Path | None,
     evidence_file: Path | None,
     as_json: bool,
+    html_file: Path | None,
+    zone: str | None,
     max_listed: int,
 ) -> None:
     """Verify the bundle BUNDLE offline with the keys you trust, and list every access by others.
@@ -233,6 +253,24 @@ def verify_command(
             state directory or BUNDLE cannot be read or used.
     """
     policy = _policy(policy_file, log_key, writer_keys)
+    tz = None
+    if zone is not None:
+        try:
+            tz = parse_zone(zone)
+        except MalformedError as err:
+            raise CommandError(f"--tz: {err}") from err
+    page = OutputTarget(
+        html_file,
+        protect=(
+            (bundle, "the bundle"),
+            (policy_file, "the policy file"),
+            (trusted_checkpoint, "the trusted checkpoint"),
+            (evidence_file, "the evidence file"),
+        ),
+        what="page",
+    )
+    if html_file is not None and as_json and page.to_stdout:
+        raise CommandError("--html - and --json both print to standard output; give one")
     trusted = None if trusted_checkpoint is None else _read_checkpoint_file(trusted_checkpoint)
     with contextlib.ExitStack() as stack:
         progress = _progress(stack) if _stderr_is_terminal() else None
@@ -252,6 +290,10 @@ def verify_command(
         except VerifyInputError as err:
             raise CommandError(str(err)) from err
         except (MalformedError, VerificationError) as err:
+            failed = functools.partial(
+                render_failure_page, err, policy=policy, tz=tz, bundle=str(bundle)
+            )
+            page.write(failed)
             if as_json:
                 click.echo(render_failure_json(err), nl=False)
             raise CommandFailedError(_failure_message(err)) from err
@@ -260,7 +302,9 @@ def verify_command(
         except OSError as err:
             where = f"{err.filename}: " if err.filename else ""
             raise CommandError(f"{where}{err.strerror or err}") from err
-    click.echo(render_json(report) if as_json else render_text(report), nl=False)
+    page.write(lambda: render_page(report, tz=tz, bundle=str(bundle)))
+    if not page.to_stdout:
+        click.echo(render_json(report) if as_json else render_text(report), nl=False)
 
 
 def _stderr_is_terminal() -> bool:
