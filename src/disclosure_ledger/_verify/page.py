@@ -159,8 +159,8 @@ def _notification(d: Disclosure, clock: _Clock) -> dict[str, Any]:
     if d.owner_notified_at is not None:
         text = f"You were notified on {clock.when(d.owner_notified_at)}."
         if d.notification_deferred_until is not None:
-            until = clock.when(d.notification_deferred_until)
-            text += f" (Notice had been deferred until {until}.)"
+            deferred = clock.when(d.notification_deferred_until)
+            text += f" (Notice had been deferred until {deferred}.)"
         return {"status": "notified", "label": "Notified", "text": text, "flag": False}
     if d.notification_deferred_until is not None:
         until = records.parse_time(d.notification_deferred_until)
