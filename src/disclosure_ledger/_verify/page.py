@@ -470,8 +470,10 @@ def render_page(
     if max_cards < 0:
         raise ValueError("max_cards must not be negative")
     clock = _clock(tz, now)
-    without = [d for d in report.disclosures if d.without_consent]
-    with_consent = [d for d in report.disclosures if not d.without_consent]
+    # Earliest first: the ledger's order is when records were logged, not when they happened.
+    listed = sorted(report.disclosures, key=lambda d: (records.parse_time(d.occurred_at), d.index))
+    without = [d for d in listed if d.without_consent]
+    with_consent = [d for d in listed if not d.without_consent]
     others = report.disclosure_count - report.without_consent_count
     env = _environment()[0]
     never = sum(1 for d in without if _notification(d, clock)["flag"])  # of those listed
