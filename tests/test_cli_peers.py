@@ -1,0 +1,218 @@
+"""The command line as a new user meets it (issue 14): set-up without friction, quiet appends
+with a summary, show's filters, and verify's page options, each tried through the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .cli_helpers import assert_one_line_error, run
+from .conftest import flip_bit
+
+LOG = "example.com/log"
+WRITER = "vendor-backend"
+
+
+def _event(n: int, **extra: Any) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "event_id": f"evt-{n}",
+        "occurred_at": f"2026-11-27T10:{n % 60:02d}:00Z",
+        "camera_id": f"cam-{n % 3}",
+        "owner_id": "owner-42",
+        "action": "view",
+        "actor": {"kind": "owner", "id": "owner-42"},
+    }
+    ev.update(extra)
+    return ev
+
+
+def _release(n: int, basis: str, org: str) -> dict[str, Any]:
+    return _event(
+        n,
+        action="release",
+        actor={"kind": "vendor_employee", "id": "emp-1", "organization": "Vendor Inc"},
+        recipient={"kind": "law_enforcement", "organization": org},
+        legal_basis=basis,
+    )
+
+
+def _jsonl(*events: dict[str, Any]) -> str:
+    return "".join(json.dumps(e) + "\n" for e in events)
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def ledger(work: Path) -> Path:
+    """A ledger made the short way: keys in a folder that did not exist, no --origin."""
+    assert run("keygen", LOG, "--out", "keys/log").exit_code == 0
+    path = work / "l.db"
+    result = run("init", path, "--log-key", "keys/log.key")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == f"created {path} for {LOG}"
+    return path
+
+
+def _append(ledger: Path, text: str, *extra: str) -> Any:
+    return run("append", ledger, "--writer-key", "keys/log.key", *extra, input=text)
+
+
+# -- set-up --------------------------------------------------------------------------------
+
+
+def test_keygen_creates_the_folder(work: Path) -> None:
+    result = run("keygen", LOG, "--out", "deep/er/log")
+    assert result.exit_code == 0, result.stderr
+    assert (work / "deep/er/log.key").is_file()
+    assert (work / "deep/er/log.pub").read_text().strip() == result.stdout.strip()
+
+
+def test_keygen_says_when_the_folder_cannot_be_made(work: Path) -> None:
+    (work / "file").write_text("x")
+    assert_one_line_error(
+        run("keygen", LOG, "--out", "file/log"), 2, "file: cannot create the folder"
+    )
+
+
+def test_init_origin_defaults_to_the_key_name_and_a_wrong_one_is_refused(
+    ledger: Path, work: Path
+) -> None:
+    other = run("init", work / "m.db", "--origin", "other.example/log", "--log-key", "keys/log.key")
+    assert_one_line_error(other, 2, "differs from the log key's name 'example.com/log'")
+
+
+# -- append --------------------------------------------------------------------------------
+
+
+def test_append_ends_with_a_summary_on_stderr(ledger: Path) -> None:
+    result = _append(ledger, _jsonl(*(_event(i) for i in range(5))))
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 5
+    summary = result.stderr.strip().splitlines()
+    assert len(summary) == 1
+    assert summary[0].startswith("appended 5 records in 1 commit (")
+    assert summary[0].endswith("records/s)")
+
+
+def test_append_quiet_prints_nothing(ledger: Path) -> None:
+    result = _append(ledger, _jsonl(*(_event(i) for i in range(5))), "--quiet")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    assert result.stderr == ""
+    assert run("show", ledger).stdout.count("\n") == 5
+
+
+def test_append_error_is_still_one_line_after_quiet(ledger: Path) -> None:
+    result = _append(ledger, _jsonl(_event(1)) + "{not json\n", "-q")
+    assert_one_line_error(result, 1, "line 2")
+
+
+# -- show ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mixed(ledger: Path) -> Path:
+    events = [
+        _event(0),
+        _release(1, "warrant", "Springfield PD"),
+        _release(2, "emergency", "State Patrol"),
+        _event(3, occurred_at="2026-11-28T08:00:00Z"),
+        _release(4, "emergency", "Springfield PD"),
+    ]
+    assert _append(ledger, _jsonl(*events), "-q").exit_code == 0
+    return ledger
+
+
+def _ids(result: Any) -> list[str]:
+    assert result.exit_code == 0, result.stderr
+    return [json.loads(line)["event"]["event_id"] for line in result.stdout.splitlines()]
+
+
+def test_show_filters_like_query(mixed: Path) -> None:
+    assert _ids(run("show", mixed, "--action", "release")) == ["evt-1", "evt-2", "evt-4"]
+    assert _ids(run("show", mixed, "--legal-basis", "emergency")) == ["evt-2", "evt-4"]
+    assert _ids(run("show", mixed, "--recipient", "Springfield PD")) == ["evt-1", "evt-4"]
+    assert _ids(run("show", mixed, "--actor-kind", "owner")) == ["evt-0", "evt-3"]
+    assert _ids(
+        run("show", mixed, "--since", "2026-11-27T10:01:00Z", "--until", "2026-11-27T10:04:00Z")
+    ) == ["evt-1", "evt-2"]
+    assert _ids(run("show", mixed, "--since", "2026-11-28T00:00:00Z")) == ["evt-3"]
+    both = run("show", mixed, "--action", "release", "--legal-basis", "emergency", "--limit", "1")
+    assert _ids(both) == ["evt-2"]
+
+
+def test_show_refuses_a_bad_time_and_index_with_a_filter(mixed: Path) -> None:
+    assert_one_line_error(
+        run("show", mixed, "--since", "yesterday"), 2, "--since: 'yesterday' is not an RFC 3339"
+    )
+    assert_one_line_error(run("show", mixed, "--since", "2026-11-27T10:00:00"), 2, "with a zone")
+    refused = run("show", mixed, "--index", "1", "--action", "view")
+    assert refused.exit_code == 2
+    assert "cannot be combined with a filter" in refused.stderr
+
+
+# -- verify --html ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bundle(mixed: Path, work: Path) -> Path:
+    assert run("export", mixed, work / "l.bundle").exit_code == 0
+    return work / "l.bundle"
+
+
+def test_verify_writes_the_page_beside_the_text(bundle: Path, work: Path) -> None:
+    result = run("verify", bundle, "--log-key", "keys/log.pub", "--html", "r.html")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("VERIFIED")
+    html = (work / "r.html").read_text(encoding="utf-8")
+    assert "VERIFIED: the ledger is intact" in html
+    assert "Springfield PD" in html
+    # Again, in the owner's zone: the file is replaced.
+    again = run(
+        "verify", bundle, "--log-key", "keys/log.pub", "--html", "r.html", "--tz", "Asia/Tokyo"
+    )
+    assert again.exit_code == 0, again.stderr
+    assert "JST" in (work / "r.html").read_text(encoding="utf-8")
+
+
+def test_verify_html_dash_prints_the_page(bundle: Path) -> None:
+    result = run("verify", bundle, "--log-key", "keys/log.pub", "--html", "-")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("<!DOCTYPE html>")
+    assert "VERIFIED:" not in result.stdout.split("<body>")[0]
+    clash = run("verify", bundle, "--log-key", "keys/log.pub", "--html", "-", "--json")
+    assert_one_line_error(clash, 2, "give one")
+
+
+def test_verify_html_failure_page_and_exit_1(bundle: Path, work: Path) -> None:
+    data = bundle.read_bytes()
+    bad = work / "bad.bundle"
+    bad.write_bytes(flip_bit(data, len(data) * 4))
+    result = run("verify", bad, "--log-key", "keys/log.pub", "--html", "f.html")
+    assert_one_line_error(result, 1, "verification failed")
+    html = (work / "f.html").read_text(encoding="utf-8")
+    assert "FAILED: this ledger did not verify" in html
+    assert "<article" not in html
+
+
+def test_verify_html_is_never_written_over_an_input(bundle: Path, work: Path) -> None:
+    before = bundle.read_bytes()
+    for target in (str(bundle), "./l.bundle"):
+        result = run("verify", bundle, "--log-key", "keys/log.pub", "--html", target)
+        assert_one_line_error(result, 2, "is the bundle", "refusing to write the page")
+    assert bundle.read_bytes() == before
+    (work / "d").mkdir()
+    assert run("verify", bundle, "--log-key", "keys/log.pub", "--html", "d").exit_code == 2
+
+
+def test_verify_tz_refuses_an_unknown_zone(bundle: Path) -> None:
+    result = run("verify", bundle, "--log-key", "keys/log.pub", "--tz", "Mars/Olympus_Mons")
+    assert_one_line_error(result, 2, "--tz: unknown time zone 'Mars/Olympus_Mons'")
