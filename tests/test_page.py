@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from disclosure_ledger._verify.activity import MAX_DISTINCT, ActivityTally
+from disclosure_ledger._verify.activity import MAX_DISTINCT, Activity, ActivityTally
 from disclosure_ledger._verify.page import (
     PAGE_CSP,
     parse_zone,
@@ -45,7 +45,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Report:
 
 @pytest.fixture(scope="module")
 def page(report: Report) -> str:
-    return render_page(report, activity=tally(page_events()), now=NOW, bundle="page.bundle")
+    return render_page(report, now=NOW, bundle="page.bundle")
 
 
 def _section(html: str, heading_id: str) -> str:
@@ -145,9 +145,7 @@ def test_timeline_and_counts(page: str) -> None:
 
 
 def test_times_in_the_owners_zone(report: Report) -> None:
-    html = render_page(
-        report, activity=tally(page_events()), now=NOW, tz=parse_zone("America/New_York")
-    )
+    html = render_page(report, now=NOW, tz=parse_zone("America/New_York"))
     assert "2026-11-25 01:00:00 EST" in html  # 06:00 UTC
     assert "Times are shown in America/New_York" in html
     # The timeline regroups hours into the owner's days: 06:00 UTC is still the 25th there,
@@ -173,10 +171,18 @@ def test_caps_say_how_many_are_not_shown_and_how_to_get_them(report: Report) -> 
         render_page(report, max_cards=-1)
 
 
-def test_without_activity_the_page_says_so(report: Report) -> None:
-    html = render_page(report, now=NOW)
-    assert "did not collect the accesses per day" in html
-    assert "By camera" not in html
+def test_the_verifier_counts_activity_as_the_events_say(report: Report, tmp_path: Path) -> None:
+    assert report.activity == tally(page_events())
+    assert sum(sum(h.counts) for h in report.activity.hours) == report.size
+    assert dict(report.activity.cameras)[HOSTILE_CAMERA] == 1
+    # Chunks are tallied on threads and merged in order: one thread gives the same counts.
+    again = verify(make_bundle(tmp_path), policy(), threads=1)
+    assert again.activity == report.activity
+
+
+def test_an_empty_timeline_says_so(report: Report) -> None:
+    html = render_page(replace(report, activity=Activity()), now=NOW)
+    assert "No accesses to show." in html
 
 
 # -- safety ------------------------------------------------------------------------------

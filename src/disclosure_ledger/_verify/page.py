@@ -38,7 +38,7 @@ from disclosure_ledger._core import records
 from disclosure_ledger._core.policy import Policy
 from disclosure_ledger._verify.activity import Activity
 from disclosure_ledger._verify.report import printable
-from disclosure_ledger._verify.verifier import Disclosure, Report
+from disclosure_ledger._verify.summary import Disclosure, Report
 from disclosure_ledger.errors import (
     BadSignatureError,
     ChainBreakError,
@@ -295,9 +295,7 @@ def _buckets(activity: Activity, clock: _Clock) -> tuple[str, list[_Bucket]]:
     return unit, out
 
 
-def _timeline(activity: Activity | None, clock: _Clock) -> dict[str, Any] | None:
-    if activity is None:
-        return None
+def _timeline(activity: Activity, clock: _Clock) -> dict[str, Any]:
     unit, buckets = _buckets(activity, clock)
     peak = max((sum(b.counts) for b in buckets), default=0)
     plot_w = _CHART_W - _PLOT_X - 8
@@ -384,17 +382,14 @@ def _count_table(title: str, pairs: Sequence[tuple[str, int]]) -> dict[str, Any]
     }
 
 
-def _counts(report: Report, activity: Activity | None) -> list[dict[str, Any]]:
-    tables = []
-    if activity is not None:
-        tables.append(_count_table("By camera", activity.cameras))
-    tables += [
+def _counts(report: Report, activity: Activity) -> list[dict[str, Any]]:
+    return [
+        _count_table("By camera", activity.cameras),
         _count_table("By action", report.actions),
         _count_table("By legal basis", report.legal_bases),
         _count_table("By recipient organization", report.recipient_organizations),
         _count_table("By writer key", report.writers),
     ]
-    return tables
 
 
 # -- the two pages -----------------------------------------------------------------------
@@ -449,7 +444,6 @@ def _clock(tz: tzinfo | None, now: datetime | None) -> _Clock:
 def render_page(
     report: Report,
     *,
-    activity: Activity | None = None,
     tz: tzinfo | None = None,
     now: datetime | None = None,
     bundle: str | None = None,
@@ -457,12 +451,12 @@ def render_page(
 ) -> str:
     """Return the page for a verified ledger, as one HTML document.
 
-    ``activity`` supplies the timeline and the counts by camera (without it
-    the page says they were not collected); ``tz`` is the zone times are
-    shown in (default UTC); ``now`` judges whether a notification deferral
-    has expired (default: the current time); ``bundle`` names the file
-    checked. Each list shows at most ``max_cards`` entries and says how many
-    more there are and how to get them all.
+    The timeline and the counts by camera come from ``report.activity``;
+    ``tz`` is the zone times are shown in (default UTC); ``now`` judges
+    whether a notification deferral has expired (default: the current time);
+    ``bundle`` names the file checked. Each list shows at most
+    ``max_cards`` entries and says how many more there are and how to get
+    them all.
 
     Raises:
         ValueError: if ``now`` is a naive datetime or ``max_cards`` is negative.
@@ -505,8 +499,8 @@ def render_page(
             {"name": name, "action": action, "count": n}
             for name, action, n in report.system_totals[:_TOP]
         ],
-        "timeline": _timeline(activity, clock),
-        "counts": _counts(report, activity),
+        "timeline": _timeline(report.activity, clock),
+        "counts": _counts(report, report.activity),
     }
     return env.get_template("page.html.j2").render(context)
 
