@@ -5,6 +5,10 @@ with a summary, show's filters, and verify's page options, each tried through th
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -216,3 +220,64 @@ def test_verify_html_is_never_written_over_an_input(bundle: Path, work: Path) ->
 def test_verify_tz_refuses_an_unknown_zone(bundle: Path) -> None:
     result = run("verify", bundle, "--log-key", "keys/log.pub", "--tz", "Mars/Olympus_Mons")
     assert_one_line_error(result, 2, "--tz: unknown time zone 'Mars/Olympus_Mons'")
+
+
+# -- '-' for standard input and output -----------------------------------------------------
+
+
+def test_export_dash_and_verify_dash_make_a_pipe(mixed: Path, work: Path) -> None:
+    exported = run("export", mixed, "-")
+    assert exported.exit_code == 0, exported.stderr
+    assert exported.stderr.startswith("exported records 0..5 of example.com/log")
+    assert "to standard output" in exported.stderr
+    data = exported.stdout_bytes
+    (work / "file.bundle").write_bytes(data)
+    assert run("export", mixed, "file2.bundle").exit_code == 0
+    assert (work / "file2.bundle").read_bytes() == data  # the same bytes as to a file
+    verified = run("verify", "-", "--log-key", "keys/log.pub", input=data)
+    assert verified.exit_code == 0, verified.stderr
+    assert verified.stdout.startswith("VERIFIED")
+    cut = run("verify", "-", "--log-key", "keys/log.pub", input=data[: len(data) // 2])
+    assert_one_line_error(cut, 1, "truncated")
+
+
+def test_export_dash_refuses_a_terminal(mixed: Path) -> None:
+    main, secondary = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "disclosure_ledger", "export", str(mixed), "-"],
+            stdout=secondary,
+            stderr=subprocess.PIPE,
+            check=False,
+            timeout=60,
+        )
+    finally:
+        os.close(secondary)
+        os.close(main)
+    assert proc.returncode == 2
+    assert b"standard output is a terminal" in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+
+
+# -- progress --------------------------------------------------------------------------------
+
+
+def test_check_shows_progress_only_on_a_terminal(
+    mixed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quiet = run("check", mixed)
+    assert quiet.exit_code == 0, quiet.stderr
+    assert quiet.stderr == ""
+    from disclosure_ledger._cli import main as cli_main
+
+    calls: list[tuple[int, int]] = []
+
+    def bar(stack: Any, label: str) -> Any:
+        assert label == "checking"
+        return lambda done, total: calls.append((done, total))
+
+    monkeypatch.setattr(cli_main, "stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(cli_main, "bar_progress", bar)
+    shown = run("check", mixed)
+    assert shown.exit_code == 0, shown.stderr
+    assert calls[-1] == (5, 5)

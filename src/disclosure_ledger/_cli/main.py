@@ -16,6 +16,7 @@ encrypted key a command reads.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -45,7 +46,7 @@ from disclosure_ledger._cli.owner import (  # the key and checkpoint readers ver
     _read_checkpoint_file,
     _signing_key,
 )
-from disclosure_ledger._cli.progress import Counter, stderr_is_terminal
+from disclosure_ledger._cli.progress import Counter, bar_progress, stderr_is_terminal
 from disclosure_ledger._core import records
 from disclosure_ledger._core.checkpoints import (
     format_receipt,
@@ -487,12 +488,13 @@ def check(
                 open_checkpoint(note, pinned_log)
         except LedgerError as err:
             raise CommandError(f"--trusted-checkpoint {trusted_checkpoint}: {err}") from err
-    with _open_readonly(ledger) as lg:
+    with _open_readonly(ledger) as lg, contextlib.ExitStack() as stack:
         try:
             report = lg.check(
                 log_key=pinned_log,
                 writer_keys=writers or None,
                 trusted_checkpoint=note,
+                progress=bar_progress(stack, "checking") if stderr_is_terminal() else None,
             )
         except LedgerError as err:
             # Whatever check finds wrong in the file is a failed check, not a usage error.

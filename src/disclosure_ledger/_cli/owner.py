@@ -28,7 +28,7 @@ from disclosure_ledger._cli.kit import (
     CommandFailedError,
     read_policy_file,
 )
-from disclosure_ledger._cli.streams import OutputTarget
+from disclosure_ledger._cli.streams import OutputTarget, is_stdio
 from disclosure_ledger._core.notes import (
     KEY_TYPE_COSIGNATURE,
     KEY_TYPE_ED25519,
@@ -38,7 +38,7 @@ from disclosure_ledger._core.notes import (
 )
 from disclosure_ledger._core.policy import Policy
 from disclosure_ledger._fsutil import check_output, read_limited
-from disclosure_ledger._log.export import export_ledger
+from disclosure_ledger._log.export import export_ledger, export_to_stream
 from disclosure_ledger._log.ledger import Ledger
 from disclosure_ledger._verify.page import parse_zone, render_failure_page, render_page
 from disclosure_ledger._verify.report import render_failure_json, render_json, render_text
@@ -114,7 +114,7 @@ def _failure_message(err: LedgerError) -> str:
 
 @click.command("export")
 @click.argument("ledger", type=click.Path(path_type=Path))
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(allow_dash=True, path_type=Path))
 @click.option(
     "--from",
     "from_size",
@@ -128,6 +128,9 @@ def _failure_message(err: LedgerError) -> str:
 def export_command(*, ledger: Path, out: Path, from_size: int, force: bool) -> None:
     """Write LEDGER (or the range from size M) to the bundle file OUT for its owner.
 
+    OUT "-" writes the bundle to standard output (not to a terminal), and the
+    summary line to standard error.
+
     OUT must not exist unless --force is given. It is never the ledger or one
     of its SQLite files, however spelled (a symbolic or hard link, ./), even
     with --force. With --force a symbolic link at OUT is replaced by the
@@ -138,6 +141,9 @@ def export_command(*, ledger: Path, out: Path, from_size: int, force: bool) -> N
         CommandError: (exit 2) if LEDGER cannot be opened, M is not a checkpointed
             size, OUT is refused, or OUT cannot be written.
     """
+    if is_stdio(out):
+        _export_to_stdout(ledger, from_size)
+        return
     # Checked before the ledger is opened too: opening it must not be what a
     # refusal depends on, and a refused OUT should cost nothing.
     check_output(
@@ -162,8 +168,27 @@ def export_command(*, ledger: Path, out: Path, from_size: int, force: bool) -> N
     )
 
 
+def _export_to_stdout(ledger: Path, from_size: int) -> None:
+    stdout = sys.stdout.buffer
+    if stdout.isatty():
+        raise CommandError(
+            "standard output is a terminal; redirect it to a file (export LEDGER - > FILE)"
+            " or name the bundle file"
+        )
+    try:
+        with Ledger.open(ledger, readonly=True) as lg:
+            summary = export_to_stream(lg, stdout, from_size)
+    except LedgerError as err:
+        raise CommandError(str(err)) from err
+    click.echo(
+        f"exported records {summary.from_size}..{summary.to_size} of {summary.origin}"
+        f" ({summary.record_count} records, {summary.bytes_written} bytes) to standard output",
+        err=True,
+    )
+
+
 @click.command("verify")
-@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("bundle", type=click.Path(allow_dash=True, path_type=Path))
 @click.option("--log-key", metavar="PUB", help="The log's public key: a .pub file or key string.")
 @click.option(
     "--writer-key",
@@ -239,6 +264,8 @@ def verify_command(
 ) -> None:
     """Verify the bundle BUNDLE offline with the keys you trust, and list every access by others.
 
+    BUNDLE "-" reads the bundle from standard input.
+
     Exit status: 0 verified; 1 the ledger failed verification (tampered,
     malformed or truncated); 2 the verification could not run. If the log
     signed a checkpoint that contradicts the one in --state or
@@ -276,7 +303,7 @@ def verify_command(
         progress = _progress(stack) if _stderr_is_terminal() else None
         try:
             report = verify(
-                bundle,
+                sys.stdin.buffer if is_stdio(bundle) else bundle,
                 policy,
                 trusted=trusted,
                 state_dir=state_dir,
