@@ -19,12 +19,12 @@ size alone on standard output (the protocol's 409 body) before exiting 1.
 from __future__ import annotations
 
 import contextlib
-import json
 import shlex
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -34,6 +34,7 @@ from disclosure_ledger._cli.kit import (
     passphrase_options,
     read_policy_file,
 )
+from disclosure_ledger._cli.output import emit, json_option
 from disclosure_ledger._core.checkpoints import peek_checkpoint
 from disclosure_ledger._core.evidence import (
     check_evidence,
@@ -54,6 +55,7 @@ from disclosure_ledger._verify.gate import (
     ReleaseGate,
     verify_record_receipt,
 )
+from disclosure_ledger._verify.report import printable
 from disclosure_ledger._verify.verifier import evidence_stem
 from disclosure_ledger._witness.client import (
     CommandWitness,
@@ -286,14 +288,16 @@ def _receipt_policy(
     type=_key_path,
     help="A trusted writer's .pub file (repeatable).",
 )
+@json_option
 def _verify_receipt(
     *,
     receipt: str,
     log_key: Path | None,
     policy_path: Path | None,
     writer_keys: Sequence[Path],
+    as_json: bool,
 ) -> None:
-    """Verify a receipt (RECEIPT, or - for stdin) and print the record it proves, as JSON.
+    """Verify a receipt (RECEIPT, or - for stdin) and print the record it proves.
 
     With --policy, the checkpoint must carry the policy's witness quorum and,
     if the policy names writers, the record must be signed by one of them.
@@ -301,7 +305,30 @@ def _verify_receipt(
     policy = _receipt_policy(log_key, policy_path, writer_keys)
     with _malformed_is_a_refusal():
         record = verify_record_receipt(_read_input(receipt, "receipt"), policy)
-    click.echo(json.dumps(record.to_json(), indent=2, ensure_ascii=False))
+    data = record.to_json()
+    emit(data, "verified: " + _record_text(data), as_json=as_json)
+
+
+def _record_text(data: dict[str, Any]) -> str:
+    """A verified receipt's record, in words: what it says and what vouches for it."""
+    event = data["event"]
+    recipient = event.get("recipient") or {}
+    to = recipient.get("organization") or recipient.get("id") or recipient.get("kind")
+    what = f"{event['action']}" + (f" to {to}" if to else "")
+    lines = [
+        f"record #{data['index']} is in {data['origin']} at size {data['tree_size']}",
+        f"  event:      {event['event_id']}: {what}, camera {event['camera_id']},"
+        f" occurred {event['occurred_at']}",
+        f"  logged:     {data['logged_at']}",
+    ]
+    if event.get("legal_basis"):
+        ref = event.get("legal_reference")
+        lines.append(f"  basis:      {event['legal_basis']}" + (f", {ref}" if ref else ""))
+    if data["writer"]:
+        lines.append(f"  signed by:  {data['writer']}")
+    witnesses = ", ".join(c["witness"] for c in data["cosigned_by"]) or "no witness"
+    lines.append(f"  cosigned:   {witnesses} (quorum met: {'yes' if data['quorum_met'] else 'no'})")
+    return "\n".join(printable(line) for line in lines)
 
 
 @click.group("gate")
@@ -346,6 +373,7 @@ def _gate() -> None:
     help="A gate state file: each receipt then opens the gate once (created if missing).",
 )
 @click.option("--now", type=click.IntRange(min=0), help="Check as of this Unix time.")
+@json_option
 def _gate_check(
     *,
     receipt: str,
@@ -358,6 +386,7 @@ def _gate_check(
     max_record_age: int,
     state_path: Path | None,
     now: int | None,
+    as_json: bool,
 ) -> None:
     """Exit 0 and print the release record if the footage may go to the recipient; else exit 1.
 
@@ -384,7 +413,7 @@ def _gate_check(
         )
         record = gate.check(_read_input(receipt, "receipt"), bytes.fromhex(text), party, when)
     out = {"release": True, **record.to_json()}
-    click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+    emit(out, "release allowed: " + _record_text(out), as_json=as_json)
 
 
 # -- evidence check ----------------------------------------------------------------------
