@@ -281,3 +281,37 @@ def test_check_shows_progress_only_on_a_terminal(
     shown = run("check", mixed)
     assert shown.exit_code == 0, shown.stderr
     assert calls[-1] == (5, 5)
+
+
+# -- one output convention -------------------------------------------------------------------
+
+
+def test_every_reporting_command_offers_json(work: Path) -> None:
+    def doc(*args: object, code: int = 0, **kw: Any) -> dict[str, Any]:
+        result = run(*args, "--json", **kw)
+        assert result.exit_code == code, result.stderr
+        out: dict[str, Any] = json.loads(result.stdout)
+        return out
+
+    key = doc("keygen", LOG, "--out", "k/log")
+    assert key["name"] == LOG
+    assert key["type"] == "ed25519"
+    assert (work / key["public_key_file"]).read_text().strip() == key["verifier_key"]
+    created = doc("init", "j.db", "--log-key", "k/log.key")
+    assert created == {"ledger": "j.db", "origin": LOG, "log_key": key["verifier_key"]}
+    ok = run("append", "j.db", "--writer-key", "k/log.key", "-q", input=_jsonl(_event(3)))
+    assert ok.exit_code == 0, ok.stderr
+    checked = doc("check", "j.db")
+    assert checked["ok"] is True
+    assert checked["size"] == 1
+    assert doc("index", "j.db") == {"indexed": 1, "covers": 1}
+    exported = doc("export", "j.db", "j.bundle")
+    assert exported["records"] == 1
+    assert exported["bundle"] == "j.bundle"
+    report = doc("verify", "j.bundle", "--log-key", "k/log.pub")
+    assert report["verdict"] == "verified"
+    assert report["counts"]["camera"] == {"cam-0": 1}
+    assert report["activity"]["hours"][0]["counts"] == [1, 0, 0, 0]
+    # Without --json, the same commands speak to people.
+    assert run("check", "j.db").stdout.startswith("ok: 1 records")
+    assert run("index", "j.db").stdout.startswith("indexed 0 new records")

@@ -42,6 +42,7 @@ from disclosure_ledger._cli.kit import (
     CommandFailedError,
     passphrase_options,
 )
+from disclosure_ledger._cli.output import emit, json_option
 from disclosure_ledger._cli.owner import (  # the key and checkpoint readers verify uses
     _read_checkpoint_file,
     _signing_key,
@@ -156,12 +157,14 @@ def cli() -> None:
 @click.option("--witness", is_flag=True, help="Make a cosignature (type 0x04) key for a witness.")
 @click.option("--force", is_flag=True, help="Replace PREFIX.key and PREFIX.pub if they exist.")
 @passphrase_options
+@json_option
 def keygen(
     *,
     name: str,
     prefix: str,
     witness: bool,
     force: bool,
+    as_json: bool,
     passphrase_file: Path | None,
     passphrase_env: str | None,
 ) -> None:
@@ -197,7 +200,16 @@ def keygen(
     passphrase = read_passphrase(passphrase_file, passphrase_env)
     key_type = KEY_TYPE_COSIGNATURE if witness else KEY_TYPE_ED25519
     signer = _keygen(name, prefix, passphrase=passphrase, key_type=key_type, force=force)
-    click.echo(signer.verifier.vkey)
+    v = signer.verifier
+    data = {
+        "name": v.name,
+        "key_id": f"{v.key_id:08x}",
+        "type": "cosignature" if witness else "ed25519",
+        "verifier_key": v.vkey,
+        "private_key_file": str(key_path),
+        "public_key_file": str(pub_path),
+    }
+    emit(data, v.vkey, as_json=as_json)
 
 
 @cli.command()
@@ -205,11 +217,13 @@ def keygen(
 @click.option("--origin", help="The log's origin (default, and only choice: the log key's name).")
 @click.option("--log-key", required=True, type=_key_path, help="The log's signer key file.")
 @passphrase_options
+@json_option
 def init(
     *,
     ledger: Path,
     origin: str | None,
     log_key: Path,
+    as_json: bool,
     passphrase_file: Path | None,
     passphrase_env: str | None,
 ) -> None:
@@ -250,7 +264,8 @@ def init(
         )
     with Ledger.create(ledger, log_key=signer, origin=origin):
         pass
-    click.echo(f"created {ledger} for {origin}")
+    data = {"ledger": str(ledger), "origin": origin, "log_key": signer.verifier.vkey}
+    emit(data, f"created {ledger} for {origin}", as_json=as_json)
 
 
 # -- append ------------------------------------------------------------------------------
@@ -458,9 +473,11 @@ def prove(*, ledger: Path, index: int | None, old: int | None, size: int | None)
     metavar="FILE",
     help="A signed checkpoint held elsewhere; the ledger must extend it (catches a cut-back file).",
 )
+@json_option
 def check(
     *,
     ledger: Path,
+    as_json: bool,
     log_key: str | None,
     writer_keys: tuple[str, ...],
     trusted_checkpoint: Path | None,
@@ -506,15 +523,26 @@ def check(
         extra += ", signed by the given keys"
     if report.trusted_size is not None:
         extra += f", consistent with the trusted checkpoint of size {report.trusted_size}"
-    click.echo(
+    data = {
+        "ok": True,
+        "size": report.size,
+        "checkpoints": report.checkpoints,
+        "root": b64encode(report.root),
+        "cosignatures": report.cosignatures,
+        "pinned": report.pinned,
+        "trusted_size": report.trusted_size,
+    }
+    text = (
         f"ok: {report.size} records, {report.checkpoints} checkpoints, "
         f"root {b64encode(report.root)}{extra}"
     )
+    emit(data, text, as_json=as_json)
 
 
 @cli.command()
 @_ledger_argument
-def index(*, ledger: Path) -> None:
+@json_option
+def index(*, ledger: Path, as_json: bool) -> None:
     """Bring the query index up to the records appended since it was last updated.
 
     Queries (`show --camera/--owner`) then read the index instead of decoding
@@ -527,7 +555,8 @@ def index(*, ledger: Path) -> None:
     """
     with Ledger.open(ledger) as lg:
         added = lg.update_index()
-        click.echo(f"indexed {added} new records; the index covers {lg.size}")
+        data = {"indexed": added, "covers": lg.size}
+        emit(data, f"indexed {added} new records; the index covers {lg.size}", as_json=as_json)
 
 
 def _record_json(rec: Record) -> str:

@@ -28,6 +28,7 @@ from disclosure_ledger._cli.kit import (
     CommandFailedError,
     read_policy_file,
 )
+from disclosure_ledger._cli.output import json_option, to_json_text
 from disclosure_ledger._cli.streams import OutputTarget, is_stdio
 from disclosure_ledger._core.notes import (
     KEY_TYPE_COSIGNATURE,
@@ -38,7 +39,7 @@ from disclosure_ledger._core.notes import (
 )
 from disclosure_ledger._core.policy import Policy
 from disclosure_ledger._fsutil import check_output, read_limited
-from disclosure_ledger._log.export import export_ledger, export_to_stream
+from disclosure_ledger._log.export import ExportSummary, export_ledger, export_to_stream
 from disclosure_ledger._log.ledger import Ledger
 from disclosure_ledger._verify.page import parse_zone, render_failure_page, render_page
 from disclosure_ledger._verify.report import render_failure_json, render_json, render_text
@@ -125,7 +126,8 @@ def _failure_message(err: LedgerError) -> str:
     help="Export only the records from checkpointed size M on (a range bundle).",
 )
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (never the ledger).")
-def export_command(*, ledger: Path, out: Path, from_size: int, force: bool) -> None:
+@json_option
+def export_command(*, ledger: Path, out: Path, from_size: int, force: bool, as_json: bool) -> None:
     """Write LEDGER (or the range from size M) to the bundle file OUT for its owner.
 
     OUT "-" writes the bundle to standard output (not to a terminal), and the
@@ -142,7 +144,7 @@ def export_command(*, ledger: Path, out: Path, from_size: int, force: bool) -> N
             size, OUT is refused, or OUT cannot be written.
     """
     if is_stdio(out):
-        _export_to_stdout(ledger, from_size)
+        _export_to_stdout(ledger, from_size, as_json=as_json)
         return
     # Checked before the ledger is opened too: opening it must not be what a
     # refusal depends on, and a refused OUT should cost nothing.
@@ -162,13 +164,27 @@ def export_command(*, ledger: Path, out: Path, from_size: int, force: bool) -> N
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""
         raise CommandError(f"{where}{err.strerror or err}") from err
-    click.echo(
+    _export_summary(summary, str(out), as_json=as_json, err=False)
+
+
+def _export_summary(summary: ExportSummary, where: str, *, as_json: bool, err: bool) -> None:
+    data = {
+        "origin": summary.origin,
+        "from": summary.from_size,
+        "to": summary.to_size,
+        "records": summary.record_count,
+        "bytes": summary.bytes_written,
+        "bundle": where,
+    }
+    text = (
         f"exported records {summary.from_size}..{summary.to_size} of {summary.origin}"
-        f" ({summary.record_count} records, {summary.bytes_written} bytes) to {out}"
+        f" ({summary.record_count} records, {summary.bytes_written} bytes) to"
+        f" {'standard output' if where == '-' else where}"
     )
+    click.echo(to_json_text(data) if as_json else text + "\n", nl=False, err=err)
 
 
-def _export_to_stdout(ledger: Path, from_size: int) -> None:
+def _export_to_stdout(ledger: Path, from_size: int, *, as_json: bool) -> None:
     stdout = sys.stdout.buffer
     if stdout.isatty():
         raise CommandError(
@@ -180,11 +196,8 @@ def _export_to_stdout(ledger: Path, from_size: int) -> None:
             summary = export_to_stream(lg, stdout, from_size)
     except LedgerError as err:
         raise CommandError(str(err)) from err
-    click.echo(
-        f"exported records {summary.from_size}..{summary.to_size} of {summary.origin}"
-        f" ({summary.record_count} records, {summary.bytes_written} bytes) to standard output",
-        err=True,
-    )
+    # Standard output holds the bundle, so the summary goes to standard error.
+    _export_summary(summary, "-", as_json=as_json, err=True)
 
 
 @click.command("verify")
