@@ -315,3 +315,27 @@ def test_every_reporting_command_offers_json(work: Path) -> None:
     # Without --json, the same commands speak to people.
     assert run("check", "j.db").stdout.startswith("ok: 1 records")
     assert run("index", "j.db").stdout.startswith("indexed 0 new records")
+
+
+# -- errors in the user's terms --------------------------------------------------------------
+
+
+_BASE = (
+    '{"event_id": "x", "camera_id": "c", "action": "view", "actor": {"kind": "owner"},'
+    ' "occurred_at": "2026-11-27T10:00:00Z"}'
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "says", "never"),
+    [
+        (_BASE.replace('"2026-11-27T10:00:00Z"', "12"), "occurred_at: must be an RFC 3339", "int"),
+        (_BASE.replace('"c"', "true"), "camera_id: must be a string, not true", "bool"),
+        (_BASE.replace('"c"', "7"), "camera_id: must be a string, not a number", "int"),
+        (_BASE.replace('{"kind": "owner"}', "[]"), "must be an object, not an array", "list"),
+        ("\ufeff{}", "byte order mark", "utf-8-sig"),
+    ],
+)
+def test_append_errors_speak_json(ledger: Path, line: str, says: str, never: str) -> None:
+    message = assert_one_line_error(_append(ledger, line + "\n"), 1, "line 1", says)
+    assert never not in message

@@ -229,6 +229,17 @@ _CANONICAL_TIME = re.compile(
 # Field checks. Each raises ValidationError naming ``name``.
 
 
+def _kind(value: object) -> str:
+    """What ``value`` is, in JSON's words ("null", "a number"), for an error message."""
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else str(value).lower()
+    names = ((str, "a string"), (int | float, "a number"), (list | tuple, "an array"))
+    for types, name in (*names, (Mapping, "an object")):
+        if isinstance(value, types):
+            return name
+    return type(value).__name__
+
+
 def _check_str(value: object, name: str, max_len: int, *, text: bool = False) -> str:
     # Returns ``value`` itself when it is a plain str, so callers can tell
     # whether anything changed.
@@ -237,7 +248,7 @@ def _check_str(value: object, name: str, max_len: int, *, text: bool = False) ->
         # U+0020 to U+007E, none of which either pattern refuses.
         return value
     if not isinstance(value, str):
-        raise ValidationError(name, f"must be a string, not {type(value).__name__}")
+        raise ValidationError(name, f"must be a string, not {_kind(value)}")
     # Check exactly what will be stored: a str subclass may override __str__,
     # so take its real contents first.
     value = str.__str__(value)
@@ -323,7 +334,7 @@ def parse_time(text: object, name: str = "time") -> datetime:
             without a zone included) or is out of range.
     """
     if not isinstance(text, str):
-        raise ValidationError(name, f"must be an RFC 3339 time string, not {type(text).__name__}")
+        raise ValidationError(name, f"must be an RFC 3339 time string, not {_kind(text)}")
     m = _TIME.fullmatch(text)
     if m is None:
         if _NAIVE_TIME.fullmatch(text):
@@ -911,7 +922,7 @@ def _check_keys(obj: object, path: str, allowed: frozenset[str]) -> Mapping[str,
     if type(obj) is dict and allowed.issuperset(obj):
         return obj
     if not isinstance(obj, Mapping):
-        raise ValidationError(path, f"must be an object, not {type(obj).__name__}")
+        raise ValidationError(path, f"must be an object, not {_kind(obj)}")
     unknown = obj.keys() - allowed
     if unknown:
         first = sorted(map(str, unknown))[0]
@@ -1267,7 +1278,9 @@ def _json_loads(text: str) -> object:
                 return obj
     if text.startswith("\ufeff"):
         # What json.loads says before it hands a str to the decoder.
-        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        raise json.JSONDecodeError(
+            "starts with a byte order mark (U+FEFF); save it as UTF-8 without one", text, 0
+        )
     return _JSON_DECODER.decode(text)
 
 
