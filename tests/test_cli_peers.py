@@ -339,3 +339,28 @@ _BASE = (
 def test_append_errors_speak_json(ledger: Path, line: str, says: str, never: str) -> None:
     message = assert_one_line_error(_append(ledger, line + "\n"), 1, "line 1", says)
     assert never not in message
+
+
+def test_an_empty_receipt_says_it_is_empty(ledger: Path) -> None:
+    result = run("verify-receipt", "-", "--log-key", "keys/log.pub", input="")
+    assert_one_line_error(result, 1, "the receipt is empty")
+
+
+def test_cosign_names_the_checkpoint_a_stray_cosignature_belongs_to(mixed: Path) -> None:
+    assert _append(mixed, _jsonl(_event(9)), "-q").exit_code == 0  # a checkpoint of size 6
+    assert run("keygen", "w.example/w", "--witness", "--out", "keys/w").exit_code == 0
+    assert (
+        run("witness", "init", "wd", "--key", "keys/w.key", "--log", "keys/log.pub").exit_code == 0
+    )
+    request = run("prove", mixed, "--consistency", "0", "--size", "5")
+    assert request.exit_code == 0, request.stderr
+    line = run("witness", "add", "wd", "-", input=request.stdout)
+    assert line.exit_code == 0, line.stderr
+    Path("cos.txt").write_text(line.stdout)
+    stray = run("cosign", mixed, "cos.txt", "--witness-key", "keys/w.pub")
+    assert_one_line_error(
+        stray, 1, "for the checkpoint of size 5, not the latest (size 6)", "--size 5"
+    )
+    stored = run("cosign", mixed, "cos.txt", "--witness-key", "keys/w.pub", "--size", "5")
+    assert stored.exit_code == 0, stored.stderr
+    assert "checkpoint 5" in stored.stdout

@@ -35,7 +35,11 @@ from disclosure_ledger._cli.kit import (
     read_policy_file,
 )
 from disclosure_ledger._cli.output import emit, json_option
-from disclosure_ledger._core.checkpoints import peek_checkpoint
+from disclosure_ledger._core.checkpoints import (
+    add_signature_lines,
+    open_checkpoint,
+    peek_checkpoint,
+)
 from disclosure_ledger._core.evidence import (
     check_evidence,
     format_evidence,
@@ -65,6 +69,7 @@ from disclosure_ledger._witness.client import (
 )
 from disclosure_ledger._witness.witness import StaleOldSizeError, Witness
 from disclosure_ledger.errors import (
+    BadSignatureError,
     KeyFormatError,
     LedgerError,
     MalformedError,
@@ -251,8 +256,36 @@ def _cosign(
             size = None
     with Ledger.open(ledger) as lg:
         target = lg.latest_checkpoint().checkpoint.size if size is None else size
-        new = lg.add_cosignatures(target, lines, keys)
+        try:
+            new = lg.add_cosignatures(target, lines, keys)
+        except BadSignatureError as err:
+            if size is not None:
+                raise
+            raise CommandFailedError(_which_checkpoint(lg, lines, keys, target, err)) from err
     click.echo(f"stored {new} new cosignature(s) for checkpoint {target}")
+
+
+_MAX_SEARCHED = 4096  # stored checkpoints tried, newest first, to place a stray cosignature
+
+
+def _which_checkpoint(
+    lg: Ledger, lines: Sequence[str], keys: Sequence[Verifier], latest: int, err: LedgerError
+) -> str:
+    """Say which stored checkpoint the cosignature lines belong to, if one of them."""
+    for size in list(reversed(lg.checkpoint_sizes()))[:_MAX_SEARCHED]:
+        if size == latest:
+            continue
+        with contextlib.suppress(LedgerError):
+            note = add_signature_lines(lg.checkpoint(size).note, lines)
+            if open_checkpoint(note, lg.log_verifier, keys).cosignatures:
+                return (
+                    f"the cosignature is for the checkpoint of size {size}, not the latest"
+                    f" (size {latest}); give --size {size} to store it there"
+                )
+    return (
+        f"{err} against the latest checkpoint (size {latest}), nor any stored one;"
+        " if it is for another checkpoint, give --size N"
+    )
 
 
 # -- verify-receipt, gate check ---------------------------------------------------------

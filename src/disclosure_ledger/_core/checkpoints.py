@@ -373,10 +373,12 @@ def parse_receipt(text: str | bytes) -> Receipt:
     """Parse tlog-proof text.
 
     Raises:
-        MalformedError: if the header, index, a proof line or the checkpoint
-            note is malformed.
+        MalformedError: if the text is empty, or the header, index, a proof
+            line or the checkpoint note is malformed.
     """
     text = _as_text(text, "receipt")
+    if not text.strip():
+        raise MalformedError("the receipt is empty")
     lines, note = _split_header(text, "receipt")
     if lines[0] != RECEIPT_HEADER:
         raise MalformedError(f"receipt must start with {RECEIPT_HEADER}")
