@@ -364,3 +364,22 @@ def test_cosign_names_the_checkpoint_a_stray_cosignature_belongs_to(mixed: Path)
     stored = run("cosign", mixed, "cos.txt", "--witness-key", "keys/w.pub", "--size", "5")
     assert stored.exit_code == 0, stored.stderr
     assert "checkpoint 5" in stored.stdout
+
+
+def test_public_keys_inline_in_every_command(mixed: Path) -> None:
+    vkey = Path("keys/log.pub").read_text().strip()
+    receipt = run("prove", mixed, "--index", "1")
+    Path("r.txt").write_text(receipt.stdout)
+    for key in ("keys/log.pub", vkey):
+        verified = run("verify-receipt", "r.txt", "--log-key", key)
+        assert verified.exit_code == 0, verified.stderr
+        assert verified.stdout.startswith("verified: record #1 is in example.com/log")
+        assert run("check", mixed, "--log-key", key).exit_code == 0
+    assert run("keygen", "w.example/w", "--witness", "--out", "keys/w").exit_code == 0
+    witness = run("witness", "init", "wd", "--key", "keys/w.key", "--log", vkey)
+    assert witness.exit_code == 0, witness.stderr
+    wkey = Path("keys/w.pub").read_text().strip()
+    wrong = run("verify-receipt", "r.txt", "--log-key", wkey)
+    assert_one_line_error(wrong, 2, "log key", "needs an Ed25519")
+    garbled = run("verify-receipt", "r.txt", "--log-key", vkey[:-4] + "!!!!")
+    assert_one_line_error(garbled, 2, "log key")

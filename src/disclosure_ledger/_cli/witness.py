@@ -28,6 +28,7 @@ from typing import Any
 
 import click
 
+from disclosure_ledger._cli.keyargs import PUB, public_key
 from disclosure_ledger._cli.kit import (
     CommandError,
     CommandFailedError,
@@ -77,7 +78,7 @@ from disclosure_ledger.errors import (
     ValidationError,
     VerificationError,
 )
-from disclosure_ledger.keys import read_passphrase, read_signer_file, read_verifier_file
+from disclosure_ledger.keys import read_passphrase, read_signer_file
 
 __all__ = ["register"]
 
@@ -113,12 +114,8 @@ def _read_input(path: str, what: str) -> bytes:
     return data
 
 
-def _verifier(path: Path, want: int, what: str) -> Verifier:
-    v = read_verifier_file(path)
-    if v.key_type != want:
-        kind = "a cosignature (type 0x04)" if want == KEY_TYPE_COSIGNATURE else "an Ed25519"
-        raise CommandError(f"{path}: the {what} must be {kind} key")
-    return v
+def _verifier(value: str | Path, want: int, what: str) -> Verifier:
+    return public_key(str(value), what, want)
 
 
 _key_path = click.Path(exists=False, dir_okay=False, path_type=Path)
@@ -140,15 +137,15 @@ def _witness() -> None:
     "logs",
     required=True,
     multiple=True,
-    type=_key_path,
-    help="A followed log's .pub file (repeatable).",
+    type=PUB,
+    help="A followed log's public key: a .pub file or key string (repeatable).",
 )
 @passphrase_options
 def _witness_init(
     *,
     directory: Path,
     key_path: Path,
-    logs: Sequence[Path],
+    logs: Sequence[str],
     passphrase_file: Path | None,
     passphrase_env: str | None,
 ) -> None:
@@ -215,8 +212,8 @@ def _witness_add(
     "--witness-key",
     "witness_keys",
     multiple=True,
-    type=_key_path,
-    help="A trusted witness's .pub file (repeatable).",
+    type=PUB,
+    help="A trusted witness's public key: a .pub file or key string (repeatable).",
 )
 @click.option("--policy", "policy_path", type=_key_path, help="Trust the policy's witnesses.")
 @click.option(
@@ -228,7 +225,7 @@ def _cosign(
     *,
     ledger: Path,
     file: str,
-    witness_keys: Sequence[Path],
+    witness_keys: Sequence[str],
     policy_path: Path | None,
     size: int | None,
 ) -> None:
@@ -292,7 +289,7 @@ def _which_checkpoint(
 
 
 def _receipt_policy(
-    log_key: Path | None, policy_path: Path | None, writer_keys: Sequence[Path]
+    log_key: str | None, policy_path: Path | None, writer_keys: Sequence[str]
 ) -> Policy:
     if log_key is None and policy_path is None:
         raise CommandError("give --log-key or --policy: the log to trust")
@@ -312,22 +309,22 @@ def _receipt_policy(
 
 @click.command("verify-receipt")
 @click.argument("receipt", metavar="RECEIPT")
-@click.option("--log-key", type=_key_path, help="The log's .pub file.")
+@click.option("--log-key", type=PUB, help="The log's public key: a .pub file or key string.")
 @click.option("--policy", "policy_path", type=_key_path, help="A trust policy file.")
 @click.option(
     "--writer-key",
     "writer_keys",
     multiple=True,
-    type=_key_path,
-    help="A trusted writer's .pub file (repeatable).",
+    type=PUB,
+    help="A trusted writer's public key: a .pub file or key string (repeatable).",
 )
 @json_option
 def _verify_receipt(
     *,
     receipt: str,
-    log_key: Path | None,
+    log_key: str | None,
     policy_path: Path | None,
-    writer_keys: Sequence[Path],
+    writer_keys: Sequence[str],
     as_json: bool,
 ) -> None:
     """Verify a receipt (RECEIPT, or - for stdin) and print the record it proves.
@@ -459,8 +456,10 @@ def _evidence() -> None:
 
 @_evidence.command("check")
 @click.argument("file", metavar="FILE")
-@click.option("--log-key", required=True, type=_key_path, help="The log's .pub file.")
-def _evidence_check(*, file: str, log_key: Path) -> None:
+@click.option(
+    "--log-key", required=True, type=PUB, help="The log's public key: a .pub file or key string."
+)
+def _evidence_check(*, file: str, log_key: str) -> None:
     """Exit 0 and describe the misbehaviour if FILE proves it; else exit 1."""
     key = _verifier(log_key, KEY_TYPE_ED25519, "log key")
     with _malformed_is_a_refusal():
@@ -472,16 +471,16 @@ def _evidence_check(*, file: str, log_key: Path) -> None:
 @_evidence.command("make")
 @click.argument("checkpoint_a", metavar="CHECKPOINT_A")
 @click.argument("checkpoint_b", metavar="CHECKPOINT_B")
-@click.option("--log-key", required=True, type=_key_path, help="The log's .pub file.")
+@click.option(
+    "--log-key", required=True, type=PUB, help="The log's public key: a .pub file or key string."
+)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     metavar="FILE",
     help="The evidence file to create (default: a fresh name in the current directory).",
 )
-def _evidence_make(
-    *, checkpoint_a: str, checkpoint_b: str, log_key: Path, out: Path | None
-) -> None:
+def _evidence_make(*, checkpoint_a: str, checkpoint_b: str, log_key: str, out: Path | None) -> None:
     """Write evidence from two signed checkpoint files that cannot both be true.
 
     Exit 0 with the evidence written; 1 if the two checkpoints prove nothing
@@ -554,8 +553,9 @@ def _evidence_make(
     "--witness-key",
     "witness_keys",
     multiple=True,
-    type=_key_path,
-    help="The .pub file of the witness behind each --witness-cmd, in the same order.",
+    type=PUB,
+    help="The public key (.pub file or key string) of the witness behind each --witness-cmd,"
+    " in the same order.",
 )
 @click.option(
     "--timeout",
@@ -570,7 +570,7 @@ def _witness_collect(
     ledger: Path,
     witness_dirs: Sequence[Path],
     witness_cmds: Sequence[str],
-    witness_keys: Sequence[Path],
+    witness_keys: Sequence[str],
     timeout: float,
     passphrase_file: Path | None,
     passphrase_env: str | None,
