@@ -383,3 +383,19 @@ def test_public_keys_inline_in_every_command(mixed: Path) -> None:
     assert_one_line_error(wrong, 2, "log key", "needs an Ed25519")
     garbled = run("verify-receipt", "r.txt", "--log-key", vkey[:-4] + "!!!!")
     assert_one_line_error(garbled, 2, "log key")
+
+
+def test_the_demos_witness_can_be_driven_from_the_cli(work: Path) -> None:
+    demo = run("demo", "--dir", "d", "--records", "20")
+    assert demo.exit_code == 0, demo.stderr
+    assert "report.html" in demo.stdout
+    line = _jsonl(_event(1, event_id="after-the-demo"))
+    appended = run(
+        "append", "d/ledger.db", "--writer-key", "d/writer.key", "--log-key", "d/log.key", "-q",
+        input=line,
+    )  # fmt: skip
+    assert appended.exit_code == 0, appended.stderr
+    collected = run("witness-collect", "d/ledger.db", "--witness-dir", "d/witness-state")
+    assert collected.exit_code == 0, collected.stderr
+    assert collected.stdout.startswith("cosigned owner-app.example/owner-42+")
+    assert "size 21" in collected.stdout

@@ -417,7 +417,14 @@ def run_demo(directory: Path, records: int, out: TextIO) -> None:
     # The owner's phone app witnesses the log: it cosigns a checkpoint only if
     # it is consistent with the last one it cosigned.
     witness_key = keygen(WITNESS_NAME, directory / "witness", key_type=KEY_TYPE_COSIGNATURE)
-    witness = Witness.init(directory / "witness-state", witness_key, [log_key.verifier])
+    # The directory records its key file, so `witness add` and `witness-collect
+    # --witness-dir` can drive this witness from the command line afterwards.
+    witness = Witness.init(
+        directory / "witness-state",
+        witness_key,
+        [log_key.verifier],
+        key_file=(directory / "witness.key").resolve(),
+    )
     print(f"log key:     {log_key.verifier.vkey}", file=out)
     print(f"writer key:  {writer.verifier.vkey}", file=out)
     print(f"witness key: {witness_key.verifier.vkey}", file=out)
