@@ -364,6 +364,8 @@ def test_cosign_names_the_checkpoint_a_stray_cosignature_belongs_to(mixed: Path)
     stored = run("cosign", mixed, "cos.txt", "--witness-key", "keys/w.pub", "--size", "5")
     assert stored.exit_code == 0, stored.stderr
     assert "checkpoint 5" in stored.stdout
+    again = run("cosign", mixed, "cos.txt", "--witness-key", "keys/w.pub", "--size", "5", "--json")
+    assert json.loads(again.stdout) == {"size": 5, "stored": 0}
 
 
 def test_public_keys_inline_in_every_command(mixed: Path) -> None:
@@ -399,3 +401,8 @@ def test_the_demos_witness_can_be_driven_from_the_cli(work: Path) -> None:
     assert collected.exit_code == 0, collected.stderr
     assert collected.stdout.startswith("cosigned owner-app.example/owner-42+")
     assert "size 21" in collected.stdout
+    again = run("witness-collect", "d/ledger.db", "--witness-dir", "d/witness-state", "--json")
+    assert again.exit_code == 0, again.stderr
+    (outcome,) = json.loads(again.stdout)["outcomes"]
+    assert outcome["size"] == 21
+    assert outcome["witness"].startswith("owner-app.example/owner-42+")

@@ -221,6 +221,7 @@ def _witness_add(
     type=click.IntRange(min=0),
     help="The checkpoint size (default: from FILE, or latest).",
 )
+@json_option
 def _cosign(
     *,
     ledger: Path,
@@ -228,6 +229,7 @@ def _cosign(
     witness_keys: Sequence[str],
     policy_path: Path | None,
     size: int | None,
+    as_json: bool,
 ) -> None:
     """Attach cosignature lines from FILE (- for stdin) to a stored checkpoint.
 
@@ -259,7 +261,8 @@ def _cosign(
             if size is not None:
                 raise
             raise CommandFailedError(_which_checkpoint(lg, lines, keys, target, err)) from err
-    click.echo(f"stored {new} new cosignature(s) for checkpoint {target}")
+    text = f"stored {new} new cosignature(s) for checkpoint {target}"
+    emit({"size": target, "stored": new}, text, as_json=as_json)
 
 
 _MAX_SEARCHED = 4096  # stored checkpoints tried, newest first, to place a stray cosignature
@@ -459,13 +462,14 @@ def _evidence() -> None:
 @click.option(
     "--log-key", required=True, type=PUB, help="The log's public key: a .pub file or key string."
 )
-def _evidence_check(*, file: str, log_key: str) -> None:
+@json_option
+def _evidence_check(*, file: str, log_key: str, as_json: bool) -> None:
     """Exit 0 and describe the misbehaviour if FILE proves it; else exit 1."""
     key = _verifier(log_key, KEY_TYPE_ED25519, "log key")
     with _malformed_is_a_refusal():
         found = check_evidence(parse_evidence(_read_input(file, "evidence file")), key)
-    click.echo(f"proven: {found.kind}")
-    click.echo(found.description)
+    data = {"proven": found.kind, "description": found.description}
+    emit(data, f"proven: {found.kind}\n{found.description}", as_json=as_json)
 
 
 @_evidence.command("make")
@@ -565,9 +569,11 @@ def _evidence_make(*, checkpoint_a: str, checkpoint_b: str, log_key: str, out: P
     help="Seconds to wait for each witness command.",
 )
 @passphrase_options
+@json_option
 def _witness_collect(
     *,
     ledger: Path,
+    as_json: bool,
     witness_dirs: Sequence[Path],
     witness_cmds: Sequence[str],
     witness_keys: Sequence[str],
@@ -596,8 +602,14 @@ def _witness_collect(
         endpoints.append(CommandWitness(argv, key, timeout=timeout))
     with Ledger.open(ledger) as lg:
         outcomes = collect_cosignatures(lg, endpoints, int(time.time()))
-    for o in outcomes:
-        click.echo(f"{o.outcome} {o.witness} size {o.size}: {o.detail}")
+    data = {
+        "outcomes": [
+            {"witness": o.witness, "outcome": o.outcome, "size": o.size, "detail": o.detail}
+            for o in outcomes
+        ]
+    }
+    text = "\n".join(f"{o.outcome} {o.witness} size {o.size}: {o.detail}" for o in outcomes)
+    emit(data, text, as_json=as_json)
     failed = sum(1 for o in outcomes if not o.ok)
     if failed:
         raise CommandFailedError(f"{failed} of {len(outcomes)} witnesses did not cosign")
