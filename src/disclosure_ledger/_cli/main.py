@@ -72,6 +72,7 @@ from disclosure_ledger.errors import (
     DuplicateEventError,
     LedgerError,
     LineError,
+    ValidationError,
     VerificationError,
 )
 from disclosure_ledger.keys import keygen as _keygen
@@ -575,10 +576,8 @@ def _time_option(value: str | None, option: str) -> datetime | None:
         return None
     try:
         return records.parse_time(value, option)
-    except LedgerError as err:
-        raise CommandError(
-            f"{option}: {value!r} is not an RFC 3339 time with a zone, such as 2026-11-27T09:00:00Z"
-        ) from err
+    except ValidationError as err:
+        raise CommandError(f"{option}: {err.message}") from err
 
 
 @cli.command()
