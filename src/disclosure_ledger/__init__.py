@@ -49,6 +49,7 @@ from disclosure_ledger._log.index import Record
 from disclosure_ledger._log.ledger import Ledger
 from disclosure_ledger._log.pipeline import AppendSummary, append_jsonl
 from disclosure_ledger._store.base import Store
+from disclosure_ledger._verify.activity import Activity
 from disclosure_ledger._verify.gate import (
     FileGateState,
     GateState,
@@ -57,6 +58,7 @@ from disclosure_ledger._verify.gate import (
     VerifiedRecord,
     verify_record_receipt,
 )
+from disclosure_ledger._verify.page import render_failure_page, render_page
 from disclosure_ledger._verify.report import render_json, render_text
 from disclosure_ledger._verify.state import DirectoryState, MemoryState, StateStore
 from disclosure_ledger._verify.verifier import Report, verify
@@ -105,6 +107,7 @@ __all__ = [
     "KEY_TYPE_COSIGNATURE",
     "KEY_TYPE_ED25519",
     "Action",
+    "Activity",
     "ActorKind",
     "AppendReceipt",
     "AppendSummary",
@@ -188,7 +191,9 @@ __all__ = [
     "parse_signer",
     "parse_verifier",
     "parse_witness_request",
+    "render_failure_page",
     "render_json",
+    "render_page",
     "render_text",
     "sign_checkpoint",
     "verify",
