@@ -299,6 +299,7 @@ def verify_command(
             tz = parse_zone(zone)
         except MalformedError as err:
             raise CommandError(f"--tz: {err}") from err
+    shown = "standard input" if is_stdio(bundle) else str(bundle)  # how the page names it
     page = OutputTarget(
         html_file,
         protect=(
@@ -330,9 +331,7 @@ def verify_command(
         except VerifyInputError as err:
             raise CommandError(str(err)) from err
         except (MalformedError, VerificationError) as err:
-            failed = functools.partial(
-                render_failure_page, err, policy=policy, tz=tz, bundle=str(bundle)
-            )
+            failed = functools.partial(render_failure_page, err, policy=policy, tz=tz, bundle=shown)
             page.write(failed)
             if as_json:
                 click.echo(render_failure_json(err), nl=False)
@@ -342,7 +341,7 @@ def verify_command(
         except OSError as err:
             where = f"{err.filename}: " if err.filename else ""
             raise CommandError(f"{where}{err.strerror or err}") from err
-    page.write(lambda: render_page(report, tz=tz, bundle=str(bundle)))
+    page.write(lambda: render_page(report, tz=tz, bundle=shown))
     if not page.to_stdout:
         click.echo(render_json(report) if as_json else render_text(report), nl=False)
 
