@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
+from disclosure_ledger._cli.demo import _policy as demo_policy
 from disclosure_ledger._cli.demo import run_demo
+from disclosure_ledger._verify.page import render_page
+from disclosure_ledger._verify.verifier import verify
 
 from .browser import DESKTOP, PHONE, browser, open_page  # noqa: F401 - browser is a fixture
 from .cli_helpers import run
@@ -28,6 +32,7 @@ from .page_helpers import EARLIEST_WITHOUT_CONSENT, HOSTILE_ORG, make_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC_SCREENSHOT = ROOT / "docs" / "owners-page.png"
+SCREENSHOT_TAKEN = datetime(2026, 12, 3, 16, 0, tzinfo=UTC)
 KEYS = ["--log-key", log_key().verifier.vkey, "--writer-key", writer_key().verifier.vkey]
 VIEWPORTS = pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 
@@ -223,8 +228,13 @@ def test_docs_screenshot_matches_the_demo_page_in_layout(
     """
     with open(os.devnull, "w", encoding="utf-8") as sink:
         run_demo(tmp_path, 200, sink)
+    # The demo's page as its owner first saw it, on the day the screenshot was taken:
+    # later, its notice deferrals expire and the page rightly says so.
+    report = verify(tmp_path / "ledger.bundle", demo_policy(tmp_path), state_dir=tmp_path / "s")
+    page = tmp_path / "report-then.html"
+    page.write_text(render_page(report, now=SCREENSHOT_TAKEN, bundle="ledger.bundle"))
     fresh = shots / "owners-page.png"
-    with open_page(browser, tmp_path / "report.html") as opened:
+    with open_page(browser, page) as opened:
         opened.page.screenshot(path=str(fresh))
         regions = _regions(opened.page)
     if os.environ.get("DISCLOSURE_LEDGER_UPDATE_SCREENSHOT") == "1":
