@@ -24,6 +24,7 @@ from disclosure_ledger._verify.verifier import Report, verify
 from disclosure_ledger.errors import BadSignatureError, ChainBreakError, MalformedError
 
 from .conftest import flip_bit
+from .ledger_helpers import event, new_ledger, release_event
 from .page_helpers import (
     EARLIEST_WITHOUT_CONSENT,
     HOSTILE_CAMERA,
@@ -293,3 +294,28 @@ def test_failure_reasons_in_plain_words(error: Exception, words: str) -> None:
     html = render_failure_page(error, now=NOW)
     assert words in html
     assert "Nothing in this file can be trusted" in html
+
+
+def test_activity_over_many_chunks_equals_the_events(tmp_path: Path) -> None:
+    """600 records make three of the verifier's chunks, tallied on two threads and merged."""
+    kinds = [
+        {"actor": {"kind": "owner", "id": "owner-42"}, "justification": None},
+        {},  # a vendor employee's view
+        {"actor": {"kind": "vendor_system", "id": "motion"}, "action": "clip"},
+    ]
+    events = []
+    for i in range(600):
+        extra = dict(kinds[i % 3])
+        extra["occurred_at"] = f"2026-11-{1 + i % 28:02d}T{i % 24:02d}:00:00Z"
+        extra["camera_id"] = f"cam-{i % 7}"
+        events.append(release_event(i) if i % 50 == 0 else event(i, **extra))
+    lg = new_ledger(tmp_path)
+    lg.append_many(events)
+    lg.export(tmp_path / "many.bundle")
+    lg.close()
+    report = verify(tmp_path / "many.bundle", policy(), threads=2)
+    assert report.activity == tally(events)
+    totals = [sum(h.counts[k] for h in report.activity.hours) for k in range(4)]
+    assert totals == [196, 196, 196, 12]
+    html = render_page(report, now=NOW)
+    assert "Disclosures: 12" in html
