@@ -408,3 +408,23 @@ def test_the_demos_witness_can_be_driven_from_the_cli(work: Path) -> None:
     (outcome,) = json.loads(again.stdout)["outcomes"]
     assert outcome["size"] == 21
     assert outcome["witness"].startswith("owner-app.example/owner-42+")
+
+
+def test_export_shows_progress_only_on_a_terminal(
+    mixed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from disclosure_ledger._cli import owner
+
+    calls: list[tuple[int, int]] = []
+
+    def bar(stack: Any, label: str) -> Any:
+        assert label == "exporting"
+        return lambda done, total: calls.append((done, total))
+
+    monkeypatch.setattr(owner, "bar_progress", bar)
+    assert run("export", mixed, "a.bundle").exit_code == 0
+    assert calls == []
+    monkeypatch.setattr(owner, "_stderr_is_terminal", lambda: True)
+    assert run("export", mixed, "b.bundle").exit_code == 0
+    assert calls[-1] == (5, 5)
+    assert Path("a.bundle").read_bytes() == Path("b.bundle").read_bytes()

@@ -29,6 +29,7 @@ from disclosure_ledger._cli.kit import (
     read_policy_file,
 )
 from disclosure_ledger._cli.output import json_option, to_json_text
+from disclosure_ledger._cli.progress import bar_progress
 from disclosure_ledger._cli.streams import OutputTarget, is_stdio
 from disclosure_ledger._core.notes import (
     KEY_TYPE_COSIGNATURE,
@@ -157,14 +158,20 @@ def export_command(*, ledger: Path, out: Path, from_size: int, force: bool, as_j
         force_hint="; give --force to replace it",
     )
     try:
-        with Ledger.open(ledger, readonly=True) as lg:
-            summary = export_ledger(lg, out, from_size, force=force)
+        with Ledger.open(ledger, readonly=True) as lg, contextlib.ExitStack() as stack:
+            summary = export_ledger(
+                lg, out, from_size, force=force, progress=_export_progress(stack)
+            )
     except LedgerError as err:
         raise CommandError(str(err)) from err
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""
         raise CommandError(f"{where}{err.strerror or err}") from err
     _export_summary(summary, str(out), as_json=as_json, err=False)
+
+
+def _export_progress(stack: contextlib.ExitStack) -> Callable[[int, int], None] | None:
+    return bar_progress(stack, "exporting") if _stderr_is_terminal() else None
 
 
 def _export_summary(summary: ExportSummary, where: str, *, as_json: bool, err: bool) -> None:
@@ -192,8 +199,8 @@ def _export_to_stdout(ledger: Path, from_size: int, *, as_json: bool) -> None:
             " or name the bundle file"
         )
     try:
-        with Ledger.open(ledger, readonly=True) as lg:
-            summary = export_to_stream(lg, stdout, from_size)
+        with Ledger.open(ledger, readonly=True) as lg, contextlib.ExitStack() as stack:
+            summary = export_to_stream(lg, stdout, from_size, progress=_export_progress(stack))
     except LedgerError as err:
         raise CommandError(str(err)) from err
     # Standard output holds the bundle, so the summary goes to standard error.

@@ -10,7 +10,7 @@ an import cycle. The file format itself is :mod:`disclosure_ledger._core.bundle`
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
@@ -87,7 +87,12 @@ class ExportSummary:
 
 
 def export_ledger(
-    ledger: ExportSource, path: str | os.PathLike[str], from_size: int = 0, *, force: bool = True
+    ledger: ExportSource,
+    path: str | os.PathLike[str],
+    from_size: int = 0,
+    *,
+    force: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ExportSummary:
     """Export ``ledger``, or the range from checkpointed size ``from_size``, to one bundle file.
 
@@ -98,6 +103,7 @@ def export_ledger(
     An existing ``path`` is replaced only if ``force`` (the CLI asks for
     ``--force``); ``path`` is never the ledger itself or one of its SQLite
     files, however spelled (see :func:`._fsutil.open_output`).
+    ``progress(done, total)`` is called every few thousand records.
 
     Raises:
         MalformedError: if ``from_size`` is negative or beyond the latest checkpoint.
@@ -113,11 +119,17 @@ def export_ledger(
     with open_output(
         target, force=force, protect=protect, error=StorageError, what="bundle", buffering=1 << 20
     ) as out:
-        written = write_bundle(out, prelude, ledger.iter_leaves(from_size, prelude.to_size))
+        written = write_bundle(out, prelude, _leaves(ledger, prelude, progress))
     return ExportSummary(target, ledger.origin, from_size, prelude.to_size, written)
 
 
-def export_to_stream(ledger: ExportSource, out: IO[bytes], from_size: int = 0) -> ExportSummary:
+def export_to_stream(
+    ledger: ExportSource,
+    out: IO[bytes],
+    from_size: int = 0,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExportSummary:
     """Export as :func:`export_ledger` does, to the binary stream ``out`` (standard output).
 
     The stream gets the bundle as it is made; a reader that stops early has a
@@ -128,9 +140,27 @@ def export_to_stream(ledger: ExportSource, out: IO[bytes], from_size: int = 0) -
         OSError: if the stream cannot be written.
     """
     prelude = _prelude(ledger, from_size)
-    written = write_bundle(out, prelude, ledger.iter_leaves(from_size, prelude.to_size))
+    written = write_bundle(out, prelude, _leaves(ledger, prelude, progress))
     out.flush()
     return ExportSummary(Path("-"), ledger.origin, from_size, prelude.to_size, written)
+
+
+def _leaves(
+    ledger: ExportSource, prelude: Prelude, progress: Callable[[int, int], None] | None
+) -> Iterator[bytes]:
+    """The range's leaves, in order, reporting progress every few thousand."""
+    leaves = ledger.iter_leaves(prelude.from_size, prelude.to_size)
+    if progress is None:
+        yield from leaves
+        return
+    total = prelude.to_size - prelude.from_size
+    done = 0
+    for leaf in leaves:
+        yield leaf
+        done += 1
+        if not done % 4096:
+            progress(done, total)
+    progress(done, total)
 
 
 def _prelude(ledger: ExportSource, from_size: int) -> Prelude:
