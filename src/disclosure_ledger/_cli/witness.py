@@ -141,11 +141,13 @@ def _witness() -> None:
     help="A followed log's public key: a .pub file or key string (repeatable).",
 )
 @passphrase_options
+@json_option
 def _witness_init(
     *,
     directory: Path,
     key_path: Path,
     logs: Sequence[str],
+    as_json: bool,
     passphrase_file: Path | None,
     passphrase_env: str | None,
 ) -> None:
@@ -157,9 +159,9 @@ def _witness_init(
         )
     log_keys = [_verifier(p, KEY_TYPE_ED25519, "log key") for p in logs]
     w = Witness.init(directory, key, log_keys, key_file=key_path)
-    click.echo(f"witness {w.verifier.vkey}")
-    for log in w.logs:
-        click.echo(f"follows {log.vkey}")
+    data = {"witness": w.verifier.vkey, "follows": [log.vkey for log in w.logs]}
+    text = "\n".join([f"witness {w.verifier.vkey}", *(f"follows {log.vkey}" for log in w.logs)])
+    emit(data, text, as_json=as_json)
 
 
 def _open_witness(directory: Path, key_path: Path | None, passphrase: str | None) -> Witness:
