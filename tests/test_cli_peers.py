@@ -351,9 +351,9 @@ def test_an_empty_receipt_says_it_is_empty(ledger: Path) -> None:
 def test_cosign_names_the_checkpoint_a_stray_cosignature_belongs_to(mixed: Path) -> None:
     assert _append(mixed, _jsonl(_event(9)), "-q").exit_code == 0  # a checkpoint of size 6
     assert run("keygen", "w.example/w", "--witness", "--out", "keys/w").exit_code == 0
-    assert (
-        run("witness", "init", "wd", "--key", "keys/w.key", "--log", "keys/log.pub").exit_code == 0
-    )
+    init = run("witness", "init", "wd", "--key", "keys/w.key", "--log", "keys/log.pub", "--json")
+    assert init.exit_code == 0, init.stderr
+    assert json.loads(init.stdout)["follows"] == [Path("keys/log.pub").read_text().strip()]
     request = run("prove", mixed, "--consistency", "0", "--size", "5")
     assert request.exit_code == 0, request.stderr
     line = run("witness", "add", "wd", "-", input=request.stdout)
