@@ -428,3 +428,18 @@ def test_export_shows_progress_only_on_a_terminal(
     assert run("export", mixed, "b.bundle").exit_code == 0
     assert calls[-1] == (5, 5)
     assert Path("a.bundle").read_bytes() == Path("b.bundle").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["witness", "add", "wd", "-"], "the witness request is empty"),
+        (["evidence", "check", "-", "--log-key", "keys/log.pub"], "the evidence file is empty"),
+        (["verify", "-", "--log-key", "keys/log.pub"], "bundle is empty"),
+    ],
+)
+def test_empty_inputs_say_they_are_empty(ledger: Path, args: list[str], says: str) -> None:
+    assert run("keygen", "w.example/w", "--witness", "--out", "keys/w").exit_code == 0
+    init = run("witness", "init", "wd", "--key", "keys/w.key", "--log", "keys/log.pub")
+    assert init.exit_code == 0, init.stderr
+    assert_one_line_error(run(*args, input=""), 1, says)

@@ -477,6 +477,8 @@ def parse_witness_request(text: str | bytes) -> WitnessRequest:
             note is malformed.
     """
     text = _as_text(text, "witness request")
+    if not text.strip():
+        raise MalformedError("the witness request is empty")
     lines, note = _split_header(text, "witness request")
     if not lines[0].startswith("old "):
         raise MalformedError("witness request must start with 'old N'")
