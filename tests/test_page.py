@@ -319,3 +319,20 @@ def test_activity_over_many_chunks_equals_the_events(tmp_path: Path) -> None:
     assert totals == [196, 196, 196, 12]
     html = render_page(report, now=NOW)
     assert "Disclosures: 12" in html
+
+
+def test_what_a_run_cannot_rule_out_depends_on_witnesses_and_state(report: Report) -> None:
+    def limits(r: Report) -> str:
+        html = render_page(r, now=NOW)
+        return html[html.index("could not rule out") : html.index('id="without-h"')]
+
+    alone = limits(report)
+    assert "cannot be told from the real one" in alone
+    assert "Verify with --state" in alone
+    witnessed = limits(replace(report, cosigners=("w.example/w",), state_saved=True))
+    assert "cannot be told" not in witnessed
+    assert "rests on the witnesses that cosigned it" in witnessed
+    assert "Your state was saved" in witnessed
+    anchored = limits(replace(report, consistency=("consistent with the saved state of size 3",)))
+    assert "no earlier checkpoint" not in anchored
+    assert "No witness cosigned" in anchored

@@ -397,19 +397,29 @@ def _counts(report: Report, activity: Activity) -> list[dict[str, Any]]:
 
 def _limits(report: Report) -> list[str]:
     notes = []
+    anchored = any(c.startswith("consistent with") for c in report.consistency)
     if not report.cosigners:
         notes.append(
             "No witness cosigned this checkpoint, so nothing independent of the vendor vouches"
             " that you were shown the same history as anyone else."
         )
-    if not report.state_saved and all(
-        not c.startswith("consistent with") for c in report.consistency
-    ):
+    if not anchored and not report.cosigners:
         notes.append(
             "There was no earlier checkpoint to compare with (no saved state and no trusted"
-            " checkpoint). Without one, or without witnesses, a ledger that was rewritten"
-            " consistently from the start cannot be told from the real one. Verify with"
-            " --state next time."
+            " checkpoint), and no witness. A ledger that was rewritten consistently from the"
+            " start cannot be told from the real one."
+        )
+    elif not anchored:
+        notes.append(
+            "There was no earlier checkpoint to compare with: that this is the history others"
+            " were shown rests on the witnesses that cosigned it."
+        )
+    if not anchored:
+        notes.append(
+            "Your state was saved: every later run with the same --state must be consistent"
+            " with this one."
+            if report.state_saved
+            else "Verify with --state, so that the next run can be compared with this one."
         )
     if report.from_size:
         notes.append(
