@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 
+from disclosure_ledger._cli.keyargs import public_key
 from disclosure_ledger._cli.kit import (
     EXIT_FAILED,
     EXIT_OK,
@@ -32,11 +33,9 @@ from disclosure_ledger._cli.output import json_option, to_json_text
 from disclosure_ledger._cli.progress import bar_progress
 from disclosure_ledger._cli.streams import OutputTarget, is_stdio
 from disclosure_ledger._core.notes import (
-    KEY_TYPE_COSIGNATURE,
     KEY_TYPE_ED25519,
     MAX_NOTE_SIZE,
     Verifier,
-    parse_verifier,
 )
 from disclosure_ledger._core.policy import Policy
 from disclosure_ledger._fsutil import check_output, read_limited
@@ -46,7 +45,6 @@ from disclosure_ledger._verify.page import parse_zone, render_failure_page, rend
 from disclosure_ledger._verify.report import render_failure_json, render_json, render_text
 from disclosure_ledger._verify.verifier import DEFAULT_MAX_LISTED, VerifyInputError, verify
 from disclosure_ledger.errors import LedgerError, MalformedError, VerificationError
-from disclosure_ledger.keys import read_verifier_file
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "register"]
 
@@ -60,27 +58,12 @@ def _read_checkpoint_file(path: Path) -> bytes:
 
 def _verifier(value: str, option: str) -> Verifier:
     """A verifier key from a .pub file, or given inline as a key string."""
-    try:
-        if not Path(value).exists() and value.count("+") >= 2:
-            return parse_verifier(value)
-        return read_verifier_file(value)
-    except LedgerError as err:
-        raise CommandError(f"{option}: {err}") from err
+    return public_key(value, option)
 
 
 def _signing_key(value: str, option: str) -> Verifier:
     """An Ed25519 (type 0x01) key: a log or writer key. Anything else is a usage error."""
-    v = _verifier(value, option)
-    if v.key_type != KEY_TYPE_ED25519:
-        kind = (
-            "a cosignature (type 0x04, witness)"
-            if v.key_type == KEY_TYPE_COSIGNATURE
-            else (f"a type 0x{v.key_type:02x}")
-        )
-        raise CommandError(
-            f"{option}: {v.name} is {kind} key; {option} needs an Ed25519 (type 0x01) key"
-        )
-    return v
+    return public_key(value, option, KEY_TYPE_ED25519)
 
 
 def _policy(policy_file: Path | None, log_key: str | None, writer_keys: tuple[str, ...]) -> Policy:
