@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -48,6 +48,7 @@ from disclosure_ledger._cli.owner import (  # the key and checkpoint readers ver
     _signing_key,
 )
 from disclosure_ledger._cli.progress import Counter, bar_progress, stderr_is_terminal
+from disclosure_ledger._cli.streams import open_input
 from disclosure_ledger._core import records
 from disclosure_ledger._core.checkpoints import (
     format_receipt,
@@ -350,7 +351,7 @@ def append(
         counter.add(len(receipts))
 
     with (
-        _open_input(file) as stream,
+        open_input(file, "an events file") as stream,
         _open_for_append(ledger, writer, log_signer, writer_key) as lg,
     ):
         try:
@@ -366,29 +367,6 @@ def append(
             f" ({counter.elapsed():.2f} s, {counter.rate():.0f} records/s)",
             err=True,
         )
-
-
-class _open_input:  # noqa: N801 - used like open()
-    """Open FILE for binary reading, or standard input for ``-``."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._owned: IO[bytes] | None = None
-
-    def __enter__(self) -> IO[bytes]:
-        if self._name == "-":
-            return sys.stdin.buffer
-        try:
-            self._owned = Path(self._name).open("rb")
-        except IsADirectoryError as err:
-            raise CommandError(f"{self._name}: is a directory, not an events file") from err
-        except OSError as err:
-            raise CommandError(f"{self._name}: cannot read: {err.strerror}") from err
-        return self._owned
-
-    def __exit__(self, *exc: object) -> None:
-        if self._owned is not None:
-            self._owned.close()
 
 
 # -- reading ------------------------------------------------------------------------------
