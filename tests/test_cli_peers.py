@@ -443,3 +443,44 @@ def test_empty_inputs_say_they_are_empty(ledger: Path, args: list[str], says: st
     init = run("witness", "init", "wd", "--key", "keys/w.key", "--log", "keys/log.pub")
     assert init.exit_code == 0, init.stderr
     assert_one_line_error(run(*args, input=""), 1, says)
+
+
+def _with_stderr_on_a_terminal(args: list[str], stdin: bytes = b"") -> tuple[int, str, bytes]:
+    """Run the real program with standard error on a pseudo-terminal; return what it drew."""
+    main, secondary = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "disclosure_ledger", *args],
+            input=stdin,
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            check=False,
+            timeout=120,
+        )
+        os.close(secondary)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the terminal's other side is closed: all read
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(main)
+    return proc.returncode, b"".join(chunks).decode("utf-8", "replace"), proc.stdout
+
+
+def test_progress_is_drawn_on_a_real_terminal(mixed: Path) -> None:
+    code, drawn, out = _with_stderr_on_a_terminal(["check", str(mixed)])
+    assert code == 0, drawn
+    assert "checking" in drawn
+    assert out.startswith(b"ok: 5 records")
+    lines = _jsonl(*(_event(100 + i) for i in range(50))).encode()
+    code, drawn, out = _with_stderr_on_a_terminal(
+        ["append", str(mixed), "--writer-key", "keys/log.key", "-q"], stdin=lines
+    )
+    assert code == 0, drawn
+    assert out == b""
+    assert "appending: 50 records" in drawn
