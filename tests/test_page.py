@@ -336,3 +336,13 @@ def test_what_a_run_cannot_rule_out_depends_on_witnesses_and_state(report: Repor
     anchored = limits(replace(report, consistency=("consistent with the saved state of size 3",)))
     assert "no earlier checkpoint" not in anchored
     assert "No witness cosigned" in anchored
+
+
+def test_the_text_report_counts_by_camera_too(report: Report) -> None:
+    from disclosure_ledger._verify.report import render_text
+
+    text = render_text(report)
+    counts = text[text.index("COUNTS") :]
+    assert "by camera:" in counts
+    assert "cam-0" in counts
+    assert "\ufffd" not in counts  # the hostile camera name is printable, so kept

@@ -333,4 +333,5 @@ def render_text(report: Report) -> str:
     lines += _counts("by legal basis", r.legal_bases)
     lines += _counts("by recipient organization", r.recipient_organizations)
     lines += _counts("by writer key", r.writers)
+    lines += _counts("by camera", r.activity.cameras)
     return "\n".join(lines) + "\n"
