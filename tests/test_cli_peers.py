@@ -155,10 +155,12 @@ def test_show_filters_like_query(mixed: Path) -> None:
 
 def test_show_refuses_a_bad_time_and_index_with_a_filter(mixed: Path) -> None:
     assert_one_line_error(
-        run("show", mixed, "--since", "yesterday"), 2, "--since: must be an RFC 3339 time like"
+        run("show", mixed, "--since", "yesterday"), 2, "--since: must be an RFC 3339 time such as"
     )
     assert_one_line_error(
-        run("show", mixed, "--until", "2026-11-27T10:00:00"), 2, "--until: has no time zone"
+        run("show", mixed, "--until", "2026-11-27T10:00:00"),
+        2,
+        "--until: must be an RFC 3339 time with a zone",
     )
     refused = run("show", mixed, "--index", "1", "--action", "view")
     assert refused.exit_code == 2
@@ -331,10 +333,12 @@ _BASE = (
 @pytest.mark.parametrize(
     ("line", "says", "never"),
     [
-        (_BASE.replace('"2026-11-27T10:00:00Z"', "12"), "occurred_at: must be an RFC 3339", "int"),
-        (_BASE.replace('"c"', "true"), "camera_id: must be a string, not true", "bool"),
-        (_BASE.replace('"c"', "7"), "camera_id: must be a string, not a number", "int"),
-        (_BASE.replace('{"kind": "owner"}', "[]"), "must be an object, not an array", "list"),
+        (_BASE.replace('"2026-11-27T10:00:00Z"', "12"), "must be an RFC 3339 time", "`int`"),
+        (_BASE.replace('"2026-11-27T10:00:00Z"', '"soon"'), "time such as 2026-11-27", "RFC3339"),
+        (_BASE.replace('"c"', "true"), "camera_id: must be a string, not a boolean", "`bool`"),
+        (_BASE.replace('"c"', "7"), "camera_id: must be a string, not an integer", "`int`"),
+        (_BASE.replace('"x"', "null"), "event_id: must be a string, not null", "NoneType"),
+        (_BASE.replace('{"kind": "owner"}', "[]"), "must be an object, not an array", "`"),
         ("\ufeff{}", "byte order mark", "utf-8-sig"),
     ],
 )
