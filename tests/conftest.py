@@ -35,3 +35,15 @@ def flip_bit(data: bytes, bit: int) -> bytes:
     out = bytearray(data)
     out[bit // 8] ^= 1 << (bit % 8)
     return bytes(out)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """End the run with one loud line if the browser tests were skipped (see tests/browser.py)."""
+    from .browser import SKIPPED
+
+    if SKIPPED:
+        terminalreporter.write_line(
+            f"BROWSER TESTS SKIPPED: {SKIPPED[0]}; the owner's page was not tested in a browser",
+            red=True,
+            bold=True,
+        )

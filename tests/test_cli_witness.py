@@ -211,19 +211,22 @@ def receipt_file(setup: Setup, index: int) -> Path:
 def test_verify_receipt_prints_the_record(setup: Setup) -> None:
     cosign_all(setup)
     rec = receipt_file(setup, 1)
-    r = run("verify-receipt", rec, "--log-key", "log.pub")
+    r = run("verify-receipt", rec, "--log-key", "log.pub", "--json")
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["index"] == 1
     assert out["tree_size"] == 2
     assert out["event"]["action"] == "release"
     assert out["writer"] is None
-    r = run("verify-receipt", "-", "--policy", write_policy(setup, 1, 2), input=rec.read_text())
+    r = run(
+        "verify-receipt", "-", "--policy", write_policy(setup, 1, 2), "--json",
+        input=rec.read_text(),
+    )  # fmt: skip
     out = json.loads(r.stdout)
     assert out["quorum_met"] is True
     assert len(out["cosigned_by"]) == 2
     assert out["writer"].startswith("vendor.example/writer+")
-    r = run("verify-receipt", rec, "--log-key", "log.pub", "--writer-key", "writer.pub")
+    r = run("verify-receipt", rec, "--log-key", "log.pub", "--writer-key", "writer.pub", "--json")
     assert json.loads(r.stdout)["writer"].startswith("vendor.example/writer+")
 
 
@@ -258,7 +261,7 @@ def test_gate_check(setup: Setup) -> None:
     rec = receipt_file(setup, 1)
     policy = write_policy(setup, 1, 2)
     clip = hashlib.sha256(b"clip-1").hexdigest()
-    r = run("gate", "check", rec, "--footage-sha256", clip, *POLICE, "--policy", policy)
+    r = run("gate", "check", rec, "--footage-sha256", clip, *POLICE, "--policy", policy, "--json")
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["release"] is True

@@ -643,8 +643,15 @@ def test_the_message_says_what_is_wrong() -> None:
         event_from_json(example(event_id="a b"))
     with pytest.raises(ValidationError, match="control characters"):
         event_from_json(example(camera_id="a\u202eb"))
-    with pytest.raises(ValidationError, match="timezone"):
+    with pytest.raises(ValidationError, match=r"time with a zone \(Z or an offset"):
         event_from_json(example(occurred_at="2026-11-27T10:15:00"))
+    # In JSON's words, not Python's.
+    with pytest.raises(ValidationError, match=r"^\$\.camera_id: must be a string, not an integer$"):
+        event_from_json(example(camera_id=7))
+    with pytest.raises(
+        ValidationError, match=r"^\$\.occurred_at: must be an RFC 3339 time, not an"
+    ):
+        event_from_json_text(json.dumps(example(occurred_at=12)))
 
 
 @pytest.mark.parametrize(

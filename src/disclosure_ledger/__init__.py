@@ -52,6 +52,7 @@ from disclosure_ledger._log.pipeline import AppendSummary, append_jsonl
 from disclosure_ledger._log.publish import PublishSummary, publication, publish
 from disclosure_ledger._log.tilereader import TileLog, open_source
 from disclosure_ledger._store.base import Store
+from disclosure_ledger._verify.activity import Activity
 from disclosure_ledger._verify.gate import (
     FileGateState,
     GateState,
@@ -60,6 +61,7 @@ from disclosure_ledger._verify.gate import (
     VerifiedRecord,
     verify_record_receipt,
 )
+from disclosure_ledger._verify.page import render_failure_page, render_page
 from disclosure_ledger._verify.report import render_json, render_text
 from disclosure_ledger._verify.state import DirectoryState, MemoryState, StateStore
 from disclosure_ledger._verify.tiles import verify_published
@@ -113,6 +115,7 @@ __all__ = [
     "KEY_TYPE_ED25519",
     "KEY_TYPE_MLDSA44_COSIGNATURE",
     "Action",
+    "Activity",
     "ActorKind",
     "AppendReceipt",
     "AppendSummary",
@@ -204,7 +207,9 @@ __all__ = [
     "parse_witness_request",
     "publication",
     "publish",
+    "render_failure_page",
     "render_json",
+    "render_page",
     "render_text",
     "sign_checkpoint",
     "verify",

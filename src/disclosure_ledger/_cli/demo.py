@@ -29,9 +29,11 @@ from disclosure_ledger._core import records as schema
 from disclosure_ledger._core.checkpoints import format_receipt, parse_receipt, verify_receipt
 from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, b64encode
 from disclosure_ledger._core.policy import Policy
+from disclosure_ledger._fsutil import write_atomic
 from disclosure_ledger._log.committer import AppendReceipt
 from disclosure_ledger._log.ledger import Ledger
 from disclosure_ledger._verify.gate import FileGateState, ReleaseGate
+from disclosure_ledger._verify.page import render_failure_page, render_page
 from disclosure_ledger._verify.report import render_text
 from disclosure_ledger._verify.verifier import verify
 from disclosure_ledger._witness.client import LocalWitness
@@ -67,6 +69,8 @@ _FILES = (
     "witness-state",
     "ledger.db",
     "ledger.bundle",
+    "report.html",
+    "tampered.html",
 )
 
 
@@ -360,6 +364,9 @@ def _owner_view(directory: Path, ledger: Ledger, out: TextIO) -> None:
     policy = _policy(directory)
     report = verify(bundle_path, policy, state_dir=directory / "owner-state")
     print(render_text(report), end="", file=out)
+    page = directory / "report.html"
+    write_atomic(page, render_page(report, bundle=bundle_path.name).encode())
+    print(f"\nThe same report as a page to open in a browser: {page}", file=out)
 
     # A vendor that edits one byte of the export is caught.
     data = bytearray(bundle_path.read_bytes())
@@ -374,6 +381,9 @@ def _owner_view(directory: Path, ledger: Ledger, out: TextIO) -> None:
             f"{type(err).__name__}: {err}",
             file=out,
         )
+        failed = directory / "tampered.html"
+        write_atomic(failed, render_failure_page(err, policy=policy, bundle=tampered.name).encode())
+        print(f"The failure page: {failed}", file=out)
     else:  # pragma: no cover - the verifier would be broken
         raise LedgerError("a tampered bundle verified")
     print(
@@ -407,7 +417,14 @@ def run_demo(directory: Path, records: int, out: TextIO) -> None:
     # The owner's phone app witnesses the log: it cosigns a checkpoint only if
     # it is consistent with the last one it cosigned.
     witness_key = keygen(WITNESS_NAME, directory / "witness", key_type=KEY_TYPE_COSIGNATURE)
-    witness = Witness.init(directory / "witness-state", witness_key, [log_key.verifier])
+    # The directory records its key file, so `witness add` and `witness-collect
+    # --witness-dir` can drive this witness from the command line afterwards.
+    witness = Witness.init(
+        directory / "witness-state",
+        witness_key,
+        [log_key.verifier],
+        key_file=(directory / "witness.key").resolve(),
+    )
     print(f"log key:     {log_key.verifier.vkey}", file=out)
     print(f"writer key:  {writer.verifier.vkey}", file=out)
     print(f"witness key: {witness_key.verifier.vkey}", file=out)

@@ -16,15 +16,17 @@ encrypted key a command reads.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -41,10 +43,13 @@ from disclosure_ledger._cli.kit import (
     CommandFailedError,
     passphrase_options,
 )
+from disclosure_ledger._cli.output import emit, json_option
 from disclosure_ledger._cli.owner import (  # the key and checkpoint readers verify uses
     _read_checkpoint_file,
     _signing_key,
 )
+from disclosure_ledger._cli.progress import Counter, bar_progress, stderr_is_terminal
+from disclosure_ledger._cli.streams import open_input
 from disclosure_ledger._core import records
 from disclosure_ledger._core.checkpoints import (
     format_receipt,
@@ -70,6 +75,7 @@ from disclosure_ledger.errors import (
     DuplicateEventError,
     LedgerError,
     LineError,
+    ValidationError,
     VerificationError,
 )
 from disclosure_ledger.keys import keygen as _keygen
@@ -161,6 +167,7 @@ def cli() -> None:
 )
 @click.option("--force", is_flag=True, help="Replace PREFIX.key and PREFIX.pub if they exist.")
 @passphrase_options
+@json_option
 def keygen(
     *,
     name: str,
@@ -168,10 +175,13 @@ def keygen(
     witness: bool,
     ml_dsa: bool,
     force: bool,
+    as_json: bool,
     passphrase_file: Path | None,
     passphrase_env: str | None,
 ) -> None:
     """Generate a key: PREFIX.key (mode 0600) and PREFIX.pub; print the verifier key.
+
+    The folder of PREFIX is created if it does not exist.
 
     An existing key file is never replaced without --force: a lost log key
     cannot sign its log again.
@@ -184,6 +194,12 @@ def keygen(
     if ml_dsa and not witness:
         raise CommandError("--ml-dsa makes a witness key: give --witness too")
     key_path, pub_path = Path(prefix + ".key"), Path(prefix + ".pub")
+    folder = key_path.parent
+    if not folder.is_dir():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise CommandError(f"{folder}: cannot create the folder: {err.strerror}") from err
     for path, other in ((key_path, pub_path), (pub_path, key_path)):
         check_output(
             path,
@@ -203,19 +219,30 @@ def keygen(
         else KEY_TYPE_ED25519
     )
     signer = _keygen(name, prefix, passphrase=passphrase, key_type=key_type, force=force)
-    click.echo(signer.verifier.vkey)
+    v = signer.verifier
+    data = {
+        "name": v.name,
+        "key_id": f"{v.key_id:08x}",
+        "type": "cosignature" if witness else "ed25519",
+        "verifier_key": v.vkey,
+        "private_key_file": str(key_path),
+        "public_key_file": str(pub_path),
+    }
+    emit(data, v.vkey, as_json=as_json)
 
 
 @cli.command()
 @_ledger_argument
-@click.option("--origin", required=True, help="The log's origin: the log key's name.")
+@click.option("--origin", help="The log's origin (default, and only choice: the log key's name).")
 @click.option("--log-key", required=True, type=_key_path, help="The log's signer key file.")
 @passphrase_options
+@json_option
 def init(
     *,
     ledger: Path,
-    origin: str,
+    origin: str | None,
     log_key: Path,
+    as_json: bool,
     passphrase_file: Path | None,
     passphrase_env: str | None,
 ) -> None:
@@ -247,6 +274,8 @@ def init(
     signer = read_signer_file(log_key, read_passphrase(passphrase_file, passphrase_env))
     if signer.key_type != KEY_TYPE_ED25519:
         raise CommandError(f"{log_key}: a log key must be an Ed25519 key, not a witness key")
+    if origin is None:
+        origin = signer.name
     if origin != signer.name:
         raise CommandError(
             f"--origin {origin!r} differs from the log key's name {signer.name!r}; "
@@ -254,7 +283,8 @@ def init(
         )
     with Ledger.create(ledger, log_key=signer, origin=origin):
         pass
-    click.echo(f"created {ledger} for {origin}")
+    data = {"ledger": str(ledger), "origin": origin, "log_key": signer.verifier.vkey}
+    emit(data, f"created {ledger} for {origin}", as_json=as_json)
 
 
 # -- append ------------------------------------------------------------------------------
@@ -287,6 +317,12 @@ def _open_for_append(
     type=_key_path,
     help="Signs each commit's checkpoint (default: the writer key, if it is the log key).",
 )
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="Print no acknowledgement per record, and no summary.",
+)
 @passphrase_options
 def append(
     *,
@@ -294,17 +330,21 @@ def append(
     file: str,
     writer_key: Path,
     log_key: Path | None,
+    quiet: bool,
     passphrase_file: Path | None,
     passphrase_env: str | None,
 ) -> None:
     """Append events read as JSON Lines from FILE (standard input if absent or "-").
 
     Prints {"index": N, "leaf_hash": "<base64>", "event_id": "..."} for each
-    record once it is durable. Lines are committed in batches of up to 1000:
-    a batch ends when it is full or when no more input is available without
-    waiting, so a terminal or a slow pipe is acknowledged line by line. A bad
-    line stops the command with exit 1: every line before it is appended and
-    acknowledged, nothing from it or after it is appended.
+    record once it is durable (none with --quiet). Lines are committed in
+    batches of up to 1000: a batch ends when it is full or when no more input
+    is available without waiting, so a terminal or a slow pipe is
+    acknowledged line by line. A bad line stops the command with exit 1:
+    every line before it is appended and acknowledged, nothing from it or
+    after it is appended. At the end one line on standard error sums up:
+    records, commits and rate. On a terminal a running count is shown on
+    standard error while acknowledgements go elsewhere (or --quiet).
 
     \f
     Raises:
@@ -317,40 +357,33 @@ def append(
     writer = read_signer_file(writer_key, passphrase)
     log_signer = None if log_key is None else read_signer_file(log_key, passphrase)
 
+    drawn = stderr_is_terminal() and (quiet or not sys.stdout.isatty())
+    counter = Counter("appending", sys.stderr if drawn else None)
+    commits: set[int] = set()
+
     def ack(receipts: Sequence[AppendReceipt]) -> None:
-        click.echo(ack_lines(receipts), nl=False)
+        if not quiet:
+            click.echo(ack_lines(receipts), nl=False)
+        commits.update(r.checkpoint.checkpoint.size for r in receipts)
+        counter.add(len(receipts))
 
     with (
-        _open_input(file) as stream,
+        open_input(file, "an events file") as stream,
         _open_for_append(ledger, writer, log_signer, writer_key) as lg,
     ):
         try:
             append_jsonl(lg, stream, ack, batch_size=APPEND_BATCH)
         except LineError as err:
+            counter.clear()
             raise CommandFailedError(str(err)) from err
-
-
-class _open_input:  # noqa: N801 - used like open()
-    """Open FILE for binary reading, or standard input for ``-``."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._owned: IO[bytes] | None = None
-
-    def __enter__(self) -> IO[bytes]:
-        if self._name == "-":
-            return sys.stdin.buffer
-        try:
-            self._owned = Path(self._name).open("rb")
-        except IsADirectoryError as err:
-            raise CommandError(f"{self._name}: is a directory, not an events file") from err
-        except OSError as err:
-            raise CommandError(f"{self._name}: cannot read: {err.strerror}") from err
-        return self._owned
-
-    def __exit__(self, *exc: object) -> None:
-        if self._owned is not None:
-            self._owned.close()
+    counter.clear()
+    if not quiet:
+        click.echo(
+            f"appended {counter.count} records in {len(commits)}"
+            f" commit{'' if len(commits) == 1 else 's'}"
+            f" ({counter.elapsed():.2f} s, {counter.rate():.0f} records/s)",
+            err=True,
+        )
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -459,9 +492,11 @@ def prove(
     metavar="FILE",
     help="A signed checkpoint held elsewhere; the ledger must extend it (catches a cut-back file).",
 )
+@json_option
 def check(
     *,
     ledger: Path,
+    as_json: bool,
     log_key: str | None,
     writer_keys: tuple[str, ...],
     trusted_checkpoint: Path | None,
@@ -489,12 +524,13 @@ def check(
                 open_checkpoint(note, pinned_log)
         except LedgerError as err:
             raise CommandError(f"--trusted-checkpoint {trusted_checkpoint}: {err}") from err
-    with _open_readonly(ledger) as lg:
+    with _open_readonly(ledger) as lg, contextlib.ExitStack() as stack:
         try:
             report = lg.check(
                 log_key=pinned_log,
                 writer_keys=writers or None,
                 trusted_checkpoint=note,
+                progress=bar_progress(stack, "checking") if stderr_is_terminal() else None,
             )
         except LedgerError as err:
             # Whatever check finds wrong in the file is a failed check, not a usage error.
@@ -506,15 +542,26 @@ def check(
         extra += ", signed by the given keys"
     if report.trusted_size is not None:
         extra += f", consistent with the trusted checkpoint of size {report.trusted_size}"
-    click.echo(
+    data = {
+        "ok": True,
+        "size": report.size,
+        "checkpoints": report.checkpoints,
+        "root": b64encode(report.root),
+        "cosignatures": report.cosignatures,
+        "pinned": report.pinned,
+        "trusted_size": report.trusted_size,
+    }
+    text = (
         f"ok: {report.size} records, {report.checkpoints} checkpoints, "
         f"root {b64encode(report.root)}{extra}"
     )
+    emit(data, text, as_json=as_json)
 
 
 @cli.command()
 @_ledger_argument
-def index(*, ledger: Path) -> None:
+@json_option
+def index(*, ledger: Path, as_json: bool) -> None:
     """Bring the query index up to the records appended since it was last updated.
 
     Queries (`show --camera/--owner`) then read the index instead of decoding
@@ -527,7 +574,8 @@ def index(*, ledger: Path) -> None:
     """
     with Ledger.open(ledger) as lg:
         added = lg.update_index()
-        click.echo(f"indexed {added} new records; the index covers {lg.size}")
+        data = {"indexed": added, "covers": lg.size}
+        emit(data, f"indexed {added} new records; the index covers {lg.size}", as_json=as_json)
 
 
 def _record_json(rec: Record) -> str:
@@ -541,29 +589,73 @@ def _record_json(rec: Record) -> str:
     )
 
 
+def _time_option(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return records.parse_time(value, option)
+    except ValidationError as err:
+        raise CommandError(f"{option}: {err.message}") from err
+
+
 @cli.command()
 @_ledger_argument
 @click.option("--index", type=click.IntRange(min=0), help="Only record I.")
 @click.option("--camera", help="Only records of this camera_id.")
 @click.option("--owner", help="Only records of this owner_id.")
+@click.option("--action", help="Only records with this action (view, release, ...).")
+@click.option(
+    "--actor-kind", help="Only records whose actor is of this kind (vendor_employee, ...)."
+)
+@click.option("--recipient", help="Only records whose recipient has this organization or kind.")
+@click.option("--legal-basis", help="Only records with this legal basis (warrant, emergency, ...).")
+@click.option("--since", metavar="TIME", help="Only records that occurred at TIME or later.")
+@click.option("--until", metavar="TIME", help="Only records that occurred before TIME.")
 @click.option("--limit", type=click.IntRange(min=0), help="At most N records.")
 def show(
-    *, ledger: Path, index: int | None, camera: str | None, owner: str | None, limit: int | None
+    *,
+    ledger: Path,
+    index: int | None,
+    camera: str | None,
+    owner: str | None,
+    action: str | None,
+    actor_kind: str | None,
+    recipient: str | None,
+    legal_basis: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int | None,
 ) -> None:
     """Print records as JSON lines: index, leaf_hash and the event's JSON form.
+
+    The filters are those of Ledger.query(); every one given must match.
+    Times are RFC 3339 with a zone (2026-11-27T09:00:00Z); --since is
+    inclusive, --until exclusive.
 
     \f
     Raises:
         click.UsageError: if --index is combined with a filter.
+        CommandError: if a time is not an RFC 3339 time with a zone.
         StorageError: if the ledger cannot be opened or has no record I.
     """
+    filters: dict[str, Any] = {
+        "camera_id": camera,
+        "owner_id": owner,
+        "action": action,
+        "actor_kind": actor_kind,
+        "recipient": recipient,
+        "legal_basis": legal_basis,
+        "since": _time_option(since, "--since"),
+        "until": _time_option(until, "--until"),
+    }
+    filtered = any(v is not None for v in filters.values())
     with _open_readonly(ledger) as lg:
         if index is not None:
-            if camera is not None or owner is not None:
-                raise click.UsageError("--index cannot be combined with --camera or --owner")
+            if filtered:
+                raise click.UsageError("--index cannot be combined with a filter")
             found: Iterator[Record] = iter([lg.record(index)])
-        elif camera is not None or owner is not None:
-            found = iter(lg.query(camera_id=camera, owner_id=owner, limit=limit))
+        elif filtered:
+            found = iter(lg.query(**filters, limit=limit))
         else:
             found = lg.iter_records()
         for rec in islice(found, limit):

@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 
+from disclosure_ledger._cli.keyargs import public_key
 from disclosure_ledger._cli.kit import (
     EXIT_FAILED,
     EXIT_OK,
@@ -28,18 +29,20 @@ from disclosure_ledger._cli.kit import (
     CommandFailedError,
     read_policy_file,
 )
+from disclosure_ledger._cli.output import json_option, to_json_text
+from disclosure_ledger._cli.progress import bar_progress
+from disclosure_ledger._cli.streams import OutputTarget, is_stdio
 from disclosure_ledger._core.notes import (
-    KEY_TYPE_COSIGNATURE,
     KEY_TYPE_ED25519,
     MAX_NOTE_SIZE,
     Verifier,
-    parse_verifier,
 )
 from disclosure_ledger._core.policy import Policy
 from disclosure_ledger._fsutil import check_output, read_limited
-from disclosure_ledger._log.export import export_ledger
+from disclosure_ledger._log.export import ExportSummary, export_ledger, export_to_stream
 from disclosure_ledger._log.ledger import Ledger
 from disclosure_ledger._log.tilereader import DEFAULT_TIMEOUT
+from disclosure_ledger._verify.page import parse_zone, render_failure_page, render_page
 from disclosure_ledger._verify.report import render_failure_json, render_json, render_text
 from disclosure_ledger._verify.tiles import verify_published
 from disclosure_ledger._verify.verifier import (
@@ -54,7 +57,6 @@ from disclosure_ledger.errors import (
     NotPublishedError,
     VerificationError,
 )
-from disclosure_ledger.keys import read_verifier_file
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "register"]
 
@@ -68,27 +70,12 @@ def _read_checkpoint_file(path: Path) -> bytes:
 
 def _verifier(value: str, option: str) -> Verifier:
     """A verifier key from a .pub file, or given inline as a key string."""
-    try:
-        if not Path(value).exists() and value.count("+") >= 2:
-            return parse_verifier(value)
-        return read_verifier_file(value)
-    except LedgerError as err:
-        raise CommandError(f"{option}: {err}") from err
+    return public_key(value, option)
 
 
 def _signing_key(value: str, option: str) -> Verifier:
     """An Ed25519 (type 0x01) key: a log or writer key. Anything else is a usage error."""
-    v = _verifier(value, option)
-    if v.key_type != KEY_TYPE_ED25519:
-        kind = (
-            "a cosignature (type 0x04, witness)"
-            if v.key_type == KEY_TYPE_COSIGNATURE
-            else (f"a type 0x{v.key_type:02x}")
-        )
-        raise CommandError(
-            f"{option}: {v.name} is {kind} key; {option} needs an Ed25519 (type 0x01) key"
-        )
-    return v
+    return public_key(value, option, KEY_TYPE_ED25519)
 
 
 def _policy(policy_file: Path | None, log_key: str | None, writer_keys: tuple[str, ...]) -> Policy:
@@ -124,7 +111,7 @@ def _failure_message(err: LedgerError) -> str:
 
 @click.command("export")
 @click.argument("ledger", type=click.Path(path_type=Path))
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(allow_dash=True, path_type=Path))
 @click.option(
     "--from",
     "from_size",
@@ -135,8 +122,12 @@ def _failure_message(err: LedgerError) -> str:
     help="Export only the records from checkpointed size M on (a range bundle).",
 )
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (never the ledger).")
-def export_command(*, ledger: Path, out: Path, from_size: int, force: bool) -> None:
+@json_option
+def export_command(*, ledger: Path, out: Path, from_size: int, force: bool, as_json: bool) -> None:
     """Write LEDGER (or the range from size M) to the bundle file OUT for its owner.
+
+    OUT "-" writes the bundle to standard output (not to a terminal), and the
+    summary line to standard error.
 
     OUT must not exist unless --force is given. It is never the ledger or one
     of its SQLite files, however spelled (a symbolic or hard link, ./), even
@@ -148,6 +139,9 @@ def export_command(*, ledger: Path, out: Path, from_size: int, force: bool) -> N
         CommandError: (exit 2) if LEDGER cannot be opened, M is not a checkpointed
             size, OUT is refused, or OUT cannot be written.
     """
+    if is_stdio(out):
+        _export_to_stdout(ledger, from_size, as_json=as_json)
+        return
     # Checked before the ledger is opened too: opening it must not be what a
     # refusal depends on, and a refused OUT should cost nothing.
     check_output(
@@ -159,21 +153,57 @@ def export_command(*, ledger: Path, out: Path, from_size: int, force: bool) -> N
         force_hint="; give --force to replace it",
     )
     try:
-        with Ledger.open(ledger, readonly=True) as lg:
-            summary = export_ledger(lg, out, from_size, force=force)
+        with Ledger.open(ledger, readonly=True) as lg, contextlib.ExitStack() as stack:
+            summary = export_ledger(
+                lg, out, from_size, force=force, progress=_export_progress(stack)
+            )
     except LedgerError as err:
         raise CommandError(str(err)) from err
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""
         raise CommandError(f"{where}{err.strerror or err}") from err
-    click.echo(
+    _export_summary(summary, str(out), as_json=as_json, err=False)
+
+
+def _export_progress(stack: contextlib.ExitStack) -> Callable[[int, int], None] | None:
+    return bar_progress(stack, "exporting") if _stderr_is_terminal() else None
+
+
+def _export_summary(summary: ExportSummary, where: str, *, as_json: bool, err: bool) -> None:
+    data = {
+        "origin": summary.origin,
+        "from": summary.from_size,
+        "to": summary.to_size,
+        "records": summary.record_count,
+        "bytes": summary.bytes_written,
+        "bundle": where,
+    }
+    text = (
         f"exported records {summary.from_size}..{summary.to_size} of {summary.origin}"
-        f" ({summary.record_count} records, {summary.bytes_written} bytes) to {out}"
+        f" ({summary.record_count} records, {summary.bytes_written} bytes) to"
+        f" {'standard output' if where == '-' else where}"
     )
+    click.echo(to_json_text(data) if as_json else text + "\n", nl=False, err=err)
+
+
+def _export_to_stdout(ledger: Path, from_size: int, *, as_json: bool) -> None:
+    stdout = sys.stdout.buffer
+    if stdout.isatty():
+        raise CommandError(
+            "standard output is a terminal; redirect it to a file (export LEDGER - > FILE)"
+            " or name the bundle file"
+        )
+    try:
+        with Ledger.open(ledger, readonly=True) as lg, contextlib.ExitStack() as stack:
+            summary = export_to_stream(lg, stdout, from_size, progress=_export_progress(stack))
+    except LedgerError as err:
+        raise CommandError(str(err)) from err
+    # Standard output holds the bundle, so the summary goes to standard error.
+    _export_summary(summary, "-", as_json=as_json, err=True)
 
 
 @click.command("verify")
-@click.argument("bundle", type=click.Path(path_type=Path), required=False)
+@click.argument("bundle", type=click.Path(allow_dash=True, path_type=Path), required=False)
 @click.option(
     "--tiles",
     metavar="URL_OR_DIR",
@@ -224,6 +254,21 @@ def export_command(*, ledger: Path, out: Path, from_size: int, force: bool) -> N
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
 @click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    metavar="FILE",
+    help="Also write the report as one self-contained HTML page to FILE (replaced if it"
+    " exists; '-' prints the page instead of the text report). A failed verification"
+    " writes the failure page, then exits 1.",
+)
+@click.option(
+    "--tz",
+    "zone",
+    metavar="ZONE",
+    help="Show times on the HTML page in ZONE (an IANA name such as Europe/Berlin); default UTC.",
+)
+@click.option(
     "--max-listed",
     type=click.IntRange(min=0),
     default=DEFAULT_MAX_LISTED,
@@ -243,6 +288,8 @@ def verify_command(
     state_dir: Path | None,
     evidence_file: Path | None,
     as_json: bool,
+    html_file: Path | None,
+    zone: str | None,
     max_listed: int,
 ) -> None:
     """Verify the bundle BUNDLE (or --tiles) with the keys you trust; list every access by others.
@@ -250,6 +297,8 @@ def verify_command(
     With --tiles, the published log is read from a directory or an http(s)
     prefix; the checks, the report and --state are the same, and with --state
     only the tiles beyond the saved size are fetched.
+
+    BUNDLE "-" reads the bundle from standard input.
 
     Exit status: 0 verified; 1 the ledger failed verification (tampered,
     malformed or truncated); 2 the verification could not run. If the log
@@ -267,6 +316,29 @@ def verify_command(
     if (bundle is None) == (tiles is None):
         raise click.UsageError("give either BUNDLE or --tiles URL_OR_DIR")
     policy = _policy(policy_file, log_key, writer_keys)
+    tz = None
+    if zone is not None:
+        try:
+            tz = parse_zone(zone)
+        except MalformedError as err:
+            raise CommandError(f"--tz: {err}") from err
+    # How the page names what it verified.
+    if tiles is not None:
+        shown = str(tiles)
+    else:
+        shown = "standard input" if is_stdio(bundle) else str(bundle)
+    page = OutputTarget(
+        html_file,
+        protect=(
+            (bundle, "the bundle"),
+            (policy_file, "the policy file"),
+            (trusted_checkpoint, "the trusted checkpoint"),
+            (evidence_file, "the evidence file"),
+        ),
+        what="page",
+    )
+    if html_file is not None and as_json and page.to_stdout:
+        raise CommandError("--html - and --json both print to standard output; give one")
     trusted = None if trusted_checkpoint is None else _read_checkpoint_file(trusted_checkpoint)
     check: Callable[..., Report] = (
         verify if tiles is None else functools.partial(verify_published, timeout=timeout)
@@ -275,7 +347,7 @@ def verify_command(
         progress = _progress(stack) if _stderr_is_terminal() else None
         try:
             report = check(
-                bundle if tiles is None else tiles,
+                (sys.stdin.buffer if is_stdio(bundle) else bundle) if tiles is None else tiles,
                 policy,
                 trusted=trusted,
                 state_dir=state_dir,
@@ -290,6 +362,8 @@ def verify_command(
             raise CommandError(str(err)) from err
         except (MalformedError, VerificationError, NotPublishedError) as err:
             # A published log missing a file its checkpoint needs fails verification.
+            failed = functools.partial(render_failure_page, err, policy=policy, tz=tz, bundle=shown)
+            page.write(failed)
             if as_json:
                 click.echo(render_failure_json(err), nl=False)
             raise CommandFailedError(_failure_message(err)) from err
@@ -298,7 +372,9 @@ def verify_command(
         except OSError as err:
             where = f"{err.filename}: " if err.filename else ""
             raise CommandError(f"{where}{err.strerror or err}") from err
-    click.echo(render_json(report) if as_json else render_text(report), nl=False)
+    page.write(lambda: render_page(report, tz=tz, bundle=shown))
+    if not page.to_stdout:
+        click.echo(render_json(report) if as_json else render_text(report), nl=False)
 
 
 def _stderr_is_terminal() -> bool:

@@ -19,23 +19,29 @@ size alone on standard output (the protocol's 409 body) before exiting 1.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import shlex
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
+from disclosure_ledger._cli.keyargs import PUB, public_key
 from disclosure_ledger._cli.kit import (
     CommandError,
     CommandFailedError,
     passphrase_options,
     read_policy_file,
 )
-from disclosure_ledger._core.checkpoints import peek_checkpoint
+from disclosure_ledger._cli.output import emit, json_option
+from disclosure_ledger._core.checkpoints import (
+    add_signature_lines,
+    open_checkpoint,
+    peek_checkpoint,
+)
 from disclosure_ledger._core.evidence import (
     check_evidence,
     format_evidence,
@@ -60,6 +66,7 @@ from disclosure_ledger._verify.gate import (
     ReleaseGate,
     verify_record_receipt,
 )
+from disclosure_ledger._verify.report import printable
 from disclosure_ledger._verify.verifier import evidence_stem
 from disclosure_ledger._witness.client import (
     CommandWitness,
@@ -71,6 +78,7 @@ from disclosure_ledger._witness.client import (
 from disclosure_ledger._witness.server import DEFAULT_REQUEST_TIMEOUT, WitnessServer
 from disclosure_ledger._witness.witness import StaleOldSizeError, Witness
 from disclosure_ledger.errors import (
+    BadSignatureError,
     KeyFormatError,
     LedgerError,
     MalformedError,
@@ -78,7 +86,7 @@ from disclosure_ledger.errors import (
     ValidationError,
     VerificationError,
 )
-from disclosure_ledger.keys import read_passphrase, read_signer_file, read_verifier_file
+from disclosure_ledger.keys import read_passphrase, read_signer_file
 
 __all__ = ["register"]
 
@@ -114,12 +122,8 @@ def _read_input(path: str, what: str) -> bytes:
     return data
 
 
-def _verifier(path: Path, want: int, what: str) -> Verifier:
-    v = read_verifier_file(path)
-    if v.key_type != want and not (want in COSIGNATURE_TYPES and v.key_type in COSIGNATURE_TYPES):
-        kind = "a cosignature (type 0x04 or 0x06)" if want in COSIGNATURE_TYPES else "an Ed25519"
-        raise CommandError(f"{path}: the {what} must be {kind} key")
-    return v
+def _verifier(value: str | Path, want: int, what: str) -> Verifier:
+    return public_key(str(value), what, want)
 
 
 _key_path = click.Path(exists=False, dir_okay=False, path_type=Path)
@@ -141,8 +145,8 @@ def _witness() -> None:
     "logs",
     required=True,
     multiple=True,
-    type=_key_path,
-    help="A followed log's .pub file (repeatable).",
+    type=PUB,
+    help="A followed log's public key: a .pub file or key string (repeatable).",
 )
 @click.option(
     "--also-key",
@@ -151,12 +155,14 @@ def _witness() -> None:
     help="A second witness key of the other kind (an ML-DSA-44 key beside an Ed25519 one).",
 )
 @passphrase_options
+@json_option
 def _witness_init(
     *,
     directory: Path,
     key_path: Path,
-    logs: Sequence[Path],
+    logs: Sequence[str],
     also_path: Path | None,
+    as_json: bool,
     passphrase_file: Path | None,
     passphrase_env: str | None,
 ) -> None:
@@ -176,11 +182,19 @@ def _witness_init(
         )
     except MalformedError as err:
         raise CommandError(str(err)) from err
-    click.echo(f"witness {w.verifier.vkey}")
-    for v in w.verifiers[1:]:
-        click.echo(f"also {v.vkey}")
-    for log in w.logs:
-        click.echo(f"follows {log.vkey}")
+    data = {
+        "witness": w.verifier.vkey,
+        "also": [v.vkey for v in w.verifiers[1:]],
+        "follows": [log.vkey for log in w.logs],
+    }
+    text = "\n".join(
+        [
+            f"witness {w.verifier.vkey}",
+            *(f"also {v.vkey}" for v in w.verifiers[1:]),
+            *(f"follows {log.vkey}" for log in w.logs),
+        ]
+    )
+    emit(data, text, as_json=as_json)
 
 
 def _open_witness(directory: Path, key_path: Path | None, passphrase: str | None) -> Witness:
@@ -293,8 +307,8 @@ def _witness_serve(
     "--witness-key",
     "witness_keys",
     multiple=True,
-    type=_key_path,
-    help="A trusted witness's .pub file (repeatable).",
+    type=PUB,
+    help="A trusted witness's public key: a .pub file or key string (repeatable).",
 )
 @click.option("--policy", "policy_path", type=_key_path, help="Trust the policy's witnesses.")
 @click.option(
@@ -302,13 +316,15 @@ def _witness_serve(
     type=click.IntRange(min=0),
     help="The checkpoint size (default: from FILE, or latest).",
 )
+@json_option
 def _cosign(
     *,
     ledger: Path,
     file: str,
-    witness_keys: Sequence[Path],
+    witness_keys: Sequence[str],
     policy_path: Path | None,
     size: int | None,
+    as_json: bool,
 ) -> None:
     """Attach cosignature lines from FILE (- for stdin) to a stored checkpoint.
 
@@ -334,15 +350,44 @@ def _cosign(
             size = None
     with Ledger.open(ledger) as lg:
         target = lg.latest_checkpoint().checkpoint.size if size is None else size
-        new = lg.add_cosignatures(target, lines, keys)
-    click.echo(f"stored {new} new cosignature(s) for checkpoint {target}")
+        try:
+            new = lg.add_cosignatures(target, lines, keys)
+        except BadSignatureError as err:
+            if size is not None:
+                raise
+            raise CommandFailedError(_which_checkpoint(lg, lines, keys, target, err)) from err
+    text = f"stored {new} new cosignature(s) for checkpoint {target}"
+    emit({"size": target, "stored": new}, text, as_json=as_json)
+
+
+_MAX_SEARCHED = 4096  # stored checkpoints tried, newest first, to place a stray cosignature
+
+
+def _which_checkpoint(
+    lg: Ledger, lines: Sequence[str], keys: Sequence[Verifier], latest: int, err: LedgerError
+) -> str:
+    """Say which stored checkpoint the cosignature lines belong to, if one of them."""
+    for size in list(reversed(lg.checkpoint_sizes()))[:_MAX_SEARCHED]:
+        if size == latest:
+            continue
+        with contextlib.suppress(LedgerError):
+            note = add_signature_lines(lg.checkpoint(size).note, lines)
+            if open_checkpoint(note, lg.log_verifier, keys).cosignatures:
+                return (
+                    f"the cosignature is for the checkpoint of size {size}, not the latest"
+                    f" (size {latest}); give --size {size} to store it there"
+                )
+    return (
+        f"{err} against the latest checkpoint (size {latest}), nor any stored one;"
+        " if it is for another checkpoint, give --size N"
+    )
 
 
 # -- verify-receipt, gate check ---------------------------------------------------------
 
 
 def _receipt_policy(
-    log_key: Path | None, policy_path: Path | None, writer_keys: Sequence[Path]
+    log_key: str | None, policy_path: Path | None, writer_keys: Sequence[str]
 ) -> Policy:
     if log_key is None and policy_path is None:
         raise CommandError("give --log-key or --policy: the log to trust")
@@ -362,23 +407,25 @@ def _receipt_policy(
 
 @click.command("verify-receipt")
 @click.argument("receipt", metavar="RECEIPT")
-@click.option("--log-key", type=_key_path, help="The log's .pub file.")
+@click.option("--log-key", type=PUB, help="The log's public key: a .pub file or key string.")
 @click.option("--policy", "policy_path", type=_key_path, help="A trust policy file.")
 @click.option(
     "--writer-key",
     "writer_keys",
     multiple=True,
-    type=_key_path,
-    help="A trusted writer's .pub file (repeatable).",
+    type=PUB,
+    help="A trusted writer's public key: a .pub file or key string (repeatable).",
 )
+@json_option
 def _verify_receipt(
     *,
     receipt: str,
-    log_key: Path | None,
+    log_key: str | None,
     policy_path: Path | None,
-    writer_keys: Sequence[Path],
+    writer_keys: Sequence[str],
+    as_json: bool,
 ) -> None:
-    """Verify a receipt (RECEIPT, or - for stdin) and print the record it proves, as JSON.
+    """Verify a receipt (RECEIPT, or - for stdin) and print the record it proves.
 
     With --policy, the checkpoint must carry the policy's witness quorum and,
     if the policy names writers, the record must be signed by one of them.
@@ -386,7 +433,30 @@ def _verify_receipt(
     policy = _receipt_policy(log_key, policy_path, writer_keys)
     with _malformed_is_a_refusal():
         record = verify_record_receipt(_read_input(receipt, "receipt"), policy)
-    click.echo(json.dumps(record.to_json(), indent=2, ensure_ascii=False))
+    data = record.to_json()
+    emit(data, "verified: " + _record_text(data), as_json=as_json)
+
+
+def _record_text(data: dict[str, Any]) -> str:
+    """A verified receipt's record, in words: what it says and what vouches for it."""
+    event = data["event"]
+    recipient = event.get("recipient") or {}
+    to = recipient.get("organization") or recipient.get("id") or recipient.get("kind")
+    what = f"{event['action']}" + (f" to {to}" if to else "")
+    lines = [
+        f"record #{data['index']} is in {data['origin']} at size {data['tree_size']}",
+        f"  event:      {event['event_id']}: {what}, camera {event['camera_id']},"
+        f" occurred {event['occurred_at']}",
+        f"  logged:     {data['logged_at']}",
+    ]
+    if event.get("legal_basis"):
+        ref = event.get("legal_reference")
+        lines.append(f"  basis:      {event['legal_basis']}" + (f", {ref}" if ref else ""))
+    if data["writer"]:
+        lines.append(f"  signed by:  {data['writer']}")
+    witnesses = ", ".join(c["witness"] for c in data["cosigned_by"]) or "no witness"
+    lines.append(f"  cosigned:   {witnesses} (quorum met: {'yes' if data['quorum_met'] else 'no'})")
+    return "\n".join(printable(line) for line in lines)
 
 
 @click.group("gate")
@@ -431,6 +501,7 @@ def _gate() -> None:
     help="A gate state file: each receipt then opens the gate once (created if missing).",
 )
 @click.option("--now", type=click.IntRange(min=0), help="Check as of this Unix time.")
+@json_option
 def _gate_check(
     *,
     receipt: str,
@@ -443,6 +514,7 @@ def _gate_check(
     max_record_age: int,
     state_path: Path | None,
     now: int | None,
+    as_json: bool,
 ) -> None:
     """Exit 0 and print the release record if the footage may go to the recipient; else exit 1.
 
@@ -468,7 +540,7 @@ def _gate_check(
         )
         record = gate.check(_read_input(receipt, "receipt"), bytes.fromhex(text), party, when)
     out = {"release": True, **record.to_json()}
-    click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+    emit(out, "release allowed: " + _record_text(out), as_json=as_json)
 
 
 # -- evidence check ----------------------------------------------------------------------
@@ -481,29 +553,32 @@ def _evidence() -> None:
 
 @_evidence.command("check")
 @click.argument("file", metavar="FILE")
-@click.option("--log-key", required=True, type=_key_path, help="The log's .pub file.")
-def _evidence_check(*, file: str, log_key: Path) -> None:
+@click.option(
+    "--log-key", required=True, type=PUB, help="The log's public key: a .pub file or key string."
+)
+@json_option
+def _evidence_check(*, file: str, log_key: str, as_json: bool) -> None:
     """Exit 0 and describe the misbehaviour if FILE proves it; else exit 1."""
     key = _verifier(log_key, KEY_TYPE_ED25519, "log key")
     with _malformed_is_a_refusal():
         found = check_evidence(parse_evidence(_read_input(file, "evidence file")), key)
-    click.echo(f"proven: {found.kind}")
-    click.echo(found.description)
+    data = {"proven": found.kind, "description": found.description}
+    emit(data, f"proven: {found.kind}\n{found.description}", as_json=as_json)
 
 
 @_evidence.command("make")
 @click.argument("checkpoint_a", metavar="CHECKPOINT_A")
 @click.argument("checkpoint_b", metavar="CHECKPOINT_B")
-@click.option("--log-key", required=True, type=_key_path, help="The log's .pub file.")
+@click.option(
+    "--log-key", required=True, type=PUB, help="The log's public key: a .pub file or key string."
+)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     metavar="FILE",
     help="The evidence file to create (default: a fresh name in the current directory).",
 )
-def _evidence_make(
-    *, checkpoint_a: str, checkpoint_b: str, log_key: Path, out: Path | None
-) -> None:
+def _evidence_make(*, checkpoint_a: str, checkpoint_b: str, log_key: str, out: Path | None) -> None:
     """Write evidence from two signed checkpoint files that cannot both be true.
 
     Exit 0 with the evidence written; 1 if the two checkpoints prove nothing
@@ -576,8 +651,9 @@ def _evidence_make(
     "--witness-key",
     "witness_keys",
     multiple=True,
-    type=_key_path,
-    help="The .pub file of the witness behind each --witness-cmd, in the same order.",
+    type=PUB,
+    help="The public key (.pub file or key string) of the witness behind each --witness-cmd,"
+    " in the same order.",
 )
 @click.option(
     "--witness-url",
@@ -590,8 +666,9 @@ def _evidence_make(
     "--witness-url-key",
     "witness_url_keys",
     multiple=True,
-    type=_key_path,
-    help="The .pub file of the witness behind each --witness-url, in the same order.",
+    type=PUB,
+    help="The public key (.pub file or key string) of the witness behind each --witness-url,"
+    " in the same order.",
 )
 @click.option(
     "--timeout",
@@ -601,14 +678,16 @@ def _evidence_make(
     help="Seconds to wait for each witness command or URL.",
 )
 @passphrase_options
+@json_option
 def _witness_collect(
     *,
     ledger: Path,
+    as_json: bool,
     witness_dirs: Sequence[Path],
     witness_cmds: Sequence[str],
-    witness_keys: Sequence[Path],
+    witness_keys: Sequence[str],
     witness_urls: Sequence[str],
-    witness_url_keys: Sequence[Path],
+    witness_url_keys: Sequence[str],
     timeout: float,
     passphrase_file: Path | None,
     passphrase_env: str | None,
@@ -642,8 +721,14 @@ def _witness_collect(
             raise CommandError(f"--witness-url: {err}") from err
     with Ledger.open(ledger) as lg:
         outcomes = collect_cosignatures(lg, endpoints, int(time.time()))
-    for o in outcomes:
-        click.echo(f"{o.outcome} {o.witness} size {o.size}: {o.detail}")
+    data = {
+        "outcomes": [
+            {"witness": o.witness, "outcome": o.outcome, "size": o.size, "detail": o.detail}
+            for o in outcomes
+        ]
+    }
+    text = "\n".join(f"{o.outcome} {o.witness} size {o.size}: {o.detail}" for o in outcomes)
+    emit(data, text, as_json=as_json)
     failed = sum(1 for o in outcomes if not o.ok)
     if failed:
         raise CommandFailedError(f"{failed} of {len(outcomes)} witnesses did not cosign")

@@ -375,10 +375,12 @@ def parse_receipt(text: str | bytes) -> Receipt:
     """Parse tlog-proof text.
 
     Raises:
-        MalformedError: if the header, index, a proof line or the checkpoint
-            note is malformed.
+        MalformedError: if the text is empty, or the header, index, a proof
+            line or the checkpoint note is malformed.
     """
     text = _as_text(text, "receipt")
+    if not text.strip():
+        raise MalformedError("the receipt is empty")
     lines, note = _split_header(text, "receipt")
     if lines[0] != RECEIPT_HEADER:
         raise MalformedError(f"receipt must start with {RECEIPT_HEADER}")
@@ -477,6 +479,8 @@ def parse_witness_request(text: str | bytes) -> WitnessRequest:
             note is malformed.
     """
     text = _as_text(text, "witness request")
+    if not text.strip():
+        raise MalformedError("the witness request is empty")
     lines, note = _split_header(text, "witness request")
     if not lines[0].startswith("old "):
         raise MalformedError("witness request must start with 'old N'")

@@ -274,6 +274,8 @@ def parse_evidence(text: str | bytes) -> Evidence:
     data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
     if len(data) > _MAX_EVIDENCE:
         raise MalformedError("evidence file is too large")
+    if not data.strip():
+        raise MalformedError("the evidence file is empty")
     header, pos = _take_line(data, 0, "header")
     if header != EVIDENCE_HEADER:
         raise MalformedError(f"evidence must start with {EVIDENCE_HEADER}")

@@ -246,6 +246,10 @@ def parse_json_line(text: str | bytes) -> tuple[Event, bytes]:
     except msgspec.ValidationError as err:
         raise _validation_error(err) from None
     except msgspec.DecodeError as err:
+        if raw.startswith(b"\xef\xbb\xbf"):
+            raise ValidationError(
+                "<json>", "starts with a byte order mark (U+FEFF); save it as UTF-8 without one"
+            ) from None
         raise ValidationError("<json>", f"is not valid JSON: {err}") from None
     except RecursionError:
         raise ValidationError("<json>", "nests too deeply to be an event") from None

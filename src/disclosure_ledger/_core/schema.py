@@ -467,7 +467,36 @@ def _validation_error(err: msgspec.ValidationError) -> ValidationError:
         )
     if message[:1].isupper():
         message = message[0].lower() + message[1:]
-    return ValidationError(path, message)
+    return ValidationError(path, _in_json_terms(message))
+
+
+# msgspec names Python types; a person writing JSON knows JSON's.
+_JSON_TERMS = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "null": "null",
+    "object": "an object",
+    "array": "an array",
+    "datetime": "an RFC 3339 time",
+}
+_EXPECTED = re.compile(r"expected `([a-z]+)`( with a timezone component)?(?:, got `([a-z]+)`)?\Z")
+
+
+def _in_json_terms(message: str) -> str:
+    if message == "invalid RFC3339 encoded datetime":
+        return "must be an RFC 3339 time such as 2026-11-27T10:15:00Z"
+    m = _EXPECTED.fullmatch(message)
+    if m is None:
+        return message
+    want, zone, got = m.groups()
+    text = "must be " + _JSON_TERMS.get(want, want)
+    if zone:
+        text += " with a zone (Z or an offset such as +01:00)"
+    if got:
+        text += ", not " + ("a boolean" if got == "bool" else _JSON_TERMS.get(got, got))
+    return text
 
 
 # ---------------------------------------------------------------------------

@@ -10,10 +10,10 @@ an import cycle. The file format itself is :mod:`disclosure_ledger._core.bundle`
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from disclosure_ledger._core.bundle import MAX_KEY_HINTS, Prelude, write_bundle
 from disclosure_ledger._core.checkpoints import SignedCheckpoint
@@ -21,7 +21,7 @@ from disclosure_ledger._core.notes import Verifier
 from disclosure_ledger._fsutil import check_output, open_output
 from disclosure_ledger.errors import MalformedError, StorageError
 
-__all__ = ["ExportSource", "ExportSummary", "export_ledger"]
+__all__ = ["ExportSource", "ExportSummary", "export_ledger", "export_to_stream"]
 
 
 class ExportSource(Protocol):
@@ -87,7 +87,12 @@ class ExportSummary:
 
 
 def export_ledger(
-    ledger: ExportSource, path: str | os.PathLike[str], from_size: int = 0, *, force: bool = True
+    ledger: ExportSource,
+    path: str | os.PathLike[str],
+    from_size: int = 0,
+    *,
+    force: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ExportSummary:
     """Export ``ledger``, or the range from checkpointed size ``from_size``, to one bundle file.
 
@@ -98,6 +103,7 @@ def export_ledger(
     An existing ``path`` is replaced only if ``force`` (the CLI asks for
     ``--force``); ``path`` is never the ledger itself or one of its SQLite
     files, however spelled (see :func:`._fsutil.open_output`).
+    ``progress(done, total)`` is called every few thousand records.
 
     Raises:
         MalformedError: if ``from_size`` is negative or beyond the latest checkpoint.
@@ -105,12 +111,62 @@ def export_ledger(
             end), the ledger cannot be read, ``path`` is the ledger, exists
             (without ``force``) or cannot be written.
     """
-    if not isinstance(from_size, int) or isinstance(from_size, bool) or from_size < 0:
-        raise MalformedError("from_size must be a non-negative integer")
     target = Path(path)
     protect = (ledger.path,)
     # Refuse a bad target before the work, and again (atomically) when writing.
     check_output(target, force=force, protect=protect, error=StorageError, what="bundle")
+    prelude = _prelude(ledger, from_size)
+    with open_output(
+        target, force=force, protect=protect, error=StorageError, what="bundle", buffering=1 << 20
+    ) as out:
+        written = write_bundle(out, prelude, _leaves(ledger, prelude, progress))
+    return ExportSummary(target, ledger.origin, from_size, prelude.to_size, written)
+
+
+def export_to_stream(
+    ledger: ExportSource,
+    out: IO[bytes],
+    from_size: int = 0,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExportSummary:
+    """Export as :func:`export_ledger` does, to the binary stream ``out`` (standard output).
+
+    The stream gets the bundle as it is made; a reader that stops early has a
+    truncated bundle, which the verifier refuses. The summary's ``path`` is ``-``.
+
+    Raises:
+        MalformedError, StorageError: as :func:`export_ledger`, for the range.
+        OSError: if the stream cannot be written.
+    """
+    prelude = _prelude(ledger, from_size)
+    written = write_bundle(out, prelude, _leaves(ledger, prelude, progress))
+    out.flush()
+    return ExportSummary(Path("-"), ledger.origin, from_size, prelude.to_size, written)
+
+
+def _leaves(
+    ledger: ExportSource, prelude: Prelude, progress: Callable[[int, int], None] | None
+) -> Iterator[bytes]:
+    """The range's leaves, in order, reporting progress every few thousand."""
+    leaves = ledger.iter_leaves(prelude.from_size, prelude.to_size)
+    if progress is None:
+        yield from leaves
+        return
+    total = prelude.to_size - prelude.from_size
+    done = 0
+    for leaf in leaves:
+        yield leaf
+        done += 1
+        if not done % 4096:
+            progress(done, total)
+    progress(done, total)
+
+
+def _prelude(ledger: ExportSource, from_size: int) -> Prelude:
+    """The bundle's prelude: the latest checkpoint, and for a range its start and proofs."""
+    if not isinstance(from_size, int) or isinstance(from_size, bool) or from_size < 0:
+        raise MalformedError("from_size must be a non-negative integer")
     latest = ledger.latest_checkpoint()
     to_size = latest.checkpoint.size
     if from_size > to_size:
@@ -145,7 +201,7 @@ def export_ledger(
         proof = tuple(ledger.consistency_proof(from_size, to_size))
         anchor_leaf = ledger.leaf(from_size - 1)
         anchor_proof = tuple(ledger.inclusion_proof(from_size - 1, from_size))
-    prelude = Prelude(
+    return Prelude(
         ledger.origin,
         from_size,
         to_size,
@@ -156,8 +212,3 @@ def export_ledger(
         anchor_leaf,
         anchor_proof,
     )
-    with open_output(
-        target, force=force, protect=protect, error=StorageError, what="bundle", buffering=1 << 20
-    ) as out:
-        written = write_bundle(out, prelude, ledger.iter_leaves(from_size, to_size))
-    return ExportSummary(target, ledger.origin, from_size, to_size, written)

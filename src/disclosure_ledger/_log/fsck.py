@@ -10,7 +10,7 @@ verified, streaming, so memory stays bounded whatever the ledger's size.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -71,6 +71,9 @@ class CheckReport:
     trusted_size: int | None = None
 
 
+_PROGRESS_EVERY = 4096  # records between progress calls: often enough for a bar, cheap
+
+
 def _key_label(key: Verifier) -> str:
     return f"{key.name}+{key.key_id:08x}"
 
@@ -81,11 +84,13 @@ def check_ledger(
     log_key: Verifier | None = None,
     writer_keys: Sequence[Verifier] | None = None,
     trusted_checkpoint: str | bytes | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CheckReport:
     """Rebuild everything in ``ledger`` from its records and compare with what is stored.
 
     This is :meth:`.Ledger.check`, whose docstring says what is checked, what
     the pinned keys and the trusted checkpoint add, and what each error means.
+    ``progress(done, total)`` is called every few thousand records.
 
     Raises:
         LedgerError: a subclass, as :meth:`.Ledger.check` lists.
@@ -247,7 +252,11 @@ def check_ledger(
             check_checkpoints_at(index + 1)
         if index + 1 == trusted_size:
             check_trusted(trusted_size)
+        if progress is not None and not (index + 1) % _PROGRESS_EVERY:
+            progress(index + 1, size)
     _check_event_ids(store, size - len(chunk_ids), chunk_ids)
+    if progress is not None:
+        progress(size, size)
     flush_hashes(size)
     for stored, wanted, what in (
         (store.event_id_count(), size, "event IDs are registered"),

@@ -354,6 +354,7 @@ class Ledger(LedgerReads):
         log_key: Verifier | None = None,
         writer_keys: Sequence[Verifier] | None = None,
         trusted_checkpoint: str | bytes | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> CheckReport:
         """Rebuild everything from the records and compare with what is stored.
 
@@ -375,7 +376,7 @@ class Ledger(LedgerReads):
         signed checkpoint. ``trusted_checkpoint`` (a signed checkpoint note
         held elsewhere: the owner's state, a witness, a receipt) catches it:
         the ledger must be at least as large, and its tree at that size must
-        have that root.
+        have that root. ``progress(done, total)`` is called as records are checked.
 
         Raises:
             ChainBreakError: if a sequence number or chain link is wrong.
@@ -396,7 +397,11 @@ class Ledger(LedgerReads):
             StorageError: if the file cannot be read.
         """
         return check_ledger(
-            self, log_key=log_key, writer_keys=writer_keys, trusted_checkpoint=trusted_checkpoint
+            self,
+            log_key=log_key,
+            writer_keys=writer_keys,
+            trusted_checkpoint=trusted_checkpoint,
+            progress=progress,
         )
 
     # -- cosignatures (stored by witnessing, see cosigner.py) --------------------

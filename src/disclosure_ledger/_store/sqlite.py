@@ -58,6 +58,7 @@ from disclosure_ledger._store.sqlite_schema import (
     QUERY_COLUMNS,
     QUERY_INDEX,
     QUERY_VIEW,
+    READABLE_VIEW_SQL,
     SCHEMA,
     query_schema,
     storage_error,
@@ -121,7 +122,7 @@ class SQLiteStore(SQLiteReads):
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute("BEGIN IMMEDIATE")
-            for stmt in (SCHEMA + QUERY_INDEX).split(";\n"):
+            for stmt in (SCHEMA + QUERY_INDEX + READABLE_VIEW_SQL).split(";\n"):
                 if stmt.strip():
                     conn.execute(stmt)
             for _, stmt in triggers():
@@ -189,10 +190,22 @@ class SQLiteStore(SQLiteReads):
             store._configure()
             try:
                 store._add_missing_triggers()
+                store._add_readable_view()
             except StorageError:
                 conn.close()
                 raise
         return store
+
+    def _add_readable_view(self) -> None:
+        """Create the view for people browsing the file, in files made before it existed.
+
+        Raises:
+            StorageError: if it cannot be created.
+        """
+        try:
+            self._conn.execute(READABLE_VIEW_SQL)
+        except sqlite3.Error as err:
+            raise storage_error(err, self.path, "adding the readable view") from err
 
     def _add_missing_triggers(self) -> None:
         """Create the append-only triggers a file lacks, in one transaction.

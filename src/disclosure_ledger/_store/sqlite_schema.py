@@ -24,6 +24,8 @@ __all__ = [
     "QUERY_COLUMNS",
     "QUERY_INDEX",
     "QUERY_VIEW",
+    "READABLE_VIEW",
+    "READABLE_VIEW_SQL",
     "SCHEMA",
     "query_schema",
     "storage_error",
@@ -120,6 +122,31 @@ CREATE INDEX IF NOT EXISTS record_index_owner ON record_index (owner_id, occurre
 CREATE INDEX IF NOT EXISTS record_index_time ON record_index (occurred_at);
 CREATE VIEW IF NOT EXISTS indexed_records AS
     SELECT record_index.*, records.leaf FROM record_index JOIN records USING (seq);
+"""
+
+READABLE_VIEW_SQL = """
+CREATE VIEW IF NOT EXISTS records_readable AS
+    SELECT records.seq AS "index",
+        record_index.event_id,
+        record_index.occurred_at,
+        strftime('%Y-%m-%dT%H:%M:%fZ', record_index.logged_at / 1000000.0, 'unixepoch')
+            AS logged_at,
+        record_index.camera_id,
+        record_index.owner_id,
+        record_index.action,
+        record_index.actor_kind,
+        record_index.recipient_kind,
+        record_index.recipient_org,
+        record_index.legal_basis,
+        CASE WHEN record_index.seq IS NULL
+            THEN 'not indexed yet: run disclosure-ledger index' END AS stale
+    FROM records LEFT JOIN record_index ON record_index.seq = records.seq;
+"""
+READABLE_VIEW = "records_readable"
+"""A view for people browsing the file (sqlite-utils, Datasette): every record, one row each.
+
+Its columns are the query index's, with times as ISO 8601 text; a record the
+index does not cover yet has empty columns and says so in ``stale``.
 """
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from disclosure_ledger._core import records
 from disclosure_ledger._core.notes import b64encode
+from disclosure_ledger._verify.activity import KINDS
 from disclosure_ledger._verify.summary import Disclosure, Report
 from disclosure_ledger.errors import LedgerError
 
@@ -135,6 +137,19 @@ def report_to_json(report: Report) -> dict[str, Any]:
             "legal_basis": dict(report.legal_bases),
             "recipient_organization": dict(report.recipient_organizations),
             "writer": dict(report.writers),
+            "camera": dict(report.activity.cameras),
+        },
+        "activity": {
+            "kinds": list(KINDS),
+            "hours": [
+                {
+                    "start": records.format_time(h.start),
+                    "counts": list(h.counts),
+                    "without_consent": h.without_consent,
+                }
+                for h in report.activity.hours
+            ],
+            "unplaced": report.activity.unplaced,
         },
     }
 
@@ -318,4 +333,5 @@ def render_text(report: Report) -> str:
     lines += _counts("by legal basis", r.legal_bases)
     lines += _counts("by recipient organization", r.recipient_organizations)
     lines += _counts("by writer key", r.writers)
+    lines += _counts("by camera", r.activity.cameras)
     return "\n".join(lines) + "\n"

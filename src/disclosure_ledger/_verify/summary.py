@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from disclosure_ledger._core import records
+from disclosure_ledger._verify.activity import Activity, ActivityTally
 
 __all__ = ["DEFAULT_MAX_LISTED", "ChunkTally", "Disclosure", "FootageRef", "Report", "Tally"]
 
@@ -109,7 +110,8 @@ class Report:
     the ``unlisted_*`` properties say how many the cap left out.
     ``system_totals`` counts vendor-system accesses by ``(system, action)``,
     every one of them, listed or not. ``consistency`` says what earlier
-    checkpoints the ledger was shown consistent with.
+    checkpoints the ledger was shown consistent with. ``activity`` counts
+    every record per hour by kind, and per camera (the page's charts).
     """
 
     origin: str
@@ -139,6 +141,7 @@ class Report:
     system_totals: tuple[tuple[str, str, int], ...] = ()
     max_listed: int = DEFAULT_MAX_LISTED
     state_saved: bool = False
+    activity: Activity = field(default_factory=Activity)
 
     @property
     def verdict(self) -> str:
@@ -185,6 +188,7 @@ class ChunkTally:
     staff: list[Disclosure] = field(default_factory=list)
     system: list[Disclosure] = field(default_factory=list)
     system_totals: dict[tuple[str, str], int] = field(default_factory=dict)
+    activity: ActivityTally = field(default_factory=ActivityTally)
 
     def add(self, index: int, event: records.Event, logged_at: int, writer: str) -> None:
         """Count record ``index``: its event, when it was logged and who signed it."""
@@ -207,12 +211,17 @@ class ChunkTally:
             self.last_occurred = key
         cls = records.access_class(event)
         if cls is None:
+            self.activity.add(event.occurred_at, event.camera_id, 0, without_consent=False)
             return  # the owner's own access
         if cls is _OUTSIDE:
-            self.disclosures.append(_disclosure(index, event, cls))
+            d = _disclosure(index, event, cls)
+            self.activity.add(event.occurred_at, event.camera_id, 3, d.without_consent)
+            self.disclosures.append(d)
         elif cls is _STAFF:
+            self.activity.add(event.occurred_at, event.camera_id, 1, without_consent=False)
             self.staff.append(_disclosure(index, event, cls))
         else:
+            self.activity.add(event.occurred_at, event.camera_id, 2, without_consent=False)
             total = (_system_name(event.actor)[:_MAX_KEY_TEXT], event.action.value)
             self.system_totals[total] = self.system_totals.get(total, 0) + 1
             self.system.append(_disclosure(index, event, cls))
@@ -239,6 +248,7 @@ class Tally:
         self.system: list[Disclosure] = []
         self.system_count = 0
         self.system_totals: dict[tuple[str, str], int] = {}
+        self.activity = ActivityTally()
         self.max_listed = max_listed
 
     def absorb(self, chunk: ChunkTally) -> None:
@@ -247,6 +257,7 @@ class Tally:
         _merge(self.bases, chunk.bases)
         _merge(self.orgs, chunk.orgs)
         _merge(self.writers, chunk.writers)
+        self.activity.merge(chunk.activity)
         self.first_occurred = _least(self.first_occurred, chunk.first_occurred)
         self.last_occurred = _most(self.last_occurred, chunk.last_occurred)
         self.first_logged = _least(self.first_logged, chunk.first_logged)
@@ -313,6 +324,7 @@ class Tally:
                 )
             ),
             max_listed=self.max_listed,
+            activity=self.activity.result(),
         )
 
 
