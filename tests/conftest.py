@@ -35,3 +35,54 @@ def flip_bit(data: bytes, bit: int) -> bytes:
     out = bytearray(data)
     out[bit // 8] ^= 1 << (bit % 8)
     return bytes(out)
+
+
+# -- PostgreSQL: one server for the whole run (see tests/pg_server.py) ----------
+
+import os  # noqa: E402 - kept beside the fixtures that use it
+import sys  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+from .pg_server import PgServer, find_bindir  # noqa: E402
+
+
+def _postgres_unavailable(why: str) -> None:
+    message = f"POSTGRESQL TESTS NOT RUN: {why}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " (CI=true requires them)", pytrace=False)
+    print(f"\n*** {message} ***", file=sys.stderr)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PgServer]:
+    """A PostgreSQL server for the run: DL_TEST_POSTGRES_URL's, or a throwaway one of our own."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _postgres_unavailable('psycopg is not installed (pip install -e ".[dev]")')
+    url = os.environ.get("DL_TEST_POSTGRES_URL")
+    if url:
+        yield PgServer(url)
+        return
+    bindir = find_bindir()
+    if bindir is None:
+        _postgres_unavailable("no initdb found (install postgresql) and DL_TEST_POSTGRES_URL unset")
+        return
+    try:
+        server = PgServer.start_own(bindir)
+    except (RuntimeError, OSError, LookupError) as err:
+        _postgres_unavailable(f"cannot start a throwaway server: {err}")
+        return
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def pg_url(postgres_server: PgServer) -> str:
+    """The URL of a fresh, empty database on the run's server."""
+    return postgres_server.new_database()
