@@ -176,6 +176,7 @@ class GroupCommitter:
     def __init__(self, *, threads: int, begin: BeginTxn = _one_log) -> None:
         """Start the committer thread and the signing pool."""
         self._begin = begin
+        self.commits = 0  # transactions committed, for monitoring and the tests
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ledger-sign")
         self._thread = threading.Thread(target=self._run, name="ledger-commit", daemon=True)
@@ -268,6 +269,7 @@ class GroupCommitter:
                 if st.accepted:
                     txn.insert_checkpoint(st.tree.size, st.note)
         # Committed and durable: update the caches, then acknowledge.
+        self.commits += 1
         for st in staged:
             self._acknowledge(st)
 
@@ -439,3 +441,46 @@ class Committer(GroupCommitter):
             Nothing: a failure to append is the future's exception.
         """
         return self.submit_to(self._log, events, writer)
+
+
+class SharedCommitter:
+    """One log's door into a :class:`GroupCommitter` that other logs of its database share.
+
+    A ledger opened through a database of many logs appends through one of
+    these: its appends join every other log's in the group's commits. Closing
+    it waits for this log's appends only; the group runs on.
+    """
+
+    def __init__(self, group: GroupCommitter, log: LogWriter) -> None:
+        """Join ``group`` with ``log``."""
+        self._group = group
+        self._log = log
+        self._lock = threading.Lock()
+        self._pending: set[Future[list[AppendReceipt]]] = set()
+
+    def submit(self, events: list[Item], writer: Signer) -> Future[list[AppendReceipt]]:
+        """Queue ``events`` (non-empty, distinct IDs) to be appended atomically by ``writer``.
+
+        Raises:
+            Nothing: a failure to append is the future's exception.
+        """
+        future = self._group.submit_to(self._log, events, writer)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: Future[list[AppendReceipt]]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def close(self) -> None:
+        """Wait until this log's queued appends are committed or have failed.
+
+        Raises:
+            Nothing: a failed append reports its error through its own future.
+        """
+        with self._lock:
+            pending = list(self._pending)
+        for future in pending:
+            future.exception()

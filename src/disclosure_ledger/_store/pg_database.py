@@ -34,6 +34,7 @@ from disclosure_ledger._store.pg_schema import (
     FORMAT_VERSION,
     SCHEMA,
     SCHEMA_DDL,
+    is_postgres_url,
     log_id_of,
     redact_url,
     url_password,
@@ -47,11 +48,6 @@ _QUERY_COLUMNS = ", ".join(INDEX_COLUMNS)
 _CONNECT_TIMEOUT_S = 10
 _POOL_TIMEOUT_S = 60.0
 _INIT_LOCK = 0x444C4731  # pg_advisory_xact_lock key: one schema creation at a time
-
-
-def is_postgres_url(text: str) -> bool:
-    """Whether ``text`` names a PostgreSQL database (``postgresql://`` or ``postgres://``)."""
-    return text.startswith(("postgresql://", "postgres://"))
 
 
 def _one_line(text: str, password: str | None) -> str:

@@ -24,6 +24,7 @@ __all__ = [
     "FORMAT_VERSION",
     "SCHEMA",
     "SCHEMA_DDL",
+    "is_postgres_url",
     "log_id_of",
     "redact_url",
     "url_password",
@@ -51,6 +52,11 @@ def log_id_of(origin: str) -> int:
     """
     digest = hashlib.sha256(_LOG_ID_DOMAIN + origin.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def is_postgres_url(text: str) -> bool:
+    """Whether ``text`` names a PostgreSQL database (``postgresql://`` or ``postgres://``)."""
+    return text.startswith(("postgresql://", "postgres://"))
 
 
 def url_password(url: str) -> str | None:
