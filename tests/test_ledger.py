@@ -942,7 +942,7 @@ def test_check_with_pinned_keys_refuses_a_ledger_resigned_under_other_keys(
             led.check(writer_keys=pinned_writers)
     with Ledger.open(own_writer, readonly=True) as led:
         led.check(log_key=pinned_log)  # its checkpoints are the real log key's
-        with pytest.raises(UntrustedKeyError, match=r"record 0 .* not a given writer key"):
+        with pytest.raises(UntrustedKeyError, match=r"record 0: .* not a given writer key"):
             led.check(log_key=pinned_log, writer_keys=pinned_writers)
         with pytest.raises(MalformedError, match="Ed25519"):
             led.check(writer_keys=[witness_key().verifier])

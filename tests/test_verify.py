@@ -17,6 +17,7 @@ from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, MAX_NOTE_SIZE, S
 from disclosure_ledger._core.policy import Policy, parse_policy
 from disclosure_ledger._log.export import export_ledger
 from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._verify.fingerprints import FingerprintSet
 from disclosure_ledger._verify.report import (
     failure_to_json,
     printable,
@@ -29,7 +30,6 @@ from disclosure_ledger._verify.verifier import (
     MalformedRecordError,
     Report,
     VerifyInputError,
-    _FingerprintSet,
     load_state,
     save_state,
     state_file,
@@ -302,7 +302,7 @@ def test_without_writer_keys_records_must_be_signed_by_the_log_key(tmp_path: Pat
     # A ledger written by a writer key fails a policy that names no writer.
     lg2 = new_ledger(tmp_path, "w.ledger")
     lg2.append_many([event(0)])
-    with pytest.raises(UntrustedKeyError, match=r"^signed by key") as info:
+    with pytest.raises(UntrustedKeyError, match=r"^record 0: signed by key") as info:
         verify(_export(lg2, tmp_path / "w"), Policy.simple(log_key().verifier))
     assert info.value.index == 0
 
@@ -471,7 +471,7 @@ def test_bundle_file_problems_are_input_errors(tmp_path: Path) -> None:
 
 
 def test_fingerprint_set_grows_and_finds_duplicates() -> None:
-    s = _FingerprintSet()
+    s = FingerprintSet()
     values = [
         int.from_bytes(hashlib.sha256(str(i).encode()).digest()[:8], "big") for i in range(100_000)
     ]

@@ -51,20 +51,14 @@ from disclosure_ledger._log.pipeline import AppendSummary, append_jsonl
 from disclosure_ledger._store.base import Store
 from disclosure_ledger._verify.gate import (
     FileGateState,
-    FootageNotNamedError,
     GateState,
     MemoryGateState,
-    NotAReleaseError,
-    QuorumNotMetError,
-    ReceiptAlreadyUsedError,
-    RecipientMismatchError,
     ReleaseGate,
-    StaleCheckpointError,
-    StaleRecordError,
     VerifiedRecord,
     verify_record_receipt,
 )
 from disclosure_ledger._verify.report import render_json, render_text
+from disclosure_ledger._verify.state import DirectoryState, MemoryState, StateStore
 from disclosure_ledger._verify.verifier import Report, verify
 from disclosure_ledger._witness.client import (
     CommandWitness,
@@ -73,29 +67,38 @@ from disclosure_ledger._witness.client import (
     collect_cosignatures,
 )
 from disclosure_ledger._witness.cosigner import Cosigner
-from disclosure_ledger._witness.witness import (
-    OldSizeTooLargeError,
-    SizeWentBackwardsError,
-    StaleOldSizeError,
-    UnknownOriginError,
-    Witness,
-)
+from disclosure_ledger._witness.witness import Witness
 from disclosure_ledger.errors import (
     BadSignatureError,
     ChainBreakError,
     ConflictError,
     DuplicateEventError,
+    DuplicateRecordError,
+    FootageNotNamedError,
     InconsistentCheckpointError,
     KeyFormatError,
     LedgerError,
     MalformedError,
+    MalformedRecordError,
+    NotAReleaseError,
+    OldSizeTooLargeError,
     ProofError,
+    QuorumNotMetError,
+    ReceiptAlreadyUsedError,
+    RecipientMismatchError,
+    RecordMismatchError,
     RollbackError,
     RootMismatchError,
+    SizeWentBackwardsError,
+    StaleCheckpointError,
+    StaleOldSizeError,
+    StaleRecordError,
     StorageError,
+    UnknownOriginError,
     UntrustedKeyError,
     ValidationError,
     VerificationError,
+    VerifyInputError,
 )
 
 __all__ = [
@@ -113,7 +116,9 @@ __all__ = [
     "CommandWitness",
     "ConflictError",
     "Cosigner",
+    "DirectoryState",
     "DuplicateEventError",
+    "DuplicateRecordError",
     "Event",
     "Evidence",
     "ExportSummary",
@@ -127,7 +132,9 @@ __all__ = [
     "LegalBasis",
     "LocalWitness",
     "MalformedError",
+    "MalformedRecordError",
     "MemoryGateState",
+    "MemoryState",
     "NotAReleaseError",
     "OldSizeTooLargeError",
     "Party",
@@ -138,6 +145,7 @@ __all__ = [
     "ReceiptAlreadyUsedError",
     "RecipientMismatchError",
     "Record",
+    "RecordMismatchError",
     "ReleaseGate",
     "Report",
     "RollbackError",
@@ -149,6 +157,7 @@ __all__ = [
     "StaleCheckpointError",
     "StaleOldSizeError",
     "StaleRecordError",
+    "StateStore",
     "StorageError",
     "Store",
     "UnknownOriginError",
@@ -157,6 +166,7 @@ __all__ = [
     "VerificationError",
     "VerifiedRecord",
     "Verifier",
+    "VerifyInputError",
     "Witness",
     "WitnessOutcome",
     "WitnessRequest",

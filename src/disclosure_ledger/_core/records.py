@@ -93,6 +93,7 @@ __all__ = [
     "sign_content",
     "signing_message",
     "timestamp_micros",
+    "unpack_header",
     "verify_envelope",
 ]
 
@@ -1595,6 +1596,34 @@ def make_envelope(  # noqa: PLR0917  # positional, in the envelope's field order
     return _envelope(seq, prev, logged_at, signer.key_id, bytes(event_bytes), signature, content)
 
 
+def unpack_header(leaf: bytes) -> tuple[int, int, bytes, int, int, int]:
+    """Check an envelope's framing and return its header fields.
+
+    This is the one place the header is checked: the ledger's check, the
+    owner's verifier and :func:`parse_envelope` all call it. It returns
+    ``(version, seq, prev, logged_at, key_id, event_length)``; the event and
+    the signature are not looked at.
+
+    Raises:
+        MalformedError: if the length is not exactly 57 + L + 64, the version
+            is not 1, L exceeds :data:`MAX_EVENT_SIZE` or logged_at is outside
+            1970 to the end of 9999.
+    """
+    if len(leaf) < HEADER_SIZE + SIGNATURE_SIZE:
+        raise MalformedError("envelope is too short")
+    header = HEADER.unpack_from(leaf)
+    version, _seq, _prev, logged_at, _key, length = header
+    if version != ENVELOPE_VERSION:
+        raise MalformedError(f"unsupported envelope version {version}")
+    if length > MAX_EVENT_SIZE:
+        raise MalformedError(f"event encoding is larger than {MAX_EVENT_SIZE} bytes")
+    if len(leaf) != HEADER_SIZE + length + SIGNATURE_SIZE:
+        raise MalformedError("envelope length does not match its event length")
+    if not 0 <= logged_at <= MAX_LOGGED_AT:
+        raise MalformedError("envelope logged_at is outside 1970 to the end of 9999")
+    return header
+
+
 def parse_envelope(leaf: bytes) -> Envelope:
     """Parse an envelope's exact bytes (see the module docstring for the layout).
 
@@ -1607,17 +1636,7 @@ def parse_envelope(leaf: bytes) -> Envelope:
     if not isinstance(leaf, bytes | bytearray | memoryview):
         raise MalformedError(f"envelope must be bytes, not {type(leaf).__name__}")
     leaf = bytes(leaf)
-    if len(leaf) < HEADER_SIZE + SIGNATURE_SIZE:
-        raise MalformedError("envelope is too short")
-    version, seq, prev, logged_at, key, length = HEADER.unpack_from(leaf)
-    if version != ENVELOPE_VERSION:
-        raise MalformedError(f"unsupported envelope version {version}")
-    if length > MAX_EVENT_SIZE:
-        raise MalformedError(f"event encoding is larger than {MAX_EVENT_SIZE} bytes")
-    if len(leaf) != HEADER_SIZE + length + SIGNATURE_SIZE:
-        raise MalformedError("envelope length does not match its event length")
-    if not 0 <= logged_at <= MAX_LOGGED_AT:
-        raise MalformedError("envelope logged_at is outside 1970 to the end of 9999")
+    _version, seq, prev, logged_at, key, length = unpack_header(leaf)
     end = HEADER_SIZE + length
     # Every check Envelope() makes has been made, and the signed content is
     # the leaf's first 57 + L bytes.

@@ -38,7 +38,7 @@ from disclosure_ledger._core.checkpoints import Checkpoint, SignedCheckpoint, si
 from disclosure_ledger._core.merkle import CompactRange, subtree_ids
 from disclosure_ledger._core.notes import Signer, Verifier
 from disclosure_ledger._store.base import SequencingTxn, Store
-from disclosure_ledger._store.sqlite import UPPER_LEVEL, stored_hash_count
+from disclosure_ledger._store.layout import UPPER_LEVEL, stored_hash_count
 from disclosure_ledger.errors import DuplicateEventError
 
 __all__ = ["AppendReceipt", "BeginTxn", "Committer", "GroupCommitter", "LogWriter"]
@@ -89,7 +89,7 @@ class LogWriter:
         *,
         origin: str,
         log_key: Signer,
-        on_commit: Callable[[int], None],
+        on_commit: Callable[[int], None] = lambda _size: None,
         key: int = 0,
     ) -> None:
         self.store = store
@@ -451,8 +451,11 @@ class SharedCommitter:
     it waits for this log's appends only; the group runs on.
     """
 
-    def __init__(self, group: GroupCommitter, log: LogWriter) -> None:
-        """Join ``group`` with ``log``."""
+    def __init__(
+        self, group: GroupCommitter, log: LogWriter, on_commit: Callable[[int], None]
+    ) -> None:
+        """Join ``group`` with ``log``, whose ``on_commit`` becomes ``on_commit``."""
+        log.on_commit = on_commit
         self._group = group
         self._log = log
         self._lock = threading.Lock()

@@ -122,7 +122,6 @@ class LedgerDatabase:
 
     def _track(self, ledger: Ledger) -> Ledger:
         with self._lock:
-            self._ledgers = [led for led in self._ledgers if not led.closed]
             self._ledgers.append(ledger)
         return ledger
 

@@ -14,24 +14,19 @@ import logging
 import os
 import threading
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
-from datetime import datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from disclosure_ledger._core import records
 from disclosure_ledger._core.checkpoints import (
     Checkpoint,
-    Receipt,
-    SignedCheckpoint,
-    WitnessRequest,
     add_signature_lines,
     open_checkpoint,
     sign_checkpoint,
 )
-from disclosure_ledger._core.merkle import EMPTY_ROOT, prove_consistency, prove_inclusion
+from disclosure_ledger._core.merkle import EMPTY_ROOT
 from disclosure_ledger._core.notes import KEY_TYPE_ED25519, Signer, Verifier, parse_verifier
 from disclosure_ledger._core.records import Event
 from disclosure_ledger._log import index
@@ -43,9 +38,9 @@ from disclosure_ledger._log.committer import (
     LogWriter,
     SharedCommitter,
 )
-from disclosure_ledger._log.export import ExportSummary, export_ledger
 from disclosure_ledger._log.fsck import CheckReport, check_ledger
-from disclosure_ledger._log.index import Record, record_at
+from disclosure_ledger._log.index import Record
+from disclosure_ledger._log.reads import LedgerReads
 from disclosure_ledger._store.base import Store
 from disclosure_ledger._store.pg_schema import is_postgres_url, redact_url
 from disclosure_ledger._store.sqlite import SQLiteStore
@@ -84,6 +79,27 @@ def postgres_module() -> types.ModuleType:
     return postgres
 
 
+def _open_store(path: str | os.PathLike[str], origin: str | None, *, readonly: bool) -> Store:
+    if not _is_url(path):
+        return SQLiteStore.open(path, readonly=readonly)
+    if origin is None:
+        raise StorageError(
+            f"{redact_url(str(path))}: a database holds many logs;"
+            " opening one needs the log's origin"
+        )
+    store: Store = postgres_module().PostgresStore.open(str(path), origin, readonly=readonly)
+    return store
+
+
+def _sign_empty(store: Store, origin: str, log_key: Signer | None) -> None:
+    # Size 0 gets a checkpoint too, so the empty ledger has a signed head.
+    if log_key is None:
+        store.close()
+        raise LedgerError("creating a ledger needs its log key")
+    with store.append_txn() as txn:
+        txn.insert_checkpoint(0, sign_checkpoint(Checkpoint(origin, 0, EMPTY_ROOT), log_key))
+
+
 def _check_writer(writer: Signer) -> Signer:
     if writer.key_type != KEY_TYPE_ED25519:
         raise MalformedError(f"writer key {writer.name} is not an Ed25519 note key")
@@ -98,16 +114,14 @@ def _coerce_event(event: Event | Mapping[str, Any]) -> Event:
     raise MalformedError(f"expected an Event or its JSON form, got {type(event).__name__}")
 
 
-class Ledger:
+class Ledger(LedgerReads):
     """A disclosure ledger: one SQLite file, or one log of a PostgreSQL database.
 
-    Open it with :meth:`create` or :meth:`open` (a file path, or a
-    ``postgresql://`` URL with the log's ``origin``; many logs of one database
-    are best opened through a :class:`~.database.LedgerDatabase`, which
-    shares commits among them); use it as a context manager or call
-    :meth:`close`. Appending needs the log key (it signs checkpoints);
-    records are signed by the first writer key, or by the log key when no
-    writer key is given. Reading, proving and checking need no private key.
+    Open it with :meth:`create` or :meth:`open` (a path, or a ``postgresql://``
+    URL and the log's ``origin``; see also :class:`~.database.LedgerDatabase`);
+    use it as a context manager or call :meth:`close`. Appending needs the log
+    key (it signs checkpoints); records are signed by the first writer key, or
+    by the log key. Reading, proving and checking need no private key.
     """
 
     def __init__(
@@ -170,9 +184,8 @@ class Ledger:
                 f"the origin must be the log key's name {log_key.name!r}, not {origin!r}"
             )
         meta = {"origin": log_key.name, "log_key": log_key.verifier.vkey}
-        store: Store
         if _is_url(path):
-            store = postgres_module().PostgresStore.create(str(path), meta)
+            store: Store = postgres_module().PostgresStore.create(str(path), meta)
         else:
             store = SQLiteStore.create(path, meta)
         return cls.on_store(
@@ -190,10 +203,7 @@ class Ledger:
         create: bool = False,
         group: Callable[[], GroupCommitter] | None = None,
     ) -> Ledger:
-        """A ledger over ``store``; with ``create``, a new one (it signs its empty checkpoint).
-
-        ``group`` gives the committer shared by the logs of one database
-        (see :class:`~.database.LedgerDatabase`).
+        """A ledger over ``store``, new with ``create``; ``group`` is a shared committer's.
 
         Raises:
             StorageError: if the log key is not the store's, or the write fails.
@@ -202,13 +212,7 @@ class Ledger:
             store, log_key=log_key, writers=writers, signing_threads=signing_threads, group=group
         )
         if create:
-            if log_key is None:
-                store.close()
-                raise LedgerError("creating a ledger needs its log key")
-            # Size 0 gets a checkpoint too, so the empty ledger has a signed head.
-            with store.append_txn() as txn:
-                empty = Checkpoint(ledger.origin, 0, EMPTY_ROOT)
-                txn.insert_checkpoint(0, sign_checkpoint(empty, log_key))
+            _sign_empty(store, ledger.origin, log_key)
         return ledger
 
     @classmethod
@@ -229,16 +233,7 @@ class Ledger:
                 origin or log key is not the one given; for a URL, if ``origin``
                 is not given or names no log of that database.
         """
-        store: Store
-        if _is_url(path):
-            if origin is None:
-                raise StorageError(
-                    f"{redact_url(str(path))}: a database holds many logs;"
-                    " opening one needs the log's origin"
-                )
-            store = postgres_module().PostgresStore.open(str(path), origin, readonly=readonly)
-        else:
-            store = SQLiteStore.open(path, readonly=readonly)
+        store = _open_store(path, origin, readonly=readonly)
         meta = store.meta()
         if origin is not None and meta.get("origin") != origin:
             store.close()
@@ -282,24 +277,6 @@ class Ledger:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        return f"Ledger(path={str(self._store.path)!r}, origin={self.origin!r})"
-
-    @property
-    def path(self) -> Path:
-        """The ledger file."""
-        return self._store.path
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
-
-    @property
-    def store(self) -> Store:
-        """The storage behind this ledger, for the library's own modules (fsck, export)."""
-        return self._store
 
     # -- commit subscribers ----------------------------------------------------------
 
@@ -360,14 +337,9 @@ class Ledger:
             if self._log_key is None:
                 raise LedgerError("appending needs the ledger's log key")
             if self._committer is None and self._group is not None:
-                log = LogWriter(
-                    self._store,
-                    origin=self.origin,
-                    log_key=self._log_key,
-                    on_commit=self._committed,
-                    key=getattr(self._store, "log_id", 0),
-                )
-                self._committer = SharedCommitter(self._group(), log)
+                key = getattr(self._store, "log_id", 0)  # locks are taken in this order
+                log = LogWriter(self._store, origin=self.origin, log_key=self._log_key, key=key)
+                self._committer = SharedCommitter(self._group(), log, self._committed)
             if self._committer is None:
                 self._committer = Committer(
                     self._store,
@@ -435,96 +407,6 @@ class Ledger:
 
     # -- reading -------------------------------------------------------------------------
 
-    @property
-    def size(self) -> int:
-        """The number of committed records."""
-        return self._store.size()
-
-    def leaf(self, index: int) -> bytes:
-        """Return the exact leaf bytes of record ``index``.
-
-        Raises:
-            StorageError: if there is no such record.
-        """
-        return self._store.leaf(index)
-
-    def record(self, index: int) -> Record:
-        """Return record ``index``, decoded.
-
-        Raises:
-            StorageError: if there is no such record.
-            MalformedError: if the stored bytes do not decode.
-        """
-        return record_at(index, self._store.leaf(index))
-
-    def iter_records(self, start: int = 0, end: int | None = None) -> Iterator[Record]:
-        """Yield records ``[start, end)`` in order, in bounded memory.
-
-        Raises:
-            StorageError: if a record is missing.
-        """
-        stop = self.size if end is None else end
-        for i, leaf in enumerate(self._store.iter_leaves(start, stop), start):
-            yield record_at(i, leaf)
-
-    def iter_leaves(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Yield the exact leaf bytes of records ``[start, end)``, in bounded memory.
-
-        Raises:
-            StorageError: if a record is missing.
-        """
-        return self._store.iter_leaves(start, self.size if end is None else end)
-
-    def export(self, path: str | os.PathLike[str], from_size: int = 0) -> ExportSummary:
-        """Write the ledger (or the range from checkpointed size ``from_size``) to one bundle.
-
-        See :func:`disclosure_ledger._log.export.export_ledger`; the format is in docs/format.md.
-
-        Raises:
-            MalformedError: if ``from_size`` is negative or beyond the latest checkpoint.
-            StorageError: if ``from_size`` is not a checkpointed size or the file
-                cannot be written.
-        """
-        return export_ledger(self, path, from_size)
-
-    def _signed(self, size: int, note: str) -> SignedCheckpoint:
-        # Newest first: a note counts one signature per key, and a witness's
-        # latest cosignature is the freshest statement it made.
-        lines = self._store.cosignature_lines(size)[::-1]
-        full = add_signature_lines(note, lines) if lines else note
-        witnesses = [parse_verifier(w) for w in self._store.cosigning_witnesses(size)]
-        return open_checkpoint(full, self.log_verifier, witnesses)
-
-    def latest_checkpoint(self) -> SignedCheckpoint:
-        """Return the newest signed checkpoint, with its stored cosignatures.
-
-        Raises:
-            StorageError: if the ledger has no checkpoint (it always has one).
-        """
-        latest = self._store.latest_checkpoint()
-        if latest is None:
-            raise StorageError(f"{self.path}: the ledger has no checkpoint")
-        return self._signed(*latest)
-
-    def checkpoint(self, size: int) -> SignedCheckpoint:
-        """Return the signed checkpoint of ``size``.
-
-        Raises:
-            StorageError: if no commit ended at that size.
-        """
-        note = self._store.checkpoint(size)
-        if note is None:
-            raise StorageError(f"no checkpoint of size {size}; checkpointed sizes are commit ends")
-        return self._signed(size, note)
-
-    def checkpoint_sizes(self) -> list[int]:
-        """Return every checkpointed size, ascending.
-
-        Raises:
-            StorageError: if the ledger cannot be read.
-        """
-        return self._store.checkpoint_sizes()
-
     def update_index(self) -> int:
         """Index the records committed when called; return how many it added.
 
@@ -541,114 +423,9 @@ class Ledger:
         """
         return index.update_index(self._store)
 
-    def query(
-        self,
-        *,
-        camera_id: str | None = None,
-        owner_id: str | None = None,
-        action: str | None = None,
-        actor_kind: str | None = None,
-        recipient: str | None = None,
-        legal_basis: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int | None = None,
-    ) -> list[Record]:
-        """Return records matching every given filter, in ledger order.
-
-        ``recipient`` matches the recipient's organization or kind. ``since``
-        and ``until`` bound ``occurred_at`` (inclusive, exclusive). The query
-        index is brought up to date first; on a ledger opened read-only, the
-        records it does not cover yet are decoded and filtered one by one.
-
-        Raises:
-            MalformedError: if a time is naive.
-        """
-        return index.query(
-            self._store,
-            camera_id=camera_id,
-            owner_id=owner_id,
-            action=action,
-            actor_kind=actor_kind,
-            recipient=recipient,
-            legal_basis=legal_basis,
-            since=since,
-            until=until,
-            limit=limit,
-        )
-
     # -- proofs ----------------------------------------------------------------------------
 
-    def _checkpointed(self, size: int | None) -> int:
-        if size is None:
-            latest = self._store.latest_checkpoint_size()
-            if latest is None:
-                raise StorageError("the ledger has no checkpoint")
-            return latest
-        if self._store.checkpoint(size) is None:
-            raise StorageError(f"no checkpoint of size {size}")
-        return size
-
-    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
-        """Return the inclusion proof of record ``index`` at a checkpointed size.
-
-        Raises:
-            StorageError: if ``size`` is not a checkpointed size.
-            MalformedError: if ``index`` is not below it.
-        """
-        n = self._checkpointed(size)
-        return prove_inclusion(index, n, self._store)
-
-    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
-        """Return the consistency proof between two sizes (new defaults to the latest).
-
-        Raises:
-            MalformedError: if ``old_size`` is 0 or larger than ``new_size``.
-            StorageError: if ``new_size`` exceeds the ledger.
-        """
-        n = self._checkpointed(None) if new_size is None else new_size
-        if n > self.size:
-            raise StorageError(f"the ledger has only {self.size} records")
-        return prove_consistency(old_size, n, self._store)
-
-    def receipt(self, index: int, size: int | None = None) -> Receipt:
-        """Return a C2SP tlog-proof receipt for record ``index``, leaf bytes in ``extra``.
-
-        Raises:
-            StorageError: if ``size`` is not a checkpointed size.
-            MalformedError: if ``index`` is not below it.
-        """
-        n = self._checkpointed(size)
-        proof = prove_inclusion(index, n, self._store)
-        signed = self.checkpoint(n)
-        return Receipt(index, tuple(proof), signed.note, self._store.leaf(index))
-
-    def witness_request(self, old_size: int, size: int | None = None) -> WitnessRequest:
-        """Return a tlog-witness add-checkpoint body from ``old_size`` to a checkpoint.
-
-        Raises:
-            StorageError: if ``size`` is not a checkpointed size.
-            MalformedError: if ``old_size`` is larger than it.
-        """
-        n = self._checkpointed(size)
-        if old_size > n:
-            raise MalformedError(f"old size {old_size} is larger than {n}")
-        proof = [] if old_size in (0, n) else prove_consistency(old_size, n, self._store)
-        return WitnessRequest(old_size, tuple(proof), self.checkpoint(n).note)
-
     # -- integrity -----------------------------------------------------------------------
-
-    def writer_verifiers(self) -> list[Verifier]:
-        """Return every writer key that has signed records here, and the log key.
-
-        Raises:
-            StorageError: if the ledger cannot be read.
-            KeyFormatError: if a stored writer key string is malformed (a damaged file).
-        """
-        keys = [parse_verifier(v) for v in self._store.writer_keys()]
-        if self.log_verifier not in keys:
-            keys.append(self.log_verifier)
-        return keys
 
     def check(
         self,
@@ -703,14 +480,6 @@ class Ledger:
 
     # -- cosignatures (stored by witnessing, see cosigner.py) --------------------
 
-    def last_cosigned_size(self, witness_vkey: str) -> int | None:
-        """The largest checkpoint size with a stored cosignature by this witness key.
-
-        Raises:
-            StorageError: if the ledger cannot be read.
-        """
-        return self._store.last_cosigned_size(witness_vkey)
-
     def record_witness_event(self, size: int, witness: str, outcome: str, detail: str) -> None:
         """Record what a witness answered for the checkpoint of ``size``.
 
@@ -718,14 +487,6 @@ class Ledger:
             StorageError: if the ledger cannot be written.
         """
         self._store.add_witness_event(size, witness, outcome, detail)
-
-    def witness_events(self) -> list[tuple[int, str, str, str]]:
-        """Every recorded witness outcome ``(size, witness, outcome, detail)``, oldest first.
-
-        Raises:
-            StorageError: if the ledger cannot be read.
-        """
-        return self._store.witness_events()
 
     def add_cosignatures(
         self, size: int, lines: Sequence[str], witnesses: Iterable[Verifier]

@@ -29,6 +29,7 @@ import psycopg_pool
 from psycopg import errors as pgerr
 
 from disclosure_ledger._core.merkle import NodeId
+from disclosure_ledger._store.layout import stored_hash_index
 from disclosure_ledger._store.pg_schema import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -39,7 +40,7 @@ from disclosure_ledger._store.pg_schema import (
     redact_url,
     url_password,
 )
-from disclosure_ledger._store.sqlite import INDEX_COLUMNS, stored_hash_index
+from disclosure_ledger._store.sqlite_schema import INDEX_COLUMNS
 from disclosure_ledger.errors import DuplicateEventError, StorageError
 
 __all__ = ["PgAppendTxn", "PostgresDatabase", "in_runs", "is_postgres_url"]

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from disclosure_ledger._core.merkle import NodeId
+from disclosure_ledger._store.layout import UPPER_LEVEL, stored_hash_index
 from disclosure_ledger._store.pg_database import PostgresDatabase, in_runs
-from disclosure_ledger._store.sqlite import UPPER_LEVEL, stored_hash_index
 from disclosure_ledger.errors import StorageError
 
 __all__ = ["PgLogReader"]

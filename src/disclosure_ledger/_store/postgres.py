@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from disclosure_ledger._store.pg_database import PgAppendTxn, PostgresDatabase
 from disclosure_ledger._store.pg_reader import PgLogReader
 from disclosure_ledger._store.pg_schema import SCHEMA, is_postgres_url
-from disclosure_ledger._store.sqlite import INDEX_COLUMNS
+from disclosure_ledger._store.sqlite_schema import INDEX_COLUMNS
 from disclosure_ledger.errors import StorageError
 
 if TYPE_CHECKING:

@@ -65,10 +65,17 @@ from disclosure_ledger._core.notes import KEY_TYPE_ED25519, Verifier, b64encode
 from disclosure_ledger._core.policy import Policy
 from disclosure_ledger._fsutil import check_not_writable_by_others
 from disclosure_ledger.errors import (
+    FootageNotNamedError,
     MalformedError,
+    NotAReleaseError,
+    QuorumNotMetError,
+    ReceiptAlreadyUsedError,
+    RecipientMismatchError,
+    RecordMismatchError,
+    StaleCheckpointError,
+    StaleRecordError,
     StorageError,
     UntrustedKeyError,
-    VerificationError,
 )
 
 __all__ = [
@@ -104,61 +111,6 @@ is not a standing permission. The window is measured from the envelope's
 MAX_CLOCK_SKEW_SECONDS = 300
 """How far after ``now`` a cosignature (or ``logged_at``) may be dated and still count: five
 minutes of clock difference between a witness and the gate. Later ones are ignored."""
-
-
-class QuorumNotMetError(VerificationError):
-    """The receipt's checkpoint lacks the policy's witness quorum."""
-
-
-class NotAReleaseError(VerificationError):
-    """The record does not hand footage to someone outside owner and vendor.
-
-    Its action must be one of ``records.HANDOVER_ACTIONS`` and it must be a
-    disclosure by :func:`records.is_disclosure`, the definition the owner's
-    report uses, so nothing the gate lets out is missing from that report.
-    """
-
-
-class RecipientMismatchError(VerificationError):
-    """The record names another recipient than the one about to receive the footage."""
-
-
-class StaleRecordError(VerificationError):
-    """The record was logged too long before ``now`` (or is dated after it).
-
-    ``age`` is how many seconds before ``now`` the record was logged (negative
-    when it is dated after ``now``).
-    """
-
-    def __init__(self, message: str, *, age: int, index: int | None = None) -> None:
-        super().__init__(message, index=index)
-        self.age = age
-
-
-class ReceiptAlreadyUsedError(VerificationError):
-    """The gate has already released footage under this record once."""
-
-
-class FootageNotNamedError(VerificationError):
-    """The record does not name the footage about to be released."""
-
-
-class StaleCheckpointError(VerificationError):
-    """The receipt's checkpoint is older than the freshness bound, or has no time.
-
-    ``freshness`` is the checkpoint's time (see the module docstring), ``age``
-    how many seconds before ``now`` it lies; both are ``None`` when the quorum
-    is met only by cosignatures dated too far after ``now``.
-    """
-
-    def __init__(self, message: str, *, freshness: int | None, age: int | None) -> None:
-        super().__init__(message)
-        self.freshness = freshness
-        self.age = age
-
-
-class RecordMismatchError(VerificationError):
-    """The leaf in the receipt is not the record at the index the proof covers."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Rendering a verification report: plain text for people, one JSON document for programs.
 
-This module owns how a :class:`~.verify.Report` (or a failed verification)
+This module owns how a :class:`~.summary.Report` (or a failed verification)
 reads. Both forms say the same things: the verdict, the log and its size, the
 range and the time covered, every access by someone other than the owner
 (disclosures to outside parties, those without the owner's consent first;
@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from disclosure_ledger._core.notes import b64encode
-from disclosure_ledger._verify.verifier import Disclosure, Report
+from disclosure_ledger._verify.summary import Disclosure, Report
 from disclosure_ledger.errors import LedgerError
 
 __all__ = [

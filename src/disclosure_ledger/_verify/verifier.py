@@ -1,30 +1,29 @@
-"""Owner verification: check an export bundle offline, in bounded memory, and report on it.
+"""Owner verification: check an export bundle offline, in bounded memory.
 
-This module owns the verifier and the owner's saved state. :func:`verify`
-reads a bundle as a stream and trusts only what the owner supplies: the
-policy's log, writer and witness keys, and an earlier checkpoint (given, or
-saved in a state directory by an earlier run). It checks the framing, every
-record's signature by a trusted writer, contiguous sequence numbers, every
-chain link, that no ``event_id`` repeats, the Merkle root (recomputed with a
-compact range) against a checkpoint signed by the log and cosigned by the
-policy's quorum, and that checkpoint's consistency with the earlier one. A
-failure raises the precise error (:class:`~.errors.ChainBreakError`,
-:class:`~.errors.RootMismatchError`, :class:`~.errors.RollbackError`, ...)
-with the record index where there is one; success returns a :class:`Report`.
+This module owns the verifier's trust logic. :func:`verify` reads a bundle as
+a stream and trusts only what the owner supplies: the policy's log, writer
+and witness keys, and an earlier checkpoint (given, or saved by an earlier
+run in a :class:`~.state.StateStore`). It checks the framing, and walks every
+record with the :class:`~.chain.ChainWalker` (signature by a trusted writer,
+contiguous sequence numbers, chain links); it checks that no ``event_id``
+repeats, the Merkle root (recomputed with a compact range) against a
+checkpoint signed by the log and cosigned by the policy's quorum, and, with
+:func:`~.succession.check_successor`, that checkpoint against every earlier
+one the owner holds. A failure raises the precise error
+(:class:`~.errors.ChainBreakError`, :class:`~.errors.RootMismatchError`,
+:class:`~.errors.RollbackError`, ...) with the record index where there is
+one; success returns a :class:`~.summary.Report`.
 
 Signatures are checked on a thread pool (``cryptography`` releases the GIL
 while verifying); the main thread reads frames and does the work that must
 happen in order. Memory is bounded: at most a few chunks of records are in
 flight, duplicate ``event_id`` detection keeps an 8-byte keyed fingerprint per
-record, and the report keeps counts and capped lists of the accesses by
-others (every record is decoded and classified by :func:`records.access_class`;
-an owner's own access leaves only counts behind).
+record, and the report keeps counts and capped lists (:mod:`.summary`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import secrets
@@ -32,22 +31,18 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import Any
 
 from disclosure_ledger._core import records
 from disclosure_ledger._core.bundle import BundleReader, Prelude, Readable
+from disclosure_ledger._core.chain import ChainWalker, WriterKeys
 from disclosure_ledger._core.checkpoints import SignedCheckpoint, open_checkpoint, peek_checkpoint
 from disclosure_ledger._core.evidence import (
     Evidence,
     SplitViewError,
     check_evidence,
     format_evidence,
-    make_evidence,
     write_evidence_file,
 )
 from disclosure_ledger._core.merkle import (
@@ -59,33 +54,42 @@ from disclosure_ledger._core.merkle import (
 from disclosure_ledger._core.notes import (
     KEY_TYPE_COSIGNATURE,
     KEY_TYPE_ED25519,
-    MAX_NOTE_SIZE,
     Verifier,
     parse_note,
     parse_verifier,
 )
 from disclosure_ledger._core.policy import Policy
-from disclosure_ledger._core.records import HEADER, access_class
-from disclosure_ledger._fsutil import (
-    atomic_file,
-    check_not_writable_by_others,
-    decode_utf8,
-    origin_file,
-    read_limited,
-    write_atomic,
+from disclosure_ledger._core.succession import check_successor
+from disclosure_ledger._fsutil import atomic_file
+from disclosure_ledger._verify.fingerprints import FingerprintSet
+from disclosure_ledger._verify.state import (
+    DirectoryState,
+    StateStore,
+    load_state,
+    save_state,
+    state_file,
+)
+from disclosure_ledger._verify.summary import (
+    DEFAULT_MAX_LISTED,
+    ChunkTally,
+    Disclosure,
+    FootageRef,
+    Report,
+    Tally,
 )
 from disclosure_ledger.errors import (
     BadSignatureError,
-    ChainBreakError,
+    DuplicateRecordError,
     InconsistentCheckpointError,
     KeyFormatError,
     LedgerError,
     MalformedError,
+    MalformedRecordError,
     ProofError,
-    RollbackError,
     RootMismatchError,
     UntrustedKeyError,
     VerificationError,
+    VerifyInputError,
 )
 
 __all__ = [
@@ -97,251 +101,17 @@ __all__ = [
     "Report",
     "SplitViewError",
     "VerifyInputError",
+    "evidence_stem",
     "load_state",
     "save_state",
     "state_file",
     "verify",
 ]
 
-DEFAULT_MAX_LISTED = 10_000
-"""How many disclosures of each kind (without / with consent) a report lists in full."""
 _CHUNK = 256
 _CHUNK_BYTES = 1 << 20
 _MAX_IN_FLIGHT = 6
-_MAX_DISTINCT = 1000
-_MAX_CLIPS = 16
-_MAX_TEXT = 2000
-_MAX_KEY_TEXT = 200
 _HEADER_SIZE = records.HEADER_SIZE
-_MIN_LEAF = records.HEADER_SIZE + records.SIGNATURE_SIZE
-_OUTSIDE = records.AccessClass.OUTSIDE
-_STAFF = records.AccessClass.VENDOR_STAFF
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_OTHER = "(other)"
-_NO_BASIS = b"(not stated)"
-_NO_RECIPIENT = b"(no recipient)"
-_NO_ORG = b"(no organization)"
-
-
-class VerifyInputError(LedgerError):
-    """The verification could not run: the bundle file, a trusted checkpoint or the
-    state is missing or unusable. Nothing was learned about the ledger (exit code 2).
-    """
-
-
-class MalformedRecordError(MalformedError):
-    """A record in the bundle is not a well-formed envelope or event; ``index`` names it."""
-
-    def __init__(self, message: str, *, index: int) -> None:
-        super().__init__(message)
-        self.index = index
-
-
-class DuplicateRecordError(VerificationError):
-    """Two records in the bundle carry the same ``event_id``; ``index`` is the later one."""
-
-
-# -- the report ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FootageRef:
-    """A piece of footage a disclosure concerns (times as ``YYYY-MM-DDTHH:MM:SSZ``)."""
-
-    clip_id: str
-    sha256: str
-    start: str
-    end: str
-
-
-@dataclass(frozen=True, slots=True)
-class Disclosure:
-    """One access to footage by someone other than the owner, in full detail.
-
-    ``access_class`` is :func:`records.access_class` (``outside``,
-    ``vendor_staff`` or ``vendor_system``); an ``outside`` access is a
-    disclosure. ``without_consent`` is :func:`records.is_without_consent`.
-    Long texts are cut to 2000 characters and at most 16 clips are kept
-    (``footage_count`` says how many the record names).
-    """
-
-    index: int
-    event_id: str
-    occurred_at: str
-    camera_id: str
-    action: str
-    actor_kind: str
-    actor_id: str | None
-    actor_organization: str | None
-    recipient_kind: str | None
-    recipient_id: str | None
-    recipient_organization: str | None
-    legal_basis: str | None
-    legal_reference: str | None
-    justification: str | None
-    consent: bool | None
-    without_consent: bool
-    owner_notified_at: str | None
-    notification_deferred_until: str | None
-    footage: tuple[FootageRef, ...]
-    footage_count: int
-    access_class: str = records.AccessClass.OUTSIDE.value
-
-    @property
-    def notification(self) -> str:
-        """Whether and when the owner was told, in words."""
-        if self.owner_notified_at is not None:
-            return f"owner notified at {self.owner_notified_at}"
-        if self.notification_deferred_until is not None:
-            return f"notification deferred until {self.notification_deferred_until}"
-        return "owner not notified"
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """What a successful :func:`verify` found. Its existence is the verdict: verified.
-
-    Counts are ``(name, count)`` pairs, largest first; a category with more
-    than 1000 distinct names lumps the rest under ``(other)``.
-
-    Every record is classified by :func:`records.access_class`, and every
-    access by someone other than the owner is listed, in three sections:
-    ``disclosures`` (outside parties: those without the owner's consent
-    first, then the others), ``staff_accesses`` (the vendor's employees and
-    contractors) and ``system_accesses`` (the vendor's automated systems),
-    each in ledger order and capped at ``max_listed`` entries per list (per
-    consent kind for disclosures). The ``*_count`` fields count them all, so
-    the ``unlisted_*`` properties say how many the cap left out.
-    ``system_totals`` counts vendor-system accesses by ``(system, action)``,
-    every one of them, listed or not. ``consistency`` says what earlier
-    checkpoints the ledger was shown consistent with.
-    """
-
-    origin: str
-    size: int
-    from_size: int
-    root: bytes
-    checkpoint: str
-    log_key: str
-    cosigners: tuple[str, ...]
-    quorum: str
-    first_occurred_at: str | None
-    last_occurred_at: str | None
-    first_logged_at: str | None
-    last_logged_at: str | None
-    actions: tuple[tuple[str, int], ...]
-    legal_bases: tuple[tuple[str, int], ...]
-    recipient_organizations: tuple[tuple[str, int], ...]
-    writers: tuple[tuple[str, int], ...]
-    disclosures: tuple[Disclosure, ...]
-    disclosure_count: int
-    without_consent_count: int
-    consistency: tuple[str, ...]
-    staff_accesses: tuple[Disclosure, ...] = ()
-    staff_access_count: int = 0
-    system_accesses: tuple[Disclosure, ...] = ()
-    system_access_count: int = 0
-    system_totals: tuple[tuple[str, str, int], ...] = ()
-    max_listed: int = DEFAULT_MAX_LISTED
-    state_saved: bool = False
-
-    @property
-    def verdict(self) -> str:
-        """Always ``"verified"``: a failed verification raises instead."""
-        return "verified"
-
-    @property
-    def record_count(self) -> int:
-        """How many records the bundle held and the verifier checked."""
-        return self.size - self.from_size
-
-    @property
-    def unlisted_disclosures(self) -> int:
-        """Disclosures counted but not listed because of the cap."""
-        return self.disclosure_count - len(self.disclosures)
-
-    @property
-    def unlisted_staff_accesses(self) -> int:
-        """Vendor-staff accesses counted but not listed because of the cap."""
-        return self.staff_access_count - len(self.staff_accesses)
-
-    @property
-    def unlisted_system_accesses(self) -> int:
-        """Vendor-system accesses counted (in ``system_totals``) but not listed."""
-        return self.system_access_count - len(self.system_accesses)
-
-
-# -- the state directory -----------------------------------------------------------------
-
-
-def state_file(state_dir: str | os.PathLike[str], origin: str) -> Path:
-    """Return the file that holds the last verified checkpoint of ``origin``.
-
-    Its name is the hex SHA-256 of the origin, so any origin makes a safe name.
-
-    Raises:
-        Nothing: a pure path computation that touches no file (an origin read from a
-            checkpoint always encodes as UTF-8).
-    """
-    return origin_file(state_dir, origin)
-
-
-def load_state(state_dir: str | os.PathLike[str], origin: str) -> str | None:
-    """Return the saved checkpoint note of ``origin``, or ``None`` if there is none yet.
-
-    The note is returned as text; :func:`verify` checks its signature.
-
-    Raises:
-        VerifyInputError: if the state directory or file cannot be read, is
-            writable by others, or is not a text note.
-    """
-    path = state_file(state_dir, origin)
-    if Path(state_dir).exists() and not Path(state_dir).is_dir():
-        raise VerifyInputError(f"{state_dir}: the state path is not a directory")
-    # Whoever can write the owner's state can roll it back, and with it the
-    # rollback and fork checks it exists for.
-    check_not_writable_by_others(Path(state_dir), "state directory", VerifyInputError)
-    check_not_writable_by_others(path, "saved state", VerifyInputError)
-    raw = read_limited(path, MAX_NOTE_SIZE, "saved state", VerifyInputError, missing_ok=True)
-    return None if raw is None else decode_utf8(raw, path, "saved state", VerifyInputError)
-
-
-def save_state(state_dir: str | os.PathLike[str], signed: SignedCheckpoint) -> bool:
-    """Remember ``signed`` as the last verified checkpoint of its origin, atomically.
-
-    The file is written beside its final name, fsynced and renamed over it,
-    under an exclusive lock, so concurrent runs cannot interleave. The state
-    never moves backwards: if a checkpoint at least as large is already saved,
-    nothing changes. Returns whether the state was written.
-
-    Raises:
-        VerifyInputError: if the directory or file cannot be created or written.
-    """
-    directory = Path(state_dir)
-    origin = signed.checkpoint.origin
-    target = state_file(directory, origin)
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        lock_fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as err:
-        raise VerifyInputError(
-            f"{directory}: cannot use the state directory: {err.strerror}"
-        ) from err
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        current = load_state(directory, origin)
-        if current is not None:
-            with contextlib.suppress(LedgerError):
-                size = peek_checkpoint(current).size
-                if size >= signed.checkpoint.size:
-                    return False
-        try:
-            write_atomic(target, signed.note.encode("utf-8"))
-        except OSError as err:
-            raise VerifyInputError(f"{target}: cannot save the state: {err.strerror}") from err
-        return True
-    finally:
-        os.close(lock_fd)
 
 
 # -- per-chunk work (runs on the pool) ---------------------------------------------------
@@ -349,9 +119,8 @@ def save_state(state_dir: str | os.PathLike[str], signed: SignedCheckpoint) -> b
 
 @dataclass(frozen=True, slots=True)
 class _Context:
-    prefix: bytes
-    writers: dict[int, tuple[tuple[Ed25519PublicKey, str], ...]]
-    hints: dict[int, str]
+    origin: str
+    keys: WriterKeys
     fingerprint_key: bytes
 
 
@@ -359,258 +128,46 @@ class _Context:
 class _Chunk:
     leaf_hashes: list[bytes] = field(default_factory=list)
     fingerprints: list[int] = field(default_factory=list)
-    actions: dict[bytes, int] = field(default_factory=dict)
-    bases: dict[bytes, int] = field(default_factory=dict)
-    orgs: dict[bytes, int] = field(default_factory=dict)
-    writers: dict[str, int] = field(default_factory=dict)
-    first_occurred: tuple[bytes, bytes] | None = None
-    last_occurred: tuple[bytes, bytes] | None = None
-    first_logged: int | None = None
-    last_logged: int | None = None
-    disclosures: list[Disclosure] = field(default_factory=list)
-    staff: list[Disclosure] = field(default_factory=list)
-    system: list[Disclosure] = field(default_factory=list)
-    system_totals: dict[tuple[str, str], int] = field(default_factory=dict)
+    tally: ChunkTally = field(default_factory=ChunkTally)
 
 
-def _time_key(text: bytes) -> tuple[bytes, bytes]:
-    # Canonical times omit a zero fraction, so compare seconds, then fraction.
-    return (text[:19], text[19:-1])
-
-
-def _cut(text: str | None) -> str | None:
-    if text is None or len(text) <= _MAX_TEXT:
-        return text
-    return text[: _MAX_TEXT - 1] + "…"
-
-
-def _disclosure(index: int, event: records.Event, cls: records.AccessClass) -> Disclosure:
-    actor = event.actor
-    recipient = event.recipient
-    clips = tuple(
-        FootageRef(
-            c.clip_id, c.sha256.hex(), records.format_time(c.start), records.format_time(c.end)
+def _check_chunk(ctx: _Context, start: int, prev: bytes, leaves: list[bytes]) -> _Chunk:
+    """Walk records ``start, start+1, ...`` from the chain hash ``prev``; tally their events."""
+    out = _Chunk()
+    blake = hashlib.blake2b
+    fkey = ctx.fingerprint_key
+    walker = ChainWalker(ctx.origin, ctx.keys, start=start, prev=prev)
+    step = walker.step
+    add = out.tally.add
+    leaf_hashes = out.leaf_hashes
+    fingerprints = out.fingerprints
+    for i, leaf in enumerate(leaves):
+        index = start + i
+        logged_at, end, signer = step(leaf)
+        leaf_hashes.append(leaf_hash(leaf))
+        # Every event is decoded in full, and decode_event refuses any encoding
+        # but the one canonical form (it re-encodes and compares): a signed
+        # record cannot say one thing to the vendor's tools and another here.
+        event = _decode(index, leaf[_HEADER_SIZE:end])
+        fingerprints.append(
+            int.from_bytes(blake(event.event_id.encode(), digest_size=8, key=fkey).digest(), "big")
         )
-        for c in event.footage[:_MAX_CLIPS]
-    )
-    return Disclosure(
-        index=index,
-        event_id=event.event_id,
-        occurred_at=records.format_time(event.occurred_at),
-        camera_id=event.camera_id,
-        action=event.action.value,
-        actor_kind=actor.kind.value,
-        actor_id=actor.id,
-        actor_organization=actor.organization,
-        recipient_kind=None if recipient is None else recipient.kind.value,
-        recipient_id=None if recipient is None else recipient.id,
-        recipient_organization=None if recipient is None else recipient.organization,
-        legal_basis=None if event.legal_basis is None else event.legal_basis.value,
-        legal_reference=event.legal_reference,
-        justification=_cut(event.justification),
-        consent=event.consent,
-        without_consent=records.is_without_consent(event),
-        owner_notified_at=None
-        if event.owner_notified_at is None
-        else records.format_time(event.owner_notified_at),
-        notification_deferred_until=None
-        if event.notification_deferred_until is None
-        else records.format_time(event.notification_deferred_until),
-        footage=clips,
-        footage_count=len(event.footage),
-        access_class=cls.value,
-    )
-
-
-def _system_name(actor: records.Party) -> str:
-    """How a vendor system is named in the per-system totals."""
-    return actor.id or actor.organization or "(unnamed system)"
+        add(index, event, logged_at, signer)
+    return out
 
 
 def _decode(index: int, raw: bytes) -> records.Event:
     try:
         return records.decode_event(raw)
     except MalformedError as err:
-        raise MalformedRecordError(str(err), index=index) from err
-
-
-_Fields = tuple[bytes, bytes, bytes, bytes | None, bytes | None]
-_T = TypeVar("_T", int, tuple[bytes, bytes])
-
-
-def _event_fields(event: records.Event) -> _Fields:
-    """Return event_id, action, occurred_at, legal basis and recipient organization, as bytes."""
-    recipient_org: bytes | None = _NO_RECIPIENT
-    if event.recipient is not None:
-        o = event.recipient.organization
-        recipient_org = None if o is None else o.encode()
-    return (
-        event.event_id.encode(),
-        event.action.value.encode(),
-        records.format_time(event.occurred_at).encode(),
-        None if event.legal_basis is None else event.legal_basis.value.encode(),
-        recipient_org,
-    )
-
-
-def _check_chunk(ctx: _Context, start: int, prev: bytes, leaves: list[bytes]) -> _Chunk:
-    """Check records ``start, start+1, ...``: envelope, signature, seq, chain; summarise events.
-
-    ``prev`` is the chain hash the first record must link to. Errors carry
-    the record's index, so their messages do not repeat it.
-    """
-    out = _Chunk()
-    blake = hashlib.blake2b
-    chain_hash = records.chain_hash
-    unpack = HEADER.unpack_from
-    writers = ctx.writers
-    prefix = ctx.prefix
-    fkey = ctx.fingerprint_key
-    actions, bases, orgs, writer_counts = out.actions, out.bases, out.orgs, out.writers
-    leaf_hashes = out.leaf_hashes
-    fingerprints = out.fingerprints
-    first_logged = last_logged = -1
-    first_occ: tuple[bytes, bytes] | None = None
-    last_occ: tuple[bytes, bytes] | None = None
-    for i, leaf in enumerate(leaves):
-        index = start + i
-        n = len(leaf)
-        if n < _MIN_LEAF:
-            raise MalformedRecordError("envelope is too short", index=index)
-        version, seq, link, logged_at, key_id, elen = unpack(leaf)
-        if version != records.ENVELOPE_VERSION:
-            raise MalformedRecordError(f"unsupported envelope version {version}", index=index)
-        if elen > records.MAX_EVENT_SIZE or n != _MIN_LEAF + elen:
-            raise MalformedRecordError(
-                "envelope length does not match its event length", index=index
-            )
-        if not 0 <= logged_at <= records.MAX_LOGGED_AT:
-            raise MalformedRecordError(
-                f"logged_at {logged_at} is outside 0..{records.MAX_LOGGED_AT}", index=index
-            )
-        keys = writers.get(key_id)
-        if keys is None:
-            hint = ctx.hints.get(key_id)
-            named = f" (the file's hint names it {hint})" if hint else ""
-            raise UntrustedKeyError(
-                f"signed by key {key_id:08x}{named}, not a trusted writer", index=index
-            )
-        end = _HEADER_SIZE + elen
-        content = leaf[:end]
-        message = prefix + content
-        signature = leaf[end:]
-        signer = None
-        for public, name in keys:
-            try:
-                public.verify(signature, message)
-            except InvalidSignature:
-                continue
-            signer = name
-            break
-        if signer is None:
-            raise BadSignatureError(f"the signature by {keys[0][1]} does not verify", index=index)
-        if seq != index:
-            raise ChainBreakError(
-                f"carries sequence number {seq}: records are missing, duplicated or out of order",
-                index=index,
-            )
-        if link != prev:
-            raise ChainBreakError(f"does not link to record {index - 1}", index=index)
-        prev = chain_hash(content)
-        leaf_hashes.append(leaf_hash(leaf))
-        writer_counts[signer] = writer_counts.get(signer, 0) + 1
-        if first_logged < 0 or logged_at < first_logged:
-            first_logged = logged_at
-        last_logged = max(last_logged, logged_at)
-        # Every event is decoded in full, and decode_event refuses any encoding
-        # but the one canonical form (it re-encodes and compares): a signed
-        # record cannot say one thing to the vendor's tools and another here.
-        event = _decode(index, leaf[_HEADER_SIZE:end])
-        event_id, action, occurred, basis, org = _event_fields(event)
-        fingerprints.append(
-            int.from_bytes(blake(event_id, digest_size=8, key=fkey).digest(), "big")
-        )
-        actions[action] = actions.get(action, 0) + 1
-        basis = _NO_BASIS if basis is None else basis
-        bases[basis] = bases.get(basis, 0) + 1
-        org = _NO_ORG if not org else org[:_MAX_KEY_TEXT]
-        orgs[org] = orgs.get(org, 0) + 1
-        key = _time_key(occurred)
-        if first_occ is None or key < first_occ:
-            first_occ = key
-        if last_occ is None or key > last_occ:
-            last_occ = key
-        cls = access_class(event)
-        if cls is None:
-            continue  # the owner's own access
-        if cls is _OUTSIDE:
-            out.disclosures.append(_disclosure(index, event, cls))
-        elif cls is _STAFF:
-            out.staff.append(_disclosure(index, event, cls))
-        else:
-            total = (_system_name(event.actor)[:_MAX_KEY_TEXT], event.action.value)
-            out.system_totals[total] = out.system_totals.get(total, 0) + 1
-            out.system.append(_disclosure(index, event, cls))
-    out.first_occurred, out.last_occurred = first_occ, last_occ
-    if leaves:
-        out.first_logged, out.last_logged = first_logged, last_logged
-    return out
+        raise MalformedRecordError(f"record {index}: {err}", index=index) from err
 
 
 def _chain_of(leaf: bytes) -> bytes:
     # The chain hash the next record must carry. A malformed leaf gives some
     # hash; its own chunk fails first, so the next chunk's mismatch never shows.
-    elen = HEADER.unpack_from(leaf)[-1] if len(leaf) >= _HEADER_SIZE else 0
+    elen = records.HEADER.unpack_from(leaf)[-1] if len(leaf) >= _HEADER_SIZE else 0
     return records.chain_hash(leaf[: _HEADER_SIZE + elen])
-
-
-# -- the fingerprint set -----------------------------------------------------------------
-
-
-class _FingerprintSet:
-    """An open-addressing set of 64-bit fingerprints in one flat array (8 bytes a slot).
-
-    A Python ``set`` of ints costs about 70 bytes an entry; this costs 16 at
-    worst (load factor 1/2), so a million records need 16 MiB.
-    """
-
-    __slots__ = ("_count", "_mask", "_table")
-
-    def __init__(self) -> None:
-        self._mask = (1 << 16) - 1
-        self._table = memoryview(bytearray(8 << 16)).cast("Q")
-        self._count = 0
-
-    def add(self, fp: int) -> bool:
-        """Add ``fp``; return False if it was already present."""
-        fp = fp or 1  # 0 marks an empty slot
-        table = self._table
-        mask = self._mask
-        i = fp & mask
-        while True:
-            v = table[i]
-            if v == 0:
-                table[i] = fp
-                self._count += 1
-                if self._count * 2 > mask:
-                    self._grow()
-                return True
-            if v == fp:
-                return False
-            i = (i + 1) & mask
-
-    def _grow(self) -> None:
-        old = self._table
-        size = (self._mask + 1) * 2
-        self._mask = mask = size - 1
-        self._table = table = memoryview(bytearray(8 * size)).cast("Q")
-        for v in old:
-            if v:
-                i = v & mask
-                while table[i]:
-                    i = (i + 1) & mask
-                table[i] = v
-        old.release()
 
 
 # -- split-view evidence -----------------------------------------------------------------
@@ -653,17 +210,16 @@ def _write_evidence(sink: _EvidenceSink, ev: Evidence, stem: str) -> tuple[Path 
     return None, "no evidence file was written (give --evidence FILE or --state DIR)"
 
 
-def _split_view(
-    sink: _EvidenceSink, message: str, index: int | None, a: str, b: str, *, log_key: Verifier
-) -> SplitViewError:
-    """The error for two signed notes that cannot both be true, with its evidence written."""
-    ev = make_evidence(a, b)
-    # The evidence must stand on its own; it always does for two sizes that
-    # are equal, which is the only kind built here.
+def _with_evidence(sink: _EvidenceSink, err: SplitViewError, log_key: Verifier) -> SplitViewError:
+    """``err`` again, its evidence written where the owner asked and its message saying where."""
+    ev = err.evidence
+    # The evidence must stand on its own; it always does for the two kinds
+    # raised here (one size with two roots, and a proof that reaches the
+    # larger signed root from another tree).
     check_evidence(ev, log_key)
     first, second = peek_checkpoint(ev.first), peek_checkpoint(ev.second)
     path, note = _write_evidence(sink, ev, evidence_stem(first.origin, first.size, second.size))
-    return SplitViewError(f"{message}; {note}", ev, path, index=index)
+    return SplitViewError(f"{err}; {note}", ev, path, index=err.index)
 
 
 # -- verification ---------------------------------------------------------------------------
@@ -732,25 +288,6 @@ def _check_note_lines(
             ) from err
 
 
-def _merge(total: dict[str, int], part: dict[bytes, int] | dict[str, int]) -> None:
-    for raw_key, n in part.items():
-        key = raw_key.decode("utf-8", "replace") if isinstance(raw_key, bytes) else raw_key
-        if key in total or len(total) < _MAX_DISTINCT:
-            total[key] = total.get(key, 0) + n
-        else:
-            total[_OTHER] = total.get(_OTHER, 0) + n
-
-
-def _ranked(table: dict[str, int]) -> tuple[tuple[str, int], ...]:
-    return tuple(sorted(table.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def _micros_text(micros: int | None) -> str | None:
-    if micros is None:
-        return None
-    return records.format_time(_EPOCH + timedelta(microseconds=micros))
-
-
 def _event_id_at(index: int, start: int, leaves: list[bytes]) -> str:
     leaf = leaves[index - start]
     with contextlib.suppress(LedgerError):
@@ -759,7 +296,7 @@ def _event_id_at(index: int, start: int, leaves: list[bytes]) -> str:
 
 
 class _Run:
-    """The in-order half of one verification: compact range, fingerprints, totals."""
+    """The in-order half of one verification: compact range, anchors, fingerprints, tally."""
 
     def __init__(
         self,
@@ -771,25 +308,8 @@ class _Run:
     ) -> None:
         self.range = frontier
         self.checks = sorted(checks, key=lambda a: a.signed.checkpoint.size)
-        self.fingerprints = _FingerprintSet()
-        self.actions: dict[str, int] = {}
-        self.bases: dict[str, int] = {}
-        self.orgs: dict[str, int] = {}
-        self.writers: dict[str, int] = {}
-        self.first_occurred: tuple[bytes, bytes] | None = None
-        self.last_occurred: tuple[bytes, bytes] | None = None
-        self.first_logged: int | None = None
-        self.last_logged: int | None = None
-        self.without_consent: list[Disclosure] = []
-        self.with_consent: list[Disclosure] = []
-        self.disclosure_count = 0
-        self.without_consent_count = 0
-        self.staff: list[Disclosure] = []
-        self.staff_count = 0
-        self.system: list[Disclosure] = []
-        self.system_count = 0
-        self.system_totals: dict[tuple[str, str], int] = {}
-        self.max_listed = max_listed
+        self.fingerprints = FingerprintSet()
+        self.tally = Tally(max_listed)
         self.progress = progress
         self.total = total
         self.done = 0
@@ -820,45 +340,10 @@ class _Run:
                     " of an earlier record",
                     index=index,
                 )
-        _merge(self.actions, chunk.actions)
-        _merge(self.bases, chunk.bases)
-        _merge(self.orgs, chunk.orgs)
-        _merge(self.writers, chunk.writers)
-        self.first_occurred = _least(self.first_occurred, chunk.first_occurred)
-        self.last_occurred = _most(self.last_occurred, chunk.last_occurred)
-        self.first_logged = _least(self.first_logged, chunk.first_logged)
-        self.last_logged = _most(self.last_logged, chunk.last_logged)
-        for d in chunk.disclosures:
-            self.disclosure_count += 1
-            if d.without_consent:
-                self.without_consent_count += 1
-                if len(self.without_consent) < self.max_listed:
-                    self.without_consent.append(d)
-            elif len(self.with_consent) < self.max_listed:
-                self.with_consent.append(d)
-        self.staff_count += len(chunk.staff)
-        self.staff += chunk.staff[: max(0, self.max_listed - len(self.staff))]
-        self.system_count += len(chunk.system)
-        self.system += chunk.system[: max(0, self.max_listed - len(self.system))]
-        totals = self.system_totals
-        for key, n in chunk.system_totals.items():
-            slot = key if key in totals or len(totals) < _MAX_DISTINCT else (_OTHER, key[1])
-            totals[slot] = totals.get(slot, 0) + n
+        self.tally.absorb(chunk.tally)
         self.done += len(leaves)
         if self.progress is not None:
             self.progress(self.done, self.total)
-
-
-def _least(a: _T | None, b: _T | None) -> _T | None:
-    return b if a is None else a if b is None else min(a, b)
-
-
-def _most(a: _T | None, b: _T | None) -> _T | None:
-    return b if a is None else a if b is None else max(a, b)
-
-
-def _time_text(key: tuple[bytes, bytes] | None) -> str | None:
-    return None if key is None else (key[0] + key[1]).decode("ascii", "replace") + "Z"
 
 
 def _trusted_writers(policy: Policy, log_key: Verifier) -> list[Verifier]:
@@ -882,6 +367,7 @@ def verify(
     *,
     trusted: str | bytes | None = None,
     state_dir: str | os.PathLike[str] | None = None,
+    state: StateStore | None = None,
     progress: Callable[[int, int], None] | None = None,
     threads: int = 2,
     max_listed: int = DEFAULT_MAX_LISTED,
@@ -893,10 +379,13 @@ def verify(
     ``bundle`` is a path or a binary stream. Trust comes from ``policy`` (its
     log key for the bundle's origin, its writer keys, or the log key when it
     names none, its witnesses and quorum), from ``trusted`` (a signed
-    checkpoint note the owner saw before) and from the checkpoint saved in
-    ``state_dir`` by an earlier run. Key hints in the bundle are never trusted.
-    On success the state (if given) advances atomically to the bundle's
-    checkpoint. ``progress(done, total)`` is called as records are checked.
+    checkpoint note the owner saw before) and from the checkpoint saved by an
+    earlier run, in ``state`` or in the directory ``state_dir`` (a
+    :class:`~.state.DirectoryState`). Key hints in the bundle are never
+    trusted. On success the state advances to the bundle's checkpoint by
+    compare-and-swap: if another run changed it meanwhile, the bundle is
+    checked against the new one before anything is saved.
+    ``progress(done, total)`` is called as records are checked.
     Every event is decoded in full and must be in its one canonical encoding;
     there is no lenient mode for signed content. ``max_listed`` caps each
     list of accesses in the report (see :class:`Report`).
@@ -926,10 +415,15 @@ def verify(
             different roots for one size, in the bundle or against what the owner saw.
         InconsistentCheckpointError: if the bundle is a fork of what the owner saw.
         VerificationError: if a range bundle starts after the owner's saved state.
-        ValueError: if ``threads`` is below 1 (a programming error).
+        ValueError: if ``threads`` is below 1, or both ``state`` and
+            ``state_dir`` are given (programming errors).
     """
     if threads < 1:
         raise ValueError("threads must be at least 1")
+    if state is not None and state_dir is not None:
+        raise ValueError("give state or state_dir, not both")
+    if state_dir is not None:
+        state = DirectoryState(state_dir)
     if not policy.logs:
         raise VerifyInputError("the policy names no log key")
     for role, keys in (("log", policy.logs), ("writer", policy.writers)):
@@ -954,7 +448,7 @@ def verify(
                 prelude,
                 policy,
                 trusted=trusted,
-                state_dir=state_dir,
+                state=state,
                 progress=progress,
                 threads=threads,
                 max_listed=max_listed,
@@ -977,7 +471,7 @@ def _verify_stream(
     policy: Policy,
     *,
     trusted: str | bytes | None,
-    state_dir: str | os.PathLike[str] | None,
+    state: StateStore | None,
     progress: Callable[[int, int], None] | None,
     threads: int,
     max_listed: int,
@@ -1016,35 +510,21 @@ def _verify_stream(
             f"the checkpoint lacks the witness quorum: the policy requires"
             f" {policy.describe_quorum()}; cosigned by: {got}"
         )
-    # What the owner saw before.
+    # What the owner saw before: each may be replaced by the bundle's
+    # checkpoint only as check_successor allows; a larger bundle is shown
+    # consistent with it below, by the records themselves.
     anchors: list[_Anchor] = []
     saved: str | None = None
-    if state_dir is not None:
-        saved = load_state(state_dir, origin)
+    if state is not None:
+        saved = state.load(origin)
         if saved is not None:
             anchors.append(_open_anchor(saved, "saved state", log_key, origin))
     if trusted is not None:
         anchors.append(_open_anchor(trusted, "trusted checkpoint", log_key, origin))
-    consistency: list[str] = []
     m, n = prelude.from_size, prelude.to_size
     for anchor in anchors:
+        _succeeds(sink, anchor.signed, signed, f"the {anchor.source}", "the bundle's checkpoint")
         seen = anchor.signed.checkpoint
-        if seen.size > n:
-            raise RollbackError(
-                f"rollback: the bundle ends at size {n}, but the {anchor.source} is of size"
-                f" {seen.size}; this ledger is older than one you saw (records were removed,"
-                " or a stale copy was sent)"
-            )
-        if seen.size == n and seen.root != final.root:
-            raise _split_view(
-                sink,
-                f"fork: the bundle's checkpoint and the {anchor.source} are both of size {n}"
-                " but have different roots (the log has shown two histories)",
-                n - 1 if n else None,
-                anchor.signed.note,
-                signed.note,
-                log_key=log_key,
-            )
         if seen.size < m:
             raise VerificationError(
                 f"the bundle covers records {m}..{n}, but the {anchor.source} is of size"
@@ -1055,7 +535,6 @@ def _verify_stream(
     frontier = CompactRange()
     if m > 0:
         assert prelude.old_checkpoint is not None  # noqa: S101 - Prelude guarantees it
-        assert prelude.anchor_leaf is not None  # noqa: S101
         # The old checkpoint may carry cosignatures (it was the latest once and
         # witnessed then): the policy's witnesses verify them, as at the end.
         old = open_checkpoint(prelude.old_checkpoint, log_key, witnesses, origin=origin)
@@ -1066,28 +545,22 @@ def _verify_stream(
             )
         anchored = [a for a in anchors if a.signed.checkpoint.size == m]
         for anchor in anchored:
-            if anchor.signed.checkpoint.root != old.checkpoint.root:
-                raise _split_view(
-                    sink,
-                    f"fork: the bundle starts from a checkpoint of size {m} whose root differs"
-                    f" from the {anchor.source} of that size",
-                    m - 1,
-                    anchor.signed.note,
-                    old.note,
-                    log_key=log_key,
-                )
+            _succeeds(
+                sink,
+                anchor.signed,
+                old,
+                f"the {anchor.source}",
+                "the checkpoint the bundle starts from",
+            )
         if m == n:
-            if old.checkpoint.root != final.root:
-                raise _split_view(
-                    sink,
-                    f"the log signed two different roots for size {m}",
-                    m - 1,
-                    old.note,
-                    signed.note,
-                    log_key=log_key,
-                )
-            if prelude.consistency_proof:
-                raise ProofError("a consistency proof between equal sizes must be empty")
+            _succeeds(
+                sink,
+                old,
+                signed,
+                "the checkpoint the bundle starts from",
+                "the bundle's checkpoint",
+                proof=prelude.consistency_proof,
+            )
         else:
             try:
                 frontier = frontier_from_consistency(
@@ -1102,9 +575,8 @@ def _verify_stream(
                 raise
         prev = _anchor_link(prelude, old.checkpoint.root, m, origin, writers)
     ctx = _Context(
-        prefix=records.signing_message(origin, b""),
-        writers=_writer_table(writers),
-        hints={v.key_id: v.name for v in hints.values()},
+        origin=origin,
+        keys=WriterKeys(writers, hints={v.key_id: v.name for v in hints.values()}),
         fingerprint_key=secrets.token_bytes(32),
     )
     in_range = [a for a in anchors if m < a.signed.checkpoint.size < n]
@@ -1121,10 +593,9 @@ def _verify_stream(
                 final.root,
                 root,
             )
-    for anchor in anchors:
-        consistency.append(
-            f"consistent with the {anchor.source} of size {anchor.signed.checkpoint.size}"
-        )
+    consistency = [
+        f"consistent with the {a.source} of size {a.signed.checkpoint.size}" for a in anchors
+    ]
     if not anchors:
         consistency.append(
             "no earlier checkpoint to compare with: this run cannot tell a consistently"
@@ -1135,52 +606,81 @@ def _verify_stream(
             f"records before {m} are not in this bundle; the link to them rests on the log's"
             f" signature of the checkpoint of size {m}"
         )
-    report = Report(
-        origin=origin,
-        size=n,
-        from_size=m,
-        root=final.root,
-        checkpoint=signed.note,
-        log_key=log_key.vkey,
-        cosigners=tuple(sorted(c.name for c in cosigners)),
-        quorum=policy.describe_quorum(),
-        first_occurred_at=_time_text(run.first_occurred),
-        last_occurred_at=_time_text(run.last_occurred),
-        first_logged_at=_micros_text(run.first_logged),
-        last_logged_at=_micros_text(run.last_logged),
-        actions=_ranked(run.actions),
-        legal_bases=_ranked(run.bases),
-        recipient_organizations=_ranked(run.orgs),
-        writers=_ranked(run.writers),
-        disclosures=tuple(run.without_consent + run.with_consent),
-        disclosure_count=run.disclosure_count,
-        without_consent_count=run.without_consent_count,
-        consistency=tuple(consistency),
-        staff_accesses=tuple(run.staff),
-        staff_access_count=run.staff_count,
-        system_accesses=tuple(run.system),
-        system_access_count=run.system_count,
-        system_totals=tuple(
-            (name, action, count)
-            for (name, action), count in sorted(
-                run.system_totals.items(), key=lambda kv: (-kv[1], kv[0])
-            )
-        ),
-        max_listed=max_listed,
+    saved_now = False
+    if state is not None:
+        saved_now, moved = _save(state, saved, signed, log_key, sink)
+        if moved:
+            consistency.append(moved)
+    report = run.tally.report(
+        origin,
+        n,
+        m,
+        final.root,
+        signed.note,
+        log_key.vkey,
+        tuple(sorted(c.name for c in cosigners)),
+        policy.describe_quorum(),
+        tuple(consistency),
     )
-    if state_dir is not None:
-        report = replace(report, state_saved=save_state(state_dir, signed))
-    return report
+    return replace(report, state_saved=saved_now) if saved_now else report
 
 
-def _writer_table(
-    writers: Sequence[Verifier],
-) -> dict[int, tuple[tuple[Ed25519PublicKey, str], ...]]:
-    table: dict[int, list[tuple[Ed25519PublicKey, str]]] = {}
-    for w in writers:
-        entry = (Ed25519PublicKey.from_public_bytes(w.public_key), w.name)
-        table.setdefault(w.key_id, []).append(entry)
-    return {k: tuple(v) for k, v in table.items()}
+def _succeeds(
+    sink: _EvidenceSink,
+    held: SignedCheckpoint,
+    new: SignedCheckpoint,
+    held_as: str,
+    new_as: str,
+    *,
+    proof: Sequence[bytes] | None = None,
+) -> bool:
+    """:func:`check_successor`, with the evidence of a split view written for the owner."""
+    try:
+        return check_successor(held, new, proof, held_as=held_as, new_as=new_as)
+    except SplitViewError as err:
+        raise _with_evidence(sink, err, new.log_key) from err
+
+
+def _save(
+    state: StateStore,
+    saved: str | None,
+    signed: SignedCheckpoint,
+    log_key: Verifier,
+    sink: _EvidenceSink,
+) -> tuple[bool, str | None]:
+    """Swap ``saved`` for ``signed`` in ``state``; return whether it was saved, and a note.
+
+    Another run may have changed the state since it was read. A checkpoint of
+    the same size must then have the same root (else that is a split view); a
+    larger one is left in place, and said so; a smaller one was never checked
+    against this bundle, so this run saves nothing and says to run again.
+    """
+    origin = signed.checkpoint.origin
+    size = signed.checkpoint.size
+    expected = saved
+    while True:
+        if expected is not None and peek_checkpoint(expected).size >= size:
+            return False, None  # the same checkpoint again (check_successor saw to that)
+        if state.compare_and_swap(origin, expected, signed.note):
+            return True, None
+        current = state.load(origin)
+        if current is None:
+            raise VerifyInputError(
+                f"the saved state of {origin} was removed while this run verified; run again"
+            )
+        now = _open_anchor(current, "saved state", log_key, origin).signed
+        if now.checkpoint.size < size:
+            raise VerifyInputError(
+                f"the saved state of {origin} changed while this run verified (to size"
+                f" {now.checkpoint.size}), so the bundle was not checked against it; run again"
+            )
+        if now.checkpoint.size == size:
+            _succeeds(sink, now, signed, "the saved state", "the bundle's checkpoint")
+            return False, None
+        return False, (
+            f"the saved state moved on to size {now.checkpoint.size} while this run verified;"
+            " it was left as it is"
+        )
 
 
 def _anchor_link(
@@ -1189,8 +689,9 @@ def _anchor_link(
     """Check record ``m - 1`` (the anchor) against the old root; return its chain hash."""
     assert prelude.anchor_leaf is not None  # noqa: S101 - only called for ranges
     leaf = prelude.anchor_leaf
+    walker = ChainWalker(origin, WriterKeys(writers), start=m - 1, prev=None)
     try:
-        env = records.parse_envelope(leaf)
+        records.unpack_header(leaf)
     except MalformedError as err:
         raise MalformedRecordError(f"the anchor record: {err}", index=m - 1) from err
     try:
@@ -1201,10 +702,10 @@ def _anchor_link(
             old_root,
             leaf_hash(leaf),
         ) from err
-    if env.seq != m - 1:
-        raise ChainBreakError(f"the anchor record carries sequence number {env.seq}", index=m - 1)
-    records.verify_envelope(origin, env, writers)
-    return env.chain_hash
+    # Its own link is not checked: the record before it is not in the
+    # bundle, and the inclusion proof above places it in the signed tree.
+    walker.step(leaf)
+    return walker.prev
 
 
 def _stream_records(

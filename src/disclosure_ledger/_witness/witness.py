@@ -58,13 +58,13 @@ from disclosure_ledger._core.checkpoints import (
 from disclosure_ledger._core.evidence import (
     Evidence,
     SplitViewError,
-    detect_split_view,
     make_evidence,
     write_evidence_file,
 )
-from disclosure_ledger._core.merkle import EMPTY_ROOT, verify_consistency
+from disclosure_ledger._core.merkle import EMPTY_ROOT
 from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Signer, Verifier
 from disclosure_ledger._core.notes import parse_verifier as _parse_verifier
+from disclosure_ledger._core.succession import check_successor
 from disclosure_ledger._fsutil import (
     atomic_file,
     check_not_writable_by_others,
@@ -75,13 +75,14 @@ from disclosure_ledger._fsutil import (
 )
 from disclosure_ledger.errors import (
     BadSignatureError,
-    ConflictError,
     KeyFormatError,
     MalformedError,
+    OldSizeTooLargeError,
     ProofError,
-    RollbackError,
-    RootMismatchError,
+    SizeWentBackwardsError,
+    StaleOldSizeError,
     StorageError,
+    UnknownOriginError,
     UntrustedKeyError,
     VerificationError,
 )
@@ -103,46 +104,8 @@ __all__ = [
 
 CONFIG_HEADER = "disclosure-ledger/witness-config/v1"
 STATE_HEADER = "disclosure-ledger/witness-state/v1"
+_HELD_AS = "the checkpoint the witness already cosigned"
 _MAX_FILE = 2 << 20
-
-
-class UnknownOriginError(UntrustedKeyError):
-    """The witness does not follow the log the checkpoint names (the protocol's 404)."""
-
-
-class StaleOldSizeError(ConflictError):
-    """The request's ``old`` is not the size last cosigned (the protocol's 409).
-
-    ``current_size`` is the size the witness holds; retry from it.
-    """
-
-    def __init__(self, origin: str, old_size: int, current_size: int) -> None:
-        super().__init__(
-            f"stale old size {old_size} for {origin}: the witness last cosigned size {current_size}"
-        )
-        self.origin = origin
-        self.old_size = old_size
-        self.current_size = current_size
-
-
-class OldSizeTooLargeError(MalformedError):
-    """The request's ``old`` is larger than the checkpoint's size (the protocol's 400)."""
-
-
-class SizeWentBackwardsError(RollbackError):
-    """The checkpoint is smaller than the one the witness last cosigned.
-
-    ``current_size`` is the size the witness holds.
-    """
-
-    def __init__(self, origin: str, size: int, current_size: int) -> None:
-        super().__init__(
-            f"checkpoint size {size} for {origin} is smaller than the size {current_size} "
-            "the witness already cosigned"
-        )
-        self.origin = origin
-        self.size = size
-        self.current_size = current_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +343,13 @@ class Witness:
             StorageError: if the state file is unreadable, malformed, or its
                 checkpoint is not signed by a followed log key.
         """
+        held = self._held(origin)
+        if held is None:
+            return None
+        cp = held.checkpoint
+        return WitnessState(origin, cp.size, cp.root, held.note)
+
+    def _held(self, origin: str) -> SignedCheckpoint | None:
         path = self._state_path(origin)
         check_not_writable_by_others(path, "witness state", StorageError)
         text = _read_text(path, "witness state")
@@ -389,12 +359,10 @@ class Witness:
         if header != STATE_HEADER or not sep:
             raise StorageError(f"{path}: not a witness state file")
         try:
-            signed = self._open_signed(note, origin)
+            # Verified with keys named ``origin``, so the checkpoint is of ``origin``.
+            return self._open_signed(note, origin)
         except (MalformedError, VerificationError) as err:
             raise StorageError(f"{path}: the stored checkpoint does not verify: {err}") from err
-        # _open_signed verifies with keys named ``origin``, so the checkpoint is of ``origin``.
-        cp = signed.checkpoint
-        return WitnessState(origin, cp.size, cp.root, note)
 
     @contextlib.contextmanager
     def _locked(self, origin: str) -> Iterator[None]:
@@ -454,9 +422,25 @@ class Witness:
                 f"the log signed a checkpoint of size 0 of {new.origin} without the empty root",
             )
         with self._locked(new.origin):
-            held = self.state(new.origin)
-            self._check_against(held, req, signed, now)
-            if held is None or held.size != new.size:
+            held = self._held(new.origin)
+            held_size = 0 if held is None else held.checkpoint.size
+            # The protocol's own refusals first, in its order; check_successor
+            # decides the rest as it does for the owner's verifier.
+            if new.size < held_size:
+                raise SizeWentBackwardsError(new.origin, new.size, held_size)
+            if req.old_size != held_size:
+                raise StaleOldSizeError(new.origin, req.old_size, held_size)
+            if held is None or req.old_size == 0:
+                if req.proof:
+                    raise ProofError("a request from size 0 must carry no consistency proof")
+                if held is not None:
+                    check_successor(held, signed, (), held_as=_HELD_AS)
+            else:
+                try:
+                    check_successor(held, signed, req.proof, held_as=_HELD_AS)
+                except SplitViewError as err:
+                    self._raise_split_view(err.evidence, new.origin, now, str(err))
+            if held is None or held_size != new.size:
                 state = STATE_HEADER + "\n" + req.checkpoint
                 try:
                     write_atomic(self._state_path(new.origin), state.encode("utf-8"))
@@ -465,48 +449,6 @@ class Witness:
                         f"{self._dir}: cannot persist the witness state: {err.strerror or err}"
                     ) from err
             return cosign_checkpoint(new, self._key, now)
-
-    def _check_against(
-        self, held: WitnessState | None, req: WitnessRequest, signed: SignedCheckpoint, now: int
-    ) -> None:
-        new = signed.checkpoint
-        held_size = 0 if held is None else held.size
-        if new.size < held_size:
-            raise SizeWentBackwardsError(new.origin, new.size, held_size)
-        if req.old_size != held_size:
-            raise StaleOldSizeError(new.origin, req.old_size, held_size)
-        if held is None or req.old_size == 0:
-            if req.proof:
-                raise ProofError("a request from size 0 must carry no consistency proof")
-            return
-        if new.size == held.size:
-            if req.proof:
-                raise ProofError("a request for the size already held must carry no proof")
-            if new.root != held.root:
-                self._raise_split_view(
-                    make_evidence(held.note, req.checkpoint),
-                    held.origin,
-                    now,
-                    f"the log signed two roots for size {new.size} of {new.origin}",
-                )
-            return
-        try:
-            verify_consistency(held.size, new.size, held.root, new.root, req.proof)
-        except RootMismatchError as err:
-            ev = detect_split_view(held.note, req.checkpoint, req.proof, signed.log_key)
-            if ev is not None:
-                self._raise_split_view(
-                    ev,
-                    held.origin,
-                    now,
-                    f"the checkpoint of size {new.size} of {new.origin} does not extend"
-                    f" the size {held.size} the witness cosigned",
-                )
-            raise RootMismatchError(
-                f"consistency proof from {held.size} to {new.size} does not verify",
-                err.expected,
-                err.computed,
-            ) from err
 
     def _raise_split_view(
         self, evidence: Evidence, origin: str, now: int, message: str

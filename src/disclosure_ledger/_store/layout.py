@@ -1,0 +1,53 @@
+"""Where each Merkle hash is stored: positions any backend shares.
+
+This module owns the numbering of stored hashes, the layout of Go's
+``sumdb/tlog``: leaf ``n``'s hash, then each interior node it completes, so
+the hash of node ``(level, n)`` is at one computable position
+(:func:`stored_hash_index`) whatever the backend. Stores keep bytes at these
+positions; which nodes a proof needs is :mod:`disclosure_ledger._core.merkle`'s
+planner. Nodes at :data:`UPPER_LEVEL` and above are few (about 1/32 of the
+records) and are kept apart by stores, so a proof fetches them in one query.
+"""
+
+from __future__ import annotations
+
+__all__ = ["UPPER_LEVEL", "stored_hash_count", "stored_hash_index", "upper_hash_count"]
+
+UPPER_LEVEL = 6
+"""Nodes at this level and above (over 64 leaves or more) are also stored one row
+each in ``upper_hashes``: about 1/32 of the records, so a proof fetches all of
+its upper nodes in one query and only its lowest levels from a run."""
+
+
+def stored_hash_index(level: int, n: int) -> int:
+    """Return the position of node ``(level, n)`` in the stored-hash sequence.
+
+    Leaf ``k`` is stored after the ``2k - popcount(k)`` hashes of the leaves
+    before it and the nodes they completed; each interior node follows the
+    leaf that completed it.
+
+    Raises:
+        Nothing: integer arithmetic only.
+    """
+    # The last leaf under the node is n' = n·2^level + 2^level - 1; the hashes
+    # before and including it number sum(n' >> k for k >= 0) = 2n' - popcount(n').
+    last = ((n + 1) << level) - 1
+    return 2 * last - last.bit_count() + level
+
+
+def stored_hash_count(size: int) -> int:
+    """Return how many hashes are stored for a tree of ``size`` leaves.
+
+    Raises:
+        Nothing: integer arithmetic only.
+    """
+    return 2 * size - size.bit_count()
+
+
+def upper_hash_count(size: int) -> int:
+    """Return how many nodes at :data:`UPPER_LEVEL` or above a tree of ``size`` leaves completes.
+
+    Raises:
+        Nothing: integer arithmetic only.
+    """
+    return sum(size >> level for level in range(UPPER_LEVEL, size.bit_length()))
