@@ -44,6 +44,14 @@ from disclosure_ledger._cli.owner import (  # the key and checkpoint readers ver
     _read_checkpoint_file,
     _signing_key,
 )
+from disclosure_ledger._cli.target import (
+    LedgerTarget,
+    is_url,
+    ledger_target,
+    master_key_option,
+    read_log_key,
+    target_of,
+)
 from disclosure_ledger._core import records
 from disclosure_ledger._core.checkpoints import (
     format_receipt,
@@ -59,10 +67,12 @@ from disclosure_ledger._core.notes import (
 )
 from disclosure_ledger._fsutil import SQLITE_COMPANIONS, check_output
 from disclosure_ledger._log import pipeline
-from disclosure_ledger._log.committer import AppendReceipt
+from disclosure_ledger._log.committer import AppendReceipt, sign_head
+from disclosure_ledger._log.database import LedgerDatabase
 from disclosure_ledger._log.index import Record
 from disclosure_ledger._log.ledger import Ledger
 from disclosure_ledger._log.pipeline import ack_lines, append_jsonl
+from disclosure_ledger._store.pg_schema import redact_url
 from disclosure_ledger.errors import (
     ConflictError,
     DuplicateEventError,
@@ -126,7 +136,6 @@ class _Group(click.Group):
 # -- shared options --------------------------------------------------------------------
 
 
-_ledger_argument = click.argument("ledger", type=click.Path(path_type=Path))
 _key_path = click.Path(path_type=Path)
 
 
@@ -190,19 +199,24 @@ def keygen(
 
 
 @cli.command()
-@_ledger_argument
+@click.argument("ledger", metavar="LEDGER")
 @click.option("--origin", required=True, help="The log's origin: the log key's name.")
-@click.option("--log-key", required=True, type=_key_path, help="The log's signer key file.")
+@click.option("--log-key", type=_key_path, help="The log's signer key file.")
+@master_key_option
 @passphrase_options
 def init(
     *,
-    ledger: Path,
+    ledger: str,
     origin: str,
-    log_key: Path,
+    log_key: Path | None,
+    master_key: Path | None,
     passphrase_file: Path | None,
     passphrase_env: str | None,
 ) -> None:
     """Create a new ledger LEDGER whose checkpoints the log key signs.
+
+    LEDGER is a new file, or a postgresql:// URL: the database's schema is
+    created on first use, then the log ORIGIN in it.
 
     \f
     Raises:
@@ -210,32 +224,49 @@ def init(
         KeyFormatError: if the key file is unusable or the passphrase is wrong.
         StorageError: if LEDGER exists or cannot be created.
     """
+    key_path = log_key or master_key
+    if key_path is None:
+        raise CommandError("give --log-key or --master-key: the key that signs checkpoints")
+
+    def signer() -> Signer:
+        got = read_log_key(
+            log_key, master_key, origin, read_passphrase(passphrase_file, passphrase_env)
+        )
+        assert got is not None  # noqa: S101 - one of the two keys was given
+        if got.key_type != KEY_TYPE_ED25519:
+            raise CommandError(f"{key_path}: a log key must be an Ed25519 key, not a witness key")
+        if origin != got.name:
+            raise CommandError(
+                f"--origin {origin!r} differs from the log key's name {got.name!r}; "
+                "a ledger's origin is its log key's name"
+            )
+        return got
+
+    if is_url(ledger):
+        target = target_of(ledger, origin)  # a postgresql:// URL, or a clear refusal
+        with Ledger.create(ledger, log_key=signer(), origin=origin):
+            pass
+        click.echo(f"created the log {origin} in {redact_url(target.text)}")
+        return
+    path = Path(ledger)
     # Never over an existing file (there is no --force: a ledger is not replaced),
     # the log key, or a leftover -wal/-shm that SQLite would take as this ledger's.
     check_output(
-        ledger,
+        path,
         force=False,
-        protect=(log_key,),
+        protect=(key_path,),
         error=CommandError,
         what="ledger",
         protected_what="the log key file",
     )
     for suffix in SQLITE_COMPANIONS:
-        leftover = Path(str(ledger) + suffix)
+        leftover = Path(ledger + suffix)
         if os.path.lexists(leftover):
             raise CommandError(
                 f"{leftover}: a leftover SQLite file is in the way of the new ledger {ledger}; "
                 "remove it if no ledger of that name exists"
             )
-    signer = read_signer_file(log_key, read_passphrase(passphrase_file, passphrase_env))
-    if signer.key_type != KEY_TYPE_ED25519:
-        raise CommandError(f"{log_key}: a log key must be an Ed25519 key, not a witness key")
-    if origin != signer.name:
-        raise CommandError(
-            f"--origin {origin!r} differs from the log key's name {signer.name!r}; "
-            "a ledger's origin is its log key's name"
-        )
-    with Ledger.create(ledger, log_key=signer, origin=origin):
+    with Ledger.create(path, log_key=signer(), origin=origin):
         pass
     click.echo(f"created {ledger} for {origin}")
 
@@ -244,10 +275,10 @@ def init(
 
 
 def _open_for_append(
-    path: Path, writer: Signer, log_key: Signer | None, writer_key_path: Path
+    path: LedgerTarget, writer: Signer, log_key: Signer | None, writer_key_path: Path
 ) -> Ledger:
     if log_key is None:
-        with Ledger.open(path, readonly=True) as probe:
+        with path.open(readonly=True) as probe:
             log_verifier = probe.log_verifier
         if writer.verifier != log_verifier:
             raise CommandError(
@@ -256,11 +287,11 @@ def _open_for_append(
                 "checkpoint, so --log-key is needed"
             )
         log_key = writer
-    return Ledger.open(path, log_key=log_key, writers=[writer])
+    return path.open(log_key=log_key, writers=[writer])
 
 
 @cli.command()
-@_ledger_argument
+@ledger_target
 @click.argument(
     "file", required=False, default="-", type=click.Path(allow_dash=True, path_type=str)
 )
@@ -270,13 +301,15 @@ def _open_for_append(
     type=_key_path,
     help="Signs each commit's checkpoint (default: the writer key, if it is the log key).",
 )
+@master_key_option
 @passphrase_options
 def append(
     *,
-    ledger: Path,
+    ledger: LedgerTarget,
     file: str,
     writer_key: Path,
     log_key: Path | None,
+    master_key: Path | None,
     passphrase_file: Path | None,
     passphrase_env: str | None,
 ) -> None:
@@ -298,7 +331,7 @@ def append(
     """
     passphrase = read_passphrase(passphrase_file, passphrase_env)
     writer = read_signer_file(writer_key, passphrase)
-    log_signer = None if log_key is None else read_signer_file(log_key, passphrase)
+    log_signer = read_log_key(log_key, master_key, ledger.log, passphrase)
 
     def ack(receipts: Sequence[AppendReceipt]) -> None:
         click.echo(ack_lines(receipts), nl=False)
@@ -339,29 +372,60 @@ class _open_input:  # noqa: N801 - used like open()
 # -- reading ------------------------------------------------------------------------------
 
 
-def _open_readonly(path: Path) -> Ledger:
-    return Ledger.open(path, readonly=True)
+def _open_readonly(path: LedgerTarget) -> Ledger:
+    return path.open(readonly=True)
 
 
 @cli.command()
-@_ledger_argument
+@ledger_target
 @click.option(
     "--size", type=click.IntRange(min=0), help="The checkpoint of this size (default: latest)."
 )
-def checkpoint(*, ledger: Path, size: int | None) -> None:
+@click.option(
+    "--sign",
+    is_flag=True,
+    help="First sign a checkpoint covering every record if none does (needs the log key).",
+)
+@click.option("--log-key", type=_key_path, help="With --sign: the log's signer key file.")
+@master_key_option
+@passphrase_options
+def checkpoint(
+    *,
+    ledger: LedgerTarget,
+    size: int | None,
+    sign: bool,
+    log_key: Path | None,
+    master_key: Path | None,
+    passphrase_file: Path | None,
+    passphrase_env: str | None,
+) -> None:
     """Print the latest (or size-N) signed checkpoint, with its stored cosignatures.
+
+    With --sign, records that no checkpoint covers yet (left by a writer that
+    died between its commit and its checkpoint) get one first.
 
     \f
     Raises:
+        CommandError: if --sign is given without a log key.
         StorageError: if the ledger cannot be opened or has no checkpoint of that size.
     """
+    if sign:
+        signer = read_log_key(
+            log_key, master_key, ledger.log, read_passphrase(passphrase_file, passphrase_env)
+        )
+        if signer is None:
+            raise CommandError("--sign needs the log key: give --log-key or --master-key")
+        with ledger.open(log_key=signer) as lg:
+            signed_size = sign_head(lg.store, lg.origin, signer)
+        if signed_size is not None:
+            click.echo(f"signed a checkpoint of size {signed_size}", err=True)
     with _open_readonly(ledger) as lg:
         signed = lg.latest_checkpoint() if size is None else lg.checkpoint(size)
     click.echo(signed.note, nl=False)
 
 
 @cli.command()
-@_ledger_argument
+@ledger_target
 @click.option("--index", type=click.IntRange(min=0), help="Print a receipt for record I.")
 @click.option(
     "--consistency",
@@ -375,7 +439,7 @@ def checkpoint(*, ledger: Path, size: int | None) -> None:
     type=click.IntRange(min=0),
     help="Under the checkpoint of this size (default: latest).",
 )
-def prove(*, ledger: Path, index: int | None, old: int | None, size: int | None) -> None:
+def prove(*, ledger: LedgerTarget, index: int | None, old: int | None, size: int | None) -> None:
     """Print a receipt (C2SP tlog-proof) or a witness request (tlog-witness add-checkpoint).
 
     With --index I: the receipt of record I, its leaf bytes on the extra line.
@@ -400,7 +464,7 @@ def prove(*, ledger: Path, index: int | None, old: int | None, size: int | None)
 
 
 @cli.command()
-@_ledger_argument
+@ledger_target
 @click.option(
     "--log-key",
     metavar="PUB",
@@ -421,7 +485,7 @@ def prove(*, ledger: Path, index: int | None, old: int | None, size: int | None)
 )
 def check(
     *,
-    ledger: Path,
+    ledger: LedgerTarget,
     log_key: str | None,
     writer_keys: tuple[str, ...],
     trusted_checkpoint: Path | None,
@@ -473,8 +537,8 @@ def check(
 
 
 @cli.command()
-@_ledger_argument
-def index(*, ledger: Path) -> None:
+@ledger_target
+def index(*, ledger: LedgerTarget) -> None:
     """Bring the query index up to the records appended since it was last updated.
 
     Queries (`show --camera/--owner`) then read the index instead of decoding
@@ -485,7 +549,7 @@ def index(*, ledger: Path) -> None:
         StorageError: if the ledger cannot be opened or written.
         MalformedError: if a stored record does not decode (a damaged file).
     """
-    with Ledger.open(ledger) as lg:
+    with ledger.open() as lg:
         added = lg.update_index()
         click.echo(f"indexed {added} new records; the index covers {lg.size}")
 
@@ -502,13 +566,18 @@ def _record_json(rec: Record) -> str:
 
 
 @cli.command()
-@_ledger_argument
+@ledger_target
 @click.option("--index", type=click.IntRange(min=0), help="Only record I.")
 @click.option("--camera", help="Only records of this camera_id.")
 @click.option("--owner", help="Only records of this owner_id.")
 @click.option("--limit", type=click.IntRange(min=0), help="At most N records.")
 def show(
-    *, ledger: Path, index: int | None, camera: str | None, owner: str | None, limit: int | None
+    *,
+    ledger: LedgerTarget,
+    index: int | None,
+    camera: str | None,
+    owner: str | None,
+    limit: int | None,
 ) -> None:
     """Print records as JSON lines: index, leaf_hash and the event's JSON form.
 
@@ -528,6 +597,25 @@ def show(
             found = lg.iter_records()
         for rec in islice(found, limit):
             click.echo(_record_json(rec))
+
+
+@cli.command()
+@click.argument("url", metavar="URL")
+@click.option("--keys", is_flag=True, help="Also print each log's public key (for its owner).")
+def logs(*, url: str, keys: bool) -> None:
+    """List the logs of the PostgreSQL database at URL: origin and size, one a line.
+
+    \f
+    Raises:
+        CommandError: if URL is not a postgresql:// URL.
+        StorageError: if the database cannot be reached or has no ledger schema.
+    """
+    if not is_url(url):
+        raise CommandError(f"{url}: not a postgresql:// URL (logs lists a database's logs)")
+    target_of(url, "-")  # refuses a URL of another scheme, in one line
+    with LedgerDatabase.connect(url, readonly=True, pool_size=1) as db:
+        for origin, size, vkey in db.log_keys() if keys else ((o, s, "") for o, s in db.logs()):
+            click.echo(f"{origin}\t{size}" + (f"\t{vkey}" if keys else ""))
 
 
 @cli.command()

@@ -27,6 +27,7 @@ from disclosure_ledger._cli.kit import (
     CommandFailedError,
     read_policy_file,
 )
+from disclosure_ledger._cli.target import LedgerTarget, ledger_target
 from disclosure_ledger._core.notes import (
     KEY_TYPE_COSIGNATURE,
     KEY_TYPE_ED25519,
@@ -37,7 +38,6 @@ from disclosure_ledger._core.notes import (
 from disclosure_ledger._core.policy import Policy
 from disclosure_ledger._fsutil import check_output, read_limited
 from disclosure_ledger._log.export import export_ledger
-from disclosure_ledger._log.ledger import Ledger
 from disclosure_ledger._verify.report import render_failure_json, render_json, render_text
 from disclosure_ledger._verify.verifier import DEFAULT_MAX_LISTED, VerifyInputError, verify
 from disclosure_ledger.errors import LedgerError, MalformedError, VerificationError
@@ -110,7 +110,7 @@ def _failure_message(err: LedgerError) -> str:
 
 
 @click.command("export")
-@click.argument("ledger", type=click.Path(path_type=Path))
+@ledger_target
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option(
     "--from",
@@ -122,7 +122,7 @@ def _failure_message(err: LedgerError) -> str:
     help="Export only the records from checkpointed size M on (a range bundle).",
 )
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (never the ledger).")
-def export_command(*, ledger: Path, out: Path, from_size: int, force: bool) -> None:
+def export_command(*, ledger: LedgerTarget, out: Path, from_size: int, force: bool) -> None:
     """Write LEDGER (or the range from size M) to the bundle file OUT for its owner.
 
     OUT must not exist unless --force is given. It is never the ledger or one
@@ -140,13 +140,13 @@ def export_command(*, ledger: Path, out: Path, from_size: int, force: bool) -> N
     check_output(
         out,
         force=force,
-        protect=(ledger,),
+        protect=() if ledger.is_database else (ledger.path,),
         error=CommandError,
         what="bundle",
         force_hint="; give --force to replace it",
     )
     try:
-        with Ledger.open(ledger, readonly=True) as lg:
+        with ledger.open(readonly=True) as lg:
             summary = export_ledger(lg, out, from_size, force=force)
     except LedgerError as err:
         raise CommandError(str(err)) from err

@@ -23,7 +23,14 @@ from disclosure_ledger._log.ledger import Ledger
 from disclosure_ledger._store.pg_schema import redact_url
 from disclosure_ledger.keys import derive_log_key, read_signer_file
 
-__all__ = ["LedgerTarget", "is_url", "ledger_target", "master_key_option", "read_log_key"]
+__all__ = [
+    "LedgerTarget",
+    "is_url",
+    "ledger_target",
+    "master_key_option",
+    "read_log_key",
+    "target_of",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,6 +88,16 @@ class LedgerTarget:
         return Ledger.open(
             self.text, origin=self.log, readonly=readonly, log_key=log_key, writers=writers
         )
+
+
+def target_of(ledger: str, log: str | None) -> LedgerTarget:
+    """The target ``LEDGER [--log ORIGIN]`` names.
+
+    Raises:
+        CommandError: for a URL of another scheme, a URL without ``--log``, or
+            ``--log`` with a file.
+    """
+    return _target(ledger, log)
 
 
 def _target(ledger: str, log: str | None) -> LedgerTarget:

@@ -34,6 +34,7 @@ from disclosure_ledger._cli.kit import (
     passphrase_options,
     read_policy_file,
 )
+from disclosure_ledger._cli.target import LedgerTarget, ledger_target
 from disclosure_ledger._core.checkpoints import peek_checkpoint
 from disclosure_ledger._core.evidence import (
     check_evidence,
@@ -46,7 +47,6 @@ from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519
 from disclosure_ledger._core.policy import Policy
 from disclosure_ledger._core.records import ActorKind, Party
 from disclosure_ledger._fsutil import atomic_file
-from disclosure_ledger._log.ledger import Ledger
 from disclosure_ledger._verify.gate import (
     DEFAULT_MAX_AGE_SECONDS,
     DEFAULT_MAX_RECORD_AGE_SECONDS,
@@ -202,7 +202,7 @@ def _witness_add(
 
 
 @click.command("cosign")
-@click.argument("ledger", type=click.Path(dir_okay=False, path_type=Path))
+@ledger_target
 @click.argument("file", metavar="FILE")
 @click.option(
     "--witness-key",
@@ -219,7 +219,7 @@ def _witness_add(
 )
 def _cosign(
     *,
-    ledger: Path,
+    ledger: LedgerTarget,
     file: str,
     witness_keys: Sequence[Path],
     policy_path: Path | None,
@@ -247,7 +247,7 @@ def _cosign(
             size = peek_checkpoint(text).size
         except MalformedError:
             size = None
-    with Ledger.open(ledger) as lg:
+    with ledger.open() as lg:
         target = lg.latest_checkpoint().checkpoint.size if size is None else size
         new = lg.add_cosignatures(target, lines, keys)
     click.echo(f"stored {new} new cosignature(s) for checkpoint {target}")
@@ -474,7 +474,7 @@ def _evidence_make(
 
 
 @click.command("witness-collect")
-@click.argument("ledger", type=click.Path(dir_okay=False, path_type=Path))
+@ledger_target
 @click.option(
     "--witness-dir",
     "witness_dirs",
@@ -505,7 +505,7 @@ def _evidence_make(
 @passphrase_options
 def _witness_collect(
     *,
-    ledger: Path,
+    ledger: LedgerTarget,
     witness_dirs: Sequence[Path],
     witness_cmds: Sequence[str],
     witness_keys: Sequence[Path],
@@ -532,7 +532,7 @@ def _witness_collect(
             raise CommandError(f"--witness-cmd {cmd!r}: {err}") from err
         key = _verifier(key_path, KEY_TYPE_COSIGNATURE, "witness key")
         endpoints.append(CommandWitness(argv, key, timeout=timeout))
-    with Ledger.open(ledger) as lg:
+    with ledger.open() as lg:
         outcomes = collect_cosignatures(lg, endpoints, int(time.time()))
     for o in outcomes:
         click.echo(f"{o.outcome} {o.witness} size {o.size}: {o.detail}")

@@ -41,7 +41,15 @@ from disclosure_ledger._store.base import SequencingTxn, Store
 from disclosure_ledger._store.layout import UPPER_LEVEL, stored_hash_count
 from disclosure_ledger.errors import DuplicateEventError
 
-__all__ = ["AppendReceipt", "BeginTxn", "Committer", "GroupCommitter", "LogWriter"]
+__all__ = [
+    "AppendReceipt",
+    "BeginTxn",
+    "Committer",
+    "GroupCommitter",
+    "LogWriter",
+    "SharedCommitter",
+    "sign_head",
+]
 
 _MAX_BATCH = 8192
 _SIGN_CHUNK = 256
@@ -487,3 +495,23 @@ class SharedCommitter:
             pending = list(self._pending)
         for future in pending:
             future.exception()
+
+
+def sign_head(store: Store, origin: str, log_key: Signer) -> int | None:
+    """Sign a checkpoint of the committed size if none covers it yet; return that size.
+
+    Every commit of this library carries its checkpoint, so this finds
+    nothing to do unless records were committed without one (by another
+    writer that died in between, or another tool). Under the log's lock, so
+    it races no append.
+
+    Raises:
+        StorageError: if the store cannot be read or written.
+    """
+    with store.append_txn() as txn:
+        size = txn.size()
+        if store.checkpoint(size) is not None:
+            return None
+        tree = CompactRange(size, txn.frontier(subtree_ids(0, size)))
+        txn.insert_checkpoint(size, sign_checkpoint(Checkpoint(origin, size, tree.root()), log_key))
+    return size

@@ -159,6 +159,14 @@ class LedgerDatabase:
             Ledger.on_store(store, log_key=log_key, writers=writers, group=self._group_committer)
         )
 
+    def log_keys(self) -> list[tuple[str, int, str]]:
+        """``(origin, size, log public key)`` of every log, by origin (owners verify with it).
+
+        Raises:
+            StorageError: if the database cannot be read.
+        """
+        return self._db.log_keys()
+
     def logs(self) -> list[tuple[str, int]]:
         """``(origin, size)`` of every log in the database, by origin.
 

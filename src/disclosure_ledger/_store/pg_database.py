@@ -314,6 +314,20 @@ class PostgresDatabase:
         )
         return [(str(o), int(s)) for o, s in rows]
 
+    def log_keys(self) -> list[tuple[str, int, str]]:
+        """``(origin, size, log public key)`` of every log, by origin.
+
+        Raises:
+            StorageError: if the database cannot be read.
+        """
+        rows = self.read(
+            "listing the logs",
+            lambda c: c.execute(
+                "SELECT origin, size, log_key FROM logs ORDER BY origin"
+            ).fetchall(),
+        )
+        return [(str(o), int(s), str(k)) for o, s, k in rows]
+
     @contextlib.contextmanager
     def transaction(self, logs: Sequence[tuple[int, str]]) -> Iterator[dict[int, PgAppendTxn]]:
         """One transaction appending to several logs: a :class:`PgAppendTxn` per log, by log ID.
