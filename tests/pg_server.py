@@ -55,6 +55,7 @@ class PgServer:
         self._root: Path | None = None
         self._port = 0
         self._as_postgres = False
+        self._fsync = False
 
     @property
     def own(self) -> bool:
@@ -64,8 +65,10 @@ class PgServer:
     # -- starting our own -------------------------------------------------------
 
     @classmethod
-    def start_own(cls, bindir: Path) -> PgServer:
+    def start_own(cls, bindir: Path, *, fsync: bool = False) -> PgServer:
         """initdb and start a server in a new temporary directory.
+
+        ``fsync`` on is for benchmarks, which measure durable commits.
 
         Raises:
             RuntimeError: naming the step that failed, with its output.
@@ -81,6 +84,7 @@ class PgServer:
             f"postgresql://postgres@127.0.0.1:{port}/postgres", bindir=bindir, datadir=datadir
         )
         server._root, server._port, server._as_postgres = root, port, as_postgres
+        server._fsync = fsync
         server._run(
             "initdb",
             "-D",
@@ -114,7 +118,8 @@ class PgServer:
         assert self._root is not None
         options = (
             f"-p {self._port} -c listen_addresses=127.0.0.1 -k {self._root}"
-            " -c fsync=off -c full_page_writes=off -c max_connections=200"
+            + ("" if self._fsync else " -c fsync=off -c full_page_writes=off")
+            + " -c max_connections=200"
             " -c shared_buffers=128MB"
         )
         self._run(

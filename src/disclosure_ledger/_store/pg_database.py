@@ -28,7 +28,7 @@ import psycopg
 import psycopg_pool
 from psycopg import errors as pgerr
 
-from disclosure_ledger._core.merkle import NodeId
+from disclosure_ledger._core.merkle import NodeId, subtree_ids
 from disclosure_ledger._store.layout import stored_hash_index
 from disclosure_ledger._store.pg_schema import (
     FORMAT_NAME,
@@ -48,6 +48,10 @@ __all__ = ["PgAppendTxn", "PostgresDatabase", "in_runs", "is_postgres_url"]
 _QUERY_COLUMNS = ", ".join(INDEX_COLUMNS)
 _CONNECT_TIMEOUT_S = 10
 _POOL_TIMEOUT_S = 60.0
+_LOCK_SQL = (
+    "SELECT l.size, l.frontier, r.leaf FROM logs AS l LEFT JOIN records AS r"
+    " ON r.log_id = l.log_id AND r.seq = l.size - 1 WHERE l.log_id = %s FOR UPDATE OF l"
+)
 _INIT_LOCK = 0x444C4731  # pg_advisory_xact_lock key: one schema creation at a time
 
 
@@ -354,19 +358,25 @@ class PostgresDatabase:
         committing = False
         with self.connection() as conn:
             try:
-                with conn.transaction():
+                with conn.pipeline(), conn.transaction():
+                    # Every lock is sent at once; the server takes them in this order.
+                    locks = [(i, a, conn.execute(_LOCK_SQL, (i,))) for i, a in ordered]
                     txns: dict[int, PgAppendTxn] = {}
-                    for log_id, address in ordered:
-                        row = conn.execute(
-                            "SELECT size FROM logs WHERE log_id = %s FOR UPDATE", (log_id,)
-                        ).fetchone()
+                    for log_id, address, cur in locks:
+                        row = cur.fetchone()
                         if row is None:
                             raise StorageError(f"{address}: the log is gone")
-                        txns[log_id] = PgAppendTxn(log_id, address, conn, int(row[0]))
+                        leaf = None if row[2] is None else bytes(row[2])
+                        head = (int(row[0]), bytes(row[1]), leaf)
+                        txns[log_id] = PgAppendTxn(log_id, address, conn, head)
                     yield txns
                     for txn in txns.values():
                         txn.finish()
                     committing = True
+            except pgerr.UniqueViolation as err:
+                if err.diag.constraint_name == "event_ids_pkey":
+                    raise DuplicateEventError("(one of this batch)") from err
+                raise self.error(err, "appending (nothing was written)") from err
             except psycopg.OperationalError as err:
                 if committing:
                     raise StorageError(
@@ -388,20 +398,48 @@ def in_runs(runs: Sequence[tuple[int, bytes]], pos: int) -> bytes | None:
 
 
 class PgAppendTxn:
-    """One log's writes inside a sequencing transaction (:meth:`PostgresDatabase.transaction`)."""
+    """One log's writes inside a sequencing transaction (:meth:`PostgresDatabase.transaction`).
 
-    __slots__ = ("_end", "_size", "address", "conn", "log_id")
+    The transaction runs in psycopg's pipeline mode: writes are sent without
+    waiting for their answers, so a commit of several logs costs a few round
+    trips, not one per statement. The log's row holds the Merkle frontier at
+    its size beside the size, and the locking statement reads it with the
+    last record's leaf: the chain head and the frontier come with the lock.
+    """
 
-    def __init__(self, log_id: int, address: str, conn: psycopg.Connection[Any], size: int) -> None:
+    __slots__ = (
+        "_end",
+        "_frontier",
+        "_last_leaf",
+        "_size",
+        "_upper",
+        "_written",
+        "address",
+        "conn",
+        "log_id",
+    )
+
+    def __init__(
+        self,
+        log_id: int,
+        address: str,
+        conn: psycopg.Connection[Any],
+        head: tuple[int, bytes, bytes | None],
+    ) -> None:
         self.log_id = log_id
         self.address = address
         self.conn = conn
-        self._size = size  # read under the lock
-        self._end = size  # one past the last record written here
+        self._size, self._frontier, self._last_leaf = head  # read under the lock
+        self._end = self._size  # one past the last record written here
+        self._written: list[tuple[int, bytes]] = []  # the runs written here
+        self._upper: dict[int, bytes] = {}
 
-    def _exec(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
-        cur = self.conn.execute(sql, (self.log_id, *args))
-        return cur.fetchall() if cur.description else []
+    def _exec(self, sql: str, *args: object) -> None:
+        # Queued in the pipeline: a failure surfaces at the next sync or the commit.
+        self.conn.execute(sql, (self.log_id, *args))
+
+    def _query(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
+        return self.conn.execute(sql, (self.log_id, *args)).fetchall()
 
     def size(self) -> int:
         """The committed size, read under the lock."""
@@ -415,25 +453,31 @@ class PgAppendTxn:
         """
         if size == 0:
             return None
-        rows = self._exec("SELECT leaf FROM records WHERE log_id = %s AND seq = %s", size - 1)
+        if size == self._size and self._last_leaf is not None:
+            return self._last_leaf
+        rows = self._query("SELECT leaf FROM records WHERE log_id = %s AND seq = %s", size - 1)
         if not rows:
             raise StorageError(f"record {size - 1} is missing")
         return bytes(rows[0][0])
 
     def frontier(self, ids: Sequence[NodeId]) -> list[bytes]:
-        """The stored hashes of ``ids`` (read inside the transaction).
+        """The stored hashes of ``ids``: from the log's row when they are its frontier.
 
         Raises:
             StorageError: if one is not stored.
         """
-        positions = [stored_hash_index(level, n) for level, n in ids]
-        if not positions:
+        if not ids:
             return []
+        if list(ids) == subtree_ids(0, self._size) and len(self._frontier) == 32 * len(ids):
+            return [self._frontier[k : k + 32] for k in range(0, len(self._frontier), 32)]
+        return self._stored([stored_hash_index(level, n) for level, n in ids])
+
+    def _stored(self, positions: Sequence[int]) -> list[bytes]:
         rows = self.conn.execute(
             "SELECT DISTINCT h.first, h.run FROM unnest(%s::bigint[]) AS q(p)"
             " CROSS JOIN LATERAL (SELECT first, run FROM hashes WHERE log_id = %s"
             " AND first <= q.p ORDER BY first DESC LIMIT 1) AS h",
-            (positions, self.log_id),
+            (list(positions), self.log_id),
         ).fetchall()
         runs = sorted((int(f), bytes(r)) for f, r in rows)
         out = []
@@ -446,7 +490,7 @@ class PgAppendTxn:
 
     def existing_event_ids(self, event_ids: Sequence[str]) -> set[str]:
         """Those of ``event_ids`` already committed."""
-        rows = self._exec(
+        rows = self._query(
             "SELECT event_id FROM event_ids WHERE log_id = %s AND event_id = ANY(%s)",
             list(event_ids),
         )
@@ -465,23 +509,21 @@ class PgAppendTxn:
     def insert_records(self, first: int, leaves: Sequence[bytes], event_ids: Sequence[str]) -> None:
         """Add records ``first, first + 1, ...`` with their event IDs (one statement each).
 
+        A repeated event ID fails the transaction when it commits, as
+        :class:`~disclosure_ledger.errors.DuplicateEventError`.
+
         Raises:
-            DuplicateEventError: if an event ID is already committed or repeated here.
             StorageError: if ``first`` is not where the log ends.
         """
         if first != self._end:
             raise StorageError(f"{self.address}: records must go at {self._end}, not {first}")
         seqs = list(range(first, first + len(leaves)))
-        try:
-            with self.conn.transaction():  # a savepoint: the duplicate is told apart
-                self._exec(
-                    "INSERT INTO event_ids (log_id, event_id, seq)"
-                    " SELECT %s, e, s FROM unnest(%s::text[], %s::bigint[]) AS t(e, s)",
-                    list(event_ids),
-                    seqs,
-                )
-        except pgerr.UniqueViolation as err:
-            raise DuplicateEventError("(one of this batch)") from err
+        self._exec(
+            "INSERT INTO event_ids (log_id, event_id, seq)"
+            " SELECT %s, e, s FROM unnest(%s::text[], %s::bigint[]) AS t(e, s)",
+            list(event_ids),
+            seqs,
+        )
         self._exec(
             "INSERT INTO records (log_id, seq, leaf)"
             " SELECT %s, s, l FROM unnest(%s::bigint[], %s::bytea[]) AS t(s, l)",
@@ -489,10 +531,12 @@ class PgAppendTxn:
             list(leaves),
         )
         self._end = first + len(leaves)
+        self._last_leaf = leaves[-1] if leaves else self._last_leaf
 
     def insert_runs(self, runs: Sequence[tuple[int, bytes]]) -> None:
         """Store runs of hashes ``(first position, hashes concatenated)``."""
         if runs:
+            self._written += runs
             self._exec(
                 "INSERT INTO hashes (log_id, first, run)"
                 " SELECT %s, f, r FROM unnest(%s::bigint[], %s::bytea[]) AS t(f, r)",
@@ -503,6 +547,7 @@ class PgAppendTxn:
     def insert_upper(self, rows: Sequence[tuple[int, bytes]]) -> None:
         """Store ``(position, hash)`` of the nodes at the upper levels."""
         if rows:
+            self._upper.update(rows)
             self._exec(
                 "INSERT INTO upper_hashes (log_id, id, hash)"
                 " SELECT %s, i, h FROM unnest(%s::bigint[], %s::bytea[]) AS t(i, h)",
@@ -516,7 +561,7 @@ class PgAppendTxn:
 
     def indexed_size(self) -> int:
         """How many records the query index covers, read in the transaction."""
-        rows = self._exec("SELECT MAX(seq) FROM record_index WHERE log_id = %s")
+        rows = self._query("SELECT MAX(seq) FROM record_index WHERE log_id = %s")
         return 0 if rows[0][0] is None else int(rows[0][0]) + 1
 
     def insert_index_rows(self, rows: Sequence[tuple[object, ...]]) -> None:
@@ -533,8 +578,26 @@ class PgAppendTxn:
         )
 
     def finish(self) -> None:
-        """Move the log's size to the end of the records written here (before the commit)."""
-        if self._end != self._size:
-            self.conn.execute(
-                "UPDATE logs SET size = %s WHERE log_id = %s", (self._end, self.log_id)
+        """Move the log's size and frontier to the end of the records written here."""
+        if self._end == self._size:
+            return
+        old = dict(
+            zip(
+                [stored_hash_index(level, n) for level, n in subtree_ids(0, self._size)],
+                self.frontier(subtree_ids(0, self._size)),
+                strict=True,
             )
+        )
+        new: list[bytes] = []
+        for level, n in subtree_ids(0, self._end):
+            pos = stored_hash_index(level, n)
+            # Each node of the new frontier was made here, or is one of the old.
+            h = old.get(pos) or self._upper.get(pos) or in_runs(self._written, pos)
+            if h is None:
+                new = []  # not all written here: the next append reads them from the runs
+                break
+            new.append(h)
+        self.conn.execute(
+            "UPDATE logs SET size = %s, frontier = %s WHERE log_id = %s",
+            (self._end, b"".join(new), self.log_id),
+        )

@@ -135,6 +135,7 @@ CREATE TABLE logs (
     origin text NOT NULL,
     log_key text NOT NULL,
     size bigint NOT NULL DEFAULT 0 CHECK (size >= 0),
+    frontier bytea NOT NULL DEFAULT ''::bytea CHECK (length(frontier) % 32 = 0),
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE log_meta (

@@ -233,13 +233,14 @@ class PostgresStore(PgLogReader):
                 raise StorageError(f"no checkpoint of size {size}")
             if not lines:
                 return 0
-            cur = txn.conn.execute(
+            added = txn.conn.execute(
                 "INSERT INTO cosignatures (log_id, size, witness, line)"
                 " SELECT %s, %s, w, l FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY"
-                " AS t(w, l, k) ORDER BY k ON CONFLICT (log_id, size, line) DO NOTHING",
+                " AS t(w, l, k) ORDER BY k ON CONFLICT (log_id, size, line) DO NOTHING"
+                " RETURNING 1",
                 (self.log_id, size, [w for w, _ in lines], [line for _, line in lines]),
-            )
-            return max(cur.rowcount, 0)
+            ).fetchall()
+            return len(added)
 
     def add_witness_event(self, size: int, witness: str, outcome: str, detail: str) -> None:
         """Record what a witness answered for the checkpoint of ``size``.
