@@ -14,6 +14,7 @@ one-row transactions per second the server commits for one client, and for 8.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import random
 import statistics
@@ -125,6 +126,8 @@ def fill_filler_logs(url: str, logs: int, per_log: int) -> None:
                 )
             print(f"  filler logs: {min(logs, a + step):,}", file=sys.stderr)
         conn.execute("VACUUM ANALYZE")
+        with contextlib.suppress(psycopg.Error):  # needs the right to; then skipped
+            conn.execute("CHECKPOINT")  # the load's dirty pages written before measuring
 
 
 def bulk_rate(url: str, k: int, n: int, batch: int = 1000) -> float:
@@ -292,16 +295,26 @@ def main() -> None:
             )
         )
 
-        # Flatness: appends to 10 logs alone, then among 100,000 (1M records in all).
-        flat_url = url if server is None else server.new_database("flat")
-        create_logs(flat_url, 2000, 10)
+        # Flatness: appends to 10 logs in a database of 10 logs, and in one where
+        # they are among 100,000 (1M records in all); alternated, medians.
+        alone = url if server is None else server.new_database("alone")
+        among = url if server is None else server.new_database("among")
+        create_logs(alone, 2000, 10)
+        create_logs(among, 2000, 10)
+        fill_filler_logs(among, filler_logs, 10)
         ten = list(range(2000, 2010))
-        few = writers_rate(flat_url, ten, 4, threads=16, seconds=seconds, tag="few")[0]
-        fill_filler_logs(flat_url, filler_logs, 10)
-        many = writers_rate(flat_url, ten, 4, threads=16, seconds=seconds, tag="among")[0]
-        drop = (few - many) / few
+        few: list[float] = []
+        many: list[float] = []
+        for r in range(3):
+            for db_url, out in ((alone, few), (among, many)):
+                got = writers_rate(
+                    db_url, ten, 4, threads=16, seconds=seconds, tag=f"f{r}{len(out)}"
+                )
+                out.append(got[0])
+        drop = (statistics.median(few) - statistics.median(many)) / statistics.median(few)
         rows.append(
-            (f"appends to 10 logs: alone vs among {filler_logs:,}", f"{few:,.0f} vs {many:,.0f}/s",
+            (f"appends to 10 logs: alone vs among {filler_logs:,}",
+             f"{statistics.median(few):,.0f} vs {statistics.median(many):,.0f}/s",
              f"{-drop:+.0%} " + ("PASS" if drop <= 0.15 else "MISS"))
         )  # fmt: skip
     finally:

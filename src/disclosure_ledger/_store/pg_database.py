@@ -400,19 +400,26 @@ def in_runs(runs: Sequence[tuple[int, bytes]], pos: int) -> bytes | None:
 class PgAppendTxn:
     """One log's writes inside a sequencing transaction (:meth:`PostgresDatabase.transaction`).
 
-    The transaction runs in psycopg's pipeline mode: writes are sent without
-    waiting for their answers, so a commit of several logs costs a few round
-    trips, not one per statement. The log's row holds the Merkle frontier at
-    its size beside the size, and the locking statement reads it with the
-    last record's leaf: the chain head and the frontier come with the lock.
+    The transaction runs in psycopg's pipeline mode, and a log's writes are
+    kept until the transaction ends, then sent as one statement (modifying
+    common table expressions, all of one log): a commit of several logs costs
+    a few round trips and two statements a log. The log's row holds the
+    Merkle frontier at its size beside the size, and the locking statement
+    reads it with the last record's leaf: the chain head and the frontier come
+    with the lock.
     """
 
     __slots__ = (
+        "_checkpoints",
         "_end",
+        "_event_ids",
         "_frontier",
         "_last_leaf",
+        "_leaves",
         "_size",
         "_upper",
+        "_upper_rows",
+        "_writers",
         "_written",
         "address",
         "conn",
@@ -431,8 +438,14 @@ class PgAppendTxn:
         self.conn = conn
         self._size, self._frontier, self._last_leaf = head  # read under the lock
         self._end = self._size  # one past the last record written here
-        self._written: list[tuple[int, bytes]] = []  # the runs written here
+        # What this transaction writes, sent as one statement when it ends.
+        self._written: list[tuple[int, bytes]] = []  # hash runs
         self._upper: dict[int, bytes] = {}
+        self._upper_rows: list[tuple[int, bytes]] = []
+        self._leaves: list[bytes] = []
+        self._event_ids: list[str] = []
+        self._checkpoints: list[tuple[int, str]] = []
+        self._writers: list[tuple[str, int, int]] = []
 
     def _exec(self, sql: str, *args: object) -> None:
         # Queued in the pipeline: a failure surfaces at the next sync or the commit.
@@ -498,18 +511,13 @@ class PgAppendTxn:
 
     def register_writer(self, key_id: int, vkey: str, size: int) -> None:
         """Remember a writer key, first seen at ``size`` (nothing if it is known)."""
-        self._exec(
-            "INSERT INTO writers (log_id, vkey, key_id, added_at_size) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (log_id, vkey) DO NOTHING",
-            vkey,
-            key_id,
-            size,
-        )
+        self._writers.append((vkey, key_id, size))
 
     def insert_records(self, first: int, leaves: Sequence[bytes], event_ids: Sequence[str]) -> None:
-        """Add records ``first, first + 1, ...`` with their event IDs (one statement each).
+        """Add records ``first, first + 1, ...`` with their event IDs.
 
-        A repeated event ID fails the transaction when it commits, as
+        Written with the rest of the log's part when the transaction ends; a
+        repeated event ID fails it then, as
         :class:`~disclosure_ledger.errors.DuplicateEventError`.
 
         Raises:
@@ -517,47 +525,25 @@ class PgAppendTxn:
         """
         if first != self._end:
             raise StorageError(f"{self.address}: records must go at {self._end}, not {first}")
-        seqs = list(range(first, first + len(leaves)))
-        self._exec(
-            "INSERT INTO event_ids (log_id, event_id, seq)"
-            " SELECT %s, e, s FROM unnest(%s::text[], %s::bigint[]) AS t(e, s)",
-            list(event_ids),
-            seqs,
-        )
-        self._exec(
-            "INSERT INTO records (log_id, seq, leaf)"
-            " SELECT %s, s, l FROM unnest(%s::bigint[], %s::bytea[]) AS t(s, l)",
-            seqs,
-            list(leaves),
-        )
+        if len(leaves) != len(event_ids):
+            raise StorageError(f"{self.address}: {len(leaves)} leaves, {len(event_ids)} event IDs")
+        self._leaves += leaves
+        self._event_ids += event_ids
         self._end = first + len(leaves)
         self._last_leaf = leaves[-1] if leaves else self._last_leaf
 
     def insert_runs(self, runs: Sequence[tuple[int, bytes]]) -> None:
         """Store runs of hashes ``(first position, hashes concatenated)``."""
-        if runs:
-            self._written += runs
-            self._exec(
-                "INSERT INTO hashes (log_id, first, run)"
-                " SELECT %s, f, r FROM unnest(%s::bigint[], %s::bytea[]) AS t(f, r)",
-                [f for f, _ in runs],
-                [r for _, r in runs],
-            )
+        self._written += runs
 
     def insert_upper(self, rows: Sequence[tuple[int, bytes]]) -> None:
         """Store ``(position, hash)`` of the nodes at the upper levels."""
-        if rows:
-            self._upper.update(rows)
-            self._exec(
-                "INSERT INTO upper_hashes (log_id, id, hash)"
-                " SELECT %s, i, h FROM unnest(%s::bigint[], %s::bytea[]) AS t(i, h)",
-                [i for i, _ in rows],
-                [h for _, h in rows],
-            )
+        self._upper.update(rows)
+        self._upper_rows += rows
 
     def insert_checkpoint(self, size: int, note: str) -> None:
         """Store the signed checkpoint of ``size`` (each size at most once)."""
-        self._exec("INSERT INTO checkpoints (log_id, size, note) VALUES (%s, %s, %s)", size, note)
+        self._checkpoints.append((size, note))
 
     def indexed_size(self) -> int:
         """How many records the query index covers, read in the transaction."""
@@ -578,9 +564,71 @@ class PgAppendTxn:
         )
 
     def finish(self) -> None:
-        """Move the log's size and frontier to the end of the records written here."""
-        if self._end == self._size:
+        """Send this log's writes as one statement, moving its size and frontier with them."""
+        parts: list[str] = []
+        args: list[object] = []
+
+        def part(sql: str, *values: object) -> None:
+            parts.append(f"w{len(parts)} AS ({sql})")
+            args.extend(values)
+
+        if self._writers:
+            part(
+                "INSERT INTO writers (log_id, vkey, key_id, added_at_size)"
+                " SELECT %s, v, k, s FROM unnest(%s::text[], %s::bigint[], %s::bigint[])"
+                " WITH ORDINALITY AS t(v, k, s, o) ORDER BY o"
+                " ON CONFLICT (log_id, vkey) DO NOTHING",
+                self.log_id,
+                *(list(c) for c in zip(*self._writers, strict=True)),
+            )
+        if self._leaves:
+            seqs = list(range(self._size, self._end))
+            part(
+                "INSERT INTO event_ids (log_id, event_id, seq)"
+                " SELECT %s, e, s FROM unnest(%s::text[], %s::bigint[]) AS t(e, s)",
+                self.log_id,
+                self._event_ids,
+                seqs,
+            )
+            part(
+                "INSERT INTO records (log_id, seq, leaf)"
+                " SELECT %s, s, l FROM unnest(%s::bigint[], %s::bytea[]) AS t(s, l)",
+                self.log_id,
+                seqs,
+                self._leaves,
+            )
+        for table, column, rows in (
+            ("hashes", "first, run", self._written),
+            ("upper_hashes", "id, hash", self._upper_rows),
+        ):
+            if rows:
+                part(
+                    f"INSERT INTO {table} (log_id, {column})"  # noqa: S608 - fixed names
+                    " SELECT %s, p, h FROM unnest(%s::bigint[], %s::bytea[]) AS t(p, h)",
+                    self.log_id,
+                    [p for p, _ in rows],
+                    [h for _, h in rows],
+                )
+        if self._checkpoints:
+            part(
+                "INSERT INTO checkpoints (log_id, size, note)"
+                " SELECT %s, s, n FROM unnest(%s::bigint[], %s::text[]) AS t(s, n)",
+                self.log_id,
+                [c for c, _ in self._checkpoints],
+                [n for _, n in self._checkpoints],
+            )
+        if self._end != self._size:
+            final = "UPDATE logs SET size = %s, frontier = %s WHERE log_id = %s"
+            args += [self._end, self._new_frontier(), self.log_id]
+        elif parts:
+            final = "SELECT 1"
+        else:
             return
+        with_ = ("WITH " + ", ".join(parts) + " ") if parts else ""
+        self.conn.execute(with_ + final, args)
+
+    def _new_frontier(self) -> bytes:
+        # Each node of the new frontier was made here, or is one of the old.
         old = dict(
             zip(
                 [stored_hash_index(level, n) for level, n in subtree_ids(0, self._size)],
@@ -591,13 +639,8 @@ class PgAppendTxn:
         new: list[bytes] = []
         for level, n in subtree_ids(0, self._end):
             pos = stored_hash_index(level, n)
-            # Each node of the new frontier was made here, or is one of the old.
             h = old.get(pos) or self._upper.get(pos) or in_runs(self._written, pos)
             if h is None:
-                new = []  # not all written here: the next append reads them from the runs
-                break
+                return b""  # not all written here: the next append reads them from the runs
             new.append(h)
-        self.conn.execute(
-            "UPDATE logs SET size = %s, frontier = %s WHERE log_id = %s",
-            (self._end, b"".join(new), self.log_id),
-        )
+        return b"".join(new)

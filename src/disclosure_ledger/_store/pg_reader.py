@@ -23,6 +23,8 @@ from disclosure_ledger.errors import StorageError
 
 __all__ = ["PgLogReader"]
 
+_NOTES_KEPT = 256
+
 
 class PgLogReader:
     """The reads of one log: every statement is ``... WHERE log_id = %s ...``."""
@@ -33,6 +35,7 @@ class PgLogReader:
         self.origin = origin
         self.address = f"{db.address}#{origin}"
         self._closed = False
+        self._notes: dict[int, str] = {}  # checkpoints read, by size
 
     @property
     def path(self) -> Path:
@@ -150,8 +153,17 @@ class PgLogReader:
         Raises:
             StorageError: if the database cannot be read.
         """
+        note = self._notes.get(size)
+        if note is not None:
+            return note
         rows = self._rows("SELECT note FROM checkpoints WHERE log_id = %s AND size = %s", size)
-        return str(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        # A stored checkpoint never changes: proofs at one size read it once.
+        if len(self._notes) >= _NOTES_KEPT:
+            self._notes.clear()
+        self._notes[size] = note = str(rows[0][0])
+        return note
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
         """``(size, note)`` of the newest checkpoint, if any.
