@@ -273,10 +273,10 @@ def main() -> None:
         create_logs(url, 0, 1_001)
         row(f"bulk appends to one log ({big:,})", bulk_rate(url, 0, big), 0.5)
         rate, p50, p99 = writers_rate(
-            url, list(range(1, 1001)), 8, threads=16, seconds=seconds, tag="many"
+            url, list(range(1, 1001)), 8, threads=64, seconds=seconds, tag="many"
         )
         row("8 processes over 1,000 logs", rate, 0.5, f"p50 {p50:.1f} ms p99 {p99:.1f} ms")
-        rate, p50, p99 = writers_rate(url, [1], 8, threads=16, seconds=seconds, tag="one")
+        rate, p50, p99 = writers_rate(url, [1], 8, threads=64, seconds=seconds, tag="one")
         row("8 processes on one log", rate, 0.5, f"p50 {p50:.1f} ms p99 {p99:.1f} ms")
         med = proof_median_us(url, 0, big)
         rows.append(
