@@ -8,8 +8,14 @@ fail loudly: CI has it, and a silently skipped conformance suite proves nothing.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+from .pg_server import PgServer, find_bindir
 
 VECTORS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
 
@@ -39,21 +45,23 @@ def flip_bit(data: bytes, bit: int) -> bytes:
 
 # -- PostgreSQL: one server for the whole run (see tests/pg_server.py) ----------
 
-import os  # noqa: E402 - kept beside the fixtures that use it
-import sys  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
 
-import pytest  # noqa: E402
-
-from .pg_server import PgServer, find_bindir  # noqa: E402
+_SKIPPED_POSTGRES: list[str] = []
 
 
 def _postgres_unavailable(why: str) -> None:
     message = f"POSTGRESQL TESTS NOT RUN: {why}"
     if os.environ.get("CI") == "true":
         pytest.fail(message + " (CI=true requires them)", pytrace=False)
-    print(f"\n*** {message} ***", file=sys.stderr)
+    if not _SKIPPED_POSTGRES:
+        _SKIPPED_POSTGRES.append(message)
     pytest.skip(message)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say loudly, once, at the end of the run, that the PostgreSQL tests were skipped."""
+    for message in _SKIPPED_POSTGRES:
+        terminalreporter.write_line(f"*** {message} ***", red=True, bold=True)
 
 
 @pytest.fixture(scope="session")

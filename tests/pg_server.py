@@ -31,7 +31,14 @@ _counter = itertools.count()
 
 
 def find_bindir() -> Path | None:
-    """The directory holding ``initdb`` and ``pg_ctl``, if PostgreSQL is installed."""
+    """The directory holding ``initdb`` and ``pg_ctl``, if PostgreSQL is installed.
+
+    ``DL_TEST_POSTGRES_BINDIR`` names it when set (a machine with several
+    versions), and then nothing else is looked for.
+    """
+    given = os.environ.get("DL_TEST_POSTGRES_BINDIR")
+    if given is not None:
+        return Path(given) if (Path(given) / "initdb").is_file() else None
     on_path = shutil.which("initdb")
     if on_path:
         return Path(on_path).parent

@@ -8,7 +8,11 @@ the append-only triggers, and errors that never show a password.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -242,3 +246,22 @@ def test_log_ids_are_derived_from_origins() -> None:
     assert log_id_of("vendor.example/owner-a") == log_id_of("vendor.example/owner-a")
     assert log_id_of("vendor.example/owner-a") != log_id_of("vendor.example/owner-b")
     assert -(2**63) <= log_id_of("x") < 2**63
+
+
+@pytest.mark.parametrize("ci", ["", "true"], ids=["outside-ci", "in-ci"])
+def test_without_a_server_the_tests_skip_loudly_or_fail_in_ci(tmp_path: Path, ci: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DL_TEST_POSTGRES_URL", "CI")}
+    env |= {"DL_TEST_POSTGRES_BINDIR": str(tmp_path / "no-postgres-here"), "CI": ci}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/test_postgres_store.py::test_a_read_only_database_writes_nothing"],
+        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert "POSTGRESQL TESTS NOT RUN: no initdb found" in proc.stdout
+    if ci:
+        assert proc.returncode != 0
+        assert "CI=true requires them" in proc.stdout
+    else:
+        assert proc.returncode == 0, proc.stdout
+        assert proc.stdout.startswith("s")  # the one test, skipped
