@@ -276,13 +276,16 @@ def test_a_lost_connection_is_a_clear_error_and_a_retry_is_safe(
         pytest.skip("needs a server this run started (DL_TEST_POSTGRES_URL is set)")
     url = postgres_server.new_database()
     led = _ledger(url, A)
+    reader = Ledger.open(url, origin=A, readonly=True)
     try:
         led.append(event(0))
+        assert reader.size == 1
         postgres_server.stop("immediate")
         with pytest.raises(StorageError, match="connection") as caught:
             led.append(event(1))
         assert "\n" not in str(caught.value)
         postgres_server.start()
+        assert reader.size == 1  # a read on a connection the restart broke is redone
         for _ in range(50):
             try:
                 led.append(event(1))
@@ -295,6 +298,7 @@ def test_a_lost_connection_is_a_clear_error_and_a_retry_is_safe(
         led.check()
     finally:
         led.close()
+        reader.close()
 
 
 def test_an_old_process_gap_is_checkpointed_by_the_next_writer(pg_url: str) -> None:

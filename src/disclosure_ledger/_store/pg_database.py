@@ -229,19 +229,19 @@ class PostgresDatabase:
         cm.__exit__(None, None, None)
 
     def read(self, doing: str, run: Any) -> Any:
-        """Run ``run(conn)`` on a pooled connection; retry once if the connection had broken.
+        """Run ``run(conn)`` on a pooled connection; redo it on another if that one had broken.
 
         Raises:
             StorageError: if the read fails.
         """
-        for attempt in (0, 1):
+        # Every pooled connection may have broken at once (a server restart);
+        # the pool drops each when it comes back, and a read is safe to redo.
+        for attempt in range(self._pool_size + 1):
             try:
                 with self.connection() as conn:
                     return run(conn)
             except psycopg.OperationalError as err:
-                # A pooled connection broken by a server restart is dropped by
-                # the pool when it comes back; reads are safe to redo.
-                if attempt or not conn.broken:
+                if attempt == self._pool_size or not conn.broken:
                     raise self.error(err, doing) from err
             except psycopg.Error as err:
                 raise self.error(err, doing) from err

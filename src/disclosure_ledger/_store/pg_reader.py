@@ -129,13 +129,16 @@ class PgLogReader:
         if not positions:
             return []
         rows = self._rows(
+            # Which run holds each lower position is found by index (the run
+            # starting at or before it), then each run is read once.
             "SELECT true, id, hash FROM upper_hashes WHERE log_id = %s AND id = ANY(%s)"
-            " UNION ALL SELECT DISTINCT false, h.first, h.run FROM unnest(%s::bigint[]) AS q(p)"
-            " CROSS JOIN LATERAL (SELECT first, run FROM hashes WHERE log_id = %s"
-            " AND first <= q.p ORDER BY first DESC LIMIT 1) AS h",
+            " UNION ALL SELECT false, first, run FROM hashes WHERE log_id = %s AND first = ANY("
+            "ARRAY(SELECT (SELECT first FROM hashes WHERE log_id = %s AND first <= q.p"
+            " ORDER BY first DESC LIMIT 1) FROM unnest(%s::bigint[]) AS q(p)))",
             upper,
-            lower,
             self.log_id,
+            self.log_id,
+            lower,
         )
         found_upper = {int(i): bytes(h) for is_upper, i, h in rows if is_upper}
         runs = sorted((int(i), bytes(h)) for is_upper, i, h in rows if not is_upper)
