@@ -21,8 +21,8 @@ forced on for the store's connections.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 import psycopg_pool
@@ -45,6 +45,7 @@ from disclosure_ledger.errors import DuplicateEventError, StorageError
 
 __all__ = ["PgAppendTxn", "PostgresDatabase", "in_runs", "is_postgres_url"]
 
+_T = TypeVar("_T")
 _QUERY_COLUMNS = ", ".join(INDEX_COLUMNS)
 _CONNECT_TIMEOUT_S = 10
 _POOL_TIMEOUT_S = 60.0
@@ -228,7 +229,7 @@ class PostgresDatabase:
             raise
         cm.__exit__(None, None, None)
 
-    def read(self, doing: str, run: Any) -> Any:
+    def read(self, doing: str, run: Callable[[psycopg.Connection[Any]], _T]) -> _T:
         """Run ``run(conn)`` on a pooled connection; redo it on another if that one had broken.
 
         Raises:
