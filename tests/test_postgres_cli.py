@@ -126,3 +126,30 @@ def test_bad_targets_get_one_line_and_exit_2(
         assert secret not in result.stdout + result.stderr, line
     empty = run("logs", pg_url.rsplit("/", 1)[0] + "/postgres")
     assert_one_line_error(empty, 2, "no disclosure ledger schema")
+
+
+def test_witness_add_and_cosign_on_a_database_log(
+    pg_url: str, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    master = ["--master-key", keys["master"]]
+    log = [pg_url, "--log", ORIGIN]
+    assert run("init", pg_url, "--origin", ORIGIN, *master).exit_code == 0
+    appended = run("append", *log, _events(tmp_path, 0, 3), "--writer-key", keys["writer"], *master)
+    assert appended.exit_code == 0, appended.stderr
+    assert run("keygen", "witness.example/w1", "--witness", "--out", tmp_path / "w1").exit_code == 0
+    listed = run("logs", pg_url, "--keys").stdout.split("\t")
+    (tmp_path / "log.pub").write_text(listed[2])
+    made = run(
+        "witness", "init", tmp_path / "w1dir", "--key", tmp_path / "w1.key",
+        "--log", tmp_path / "log.pub",
+    )  # fmt: skip
+    assert made.exit_code == 0, made.stderr
+    request = run("prove", *log, "--consistency", "0")
+    (tmp_path / "req").write_text(request.stdout)
+    line = run("witness", "add", tmp_path / "w1dir", tmp_path / "req")
+    assert line.exit_code == 0, line.stderr
+    (tmp_path / "cosig").write_text(line.stdout)
+    stored = run("cosign", *log, tmp_path / "cosig", "--witness-key", tmp_path / "w1.pub")
+    assert stored.stdout == "stored 1 new cosignature(s) for checkpoint 3\n", stored.stderr
+    assert line.stdout.strip() in run("checkpoint", *log).stdout
+    assert "1 cosignatures" in run("check", *log).stdout

@@ -7,6 +7,7 @@ a test knows exactly what must be in the logs after it kills them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -18,12 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from disclosure_ledger._core.checkpoints import cosign_checkpoint, verify_receipt
+from disclosure_ledger._core import records
+from disclosure_ledger._core.checkpoints import cosign_checkpoint, format_receipt, verify_receipt
 from disclosure_ledger._core.policy import Policy
 from disclosure_ledger._log.database import LedgerDatabase
 from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._verify.gate import NotAReleaseError, ReleaseGate
 from disclosure_ledger._verify.verifier import verify
-from disclosure_ledger._witness.client import LocalWitness
+from disclosure_ledger._witness.client import LocalWitness, collect_cosignatures
 from disclosure_ledger._witness.cosigner import Cosigner
 from disclosure_ledger._witness.witness import Witness
 from disclosure_ledger.errors import (
@@ -31,6 +34,7 @@ from disclosure_ledger.errors import (
     LedgerError,
     StorageError,
     UntrustedKeyError,
+    ValidationError,
     VerificationError,
 )
 
@@ -330,3 +334,41 @@ def test_bad_targets_are_named(pg_url: str) -> None:
     if os.environ.get("DL_TEST_POSTGRES_URL") is None:
         with pytest.raises(StorageError, match="connection"):
             Ledger.open("postgresql://nobody:pw@127.0.0.1:1/x", origin=A)
+
+
+def test_the_release_gate_takes_a_receipt_from_a_postgres_log(pg_url: str, tmp_path: Path) -> None:
+    now = int(time.time()) // 100 * 100 + 100
+    police = records.Party(records.ActorKind.LAW_ENFORCEMENT, organization="Springfield PD")
+    witnesses = [
+        Witness.init(
+            tmp_path / f"w{k}", witness_key(f"witness.example/w{k}"), [log_key_for(A).verifier]
+        )
+        for k in (1, 2)
+    ]
+    with _ledger(pg_url) as led:
+        led.append_many([event(0), release_event(1)])
+        outcomes = collect_cosignatures(led, [LocalWitness(w) for w in witnesses], now)
+        assert [o.outcome for o in outcomes] == ["cosigned", "cosigned"]
+        receipt = format_receipt(led.receipt(1))
+        unlogged = format_receipt(led.receipt(0))
+    policy = Policy.simple(
+        log_key_for(A).verifier, [writer_key().verifier], [w.verifier for w in witnesses], 2
+    )
+    gate = ReleaseGate(policy, max_age_seconds=600)
+    clip = hashlib.sha256(b"clip-1").digest()
+    assert gate.check(receipt, clip, police, now + 1).index == 1
+    with pytest.raises(NotAReleaseError):  # record 0 is a view by staff
+        gate.check(unlogged, hashlib.sha256(b"clip-0").digest(), police, now + 1)
+
+
+def test_an_invalid_event_appends_nothing(pg_url: str) -> None:
+    with _ledger(pg_url) as led:
+        led.append(event(0))
+        with pytest.raises(ValidationError, match=r"\[1\]\.actor"):
+            led.append_many([event(1), event(2, actor={"kind": "alien", "id": "x"})])
+        with pytest.raises(DuplicateEventError):
+            led.append_many([event(3), event(0)])
+        assert led.size == 1
+        assert [r.event.event_id for r in led.iter_records()] == ["ev-00000000"]
+        led.append(event(3))  # the log goes on
+        led.check()
