@@ -48,6 +48,15 @@ def flip_bit(data: bytes, bit: int) -> bytes:
 
 _SKIPPED_POSTGRES: list[str] = []
 
+try:
+    import psycopg  # noqa: F401 - only whether it is there
+except ImportError:
+    # These import the driver; the others reach the server through the fixture below.
+    collect_ignore = ["test_postgres_store.py", "test_postgres_cli.py"]
+    _SKIPPED_POSTGRES.append(
+        'POSTGRESQL TESTS NOT RUN: psycopg is not installed (pip install -e ".[test]")'
+    )
+
 
 def _postgres_unavailable(why: str) -> None:
     message = f"POSTGRESQL TESTS NOT RUN: {why}"
@@ -70,7 +79,7 @@ def postgres_server() -> Iterator[PgServer]:
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        _postgres_unavailable('psycopg is not installed (pip install -e ".[dev]")')
+        _postgres_unavailable('psycopg is not installed (pip install -e ".[test]")')
     url = os.environ.get("DL_TEST_POSTGRES_URL")
     if url:
         yield PgServer(url)
