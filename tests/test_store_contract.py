@@ -57,10 +57,11 @@ def _sqlite(tmp_path: Path) -> StoreFactory:
 
 
 def _postgres(request: pytest.FixtureRequest) -> StoreFactory:
-    # A fresh database for each test: the schema is created on first use.
+    # A fresh database for each test: the schema is created on first use. The
+    # fixture first, so that a run without the driver skips instead of failing.
+    url = request.getfixturevalue("pg_url")
     from disclosure_ledger._store.postgres import PostgresStore
 
-    url = request.getfixturevalue("pg_url")
     origin = META["origin"]
     return StoreFactory(
         lambda: PostgresStore.create(url, META, pool_size=4),
