@@ -372,3 +372,28 @@ def test_an_invalid_event_appends_nothing(pg_url: str) -> None:
         assert [r.event.event_id for r in led.iter_records()] == ["ev-00000000"]
         led.append(event(3))  # the log goes on
         led.check()
+
+
+def test_one_log_opened_twice_in_one_database_object(db: LedgerDatabase) -> None:
+    first = db.create(log_key=log_key_for(A), writers=[writer_key()])
+    second = db.open(A, log_key=log_key_for(A), writers=[writer_key()])
+    errors: list[BaseException] = []
+
+    def appender(led: Ledger, start: int) -> None:
+        try:
+            for i in range(start, start + 40):
+                led.append(event(i))
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [
+        threading.Thread(target=appender, args=(led, k * 1000))
+        for k, led in enumerate([first, second, first, second])
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert not errors
+    assert first.size == second.size == 160
+    first.check()

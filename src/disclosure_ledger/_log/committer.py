@@ -243,12 +243,21 @@ class GroupCommitter:
         return [signer.sign_raw(records.signing_message(origin, c)) for c, signer in items]
 
     def _commit(self, batch: list[_Request]) -> None:
-        # Fast path: let the unique key catch duplicates. If it does, roll back
-        # and redo with an explicit check, so only the offending requests fail.
-        try:
-            self._commit_checked(batch, check_duplicates=False)
-        except DuplicateEventError:
-            self._commit_checked(batch, check_duplicates=True)
+        while batch:
+            # One handle per log in a transaction: a log opened twice (two
+            # LogWriters of one key) has its second handle's appends committed next.
+            now: list[_Request] = []
+            later: list[_Request] = []
+            holder: dict[int, LogWriter] = {}
+            for req in batch:
+                (now if holder.setdefault(req.log.key, req.log) is req.log else later).append(req)
+            # Fast path: let the unique key catch duplicates. If it does, roll back
+            # and redo with an explicit check, so only the offending requests fail.
+            try:
+                self._commit_checked(now, check_duplicates=False)
+            except DuplicateEventError:
+                self._commit_checked(now, check_duplicates=True)
+            batch = later
 
     def _commit_checked(self, batch: list[_Request], *, check_duplicates: bool) -> None:
         by_log: dict[int, list[_Request]] = {}
