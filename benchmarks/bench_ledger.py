@@ -3,10 +3,14 @@
 Run:  python benchmarks/bench_ledger.py            (full: 100k appends, 1M-record flatness)
       python benchmarks/bench_ledger.py --quick    (smaller, for a smoke run)
 
-The raw limit is what `cryptography` (OpenSSL) signs per second with 2 threads
-on messages of a record's size, as the write-path issue defines it. The ledger
-signs with libsodium, which is faster on the same machine; its raw rate is
-printed too, with every figure's ratio to it, so both comparisons are visible.
+The raw limit is what the library the ledger signs with (libsodium, through
+PyNaCl) signs per second with 2 threads on messages of a record's size, in the
+same run (issue 11); targets are judged against it. What `cryptography`
+(OpenSSL) signs is printed too, with every figure's ratio to it, for
+comparison with the write-path issue's figures. The 8-thread target is against
+the lower of that rate and 8 x the raw durable-commit rate (fsync'd one-row
+transactions), since 8 callers that each wait for their own commit can go no
+faster than 8 commits at a time.
 """
 
 from __future__ import annotations
@@ -306,9 +310,14 @@ def main() -> None:
     print(f"           the same with libsodium, which the ledger signs with: {sodium:,.0f}")
     rows: list[tuple[str, ...]] = []
 
-    def rate_row(label: str, rate: float, target: float | None = None) -> None:
+    def rate_row(
+        label: str, rate: float, target: float | None = None, limit: float | None = None
+    ) -> None:
+        limit = sodium if limit is None else limit
         verdict = (
-            "" if target is None else f"≥{target}x " + ("PASS" if rate / raw >= target else "MISS")
+            ""
+            if target is None
+            else f"≥{target}x of {limit:,.0f}/s " + ("PASS" if rate / limit >= target else "MISS")
         )
         rows.append(
             (label, f"{rate:,.0f}/s", f"{rate / raw:.2f}x", f"{rate / sodium:.2f}x", verdict)
@@ -327,7 +336,7 @@ def main() -> None:
         rate_row(f"CLI append {n_cli:,}-line JSONL", bench_cli(tmp, n_cli), 0.6)
 
         rate, lat = bench_threads(tmp, 8, 1000 if not args.quick else 300)
-        rate_row("8 threads x append()", rate, 0.5)
+        rate_row("8 threads x append()", rate, 0.5, min(sodium, 8 * commits))
         rows.append(
             (
                 "  latency p50 / p99",

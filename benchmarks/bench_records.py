@@ -67,12 +67,19 @@ EXAMPLE: dict[str, Any] = {
     ],
 }
 
+# The same event without the newline in its justification: printable ASCII
+# without escapes, the case the readers check in one scan.
+PLAIN = {**EXAMPLE, "justification": "Imminent threat reported by caller. Supervisor approved."}
+
 # Targets in µs per call on an idle core (None: reported, no target).
 TARGETS: dict[str, float | None] = {
-    "event_from_json_text": 20.0,
+    "raw json.loads": None,
+    "event_from_json_text": 5.0,
+    "  plain ASCII line": 5.0,
+    "parse_json_line": 5.0,
     "event_from_json": 15.0,
     "Event(...)": None,
-    "encode_event": 1.0,
+    "encode_event": 10.0,
     "decode_event": 15.0,
     "parse_envelope": 3.0,
     "verify_envelope": None,
@@ -96,6 +103,7 @@ def load_baseline(path: Path) -> ModuleType:
 def cases(rec: ModuleType) -> dict[str, Callable[[], object]]:
     """One zero-argument call per benchmarked operation, against the module ``rec``."""
     text = json.dumps(EXAMPLE)
+    plain = json.dumps(PLAIN)
     obj = copy.deepcopy(EXAMPLE)
     event = rec.event_from_json(obj)
     data = rec.encode_event(event)
@@ -124,8 +132,10 @@ def cases(rec: ModuleType) -> dict[str, Callable[[], object]]:
             justification="Imminent threat reported by caller.\nSupervisor approved.",
         )
 
-    return {
+    out: dict[str, Callable[[], object]] = {
+        "raw json.loads": lambda: json.loads(text),
         "event_from_json_text": lambda: rec.event_from_json_text(text),
+        "  plain ASCII line": lambda: rec.event_from_json_text(plain),
         "event_from_json": lambda: rec.event_from_json(obj),
         "Event(...)": direct,
         "encode_event": lambda: rec.encode_event(event),
@@ -133,6 +143,9 @@ def cases(rec: ModuleType) -> dict[str, Callable[[], object]]:
         "parse_envelope": lambda: rec.parse_envelope(leaf),
         "verify_envelope": lambda: rec.verify_envelope(ORIGIN, env, writers),
     }
+    if hasattr(rec, "parse_json_line"):  # what the append path calls (not in a baseline)
+        out["parse_json_line"] = lambda: rec.parse_json_line(text.encode())
+    return out
 
 
 def raw_cases(message_size: int) -> dict[str, Callable[[], object]]:

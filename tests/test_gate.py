@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from disclosure_ledger._core import records
@@ -263,9 +264,9 @@ def test_gate_binds_the_release_to_its_recipient(world: World) -> None:
     gate = ReleaseGate(world.policy)
     receipt = world.ledger.receipt(1)
     for other in (
-        replace(POLICE, organization="Shelbyville PD"),
-        replace(POLICE, kind=records.ActorKind.THIRD_PARTY),
-        replace(POLICE, id="officer-9"),  # the record names no officer
+        msgspec.structs.replace(POLICE, organization="Shelbyville PD"),
+        msgspec.structs.replace(POLICE, kind=records.ActorKind.THIRD_PARTY),
+        msgspec.structs.replace(POLICE, id="officer-9"),  # the record names no officer
     ):
         with pytest.raises(RecipientMismatchError, match="releases footage to law_enforcement"):
             gate.check(receipt, clip_hash(1), other, NOW)
@@ -318,7 +319,9 @@ def test_a_receipt_opens_a_gate_with_state_once(tmp_path: Path, world: World) ->
         with pytest.raises(FootageNotNamedError):
             gate.check(receipt, clip_hash(2), POLICE, NOW)
         with pytest.raises(RecipientMismatchError):
-            gate.check(receipt, clip_hash(1), replace(POLICE, organization="x"), NOW)
+            gate.check(
+                receipt, clip_hash(1), msgspec.structs.replace(POLICE, organization="x"), NOW
+            )
         assert gate.check(receipt, clip_hash(1), POLICE, NOW).index == 1
         with pytest.raises(ReceiptAlreadyUsedError, match=r"record 1 of .* already been honoured"):
             gate.check(receipt, clip_hash(1), POLICE, NOW + 1)

@@ -81,15 +81,25 @@ def test_good_lines_are_appended_in_batches_and_acknowledged_in_order(ledger: Le
 
 
 class _Spy:
-    """A ledger stand-in that logs each submit and lets ``acks`` log each acknowledgement."""
+    """A ledger (and committer) stand-in that logs each commit submitted.
+
+    ``acks`` logs each acknowledgement. The reader hands the lines it encoded
+    to the ledger's committer with the ledger's default writer.
+    """
 
     def __init__(self, ledger: Ledger, log: list[str]) -> None:
         self._ledger = ledger
         self._log = log
 
-    def submit(self, events: Sequence[Any]) -> Future[list[AppendReceipt]]:
+    def _writer(self, writer: Any) -> Any:
+        return self._ledger._writer(writer)
+
+    def _ensure_committer(self) -> _Spy:
+        return self
+
+    def submit(self, events: Sequence[Any], writer: Any) -> Future[list[AppendReceipt]]:
         self._log.append(f"submit {len(events)}")
-        return self._ledger.submit(events)
+        return self._ledger._ensure_committer().submit(list(events), writer)
 
 
 def test_a_batch_is_acknowledged_while_the_next_one_commits(ledger: Ledger) -> None:
@@ -285,3 +295,15 @@ def test_the_line_cap_is_exact_whatever_the_read_sizes(size: int, end: bytes) ->
     # The last line, without a newline, at and over the cap.
     assert _flatten(_Chunks(b"a\n" + at_cap, size)) == [(1, b"a"), (2, at_cap)]
     assert _flatten(_Chunks(b"a\n" + at_cap + b"y", size)) == [(1, b"a"), (2, None)]
+
+
+def test_a_repeat_of_a_line_from_an_earlier_batch_is_refused_by_the_ledger(
+    ledger: Ledger,
+) -> None:
+    # Only the batch in flight is remembered; the ledger catches older repeats.
+    acks = _Acks()
+    stream = _lines(event(1), event(2), event(3), event(1), event(4))
+    with pytest.raises(LineError, match=r"^line 4: .*ev-00000001") as info:
+        append_jsonl(ledger, stream, acks, batch_size=1)
+    assert info.value.line == 4
+    assert acks.ids == ["ev-00000001", "ev-00000002", "ev-00000003"] == _ids(ledger)

@@ -58,8 +58,14 @@ class MalformedError(LedgerError):
     """Input is not well-formed: wrong length, bad encoding, unknown field."""
 
 
-class ValidationError(MalformedError):
-    """An event failed validation. ``field`` names the offending field."""
+class ValidationError(MalformedError, ValueError):
+    """An event failed validation. ``field`` names the offending field, by its path.
+
+    The path is JSONPath-like: ``$.actor.kind``, ``$.footage[1].sha256``.
+
+    It is also a ``ValueError``, so that msgspec reports one raised while it builds
+    a value under the path of that value.
+    """
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
@@ -67,7 +73,13 @@ class ValidationError(MalformedError):
         self.message = message
 
     def under(self, prefix: str) -> ValidationError:
-        """The same error for the field as part of ``prefix`` (``prefix.field``)."""
+        """The same error for the field as part of ``prefix``.
+
+        ``prefix.field``, or ``$prefix.rest`` for a path ``$.rest``: ``[3]``
+        over ``$.actor.kind`` gives ``$[3].actor.kind``.
+        """
+        if self.field.startswith("$"):
+            return ValidationError(f"${prefix}{self.field[1:]}", self.message)
         return ValidationError(f"{prefix}.{self.field}", self.message)
 
 

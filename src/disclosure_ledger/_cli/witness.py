@@ -45,7 +45,7 @@ from disclosure_ledger._core.evidence import (
 )
 from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Verifier
 from disclosure_ledger._core.policy import Policy
-from disclosure_ledger._core.records import ActorKind, Party
+from disclosure_ledger._core.records import ActorKind, Party, check_party
 from disclosure_ledger._fsutil import atomic_file
 from disclosure_ledger._verify.gate import (
     DEFAULT_MAX_AGE_SECONDS,
@@ -368,11 +368,10 @@ def _gate_check(
     if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
         raise CommandError("--footage-sha256 must be 64 hex digits")
     try:
-        party = Party(ActorKind(recipient_kind), recipient_id, recipient_org)
+        party = check_party(Party(ActorKind(recipient_kind), recipient_id, recipient_org))
     except ValidationError as err:
-        raise CommandError(
-            f"--recipient-{err.field.replace('organization', 'org')}: {err}"
-        ) from err
+        name = err.field.removeprefix("$.").replace("organization", "org")
+        raise CommandError(f"--recipient-{name}: {err.message}") from err
     when = int(time.time()) if now is None else now
     state = None if state_path is None else FileGateState(state_path)
     with _malformed_is_a_refusal():

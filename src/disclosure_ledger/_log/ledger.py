@@ -106,11 +106,9 @@ def _check_writer(writer: Signer) -> Signer:
     return writer
 
 
-def _coerce_event(event: Event | Mapping[str, Any]) -> Event:
-    if isinstance(event, Event):
-        return event
-    if isinstance(event, Mapping):
-        return records.event_from_json(event)
+def _coerce_event(event: Event | Mapping[str, Any]) -> tuple[Event, bytes]:
+    if isinstance(event, Event | Mapping):
+        return records.event_and_encoding(event)
     raise MalformedError(f"expected an Event or its JSON form, got {type(event).__name__}")
 
 
@@ -360,8 +358,10 @@ class Ledger(LedgerReads):
             DuplicateEventError: if its ``event_id`` is already in the ledger.
             StorageError: if it cannot be written (nothing is appended).
         """
-        # Validate here so a single event's error names its field without a position.
-        return self.append_many([_coerce_event(event)], writer=writer)[0]
+        # Validated here so a single event's error names its field without a position.
+        signer = self._writer(writer)
+        ev, data = _coerce_event(event)
+        return self._ensure_committer().submit([(ev.event_id, data)], signer).result()[0]
 
     def submit(
         self, events: Iterable[Event | Mapping[str, Any]], *, writer: Signer | None = None
@@ -373,20 +373,20 @@ class Ledger(LedgerReads):
 
         Raises:
             ValidationError: if an event is invalid (nothing is queued); the
-                field path starts with the event's position, as ``[3].actor.kind``.
+                field path starts with the event's position, as ``$[3].actor.kind``.
         """
         signer = self._writer(writer)
         encoded: list[Item] = []
         seen: set[str] = set()
         for i, item in enumerate(events):
             try:
-                ev = _coerce_event(item)
+                ev, data = _coerce_event(item)
             except ValidationError as err:
                 raise err.under(f"[{i}]") from err
             if ev.event_id in seen:
                 raise DuplicateEventError(ev.event_id)
             seen.add(ev.event_id)
-            encoded.append((ev.event_id, records.encode_event(ev)))
+            encoded.append((ev.event_id, data))
         if not encoded:
             future: Future[list[AppendReceipt]] = Future()
             future.set_result([])

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 FORMAT_NAME = "disclosure-ledger"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 APPLICATION_ID = 0x444C4731  # "DLG1": marks the file as a ledger for `file(1)` and for us
 
 
