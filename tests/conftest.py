@@ -8,8 +8,14 @@ fail loudly: CI has it, and a silently skipped conformance suite proves nothing.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+from .pg_server import PgServer, find_bindir
 
 VECTORS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
 
@@ -37,8 +43,36 @@ def flip_bit(data: bytes, bit: int) -> bytes:
     return bytes(out)
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """End the run with one loud line if the browser tests were skipped (see tests/browser.py)."""
+# -- PostgreSQL: one server for the whole run (see tests/pg_server.py) ----------
+
+
+_SKIPPED_POSTGRES: list[str] = []
+
+try:
+    import psycopg  # noqa: F401 - only whether it is there
+except ImportError:
+    # These import the driver; the others reach the server through the fixture below.
+    collect_ignore = ["test_postgres_store.py", "test_postgres_cli.py"]
+    _SKIPPED_POSTGRES.append(
+        'POSTGRESQL TESTS NOT RUN: psycopg is not installed (pip install -e ".[test]")'
+    )
+
+
+def _postgres_unavailable(why: str) -> None:
+    message = f"POSTGRESQL TESTS NOT RUN: {why}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " (CI=true requires them)", pytrace=False)
+    if not _SKIPPED_POSTGRES:
+        _SKIPPED_POSTGRES.append(message)
+    pytest.skip(message)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say loudly, once, at the end of the run, which real-service tests were skipped.
+
+    The browser tests (see tests/browser.py) and the PostgreSQL tests each
+    skip outside CI when their service cannot be had, and fail under CI=true.
+    """
     from .browser import SKIPPED
 
     if SKIPPED:
@@ -47,3 +81,37 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             red=True,
             bold=True,
         )
+    for message in _SKIPPED_POSTGRES:
+        terminalreporter.write_line(f"*** {message} ***", red=True, bold=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PgServer]:
+    """A PostgreSQL server for the run: DL_TEST_POSTGRES_URL's, or a throwaway one of our own."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _postgres_unavailable('psycopg is not installed (pip install -e ".[test]")')
+    url = os.environ.get("DL_TEST_POSTGRES_URL")
+    if url:
+        yield PgServer(url)
+        return
+    bindir = find_bindir()
+    if bindir is None:
+        _postgres_unavailable("no initdb found (install postgresql) and DL_TEST_POSTGRES_URL unset")
+        return
+    try:
+        server = PgServer.start_own(bindir)
+    except (RuntimeError, OSError, LookupError) as err:
+        _postgres_unavailable(f"cannot start a throwaway server: {err}")
+        return
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def pg_url(postgres_server: PgServer) -> str:
+    """The URL of a fresh, empty database on the run's server."""
+    return postgres_server.new_database()

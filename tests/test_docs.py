@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from .ledger_helpers import event
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -24,8 +26,12 @@ def _blocks(path: Path) -> list[str]:
 @pytest.mark.parametrize(
     "path", [p for p in DOCS if _blocks(p)], ids=lambda p: str(p.relative_to(ROOT))
 )
-def test_doc_examples_run(path: Path, tmp_path: Path) -> None:
+def test_doc_examples_run(path: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     namespace: dict[str, object] = {"__name__": f"doc:{path.name}"}
+    if path.name == "postgres.md":
+        # Its examples name a database URL and an event; the run's server gives the database.
+        namespace["URL"] = request.getfixturevalue("pg_url")
+        namespace["EVENT"] = event(1)
     old = Path.cwd()
     os.chdir(tmp_path)
     try:

@@ -56,12 +56,28 @@ def _sqlite(tmp_path: Path) -> StoreFactory:
     )
 
 
-_FACTORIES: dict[str, Callable[[Path], StoreFactory]] = {"sqlite": _sqlite}
+def _postgres(request: pytest.FixtureRequest) -> StoreFactory:
+    # A fresh database for each test: the schema is created on first use. The
+    # fixture first, so that a run without the driver skips instead of failing.
+    url = request.getfixturevalue("pg_url")
+    from disclosure_ledger._store.postgres import PostgresStore
+
+    origin = META["origin"]
+    return StoreFactory(
+        lambda: PostgresStore.create(url, META, pool_size=4),
+        lambda readonly: PostgresStore.open(url, origin, readonly=readonly, pool_size=4),
+    )
+
+
+_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], StoreFactory]] = {
+    "sqlite": lambda _request, tmp_path: _sqlite(tmp_path),
+    "postgres": lambda request, _tmp_path: _postgres(request),
+}
 
 
 @pytest.fixture(params=list(_FACTORIES), ids=list(_FACTORIES))
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    factory = _FACTORIES[request.param](tmp_path)
+    factory = _FACTORIES[request.param](request, tmp_path)
     yield factory
     for store in factory.opened:
         store.close()

@@ -44,6 +44,7 @@ from disclosure_ledger._core.notes import (
 from disclosure_ledger._core.policy import Policy, parse_policy
 from disclosure_ledger._core.records import Action, ActorKind, Clip, Event, LegalBasis, Party
 from disclosure_ledger._log.committer import AppendReceipt
+from disclosure_ledger._log.database import LedgerDatabase
 from disclosure_ledger._log.export import ExportSummary, export_ledger
 from disclosure_ledger._log.fsck import CheckReport
 from disclosure_ledger._log.index import Record
@@ -109,6 +110,7 @@ from disclosure_ledger.errors import (
     VerificationError,
     VerifyInputError,
 )
+from disclosure_ledger.keys import derive_log_key
 
 __all__ = [
     "KEY_TYPE_COSIGNATURE",
@@ -140,6 +142,7 @@ __all__ = [
     "InconsistentCheckpointError",
     "KeyFormatError",
     "Ledger",
+    "LedgerDatabase",
     "LedgerError",
     "LegalBasis",
     "LocalWitness",
@@ -189,6 +192,7 @@ __all__ = [
     "append_jsonl",
     "check_evidence",
     "collect_cosignatures",
+    "derive_log_key",
     "export_ledger",
     "format_checkpoint",
     "format_evidence",

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from disclosure_ledger._core.checkpoints import parse_decimal
@@ -44,6 +46,7 @@ from disclosure_ledger.errors import KeyFormatError, MalformedError
 
 __all__ = [
     "ENCRYPTED_HEADER",
+    "derive_log_key",
     "keygen",
     "read_passphrase",
     "read_signer_file",
@@ -240,6 +243,34 @@ def keygen(
                 key_path.unlink()
         raise
     return signer
+
+
+_LOG_KEY_SALT = b"disclosure-ledger/log-key/v1"
+
+
+def derive_log_key(master: Signer, origin: str) -> Signer:
+    """The checkpoint key of the log ``origin``, derived from a master key (HKDF-SHA256).
+
+    The Ed25519 seed is HKDF-SHA256 (RFC 5869) of the master key's seed, with
+    the salt ``disclosure-ledger/log-key/v1`` and the origin as info; the key's
+    name is the origin. So a vendor keeps one master key file (made by
+    ``keygen``, encrypted at rest) for any number of logs, and each owner
+    verifies with their own log's public key. A derived key reveals neither
+    the master nor any other log's key; the master reveals every log's key.
+    See docs/decisions/0009-per-log-keys.md.
+
+    Raises:
+        KeyFormatError: if ``master`` is not an Ed25519 key or ``origin`` is not a key name.
+    """
+    if master.key_type != KEY_TYPE_ED25519:
+        raise KeyFormatError("the master key must be an Ed25519 note key (type 0x01)")
+    if master.name == origin:
+        raise KeyFormatError("the master key's name must not be a log's origin")
+    # The private key string is the one public form of the seed: type byte, then seed.
+    encoded = master.private_key_string().split("+", 4)[4]  # PRIVATE+KEY+name+hex8+b64
+    seed = b64decode_strict(encoded, "master key")[1:]
+    derived = HKDF(algorithm=SHA256(), length=32, salt=_LOG_KEY_SALT, info=origin.encode("utf-8"))
+    return Signer(origin, derived.derive(seed))
 
 
 def read_passphrase(file: str | os.PathLike[str] | None, env: str | None) -> str | None:

@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
-from itertools import islice
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
 
+from disclosure_ledger._cli import browse as cli_browse
 from disclosure_ledger._cli import owner as cli_owner
 from disclosure_ledger._cli import tiles as cli_tiles
 from disclosure_ledger._cli import witness as cli_witness
@@ -50,7 +48,15 @@ from disclosure_ledger._cli.owner import (  # the key and checkpoint readers ver
 )
 from disclosure_ledger._cli.progress import Counter, bar_progress, stderr_is_terminal
 from disclosure_ledger._cli.streams import open_input
-from disclosure_ledger._core import records
+from disclosure_ledger._cli.target import (
+    LedgerTarget,
+    is_url,
+    ledger_target,
+    master_key_option,
+    optional_ledger_target,
+    read_log_key,
+    target_of,
+)
 from disclosure_ledger._core.checkpoints import (
     format_receipt,
     format_witness_request,
@@ -66,16 +72,15 @@ from disclosure_ledger._core.notes import (
 )
 from disclosure_ledger._fsutil import SQLITE_COMPANIONS, check_output
 from disclosure_ledger._log import pipeline
-from disclosure_ledger._log.committer import AppendReceipt
-from disclosure_ledger._log.index import Record
+from disclosure_ledger._log.committer import AppendReceipt, sign_head
 from disclosure_ledger._log.ledger import Ledger
 from disclosure_ledger._log.pipeline import ack_lines, append_jsonl
+from disclosure_ledger._store.pg_schema import redact_url
 from disclosure_ledger.errors import (
     ConflictError,
     DuplicateEventError,
     LedgerError,
     LineError,
-    ValidationError,
     VerificationError,
 )
 from disclosure_ledger.keys import keygen as _keygen
@@ -134,7 +139,6 @@ class _Group(click.Group):
 # -- shared options --------------------------------------------------------------------
 
 
-_ledger_argument = click.argument("ledger", type=click.Path(path_type=Path))
 _key_path = click.Path(path_type=Path)
 
 
@@ -232,21 +236,30 @@ def keygen(
 
 
 @cli.command()
-@_ledger_argument
-@click.option("--origin", help="The log's origin (default, and only choice: the log key's name).")
-@click.option("--log-key", required=True, type=_key_path, help="The log's signer key file.")
+@click.argument("ledger", metavar="LEDGER")
+@click.option(
+    "--origin",
+    help="The log's origin: the log key's name (the default with --log-key; needed with"
+    " --master-key, whose per-log key it names).",
+)
+@click.option("--log-key", type=_key_path, help="The log's signer key file.")
+@master_key_option
 @passphrase_options
 @json_option
 def init(
     *,
-    ledger: Path,
+    ledger: str,
     origin: str | None,
-    log_key: Path,
+    log_key: Path | None,
+    master_key: Path | None,
     as_json: bool,
     passphrase_file: Path | None,
     passphrase_env: str | None,
 ) -> None:
     """Create a new ledger LEDGER whose checkpoints the log key signs.
+
+    LEDGER is a new file, or a postgresql:// URL: the database's schema is
+    created on first use, then the log ORIGIN in it.
 
     \f
     Raises:
@@ -254,47 +267,67 @@ def init(
         KeyFormatError: if the key file is unusable or the passphrase is wrong.
         StorageError: if LEDGER exists or cannot be created.
     """
+    key_path = log_key or master_key
+    if key_path is None:
+        raise CommandError("give --log-key or --master-key: the key that signs checkpoints")
+    if log_key is None and origin is None:
+        raise CommandError("give --origin: with --master-key, the origin names the log's key")
+
+    def signer() -> Signer:
+        passphrase = read_passphrase(passphrase_file, passphrase_env)
+        got = read_log_key(log_key, master_key, origin, passphrase)
+        assert got is not None  # noqa: S101 - one of the two keys was given
+        if got.key_type != KEY_TYPE_ED25519:
+            raise CommandError(f"{key_path}: a log key must be an Ed25519 key, not a witness key")
+        if origin is not None and origin != got.name:
+            raise CommandError(
+                f"--origin {origin!r} differs from the log key's name {got.name!r}; "
+                "a ledger's origin is its log key's name"
+            )
+        return got
+
+    if is_url(ledger):
+        key = signer()
+        target = target_of(ledger, key.name)  # a postgresql:// URL, or a clear refusal
+        with Ledger.create(ledger, log_key=key, origin=key.name):
+            pass
+        shown = redact_url(target.text)
+        data = {"ledger": shown, "origin": key.name, "log_key": key.verifier.vkey}
+        emit(data, f"created the log {key.name} in {shown}", as_json=as_json)
+        return
+    path = Path(ledger)
     # Never over an existing file (there is no --force: a ledger is not replaced),
     # the log key, or a leftover -wal/-shm that SQLite would take as this ledger's.
     check_output(
-        ledger,
+        path,
         force=False,
-        protect=(log_key,),
+        protect=(key_path,),
         error=CommandError,
         what="ledger",
         protected_what="the log key file",
     )
     for suffix in SQLITE_COMPANIONS:
-        leftover = Path(str(ledger) + suffix)
+        leftover = Path(ledger + suffix)
         if os.path.lexists(leftover):
             raise CommandError(
                 f"{leftover}: a leftover SQLite file is in the way of the new ledger {ledger}; "
                 "remove it if no ledger of that name exists"
             )
-    signer = read_signer_file(log_key, read_passphrase(passphrase_file, passphrase_env))
-    if signer.key_type != KEY_TYPE_ED25519:
-        raise CommandError(f"{log_key}: a log key must be an Ed25519 key, not a witness key")
-    if origin is None:
-        origin = signer.name
-    if origin != signer.name:
-        raise CommandError(
-            f"--origin {origin!r} differs from the log key's name {signer.name!r}; "
-            "a ledger's origin is its log key's name"
-        )
-    with Ledger.create(ledger, log_key=signer, origin=origin):
+    key = signer()
+    with Ledger.create(path, log_key=key, origin=key.name):
         pass
-    data = {"ledger": str(ledger), "origin": origin, "log_key": signer.verifier.vkey}
-    emit(data, f"created {ledger} for {origin}", as_json=as_json)
+    data = {"ledger": ledger, "origin": key.name, "log_key": key.verifier.vkey}
+    emit(data, f"created {ledger} for {key.name}", as_json=as_json)
 
 
 # -- append ------------------------------------------------------------------------------
 
 
 def _open_for_append(
-    path: Path, writer: Signer, log_key: Signer | None, writer_key_path: Path
+    path: LedgerTarget, writer: Signer, log_key: Signer | None, writer_key_path: Path
 ) -> Ledger:
     if log_key is None:
-        with Ledger.open(path, readonly=True) as probe:
+        with path.open(readonly=True) as probe:
             log_verifier = probe.log_verifier
         if writer.verifier != log_verifier:
             raise CommandError(
@@ -303,11 +336,11 @@ def _open_for_append(
                 "checkpoint, so --log-key is needed"
             )
         log_key = writer
-    return Ledger.open(path, log_key=log_key, writers=[writer])
+    return path.open(log_key=log_key, writers=[writer])
 
 
 @cli.command()
-@_ledger_argument
+@ledger_target
 @click.argument(
     "file", required=False, default="-", type=click.Path(allow_dash=True, path_type=str)
 )
@@ -323,14 +356,16 @@ def _open_for_append(
     is_flag=True,
     help="Print no acknowledgement per record, and no summary.",
 )
+@master_key_option
 @passphrase_options
 def append(
     *,
-    ledger: Path,
+    ledger: LedgerTarget,
     file: str,
     writer_key: Path,
     log_key: Path | None,
     quiet: bool,
+    master_key: Path | None,
     passphrase_file: Path | None,
     passphrase_env: str | None,
 ) -> None:
@@ -355,7 +390,7 @@ def append(
     """
     passphrase = read_passphrase(passphrase_file, passphrase_env)
     writer = read_signer_file(writer_key, passphrase)
-    log_signer = None if log_key is None else read_signer_file(log_key, passphrase)
+    log_signer = read_log_key(log_key, master_key, ledger.log, passphrase)
 
     drawn = stderr_is_terminal() and (quiet or not sys.stdout.isatty())
     counter = Counter("appending", sys.stderr if drawn else None)
@@ -389,29 +424,60 @@ def append(
 # -- reading ------------------------------------------------------------------------------
 
 
-def _open_readonly(path: Path) -> Ledger:
-    return Ledger.open(path, readonly=True)
+def _open_readonly(path: LedgerTarget) -> Ledger:
+    return path.open(readonly=True)
 
 
 @cli.command()
-@_ledger_argument
+@ledger_target
 @click.option(
     "--size", type=click.IntRange(min=0), help="The checkpoint of this size (default: latest)."
 )
-def checkpoint(*, ledger: Path, size: int | None) -> None:
+@click.option(
+    "--sign",
+    is_flag=True,
+    help="First sign a checkpoint covering every record if none does (needs the log key).",
+)
+@click.option("--log-key", type=_key_path, help="With --sign: the log's signer key file.")
+@master_key_option
+@passphrase_options
+def checkpoint(
+    *,
+    ledger: LedgerTarget,
+    size: int | None,
+    sign: bool,
+    log_key: Path | None,
+    master_key: Path | None,
+    passphrase_file: Path | None,
+    passphrase_env: str | None,
+) -> None:
     """Print the latest (or size-N) signed checkpoint, with its stored cosignatures.
+
+    With --sign, records that no checkpoint covers yet (left by a writer that
+    died between its commit and its checkpoint) get one first.
 
     \f
     Raises:
+        CommandError: if --sign is given without a log key.
         StorageError: if the ledger cannot be opened or has no checkpoint of that size.
     """
+    if sign:
+        signer = read_log_key(
+            log_key, master_key, ledger.log, read_passphrase(passphrase_file, passphrase_env)
+        )
+        if signer is None:
+            raise CommandError("--sign needs the log key: give --log-key or --master-key")
+        with ledger.open(log_key=signer) as lg:
+            signed_size = sign_head(lg.store, lg.origin, signer)
+        if signed_size is not None:
+            click.echo(f"signed a checkpoint of size {signed_size}", err=True)
     with _open_readonly(ledger) as lg:
         signed = lg.latest_checkpoint() if size is None else lg.checkpoint(size)
     click.echo(signed.note, nl=False)
 
 
 @cli.command()
-@click.argument("ledger", type=click.Path(path_type=Path), required=False)
+@optional_ledger_target
 @click.option("--index", type=click.IntRange(min=0), help="Print a receipt for record I.")
 @click.option(
     "--consistency",
@@ -433,7 +499,7 @@ def checkpoint(*, ledger: Path, size: int | None) -> None:
 @click.option("--log-key", metavar="PUB", help="With --tiles: the log's public key.")
 def prove(
     *,
-    ledger: Path | None,
+    ledger: LedgerTarget | None,
     index: int | None,
     old: int | None,
     size: int | None,
@@ -473,7 +539,7 @@ def prove(
 
 
 @cli.command()
-@_ledger_argument
+@ledger_target
 @click.option(
     "--log-key",
     metavar="PUB",
@@ -495,7 +561,7 @@ def prove(
 @json_option
 def check(
     *,
-    ledger: Path,
+    ledger: LedgerTarget,
     as_json: bool,
     log_key: str | None,
     writer_keys: tuple[str, ...],
@@ -559,110 +625,6 @@ def check(
 
 
 @cli.command()
-@_ledger_argument
-@json_option
-def index(*, ledger: Path, as_json: bool) -> None:
-    """Bring the query index up to the records appended since it was last updated.
-
-    Queries (`show --camera/--owner`) then read the index instead of decoding
-    each new record. Appends never wait for the index; this can run beside them.
-
-    \f
-    Raises:
-        StorageError: if the ledger cannot be opened or written.
-        MalformedError: if a stored record does not decode (a damaged file).
-    """
-    with Ledger.open(ledger) as lg:
-        added = lg.update_index()
-        data = {"indexed": added, "covers": lg.size}
-        emit(data, f"indexed {added} new records; the index covers {lg.size}", as_json=as_json)
-
-
-def _record_json(rec: Record) -> str:
-    return json.dumps(
-        {
-            "index": rec.index,
-            "leaf_hash": b64encode(rec.leaf_hash),
-            "event": records.event_to_json(rec.event),
-        },
-        ensure_ascii=False,
-    )
-
-
-def _time_option(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return records.parse_time(value, option)
-    except ValidationError as err:
-        raise CommandError(f"{option}: {err.message}") from err
-
-
-@cli.command()
-@_ledger_argument
-@click.option("--index", type=click.IntRange(min=0), help="Only record I.")
-@click.option("--camera", help="Only records of this camera_id.")
-@click.option("--owner", help="Only records of this owner_id.")
-@click.option("--action", help="Only records with this action (view, release, ...).")
-@click.option(
-    "--actor-kind", help="Only records whose actor is of this kind (vendor_employee, ...)."
-)
-@click.option("--recipient", help="Only records whose recipient has this organization or kind.")
-@click.option("--legal-basis", help="Only records with this legal basis (warrant, emergency, ...).")
-@click.option("--since", metavar="TIME", help="Only records that occurred at TIME or later.")
-@click.option("--until", metavar="TIME", help="Only records that occurred before TIME.")
-@click.option("--limit", type=click.IntRange(min=0), help="At most N records.")
-def show(
-    *,
-    ledger: Path,
-    index: int | None,
-    camera: str | None,
-    owner: str | None,
-    action: str | None,
-    actor_kind: str | None,
-    recipient: str | None,
-    legal_basis: str | None,
-    since: str | None,
-    until: str | None,
-    limit: int | None,
-) -> None:
-    """Print records as JSON lines: index, leaf_hash and the event's JSON form.
-
-    The filters are those of Ledger.query(); every one given must match.
-    Times are RFC 3339 with a zone (2026-11-27T09:00:00Z); --since is
-    inclusive, --until exclusive.
-
-    \f
-    Raises:
-        click.UsageError: if --index is combined with a filter.
-        CommandError: if a time is not an RFC 3339 time with a zone.
-        StorageError: if the ledger cannot be opened or has no record I.
-    """
-    filters: dict[str, Any] = {
-        "camera_id": camera,
-        "owner_id": owner,
-        "action": action,
-        "actor_kind": actor_kind,
-        "recipient": recipient,
-        "legal_basis": legal_basis,
-        "since": _time_option(since, "--since"),
-        "until": _time_option(until, "--until"),
-    }
-    filtered = any(v is not None for v in filters.values())
-    with _open_readonly(ledger) as lg:
-        if index is not None:
-            if filtered:
-                raise click.UsageError("--index cannot be combined with a filter")
-            found: Iterator[Record] = iter([lg.record(index)])
-        elif filtered:
-            found = iter(lg.query(**filters, limit=limit))
-        else:
-            found = lg.iter_records()
-        for rec in islice(found, limit):
-            click.echo(_record_json(rec))
-
-
-@cli.command()
 @click.option(
     "--dir",
     "directory",
@@ -699,6 +661,7 @@ def demo(*, directory: Path | None, count: int) -> None:
 # The owner's commands (export, verify) and the witness, receipt, gate and
 # evidence commands live in their own modules.
 cli_owner.register(cli)
+cli_browse.register(cli)
 cli_witness.register(cli)
 cli_tiles.register(cli)
 

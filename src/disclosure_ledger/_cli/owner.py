@@ -32,6 +32,7 @@ from disclosure_ledger._cli.kit import (
 from disclosure_ledger._cli.output import json_option, to_json_text
 from disclosure_ledger._cli.progress import bar_progress
 from disclosure_ledger._cli.streams import OutputTarget, is_stdio
+from disclosure_ledger._cli.target import LedgerTarget, ledger_target
 from disclosure_ledger._core.notes import (
     KEY_TYPE_ED25519,
     MAX_NOTE_SIZE,
@@ -40,7 +41,6 @@ from disclosure_ledger._core.notes import (
 from disclosure_ledger._core.policy import Policy
 from disclosure_ledger._fsutil import check_output, read_limited
 from disclosure_ledger._log.export import ExportSummary, export_ledger, export_to_stream
-from disclosure_ledger._log.ledger import Ledger
 from disclosure_ledger._log.tilereader import DEFAULT_TIMEOUT
 from disclosure_ledger._verify.page import parse_zone, render_failure_page, render_page
 from disclosure_ledger._verify.report import render_failure_json, render_json, render_text
@@ -110,7 +110,7 @@ def _failure_message(err: LedgerError) -> str:
 
 
 @click.command("export")
-@click.argument("ledger", type=click.Path(path_type=Path))
+@ledger_target
 @click.argument("out", type=click.Path(allow_dash=True, path_type=Path))
 @click.option(
     "--from",
@@ -123,7 +123,9 @@ def _failure_message(err: LedgerError) -> str:
 )
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (never the ledger).")
 @json_option
-def export_command(*, ledger: Path, out: Path, from_size: int, force: bool, as_json: bool) -> None:
+def export_command(
+    *, ledger: LedgerTarget, out: Path, from_size: int, force: bool, as_json: bool
+) -> None:
     """Write LEDGER (or the range from size M) to the bundle file OUT for its owner.
 
     OUT "-" writes the bundle to standard output (not to a terminal), and the
@@ -147,13 +149,13 @@ def export_command(*, ledger: Path, out: Path, from_size: int, force: bool, as_j
     check_output(
         out,
         force=force,
-        protect=(ledger,),
+        protect=() if ledger.is_database else (ledger.path,),
         error=CommandError,
         what="bundle",
         force_hint="; give --force to replace it",
     )
     try:
-        with Ledger.open(ledger, readonly=True) as lg, contextlib.ExitStack() as stack:
+        with ledger.open(readonly=True) as lg, contextlib.ExitStack() as stack:
             summary = export_ledger(
                 lg, out, from_size, force=force, progress=_export_progress(stack)
             )
@@ -186,7 +188,7 @@ def _export_summary(summary: ExportSummary, where: str, *, as_json: bool, err: b
     click.echo(to_json_text(data) if as_json else text + "\n", nl=False, err=err)
 
 
-def _export_to_stdout(ledger: Path, from_size: int, *, as_json: bool) -> None:
+def _export_to_stdout(ledger: LedgerTarget, from_size: int, *, as_json: bool) -> None:
     stdout = sys.stdout.buffer
     if stdout.isatty():
         raise CommandError(
@@ -194,7 +196,7 @@ def _export_to_stdout(ledger: Path, from_size: int, *, as_json: bool) -> None:
             " or name the bundle file"
         )
     try:
-        with Ledger.open(ledger, readonly=True) as lg, contextlib.ExitStack() as stack:
+        with ledger.open(readonly=True) as lg, contextlib.ExitStack() as stack:
             summary = export_to_stream(lg, stdout, from_size, progress=_export_progress(stack))
     except LedgerError as err:
         raise CommandError(str(err)) from err

@@ -37,6 +37,7 @@ from disclosure_ledger._cli.kit import (
     read_policy_file,
 )
 from disclosure_ledger._cli.output import emit, json_option
+from disclosure_ledger._cli.target import LedgerTarget, ledger_target
 from disclosure_ledger._core.checkpoints import (
     add_signature_lines,
     open_checkpoint,
@@ -58,7 +59,7 @@ from disclosure_ledger._core.notes import (
 from disclosure_ledger._core.policy import Policy
 from disclosure_ledger._core.records import ActorKind, Party, check_party
 from disclosure_ledger._fsutil import atomic_file
-from disclosure_ledger._log.ledger import Ledger
+from disclosure_ledger._log.reads import LedgerReads
 from disclosure_ledger._verify.gate import (
     DEFAULT_MAX_AGE_SECONDS,
     DEFAULT_MAX_RECORD_AGE_SECONDS,
@@ -301,7 +302,7 @@ def _witness_serve(
 
 
 @click.command("cosign")
-@click.argument("ledger", type=click.Path(dir_okay=False, path_type=Path))
+@ledger_target
 @click.argument("file", metavar="FILE")
 @click.option(
     "--witness-key",
@@ -319,7 +320,7 @@ def _witness_serve(
 @json_option
 def _cosign(
     *,
-    ledger: Path,
+    ledger: LedgerTarget,
     file: str,
     witness_keys: Sequence[str],
     policy_path: Path | None,
@@ -348,7 +349,7 @@ def _cosign(
             size = peek_checkpoint(text).size
         except MalformedError:
             size = None
-    with Ledger.open(ledger) as lg:
+    with ledger.open() as lg:
         target = lg.latest_checkpoint().checkpoint.size if size is None else size
         try:
             new = lg.add_cosignatures(target, lines, keys)
@@ -364,7 +365,7 @@ _MAX_SEARCHED = 4096  # stored checkpoints tried, newest first, to place a stray
 
 
 def _which_checkpoint(
-    lg: Ledger, lines: Sequence[str], keys: Sequence[Verifier], latest: int, err: LedgerError
+    lg: LedgerReads, lines: Sequence[str], keys: Sequence[Verifier], latest: int, err: LedgerError
 ) -> str:
     """Say which stored checkpoint the cosignature lines belong to, if one of them."""
     for size in list(reversed(lg.checkpoint_sizes()))[:_MAX_SEARCHED]:
@@ -633,7 +634,7 @@ def _evidence_make(*, checkpoint_a: str, checkpoint_b: str, log_key: str, out: P
 
 
 @click.command("witness-collect")
-@click.argument("ledger", type=click.Path(dir_okay=False, path_type=Path))
+@ledger_target
 @click.option(
     "--witness-dir",
     "witness_dirs",
@@ -681,7 +682,7 @@ def _evidence_make(*, checkpoint_a: str, checkpoint_b: str, log_key: str, out: P
 @json_option
 def _witness_collect(
     *,
-    ledger: Path,
+    ledger: LedgerTarget,
     as_json: bool,
     witness_dirs: Sequence[Path],
     witness_cmds: Sequence[str],
@@ -719,7 +720,7 @@ def _witness_collect(
             endpoints.append(HttpWitness(url, key, timeout=timeout))
         except MalformedError as err:
             raise CommandError(f"--witness-url: {err}") from err
-    with Ledger.open(ledger) as lg:
+    with ledger.open() as lg:
         outcomes = collect_cosignatures(lg, endpoints, int(time.time()))
     data = {
         "outcomes": [

@@ -1,28 +1,36 @@
 """The committer: group commit, sequencing, parallel signing, one fsync per commit.
 
 This module owns the part of appending that runs after validation. Appends
-from every thread of a process go through one :class:`Committer` thread, which
-takes whatever is waiting (group commit), sequences it under the file's write
-lock, signs the records on a thread pool (the signing libraries release the
-GIL), writes records, Merkle hashes and a new signed checkpoint in one
-transaction and makes it durable with one fsync. Only then are the callers'
-futures resolved: an acknowledged record is on disk. Then the commit's
-``on_commit`` callback hears the new size, outside the write lock.
+from every thread of a process go through one committer thread, which takes
+whatever is waiting (group commit), sequences it under the log's lock, signs
+the records on a thread pool (the signing libraries release the GIL), writes
+records, Merkle hashes and a new signed checkpoint in one transaction and
+makes it durable. Only then are the callers' futures resolved: an
+acknowledged record is durable. Then each log's ``on_commit`` callback hears
+its new size, outside the lock.
 
-Several processes may append to one file: each commit re-reads the committed
-size inside the write lock and, if another process moved it, reloads the chain
+A :class:`Committer` commits one log's appends (a ledger file). A
+:class:`GroupCommitter` commits the appends of many logs of one database
+(:class:`LogWriter` each): one transaction per commit holds every log the
+commit touches, locked in ascending key order (so no deadlock), and signs
+their records and checkpoints on one pool. The store behind a log is any
+:class:`~disclosure_ledger._store.base.Store`.
+
+Several processes may append to one log: each commit re-reads the committed
+size under the log's lock and, if another process moved it, reloads the chain
 head and the Merkle frontier before sequencing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from contextlib import AbstractContextManager
 
 import msgspec
 
@@ -30,10 +38,19 @@ from disclosure_ledger._core import records
 from disclosure_ledger._core.checkpoints import Checkpoint, SignedCheckpoint, sign_checkpoint
 from disclosure_ledger._core.merkle import CompactRange, subtree_ids
 from disclosure_ledger._core.notes import Signer, Verifier
-from disclosure_ledger._store.sqlite import UPPER_LEVEL, SQLiteStore, stored_hash_count
+from disclosure_ledger._store.base import SequencingTxn, Store
+from disclosure_ledger._store.layout import UPPER_LEVEL, stored_hash_count
 from disclosure_ledger.errors import DuplicateEventError
 
-__all__ = ["AppendReceipt", "Committer"]
+__all__ = [
+    "AppendReceipt",
+    "BeginTxn",
+    "Committer",
+    "GroupCommitter",
+    "LogWriter",
+    "SharedCommitter",
+    "sign_head",
+]
 
 _MAX_BATCH = 8192
 _SIGN_CHUNK = 256
@@ -55,60 +72,136 @@ class AppendReceipt(msgspec.Struct, frozen=True):
     checkpoint: SignedCheckpoint
 
 
-class _Request:
-    __slots__ = ("events", "future", "writer")
+class LogWriter:
+    """One log as the committer sees it: its store, its keys and its cached head.
+
+    ``key`` orders the logs of one commit (their locks are taken in that
+    order); ``on_commit`` hears the log's new size after each durable commit.
+    Only the committer thread touches the cache.
+    """
+
+    __slots__ = (
+        "head_prev",
+        "head_range",
+        "head_size",
+        "key",
+        "log_key",
+        "log_verifier",
+        "on_commit",
+        "origin",
+        "registered",
+        "store",
+    )
 
     def __init__(
-        self, events: list[Item], writer: Signer, future: Future[list[AppendReceipt]]
+        self,
+        store: Store,
+        *,
+        origin: str,
+        log_key: Signer,
+        on_commit: Callable[[int], None] = lambda _size: None,
+        key: int = 0,
     ) -> None:
+        self.store = store
+        self.origin = origin
+        self.log_key = log_key
+        self.log_verifier: Verifier = log_key.verifier
+        self.on_commit = on_commit
+        self.key = key
+        self.registered: set[str] = set()
+        # Cache of the committed head, valid while the size matches the store's.
+        self.head_size = -1
+        self.head_prev = records.GENESIS_PREV
+        self.head_range = CompactRange()
+
+
+BeginTxn = Callable[[Sequence[LogWriter]], AbstractContextManager[Sequence[SequencingTxn]]]
+"""Opens one transaction over ``logs`` (sorted by key): their sequencing transactions, in order."""
+
+
+class _Request:
+    __slots__ = ("events", "future", "log", "writer")
+
+    def __init__(
+        self,
+        log: LogWriter,
+        events: list[Item],
+        writer: Signer,
+        future: Future[list[AppendReceipt]],
+    ) -> None:
+        self.log = log
         self.events = events
         self.writer = writer
         self.future = future
 
 
-class Committer:
-    """The one thread that commits a ledger's appends, and its signing pool.
+class _Staged:
+    """One log's part of a commit: sequenced, then written, then acknowledged."""
 
-    The ledger owns it and gives it validated, encoded events with
-    :meth:`submit`. ``on_commit`` is called on the committer thread with the
-    new size after each durable commit, once the callers' futures are
-    resolved; it must be quick and must not raise (the ledger's subscriber
-    fan-out catches what its subscribers raise).
+    __slots__ = (
+        "accepted",
+        "checkpoint",
+        "chunks",
+        "futures",
+        "leaf_hashes",
+        "log",
+        "note",
+        "prev",
+        "refused",
+        "size",
+        "tree",
+    )
+
+    def __init__(self, log: LogWriter, size: int) -> None:
+        self.log = log
+        self.size = size
+        self.accepted: list[_Request] = []
+        self.refused: list[tuple[_Request, str]] = []
+        self.chunks: list[list[bytes]] = []  # one writer a chunk
+        self.futures: list[Future[list[bytes]]] = []
+        self.leaf_hashes: list[bytes] = []
+        self.prev = records.GENESIS_PREV
+        self.tree = CompactRange()
+        self.checkpoint: Checkpoint | None = None
+        self.note = ""
+
+
+@contextlib.contextmanager
+def _one_log(logs: Sequence[LogWriter]) -> Iterator[Sequence[SequencingTxn]]:
+    (log,) = logs
+    with log.store.append_txn() as txn:
+        yield [txn]
+
+
+class GroupCommitter:
+    """The one thread that commits appends to one or more logs, and its signing pool.
+
+    Appends come with :meth:`submit_to`, already validated and encoded. Each
+    commit takes what is waiting, opens one transaction over the logs it
+    touches with ``begin``, and after it is durable resolves the futures and
+    calls each touched log's ``on_commit`` (which must be quick and must not
+    raise).
     """
 
-    def __init__(
-        self,
-        store: SQLiteStore,
-        *,
-        origin: str,
-        log_key: Signer,
-        threads: int,
-        on_commit: Callable[[int], None],
-    ) -> None:
+    def __init__(self, *, threads: int, begin: BeginTxn = _one_log) -> None:
         """Start the committer thread and the signing pool."""
-        self._store = store
-        self.origin = origin
-        self._log_key = log_key
-        self._log_verifier: Verifier = log_key.verifier
-        self._on_commit = on_commit
-        self._registered: set[str] = set()
-        # Cache of the committed head, valid while the size matches the file.
-        self._head_size = -1
-        self._head_prev = records.GENESIS_PREV
-        self._head_range = CompactRange()
+        self._begin = begin
+        self.commits = 0  # transactions committed, for monitoring and the tests
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ledger-sign")
         self._thread = threading.Thread(target=self._run, name="ledger-commit", daemon=True)
         self._thread.start()
 
-    def submit(self, events: list[Item], writer: Signer) -> Future[list[AppendReceipt]]:
-        """Queue ``events`` (non-empty, distinct IDs) to be appended atomically by ``writer``.
+    def submit_to(
+        self, log: LogWriter, events: list[Item], writer: Signer
+    ) -> Future[list[AppendReceipt]]:
+        """Queue ``events`` (non-empty, distinct IDs) to be appended to ``log`` atomically.
 
         Raises:
             Nothing: a failure to append is the future's exception.
         """
         future: Future[list[AppendReceipt]] = Future()
-        self._queue.put(_Request(events, writer, future))
+        self._queue.put(_Request(log, events, writer, future))
         return future
 
     def close(self) -> None:
@@ -153,154 +246,301 @@ class Committer:
                     if not req.future.done():
                         req.future.set_exception(err)
 
-    def _load_head(self, txn: Any, size: int) -> tuple[bytes, CompactRange]:
-        # The chain head and the tree's frontier at ``size``: from the cache when
-        # no other process appended since this one's last commit.
-        if size == self._head_size:
-            return self._head_prev, self._head_range.copy()
-        last = txn.last_leaf(size)
-        prev = records.GENESIS_PREV if last is None else records.parse_envelope(last).chain_hash
-        return prev, CompactRange(size, txn.frontier(subtree_ids(0, size)))
-
-    def _sign_chunk(self, contents: list[bytes], signer: Signer) -> list[bytes]:
-        prefix = records.signing_message(self.origin, b"")
+    def _sign_chunk(self, contents: list[bytes], signer: Signer, origin: str) -> list[bytes]:
+        prefix = records.signing_message(origin, b"")
         sign = signer.sign_raw
         return [sign(prefix + c) for c in contents]
 
     def _commit(self, batch: list[_Request]) -> None:
-        # Fast path: let the UNIQUE index catch duplicates. If it does, roll back
-        # and redo with an explicit check, so only the offending requests fail.
-        try:
-            self._commit_checked(batch, check_duplicates=False)
-        except DuplicateEventError:
-            self._commit_checked(batch, check_duplicates=True)
+        while batch:
+            # One handle per log in a transaction: a log opened twice (two
+            # LogWriters of one key) has its second handle's appends committed next.
+            now: list[_Request] = []
+            later: list[_Request] = []
+            holder: dict[int, LogWriter] = {}
+            for req in batch:
+                (now if holder.setdefault(req.log.key, req.log) is req.log else later).append(req)
+            # Fast path: let the unique key catch duplicates. If it does, roll back
+            # and redo with an explicit check, so only the offending requests fail.
+            try:
+                self._commit_checked(now, check_duplicates=False)
+            except DuplicateEventError:
+                self._commit_checked(now, check_duplicates=True)
+            batch = later
 
     def _commit_checked(self, batch: list[_Request], *, check_duplicates: bool) -> None:
-        sha = hashlib.sha256
-        origin = self.origin
-        log_key = self._log_key
-        with self._store.append_txn() as txn:
-            size = txn.size()
-            prev, tree = self._load_head(txn, size)
-            accepted: list[_Request] = []
-            refused: list[tuple[_Request, str]] = []
-            if check_duplicates:
-                ids = [eid for req in batch for eid, _ in req.events]
-                existing = txn.existing_event_ids(ids)
-                seen: set[str] = set()
-                for req in batch:
-                    dup = next(
-                        (eid for eid, _ in req.events if eid in existing or eid in seen),
-                        None,
-                    )
-                    if dup is not None:
-                        refused.append((req, dup))
-                        continue
-                    seen.update(eid for eid, _ in req.events)
-                    accepted.append(req)
+        by_log: dict[int, list[_Request]] = {}
+        for req in batch:
+            by_log.setdefault(id(req.log), []).append(req)
+        groups = sorted(by_log.values(), key=lambda reqs: reqs[0].log.key)
+        logs = [reqs[0].log for reqs in groups]
+        sign_here = sum(len(req.events) for req in batch) <= _SIGN_HERE
+        with self._begin(logs) as txns:
+            staged = [
+                self._sequence(txn, reqs, check_duplicates=check_duplicates, sign_here=sign_here)
+                for txn, reqs in zip(txns, groups, strict=True)
+            ]
+            for st, txn in zip(staged, txns, strict=True):
+                if st.accepted:
+                    self._write(st, txn)
+            work = [st for st in staged if st.accepted]
+            notes: list[str]
+            if len(work) > _SIGN_HERE:
+                notes = list(self._pool.map(_sign_checkpoint, work))
             else:
-                accepted = batch
-            if not accepted:
-                for req, dup in refused:
-                    req.future.set_exception(DuplicateEventError(dup))
-                return
-            logged_at = time.time_ns() // 1000
-            seq = size
-            # encode_content without its checks: the events were validated and
-            # encoded by records, the chain hashes are 32 bytes by construction,
-            # and a sequence number or clock out of struct's range still raises.
-            pack = records.HEADER.pack
-            version = records.ENVELOPE_VERSION
-            chain_prefix = records.CHAIN_PREFIX
-            total = sum(len(req.events) for req in accepted)
-            # Each chunk goes to the signing pool as soon as it is sequenced, and
-            # this thread stores the chunks already signed while the pool signs
-            # the rest (sqlite3 and libsodium release the GIL while they work).
-            # A small commit is signed here: handing it over costs more. A chunk
-            # has one writer.
-            chunks: list[list[bytes]] = []
-            futures: list[Future[list[bytes]]] = []
-            current: list[bytes] = []
-            signer = accepted[0].writer
-            for req in accepted:
-                if req.writer is not signer and current:
-                    chunks.append(current)
-                    futures.append(self._pool.submit(self._sign_chunk, current, signer))
+                notes = [_sign_checkpoint(st) for st in work]
+            for st, note in zip(work, notes, strict=True):
+                st.note = note
+            for st, txn in zip(staged, txns, strict=True):
+                if st.accepted:
+                    txn.insert_checkpoint(st.tree.size, st.note)
+        # Committed and durable: update the caches, then acknowledge.
+        self.commits += 1
+        for st in staged:
+            self._acknowledge(st)
+
+    def _sequence(
+        self,
+        txn: SequencingTxn,
+        reqs: list[_Request],
+        *,
+        check_duplicates: bool,
+        sign_here: bool,
+    ) -> _Staged:
+        # Under the log's lock: read the head, chain the events, start signing.
+        log = reqs[0].log
+        size = txn.size()
+        st = _Staged(log, size)
+        if size == log.head_size:
+            prev, st.tree = log.head_prev, log.head_range.copy()
+        else:
+            last = txn.last_leaf(size)
+            prev = records.GENESIS_PREV if last is None else records.parse_envelope(last).chain_hash
+            st.tree = CompactRange(size, txn.frontier(subtree_ids(0, size)))
+        if check_duplicates:
+            existing = txn.existing_event_ids([eid for req in reqs for eid, _ in req.events])
+            seen: set[str] = set()
+            for req in reqs:
+                dup = next(
+                    (eid for eid, _ in req.events if eid in existing or eid in seen),
+                    None,
+                )
+                if dup is not None:
+                    st.refused.append((req, dup))
+                    continue
+                seen.update(eid for eid, _ in req.events)
+                st.accepted.append(req)
+        else:
+            st.accepted = reqs
+        if not st.accepted:
+            return st
+        sha = hashlib.sha256
+        logged_at = time.time_ns() // 1000
+        seq = size
+        # encode_content without its checks: the events were validated and
+        # encoded by records, the chain hashes are 32 bytes by construction,
+        # and a sequence number or clock out of struct's range still raises.
+        pack = records.HEADER.pack
+        version = records.ENVELOPE_VERSION
+        chain_prefix = records.CHAIN_PREFIX
+        origin = log.origin
+        # Each chunk goes to the signing pool as soon as it is sequenced, and
+        # the committer stores the chunks already signed while the pool signs
+        # the rest (the drivers and libsodium release the GIL while they work).
+        # A small commit is signed here: handing it over costs more. A chunk
+        # has one writer.
+        current: list[bytes] = []
+        signer = st.accepted[0].writer
+        for req in st.accepted:
+            if req.writer is not signer and current:
+                st.chunks.append(current)
+                st.futures.append(self._pool.submit(self._sign_chunk, current, signer, origin))
+                current = []
+            signer = req.writer
+            kid = signer.key_id
+            for _, evb in req.events:
+                content = pack(version, seq, prev, logged_at, kid, len(evb)) + evb
+                prev = sha(chain_prefix + content).digest()
+                current.append(content)
+                seq += 1
+                if len(current) == _SIGN_CHUNK:
+                    st.chunks.append(current)
+                    st.futures.append(self._pool.submit(self._sign_chunk, current, signer, origin))
                     current = []
-                signer = req.writer
-                kid = signer.key_id
-                for _, evb in req.events:
-                    content = pack(version, seq, prev, logged_at, kid, len(evb)) + evb
-                    prev = sha(chain_prefix + content).digest()
-                    current.append(content)
-                    seq += 1
-                    if len(current) == _SIGN_CHUNK:
-                        chunks.append(current)
-                        futures.append(self._pool.submit(self._sign_chunk, current, signer))
-                        current = []
-            if current:
-                chunks.append(current)
-                if total <= _SIGN_HERE:
-                    here: Future[list[bytes]] = Future()
-                    here.set_result(self._sign_chunk(current, signer))
-                    futures.append(here)
-                else:
-                    futures.append(self._pool.submit(self._sign_chunk, current, signer))
-            for req in accepted:
-                vkey = req.writer.verifier.vkey
-                if vkey not in self._registered:
-                    txn.register_writer(req.writer.key_id, vkey, size)
-            leaf_hashes: list[bytes] = []
-            pos = 0
-            # Hashes are stored in runs that start where a block of 64 leaves
-            # starts, so a proof finds all its nodes below the upper levels in
-            # one run (see docs/decisions/0005-lean-append-path.md).
-            run_first = stored_hash_count(size)
-            run: list[bytes] = []
-            event_ids = [eid for req in accepted for eid, _ in req.events]
-            for chunk, fut in zip(chunks, futures, strict=True):
-                sigs = fut.result()
-                leaves: list[bytes] = []
-                runs: list[tuple[int, bytes]] = []
-                upper: list[tuple[int, bytes]] = []
-                seq = size + pos
-                for content, sig in zip(chunk, sigs, strict=True):
-                    if seq % _RUN_LEAVES == 0 and run:
-                        runs.append((run_first, b"".join(run)))
-                        run_first += len(run)
-                        run = []
-                    leaf = content + sig
-                    lh = sha(b"\x00" + leaf).digest()
-                    leaf_hashes.append(lh)
-                    new = tree.append_nodes(lh)
-                    if len(new) > UPPER_LEVEL:
-                        at = run_first + len(run)
-                        upper += [(at + j, new[j]) for j in range(UPPER_LEVEL, len(new))]
-                    run += new
-                    leaves.append(leaf)
-                    seq += 1
-                txn.insert_records(size + pos, leaves, event_ids[pos : pos + len(leaves)])
-                txn.insert_runs(runs)
-                txn.insert_upper(upper)
-                pos += len(leaves)
-            if run:
-                txn.insert_runs([(run_first, b"".join(run))])
-            new_size = tree.size
-            checkpoint = Checkpoint(origin, new_size, tree.root())
-            note = sign_checkpoint(checkpoint, log_key)
-            txn.insert_checkpoint(new_size, note)
-        # Committed and durable: update the cache, then acknowledge.
-        for req, dup in refused:
-            req.future.set_exception(DuplicateEventError(dup))
-        for req in accepted:
-            self._registered.add(req.writer.verifier.vkey)
-        self._head_size, self._head_prev, self._head_range = new_size, prev, tree
-        signed = SignedCheckpoint(checkpoint, note, self._log_verifier, ())
+        if current:
+            st.chunks.append(current)
+            if sign_here:
+                here: Future[list[bytes]] = Future()
+                here.set_result(self._sign_chunk(current, signer, origin))
+                st.futures.append(here)
+            else:
+                st.futures.append(self._pool.submit(self._sign_chunk, current, signer, origin))
+        st.prev = prev
+        for req in st.accepted:
+            vkey = req.writer.verifier.vkey
+            if vkey not in log.registered:
+                txn.register_writer(req.writer.key_id, vkey, size)
+        return st
+
+    def _write(self, st: _Staged, txn: SequencingTxn) -> None:
+        # Store the signed records and the hashes they add; the root follows.
+        sha = hashlib.sha256
+        size, tree = st.size, st.tree
         pos = 0
-        for req in accepted:
+        # Hashes are stored in runs that start where a block of 64 leaves
+        # starts, so a proof finds all its nodes below the upper levels in
+        # one run (see docs/decisions/0005-lean-append-path.md).
+        run_first = stored_hash_count(size)
+        run: list[bytes] = []
+        event_ids = [eid for req in st.accepted for eid, _ in req.events]
+        for chunk, fut in zip(st.chunks, st.futures, strict=True):
+            sigs = fut.result()
+            leaves: list[bytes] = []
+            runs: list[tuple[int, bytes]] = []
+            upper: list[tuple[int, bytes]] = []
+            seq = size + pos
+            for content, sig in zip(chunk, sigs, strict=True):
+                if seq % _RUN_LEAVES == 0 and run:
+                    runs.append((run_first, b"".join(run)))
+                    run_first += len(run)
+                    run = []
+                leaf = content + sig
+                lh = sha(b"\x00" + leaf).digest()
+                st.leaf_hashes.append(lh)
+                new = tree.append_nodes(lh)
+                if len(new) > UPPER_LEVEL:
+                    at = run_first + len(run)
+                    upper += [(at + j, new[j]) for j in range(UPPER_LEVEL, len(new))]
+                run += new
+                leaves.append(leaf)
+                seq += 1
+            txn.insert_records(size + pos, leaves, event_ids[pos : pos + len(leaves)])
+            txn.insert_runs(runs)
+            txn.insert_upper(upper)
+            pos += len(leaves)
+        if run:
+            txn.insert_runs([(run_first, b"".join(run))])
+        st.checkpoint = Checkpoint(st.log.origin, tree.size, tree.root())
+
+    def _acknowledge(self, st: _Staged) -> None:
+        for req, dup in st.refused:
+            req.future.set_exception(DuplicateEventError(dup))
+        if not st.accepted or st.checkpoint is None:
+            return
+        log = st.log
+        for req in st.accepted:
+            log.registered.add(req.writer.verifier.vkey)
+        new_size = st.tree.size
+        log.head_size, log.head_prev, log.head_range = new_size, st.prev, st.tree
+        signed = SignedCheckpoint(st.checkpoint, st.note, log.log_verifier, ())
+        pos = 0
+        for req in st.accepted:
             out = []
             for eid, _ in req.events:
-                out.append(AppendReceipt(size + pos, leaf_hashes[pos], eid, signed))
+                out.append(AppendReceipt(st.size + pos, st.leaf_hashes[pos], eid, signed))
                 pos += 1
             req.future.set_result(out)
-        self._on_commit(new_size)
+        log.on_commit(new_size)
+
+
+def _sign_checkpoint(st: _Staged) -> str:
+    assert st.checkpoint is not None  # set by _write  # noqa: S101 - an invariant
+    return sign_checkpoint(st.checkpoint, st.log.log_key)
+
+
+class Committer(GroupCommitter):
+    """The one thread that commits one log's appends (a ledger file), and its signing pool.
+
+    The ledger owns it and gives it validated, encoded events with
+    :meth:`submit`. ``on_commit`` is called on the committer thread with the
+    new size after each durable commit, once the callers' futures are
+    resolved; it must be quick and must not raise (the ledger's subscriber
+    fan-out catches what its subscribers raise).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        origin: str,
+        log_key: Signer,
+        threads: int,
+        on_commit: Callable[[int], None],
+    ) -> None:
+        """Start the committer thread and the signing pool."""
+        self._log = LogWriter(store, origin=origin, log_key=log_key, on_commit=on_commit)
+        super().__init__(threads=threads)
+
+    def submit(self, events: list[Item], writer: Signer) -> Future[list[AppendReceipt]]:
+        """Queue ``events`` (non-empty, distinct IDs) to be appended atomically by ``writer``.
+
+        Raises:
+            Nothing: a failure to append is the future's exception.
+        """
+        return self.submit_to(self._log, events, writer)
+
+
+class SharedCommitter:
+    """One log's door into a :class:`GroupCommitter` that other logs of its database share.
+
+    A ledger opened through a database of many logs appends through one of
+    these: its appends join every other log's in the group's commits. Closing
+    it waits for this log's appends only; the group runs on.
+    """
+
+    def __init__(
+        self, group: GroupCommitter, log: LogWriter, on_commit: Callable[[int], None]
+    ) -> None:
+        """Join ``group`` with ``log``, whose ``on_commit`` becomes ``on_commit``."""
+        log.on_commit = on_commit
+        self._group = group
+        self._log = log
+        self._lock = threading.Lock()
+        self._pending: set[Future[list[AppendReceipt]]] = set()
+
+    def submit(self, events: list[Item], writer: Signer) -> Future[list[AppendReceipt]]:
+        """Queue ``events`` (non-empty, distinct IDs) to be appended atomically by ``writer``.
+
+        Raises:
+            Nothing: a failure to append is the future's exception.
+        """
+        future = self._group.submit_to(self._log, events, writer)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: Future[list[AppendReceipt]]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def close(self) -> None:
+        """Wait until this log's queued appends are committed or have failed.
+
+        Raises:
+            Nothing: a failed append reports its error through its own future.
+        """
+        with self._lock:
+            pending = list(self._pending)
+        for future in pending:
+            future.exception()
+
+
+def sign_head(store: Store, origin: str, log_key: Signer) -> int | None:
+    """Sign a checkpoint of the committed size if none covers it yet; return that size.
+
+    Every commit of this library carries its checkpoint, so this finds
+    nothing to do unless records were committed without one (by another
+    writer that died in between, or another tool). Under the log's lock, so
+    it races no append.
+
+    Raises:
+        StorageError: if the store cannot be read or written.
+    """
+    with store.append_txn() as txn:
+        size = txn.size()
+        if store.checkpoint(size) is not None:
+            return None
+        tree = CompactRange(size, txn.frontier(subtree_ids(0, size)))
+        txn.insert_checkpoint(size, sign_checkpoint(Checkpoint(origin, size, tree.root()), log_key))
+    return size

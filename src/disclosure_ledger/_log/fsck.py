@@ -28,9 +28,9 @@ from disclosure_ledger._core.notes import (
 )
 from disclosure_ledger._core.succession import check_successor
 from disclosure_ledger._log.index import INDEX_CHUNK, index_columns
+from disclosure_ledger._store.base import Store
 from disclosure_ledger._store.sqlite import (
     UPPER_LEVEL,
-    SQLiteStore,
     stored_hash_count,
     upper_hash_count,
 )
@@ -311,7 +311,7 @@ def _trusted_log_key(ledger: Ledger, log_key: Verifier | None) -> Verifier:
     return log_key
 
 
-def _check_cosignatures(store: SQLiteStore) -> int:
+def _check_cosignatures(store: Store) -> int:
     """Verify every stored cosignature line against the witness key stored beside it.
 
     Each line must be by that key and verify over the stored checkpoint of
@@ -351,7 +351,7 @@ def _check_cosignatures(store: SQLiteStore) -> int:
     return count
 
 
-def _check_event_ids(store: SQLiteStore, first: int, event_ids: list[str]) -> None:
+def _check_event_ids(store: Store, first: int, event_ids: list[str]) -> None:
     # The event ID register refuses duplicates; each ID must name its own record.
     stored = store.event_id_seqs(event_ids)
     for k, event_id in enumerate(event_ids):

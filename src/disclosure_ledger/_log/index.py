@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from disclosure_ledger._core import records
 from disclosure_ledger._core.merkle import leaf_hash
 from disclosure_ledger._core.records import Event
-from disclosure_ledger._store.sqlite import INDEX_COLUMNS, SQLiteStore
+from disclosure_ledger._store.base import Store
+from disclosure_ledger._store.sqlite import INDEX_COLUMNS
 from disclosure_ledger.errors import LedgerError, MalformedError
 
 __all__ = ["INDEX_CHUNK", "Record", "index_columns", "query", "record_at", "update_index"]
@@ -86,7 +87,7 @@ def _index_row(seq: int, leaf: bytes) -> tuple[object, ...]:
         raise MalformedError(f"record {seq}: {err}") from err
 
 
-def update_index(store: SQLiteStore) -> int:
+def update_index(store: Store) -> int:
     """Index the records committed when called; return how many it added.
 
     Records are decoded outside the write lock and indexed in short
@@ -118,7 +119,7 @@ def update_index(store: SQLiteStore) -> int:
 
 
 def query(
-    store: SQLiteStore,
+    store: Store,
     *,
     camera_id: str | None = None,
     owner_id: str | None = None,

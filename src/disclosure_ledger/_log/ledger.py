@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from types import TracebackType
@@ -29,10 +30,19 @@ from disclosure_ledger._core.merkle import EMPTY_ROOT
 from disclosure_ledger._core.notes import KEY_TYPE_ED25519, Signer, Verifier, parse_verifier
 from disclosure_ledger._core.records import Event
 from disclosure_ledger._log import index
-from disclosure_ledger._log.committer import AppendReceipt, Committer, Item
+from disclosure_ledger._log.committer import (
+    AppendReceipt,
+    Committer,
+    GroupCommitter,
+    Item,
+    LogWriter,
+    SharedCommitter,
+)
 from disclosure_ledger._log.fsck import CheckReport, check_ledger
 from disclosure_ledger._log.index import Record
 from disclosure_ledger._log.reads import LedgerReads
+from disclosure_ledger._store.base import Store
+from disclosure_ledger._store.pg_schema import is_postgres_url, redact_url
 from disclosure_ledger._store.sqlite import SQLiteStore
 from disclosure_ledger.errors import (
     DuplicateEventError,
@@ -45,12 +55,49 @@ from disclosure_ledger.errors import (
 
 # AppendReceipt, CheckReport and Record live with the code that makes them;
 # they are named here too because `from .ledger import ...` predates the split.
-__all__ = ["AppendReceipt", "CheckReport", "Ledger", "Record"]
+__all__ = ["AppendReceipt", "CheckReport", "Ledger", "Record", "postgres_module"]
 
 _log = logging.getLogger(__name__)
 
 CommitCallback = Callable[[int], None]
 """A commit subscriber: called with the ledger's new size after each durable commit."""
+
+
+def _is_url(path: str | os.PathLike[str]) -> bool:
+    return isinstance(path, str) and is_postgres_url(path)
+
+
+def postgres_module() -> types.ModuleType:
+    # Imported on first use: the SQLite default needs no PostgreSQL driver.
+    try:
+        from disclosure_ledger._store import postgres  # noqa: PLC0415 - optional extra
+    except ImportError as err:
+        raise StorageError(
+            "a postgresql:// ledger needs the PostgreSQL extra:"
+            ' pip install "disclosure_ledger[postgres]"'
+        ) from err
+    return postgres
+
+
+def _open_store(path: str | os.PathLike[str], origin: str | None, *, readonly: bool) -> Store:
+    if not _is_url(path):
+        return SQLiteStore.open(path, readonly=readonly)
+    if origin is None:
+        raise StorageError(
+            f"{redact_url(str(path))}: a database holds many logs;"
+            " opening one needs the log's origin"
+        )
+    store: Store = postgres_module().PostgresStore.open(str(path), origin, readonly=readonly)
+    return store
+
+
+def _sign_empty(store: Store, origin: str, log_key: Signer | None) -> None:
+    # Size 0 gets a checkpoint too, so the empty ledger has a signed head.
+    if log_key is None:
+        store.close()
+        raise LedgerError("creating a ledger needs its log key")
+    with store.append_txn() as txn:
+        txn.insert_checkpoint(0, sign_checkpoint(Checkpoint(origin, 0, EMPTY_ROOT), log_key))
 
 
 def _check_writer(writer: Signer) -> Signer:
@@ -65,22 +112,44 @@ def _coerce_event(event: Event | Mapping[str, Any]) -> tuple[Event, bytes]:
     raise MalformedError(f"expected an Event or its JSON form, got {type(event).__name__}")
 
 
-class Ledger(LedgerReads):
-    """A disclosure ledger in one SQLite file.
+def _create_store(path: str | os.PathLike[str], log_key: Signer, origin: str | None) -> Store:
+    """A new store for a ledger whose origin is the log key's name: a file, or a database's log.
 
-    Open it with :meth:`create` or :meth:`open`; use it as a context manager
-    or call :meth:`close`. Appending needs the log key (it signs checkpoints);
-    records are signed by the first writer key, or by the log key when no
-    writer key is given. Reading, proving and checking need no private key.
+    Raises:
+        MalformedError: if the key is not an Ed25519 key, or ``origin`` is not its name.
+        StorageError: if the store cannot be created.
+    """
+    if log_key.key_type != KEY_TYPE_ED25519:
+        raise MalformedError("the log key must be an Ed25519 note key (type 0x01)")
+    if origin is not None and origin != log_key.name:
+        raise MalformedError(
+            f"the origin must be the log key's name {log_key.name!r}, not {origin!r}"
+        )
+    meta = {"origin": log_key.name, "log_key": log_key.verifier.vkey}
+    if _is_url(path):
+        store: Store = postgres_module().PostgresStore.create(str(path), meta)
+        return store
+    return SQLiteStore.create(path, meta)
+
+
+class Ledger(LedgerReads):
+    """A disclosure ledger: one SQLite file, or one log of a PostgreSQL database.
+
+    Open it with :meth:`create` or :meth:`open` (a path, or a ``postgresql://``
+    URL and the log's ``origin``; see also :class:`~.database.LedgerDatabase`);
+    use it as a context manager or call :meth:`close`. Appending needs the log
+    key (it signs checkpoints); records are signed by the first writer key, or
+    by the log key. Reading, proving and checking need no private key.
     """
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         *,
         log_key: Signer | None,
         writers: Sequence[Signer] = (),
         signing_threads: int | None = None,
+        group: Callable[[], GroupCommitter] | None = None,
     ) -> None:
         meta = store.meta()
         self._store = store
@@ -101,7 +170,8 @@ class Ledger(LedgerReads):
         self._log_key = log_key
         self._writers = list(writers)
         self._threads = signing_threads or max(1, min(4, os.cpu_count() or 1))
-        self._committer: Committer | None = None
+        self._committer: Committer | SharedCommitter | None = None
+        self._group = group  # a committer shared with other logs of one database
         self._start_lock = threading.Lock()
         self._closed = False
         # Commit subscribers: (on_commit, on_close), called outside the write lock.
@@ -125,18 +195,32 @@ class Ledger(LedgerReads):
             MalformedError: if ``origin`` is given and differs from the log key's name.
             StorageError: if the file exists or cannot be created.
         """
-        if log_key.key_type != KEY_TYPE_ED25519:
-            raise MalformedError("the log key must be an Ed25519 note key (type 0x01)")
-        if origin is not None and origin != log_key.name:
-            raise MalformedError(
-                f"the origin must be the log key's name {log_key.name!r}, not {origin!r}"
-            )
-        store = SQLiteStore.create(path, {"origin": log_key.name, "log_key": log_key.verifier.vkey})
-        ledger = cls(store, log_key=log_key, writers=writers, signing_threads=signing_threads)
-        # Size 0 gets a checkpoint too, so the empty ledger has a signed head.
-        with store.append_txn() as txn:
-            empty = Checkpoint(ledger.origin, 0, EMPTY_ROOT)
-            txn.insert_checkpoint(0, sign_checkpoint(empty, log_key))
+        store = _create_store(path, log_key, origin)
+        return cls.on_store(
+            store, log_key=log_key, writers=writers, signing_threads=signing_threads, create=True
+        )
+
+    @classmethod
+    def on_store(
+        cls,
+        store: Store,
+        *,
+        log_key: Signer | None,
+        writers: Sequence[Signer] = (),
+        signing_threads: int | None = None,
+        create: bool = False,
+        group: Callable[[], GroupCommitter] | None = None,
+    ) -> Ledger:
+        """A ledger over ``store``, new with ``create``; ``group`` is a shared committer's.
+
+        Raises:
+            StorageError: if the log key is not the store's, or the write fails.
+        """
+        ledger = cls(
+            store, log_key=log_key, writers=writers, signing_threads=signing_threads, group=group
+        )
+        if create:
+            _sign_empty(store, ledger.origin, log_key)
         return ledger
 
     @classmethod
@@ -150,13 +234,14 @@ class Ledger(LedgerReads):
         readonly: bool = False,
         signing_threads: int | None = None,
     ) -> Ledger:
-        """Open an existing ledger.
+        """Open an existing ledger: a file, or the log ``origin`` of a ``postgresql://`` URL.
 
         Raises:
             StorageError: if the file is not a ledger, cannot be opened, or its
-                origin or log key is not the one given.
+                origin or log key is not the one given; for a URL, if ``origin``
+                is not given or names no log of that database.
         """
-        store = SQLiteStore.open(path, readonly=readonly)
+        store = _open_store(path, origin, readonly=readonly)
         meta = store.meta()
         if origin is not None and meta.get("origin") != origin:
             store.close()
@@ -179,7 +264,7 @@ class Ledger(LedgerReads):
             committer = self._committer
             subscribers = list(self._subscribers)
         if committer is not None:
-            committer.close()
+            committer.close()  # a shared one: waits for this log's appends only
         # After the last commit, before the file closes: a subscriber may
         # still read the ledger to finish what the last commits started.
         for _, on_close in subscribers:
@@ -253,12 +338,16 @@ class Ledger(LedgerReads):
             raise LedgerError("this ledger was opened without keys; it cannot append")
         return self._log_key
 
-    def _ensure_committer(self) -> Committer:
+    def _ensure_committer(self) -> Committer | SharedCommitter:
         with self._start_lock:
             if self._closed:
                 raise LedgerError("the ledger is closed")
             if self._log_key is None:
                 raise LedgerError("appending needs the ledger's log key")
+            if self._committer is None and self._group is not None:
+                key = getattr(self._store, "log_id", 0)  # locks are taken in this order
+                log = LogWriter(self._store, origin=self.origin, log_key=self._log_key, key=key)
+                self._committer = SharedCommitter(self._group(), log, self._committed)
             if self._committer is None:
                 self._committer = Committer(
                     self._store,

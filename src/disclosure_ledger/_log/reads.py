@@ -28,7 +28,7 @@ from disclosure_ledger._core.notes import Verifier, parse_verifier
 from disclosure_ledger._log import index
 from disclosure_ledger._log.export import ExportSummary, export_ledger
 from disclosure_ledger._log.index import Record, record_at
-from disclosure_ledger._store.sqlite import SQLiteStore
+from disclosure_ledger._store.base import Store
 from disclosure_ledger.errors import MalformedError, StorageError
 
 __all__ = ["LedgerReads"]
@@ -37,7 +37,7 @@ __all__ = ["LedgerReads"]
 class LedgerReads:
     """The reading half of a ledger: everything that needs no key and writes nothing."""
 
-    _store: SQLiteStore
+    _store: Store
     origin: str
     log_verifier: Verifier
 
@@ -258,7 +258,7 @@ class LedgerReads:
         return self._store.path
 
     @property
-    def store(self) -> SQLiteStore:
+    def store(self) -> Store:
         """The storage behind this ledger, for the library's own modules (fsck, export)."""
         return self._store
 

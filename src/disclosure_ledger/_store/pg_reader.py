@@ -1,0 +1,388 @@
+"""The reads of one log in a PostgreSQL database: the head, leaves, hashes, checkpoints.
+
+This module owns :class:`PgLogReader`, the ``LogReader`` and ``AuditReader``
+halves of the storage contract for one log of a
+:class:`~disclosure_ledger._store.pg_database.PostgresDatabase`. Every
+statement names the log's ``log_id`` first, so it touches one log (one shard
+of a distributed database). Reads run on pooled connections in autocommit
+mode: PostgreSQL's MVCC lets them see the last commit without waiting behind
+an open append, and the rows below a committed size never change, so a proof
+read after the head is of one tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from disclosure_ledger._core.merkle import NodeId
+from disclosure_ledger._store.layout import UPPER_LEVEL, stored_hash_index
+from disclosure_ledger._store.pg_database import PostgresDatabase, in_runs
+from disclosure_ledger.errors import StorageError
+
+__all__ = ["PgLogReader"]
+
+_NOTES_KEPT = 256
+
+
+class PgLogReader:
+    """The reads of one log: every statement is ``... WHERE log_id = %s ...``."""
+
+    def __init__(self, db: PostgresDatabase, log_id: int, origin: str) -> None:
+        self.db = db
+        self.log_id = log_id
+        self.origin = origin
+        self.address = f"{db.address}#{origin}"
+        self._closed = False
+        self._notes: dict[int, str] = {}  # checkpoints read, by size
+
+    @property
+    def path(self) -> Path:
+        """The log's address (the database URL without its password, ``#`` and the origin)."""
+        return Path(self.address)
+
+    @property
+    def readonly(self) -> bool:
+        """Whether the database was opened for reading only."""
+        return self.db.readonly
+
+    def _rows(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
+        if self._closed:
+            raise StorageError(f"{self.address}: the log is closed")
+        bound = (self.log_id, *args)
+        rows: list[tuple[Any, ...]] = self.db.read(
+            "reading", lambda c: c.execute(sql, bound).fetchall()
+        )
+        return rows
+
+    def meta(self) -> dict[str, str]:
+        """The log's metadata (``origin``, ``log_key``, the format).
+
+        Raises:
+            StorageError: if the database cannot be read.
+        """
+        return {
+            str(k): str(v)
+            for k, v in self._rows("SELECT key, value FROM log_meta WHERE log_id = %s")
+        }
+
+    def size(self) -> int:
+        """How many records are committed.
+
+        Raises:
+            StorageError: if the log is gone or the database cannot be read.
+        """
+        rows = self._rows("SELECT size FROM logs WHERE log_id = %s")
+        if not rows:
+            raise StorageError(f"{self.address}: the log is gone")
+        return int(rows[0][0])
+
+    def leaf(self, seq: int) -> bytes:
+        """The leaf bytes of record ``seq``.
+
+        Raises:
+            StorageError: if there is no such record.
+        """
+        rows = self._rows("SELECT leaf FROM records WHERE log_id = %s AND seq = %s", seq)
+        if not rows:
+            raise StorageError(f"no record at index {seq}")
+        return bytes(rows[0][0])
+
+    def iter_leaves(self, start: int, end: int, chunk: int = 4096) -> Iterator[bytes]:
+        """The leaves of records ``[start, end)``, in order, ``chunk`` rows a round trip.
+
+        Raises:
+            StorageError: if one is missing.
+        """
+        pos = start
+        while pos < end:
+            stop = min(end, pos + chunk)
+            rows = self._rows(
+                "SELECT leaf FROM records WHERE log_id = %s AND seq >= %s AND seq < %s"
+                " ORDER BY seq",
+                pos,
+                stop,
+            )
+            if len(rows) != stop - pos:
+                raise StorageError(f"records {pos}..{stop - 1} are not all present")
+            for (leaf,) in rows:
+                yield bytes(leaf)
+            pos = stop
+
+    def read_hashes(self, ids: Sequence[NodeId], /) -> list[bytes]:
+        """The stored hashes of ``ids``, in one round trip.
+
+        Upper nodes are read from ``upper_hashes``; each lower one from the
+        run it falls in (the run with the greatest ``first`` at or below it).
+
+        Raises:
+            StorageError: if one is not stored.
+        """
+        positions = [stored_hash_index(level, n) for level, n in ids]
+        upper = sorted(
+            {p for (level, _), p in zip(ids, positions, strict=True) if level >= UPPER_LEVEL}
+        )
+        lower = sorted(
+            {p for (level, _), p in zip(ids, positions, strict=True) if level < UPPER_LEVEL}
+        )
+        if not positions:
+            return []
+        rows = self._rows(
+            # Which run holds each lower position is found by index (the run
+            # starting at or before it), then each run is read once.
+            "SELECT true, id, hash FROM upper_hashes WHERE log_id = %s AND id = ANY(%s)"
+            " UNION ALL SELECT false, first, run FROM hashes WHERE log_id = %s AND first = ANY("
+            "ARRAY(SELECT (SELECT first FROM hashes WHERE log_id = %s AND first <= q.p"
+            " ORDER BY first DESC LIMIT 1) FROM unnest(%s::bigint[]) AS q(p)))",
+            upper,
+            self.log_id,
+            self.log_id,
+            lower,
+        )
+        found_upper = {int(i): bytes(h) for is_upper, i, h in rows if is_upper}
+        runs = sorted((int(i), bytes(h)) for is_upper, i, h in rows if not is_upper)
+        out: list[bytes] = []
+        for (level, _), pos in zip(ids, positions, strict=True):
+            h = found_upper.get(pos) if level >= UPPER_LEVEL else in_runs(runs, pos)
+            if h is None:
+                raise StorageError(f"the Merkle hash at position {pos} is not stored")
+            out.append(h)
+        return out
+
+    def checkpoint(self, size: int) -> str | None:
+        """The signed checkpoint note stored for ``size``, if any.
+
+        Raises:
+            StorageError: if the database cannot be read.
+        """
+        note = self._notes.get(size)
+        if note is not None:
+            return note
+        rows = self._rows("SELECT note FROM checkpoints WHERE log_id = %s AND size = %s", size)
+        if not rows:
+            return None
+        # A stored checkpoint never changes: proofs at one size read it once.
+        if len(self._notes) >= _NOTES_KEPT:
+            self._notes.clear()
+        self._notes[size] = note = str(rows[0][0])
+        return note
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        """``(size, note)`` of the newest checkpoint, if any.
+
+        Raises:
+            StorageError: if the database cannot be read.
+        """
+        rows = self._rows(
+            "SELECT size, note FROM checkpoints WHERE log_id = %s ORDER BY size DESC LIMIT 1"
+        )
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def latest_checkpoint_size(self) -> int | None:
+        """The size of the newest checkpoint, if any.
+
+        Raises:
+            StorageError: if the database cannot be read.
+        """
+        rows = self._rows(
+            "SELECT size FROM checkpoints WHERE log_id = %s ORDER BY size DESC LIMIT 1"
+        )
+        return int(rows[0][0]) if rows else None
+
+    def checkpoint_sizes(self) -> list[int]:
+        """Every checkpointed size, ascending.
+
+        Raises:
+            StorageError: if the database cannot be read.
+        """
+        rows = self._rows("SELECT size FROM checkpoints WHERE log_id = %s ORDER BY size")
+        return [int(r[0]) for r in rows]
+
+    def iter_checkpoints(self, chunk: int = 4096) -> Iterator[tuple[int, str]]:
+        """``(size, note)`` of every checkpoint, ascending, ``chunk`` a round trip.
+
+        Raises:
+            StorageError: if the database cannot be read.
+        """
+        after = -1
+        while True:
+            rows = self._rows(
+                "SELECT size, note FROM checkpoints WHERE log_id = %s AND size > %s"
+                " ORDER BY size LIMIT %s",
+                after,
+                chunk,
+            )
+            for size, note in rows:
+                yield int(size), str(note)
+            if len(rows) < chunk:
+                return
+            after = int(rows[-1][0])
+
+    def cosignature_lines(self, size: int) -> list[str]:
+        """The cosignature lines stored for ``size``, in the order stored.
+
+        Raises:
+            StorageError: if the database cannot be read.
+        """
+        rows = self._rows(
+            "SELECT line FROM cosignatures WHERE log_id = %s AND size = %s ORDER BY n", size
+        )
+        return [str(r[0]) for r in rows]
+
+    def cosigning_witnesses(self, size: int) -> list[str]:
+        """The verifier keys of the witnesses with a stored cosignature for ``size``.
+
+        Raises:
+            StorageError: if the database cannot be read.
+        """
+        rows = self._rows(
+            "SELECT DISTINCT witness FROM cosignatures WHERE log_id = %s AND size = %s", size
+        )
+        return [str(r[0]) for r in rows]
+
+    def iter_cosignatures(self, chunk: int = 4096) -> Iterator[tuple[int, str, str]]:
+        """``(size, witness, line)`` of every cosignature, by size then as stored.
+
+        Raises:
+            StorageError: if the database cannot be read.
+        """
+        after: tuple[int, int] = (-1, 0)
+        while True:
+            rows = self._rows(
+                "SELECT size, n, witness, line FROM cosignatures WHERE log_id = %s"
+                " AND (size, n) > (%s, %s) ORDER BY size, n LIMIT %s",
+                *after,
+                chunk,
+            )
+            for size, _, witness, line in rows:
+                yield int(size), str(witness), str(line)
+            if len(rows) < chunk:
+                return
+            after = (int(rows[-1][0]), int(rows[-1][1]))
+
+    def last_cosigned_size(self, witness: str) -> int | None:
+        """The largest size ``witness`` has a stored cosignature for.
+
+        Raises:
+            StorageError: if the database cannot be read.
+        """
+        rows = self._rows(
+            "SELECT MAX(size) FROM cosignatures WHERE log_id = %s AND witness = %s", witness
+        )
+        return None if rows[0][0] is None else int(rows[0][0])
+
+    def writer_keys(self) -> list[str]:
+        """The verifier keys of every registered writer, in the order registered.
+
+        Raises:
+            StorageError: if the database cannot be read.
+        """
+        return [
+            str(r[0]) for r in self._rows("SELECT vkey FROM writers WHERE log_id = %s ORDER BY n")
+        ]
+
+    def event_id_seqs(self, event_ids: Sequence[str]) -> dict[str, int]:
+        """Map those of ``event_ids`` that are committed to their record.
+
+        Raises:
+            StorageError: if the database cannot be read.
+        """
+        if not event_ids:
+            return {}
+        rows = self._rows(
+            "SELECT event_id, seq FROM event_ids WHERE log_id = %s AND event_id = ANY(%s)",
+            list(event_ids),
+        )
+        return {str(e): int(s) for e, s in rows}
+
+    def witness_events(self) -> list[tuple[int, str, str, str]]:
+        """Every recorded witness outcome ``(size, witness, outcome, detail)``, in order.
+
+        Raises:
+            StorageError: if the database cannot be read.
+        """
+        rows = self._rows(
+            "SELECT size, witness, outcome, detail FROM witness_events WHERE log_id = %s ORDER BY n"
+        )
+        return [(int(a), str(b), str(c), str(d)) for a, b, c, d in rows]
+
+    # -- the integrity check's reads -------------------------------------------------
+
+    def read_hash_range(self, start: int, end: int) -> list[bytes]:
+        """Stored hashes at positions ``[start, end)``; fewer where the stored ones end.
+
+        Raises:
+            StorageError: if the stored runs overlap or leave a gap.
+        """
+        if end <= start:
+            return []
+        rows = self._rows(
+            "(SELECT first, run FROM hashes WHERE log_id = %s AND first <= %s"
+            " ORDER BY first DESC LIMIT 1) UNION ALL (SELECT first, run FROM hashes"
+            " WHERE log_id = %s AND first > %s AND first < %s ORDER BY first)",
+            start,
+            self.log_id,
+            start,
+            end,
+        )
+        return _slice_runs([(int(f), bytes(r)) for f, r in rows], start, end)
+
+    def hash_count(self) -> int:
+        """How many hashes are stored (one past the last stored position).
+
+        Raises:
+            StorageError: if the database cannot be read.
+        """
+        rows = self._rows(
+            "SELECT first, length(run) FROM hashes WHERE log_id = %s ORDER BY first DESC LIMIT 1"
+        )
+        return 0 if not rows else int(rows[0][0]) + int(rows[0][1]) // 32
+
+    def read_upper_range(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        """``(position, hash)`` of the upper nodes stored at positions ``[start, end)``.
+
+        Raises:
+            StorageError: if the database cannot be read.
+        """
+        rows = self._rows(
+            "SELECT id, hash FROM upper_hashes WHERE log_id = %s AND id >= %s AND id < %s"
+            " ORDER BY id",
+            start,
+            end,
+        )
+        return [(int(i), bytes(h)) for i, h in rows]
+
+    def upper_count(self) -> int:
+        """How many upper nodes are stored.
+
+        Raises:
+            StorageError: if the database cannot be read.
+        """
+        return int(self._rows("SELECT COUNT(*) FROM upper_hashes WHERE log_id = %s")[0][0])
+
+    def event_id_count(self) -> int:
+        """How many event IDs are registered.
+
+        Raises:
+            StorageError: if the database cannot be read.
+        """
+        return int(self._rows("SELECT COUNT(*) FROM event_ids WHERE log_id = %s")[0][0])
+
+
+def _slice_runs(rows: Sequence[tuple[int, bytes]], start: int, end: int) -> list[bytes]:
+    out: list[bytes] = []
+    pos = start
+    for i, (first, run) in enumerate(rows):
+        stop = first + len(run) // 32
+        if i == 0 and stop <= pos:
+            continue  # the run before ``start`` ends before it
+        if first > pos:
+            raise StorageError(f"stored Merkle hashes have a gap at position {pos}")
+        if first < pos and i > 0:
+            raise StorageError(f"stored Merkle hashes overlap at position {first}")
+        off = (pos - first) * 32
+        take = min(stop, end) - pos
+        out += [run[off + 32 * k : off + 32 * k + 32] for k in range(take)]
+        pos += take
+    return out
