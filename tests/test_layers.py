@@ -15,6 +15,7 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "disclosure_ledger"
 LAYERS: dict[str, float] = {
     "errors": 0,
     "_fsutil": 0,
+    "_netutil": 0,
     "_core": 1,
     "keys": 1.5,
     "_store": 2,

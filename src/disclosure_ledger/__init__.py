@@ -34,6 +34,7 @@ from disclosure_ledger._core.evidence import (
 from disclosure_ledger._core.notes import (
     KEY_TYPE_COSIGNATURE,
     KEY_TYPE_ED25519,
+    KEY_TYPE_MLDSA44_COSIGNATURE,
     Signer,
     Verifier,
     generate_signer,
@@ -49,6 +50,8 @@ from disclosure_ledger._log.fsck import CheckReport
 from disclosure_ledger._log.index import Record
 from disclosure_ledger._log.ledger import Ledger
 from disclosure_ledger._log.pipeline import AppendSummary, append_jsonl
+from disclosure_ledger._log.publish import PublishSummary, publication, publish
+from disclosure_ledger._log.tilereader import TileLog, open_source
 from disclosure_ledger._store.base import Store
 from disclosure_ledger._verify.gate import (
     FileGateState,
@@ -60,14 +63,17 @@ from disclosure_ledger._verify.gate import (
 )
 from disclosure_ledger._verify.report import render_json, render_text
 from disclosure_ledger._verify.state import DirectoryState, MemoryState, StateStore
+from disclosure_ledger._verify.tiles import verify_published
 from disclosure_ledger._verify.verifier import Report, verify
 from disclosure_ledger._witness.client import (
     CommandWitness,
+    HttpWitness,
     LocalWitness,
     WitnessOutcome,
     collect_cosignatures,
 )
 from disclosure_ledger._witness.cosigner import Cosigner
+from disclosure_ledger._witness.server import WitnessServer
 from disclosure_ledger._witness.witness import Witness
 from disclosure_ledger.errors import (
     BadSignatureError,
@@ -82,6 +88,7 @@ from disclosure_ledger.errors import (
     MalformedError,
     MalformedRecordError,
     NotAReleaseError,
+    NotPublishedError,
     OldSizeTooLargeError,
     ProofError,
     QuorumNotMetError,
@@ -106,6 +113,7 @@ from disclosure_ledger.keys import derive_log_key
 __all__ = [
     "KEY_TYPE_COSIGNATURE",
     "KEY_TYPE_ED25519",
+    "KEY_TYPE_MLDSA44_COSIGNATURE",
     "Action",
     "ActorKind",
     "AppendReceipt",
@@ -127,6 +135,7 @@ __all__ = [
     "FileGateState",
     "FootageNotNamedError",
     "GateState",
+    "HttpWitness",
     "InconsistentCheckpointError",
     "KeyFormatError",
     "Ledger",
@@ -139,10 +148,12 @@ __all__ = [
     "MemoryGateState",
     "MemoryState",
     "NotAReleaseError",
+    "NotPublishedError",
     "OldSizeTooLargeError",
     "Party",
     "Policy",
     "ProofError",
+    "PublishSummary",
     "QuorumNotMetError",
     "Receipt",
     "ReceiptAlreadyUsedError",
@@ -163,6 +174,7 @@ __all__ = [
     "StateStore",
     "StorageError",
     "Store",
+    "TileLog",
     "UnknownOriginError",
     "UntrustedKeyError",
     "ValidationError",
@@ -173,6 +185,7 @@ __all__ = [
     "Witness",
     "WitnessOutcome",
     "WitnessRequest",
+    "WitnessServer",
     "append_jsonl",
     "check_evidence",
     "collect_cosignatures",
@@ -185,6 +198,7 @@ __all__ = [
     "generate_signer",
     "make_evidence",
     "open_checkpoint",
+    "open_source",
     "parse_checkpoint",
     "parse_evidence",
     "parse_policy",
@@ -192,10 +206,13 @@ __all__ = [
     "parse_signer",
     "parse_verifier",
     "parse_witness_request",
+    "publication",
+    "publish",
     "render_json",
     "render_text",
     "sign_checkpoint",
     "verify",
+    "verify_published",
     "verify_receipt",
     "verify_record_receipt",
 ]

@@ -29,6 +29,7 @@ __all__ = [
     "MalformedError",
     "MalformedRecordError",
     "NotAReleaseError",
+    "NotPublishedError",
     "OldSizeTooLargeError",
     "ProofError",
     "QuorumNotMetError",
@@ -292,3 +293,7 @@ class StaleOldSizeError(ConflictError):
         self.origin = origin
         self.old_size = old_size
         self.current_size = current_size
+
+
+class NotPublishedError(StorageError):
+    """A published log (C2SP tlog-tiles) lacks a file: a 404, or no such file in its directory."""

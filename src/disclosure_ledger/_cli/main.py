@@ -29,6 +29,7 @@ from typing import IO, Any, NoReturn, TypeVar
 import click
 
 from disclosure_ledger._cli import owner as cli_owner
+from disclosure_ledger._cli import tiles as cli_tiles
 from disclosure_ledger._cli import witness as cli_witness
 from disclosure_ledger._cli.demo import MIN_RECORDS, run_demo
 from disclosure_ledger._cli.kit import (
@@ -48,6 +49,7 @@ from disclosure_ledger._cli.target import (
     LedgerTarget,
     is_url,
     ledger_target,
+    ledger_target_optional,
     master_key_option,
     read_log_key,
     target_of,
@@ -62,6 +64,7 @@ from disclosure_ledger._core.checkpoints import (
 from disclosure_ledger._core.notes import (
     KEY_TYPE_COSIGNATURE,
     KEY_TYPE_ED25519,
+    KEY_TYPE_MLDSA44_COSIGNATURE,
     Signer,
     b64encode,
 )
@@ -160,6 +163,12 @@ def cli() -> None:
     "--out", "prefix", required=True, metavar="PREFIX", help="Write PREFIX.key and PREFIX.pub."
 )
 @click.option("--witness", is_flag=True, help="Make a cosignature (type 0x04) key for a witness.")
+@click.option(
+    "--ml-dsa",
+    "ml_dsa",
+    is_flag=True,
+    help="With --witness: an ML-DSA-44 (type 0x06, subtree/v1) cosignature key.",
+)
 @click.option("--force", is_flag=True, help="Replace PREFIX.key and PREFIX.pub if they exist.")
 @passphrase_options
 def keygen(
@@ -167,6 +176,7 @@ def keygen(
     name: str,
     prefix: str,
     witness: bool,
+    ml_dsa: bool,
     force: bool,
     passphrase_file: Path | None,
     passphrase_env: str | None,
@@ -181,6 +191,8 @@ def keygen(
         CommandError: if a passphrase option is unusable or a file exists (without --force).
         KeyFormatError: if the name is not a key name or a file cannot be written.
     """
+    if ml_dsa and not witness:
+        raise CommandError("--ml-dsa makes a witness key: give --witness too")
     key_path, pub_path = Path(prefix + ".key"), Path(prefix + ".pub")
     for path, other in ((key_path, pub_path), (pub_path, key_path)):
         check_output(
@@ -193,7 +205,13 @@ def keygen(
             protected_what="the key file",
         )
     passphrase = read_passphrase(passphrase_file, passphrase_env)
-    key_type = KEY_TYPE_COSIGNATURE if witness else KEY_TYPE_ED25519
+    key_type = (
+        KEY_TYPE_MLDSA44_COSIGNATURE
+        if ml_dsa
+        else KEY_TYPE_COSIGNATURE
+        if witness
+        else KEY_TYPE_ED25519
+    )
     signer = _keygen(name, prefix, passphrase=passphrase, key_type=key_type, force=force)
     click.echo(signer.verifier.vkey)
 
@@ -425,7 +443,7 @@ def checkpoint(
 
 
 @cli.command()
-@ledger_target
+@ledger_target_optional
 @click.option("--index", type=click.IntRange(min=0), help="Print a receipt for record I.")
 @click.option(
     "--consistency",
@@ -439,10 +457,26 @@ def checkpoint(
     type=click.IntRange(min=0),
     help="Under the checkpoint of this size (default: latest).",
 )
-def prove(*, ledger: LedgerTarget, index: int | None, old: int | None, size: int | None) -> None:
+@click.option(
+    "--tiles",
+    metavar="URL_OR_DIR",
+    help="Build the receipt from a log published as tlog-tiles instead of LEDGER.",
+)
+@click.option("--log-key", metavar="PUB", help="With --tiles: the log's public key.")
+def prove(
+    *,
+    ledger: LedgerTarget | None,
+    index: int | None,
+    old: int | None,
+    size: int | None,
+    tiles: str | None,
+    log_key: str | None,
+) -> None:
     """Print a receipt (C2SP tlog-proof) or a witness request (tlog-witness add-checkpoint).
 
     With --index I: the receipt of record I, its leaf bytes on the extra line.
+    With --tiles URL_OR_DIR --log-key PUB --index I: the same receipt, built
+    from a published log (under its latest checkpoint) without the database.
     With --consistency OLD: "old OLD", the consistency proof, a blank line and
     the checkpoint.
 
@@ -454,6 +488,13 @@ def prove(*, ledger: LedgerTarget, index: int | None, old: int | None, size: int
     """
     if (index is None) == (old is None):
         raise click.UsageError("give exactly one of --index and --consistency")
+    if tiles is not None:
+        if ledger is not None or index is None or size is not None:
+            raise click.UsageError("--tiles takes --index and --log-key, and no LEDGER or --size")
+        click.echo(cli_tiles.prove_from_tiles(tiles, log_key, index), nl=False)
+        return
+    if ledger is None:
+        raise click.UsageError("give LEDGER (or --tiles URL_OR_DIR)")
     with _open_readonly(ledger) as lg:
         if index is not None:
             text = format_receipt(lg.receipt(index, size))
@@ -656,6 +697,7 @@ def demo(*, directory: Path | None, count: int) -> None:
 # evidence commands live in their own modules.
 cli_owner.register(cli)
 cli_witness.register(cli)
+cli_tiles.register(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -12,6 +12,7 @@ where it has one, the record index.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -38,9 +39,21 @@ from disclosure_ledger._core.notes import (
 from disclosure_ledger._core.policy import Policy
 from disclosure_ledger._fsutil import check_output, read_limited
 from disclosure_ledger._log.export import export_ledger
+from disclosure_ledger._log.tilereader import DEFAULT_TIMEOUT
 from disclosure_ledger._verify.report import render_failure_json, render_json, render_text
-from disclosure_ledger._verify.verifier import DEFAULT_MAX_LISTED, VerifyInputError, verify
-from disclosure_ledger.errors import LedgerError, MalformedError, VerificationError
+from disclosure_ledger._verify.tiles import verify_published
+from disclosure_ledger._verify.verifier import (
+    DEFAULT_MAX_LISTED,
+    Report,
+    VerifyInputError,
+    verify,
+)
+from disclosure_ledger.errors import (
+    LedgerError,
+    MalformedError,
+    NotPublishedError,
+    VerificationError,
+)
 from disclosure_ledger.keys import read_verifier_file
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "register"]
@@ -160,7 +173,20 @@ def export_command(*, ledger: LedgerTarget, out: Path, from_size: int, force: bo
 
 
 @click.command("verify")
-@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("bundle", type=click.Path(path_type=Path), required=False)
+@click.option(
+    "--tiles",
+    metavar="URL_OR_DIR",
+    help="Verify a log published as C2SP tlog-tiles (a directory or http(s):// prefix)"
+    " instead of a bundle.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    help="With --tiles: seconds a fetch may stall before it is abandoned.",
+)
 @click.option("--log-key", metavar="PUB", help="The log's public key: a .pub file or key string.")
 @click.option(
     "--writer-key",
@@ -207,7 +233,9 @@ def export_command(*, ledger: LedgerTarget, out: Path, from_size: int, force: bo
 )
 def verify_command(
     *,
-    bundle: Path,
+    bundle: Path | None,
+    tiles: str | None,
+    timeout: float,
     log_key: str | None,
     writer_keys: tuple[str, ...],
     policy_file: Path | None,
@@ -217,7 +245,11 @@ def verify_command(
     as_json: bool,
     max_listed: int,
 ) -> None:
-    """Verify the bundle BUNDLE offline with the keys you trust, and list every access by others.
+    """Verify the bundle BUNDLE (or --tiles) with the keys you trust; list every access by others.
+
+    With --tiles, the published log is read from a directory or an http(s)
+    prefix; the checks, the report and --state are the same, and with --state
+    only the tiles beyond the saved size are fetched.
 
     Exit status: 0 verified; 1 the ledger failed verification (tampered,
     malformed or truncated); 2 the verification could not run. If the log
@@ -232,13 +264,18 @@ def verify_command(
         CommandError: (exit 2) if a key, the policy, the trusted checkpoint, the
             state directory or BUNDLE cannot be read or used.
     """
+    if (bundle is None) == (tiles is None):
+        raise click.UsageError("give either BUNDLE or --tiles URL_OR_DIR")
     policy = _policy(policy_file, log_key, writer_keys)
     trusted = None if trusted_checkpoint is None else _read_checkpoint_file(trusted_checkpoint)
+    check: Callable[..., Report] = (
+        verify if tiles is None else functools.partial(verify_published, timeout=timeout)
+    )
     with contextlib.ExitStack() as stack:
         progress = _progress(stack) if _stderr_is_terminal() else None
         try:
-            report = verify(
-                bundle,
+            report = check(
+                bundle if tiles is None else tiles,
                 policy,
                 trusted=trusted,
                 state_dir=state_dir,
@@ -251,7 +288,8 @@ def verify_command(
             )
         except VerifyInputError as err:
             raise CommandError(str(err)) from err
-        except (MalformedError, VerificationError) as err:
+        except (MalformedError, VerificationError, NotPublishedError) as err:
+            # A published log missing a file its checkpoint needs fails verification.
             if as_json:
                 click.echo(render_failure_json(err), nl=False)
             raise CommandFailedError(_failure_message(err)) from err

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shlex
 import sys
 import time
@@ -43,7 +44,12 @@ from disclosure_ledger._core.evidence import (
     parse_evidence,
     write_evidence_file,
 )
-from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Verifier
+from disclosure_ledger._core.notes import (
+    COSIGNATURE_TYPES,
+    KEY_TYPE_COSIGNATURE,
+    KEY_TYPE_ED25519,
+    Verifier,
+)
 from disclosure_ledger._core.policy import Policy
 from disclosure_ledger._core.records import ActorKind, Party, check_party
 from disclosure_ledger._fsutil import atomic_file
@@ -57,10 +63,12 @@ from disclosure_ledger._verify.gate import (
 from disclosure_ledger._verify.verifier import evidence_stem
 from disclosure_ledger._witness.client import (
     CommandWitness,
+    HttpWitness,
     LocalWitness,
     WitnessEndpoint,
     collect_cosignatures,
 )
+from disclosure_ledger._witness.server import DEFAULT_REQUEST_TIMEOUT, WitnessServer
 from disclosure_ledger._witness.witness import StaleOldSizeError, Witness
 from disclosure_ledger.errors import (
     KeyFormatError,
@@ -108,8 +116,8 @@ def _read_input(path: str, what: str) -> bytes:
 
 def _verifier(path: Path, want: int, what: str) -> Verifier:
     v = read_verifier_file(path)
-    if v.key_type != want:
-        kind = "a cosignature (type 0x04)" if want == KEY_TYPE_COSIGNATURE else "an Ed25519"
+    if v.key_type != want and not (want in COSIGNATURE_TYPES and v.key_type in COSIGNATURE_TYPES):
+        kind = "a cosignature (type 0x04 or 0x06)" if want in COSIGNATURE_TYPES else "an Ed25519"
         raise CommandError(f"{path}: the {what} must be {kind} key")
     return v
 
@@ -136,24 +144,41 @@ def _witness() -> None:
     type=_key_path,
     help="A followed log's .pub file (repeatable).",
 )
+@click.option(
+    "--also-key",
+    "also_path",
+    type=_key_path,
+    help="A second witness key of the other kind (an ML-DSA-44 key beside an Ed25519 one).",
+)
 @passphrase_options
 def _witness_init(
     *,
     directory: Path,
     key_path: Path,
     logs: Sequence[Path],
+    also_path: Path | None,
     passphrase_file: Path | None,
     passphrase_env: str | None,
 ) -> None:
     """Create a witness in DIRECTORY that cosigns with KEY the logs given."""
-    key = read_signer_file(key_path, read_passphrase(passphrase_file, passphrase_env))
-    if key.key_type != KEY_TYPE_COSIGNATURE:
-        raise CommandError(
-            f"{key_path}: a witness key must be a cosignature key (keygen --witness)"
-        )
+    passphrase = read_passphrase(passphrase_file, passphrase_env)
+    key = read_signer_file(key_path, passphrase)
+    also = None if also_path is None else read_signer_file(also_path, passphrase)
+    for path, k in ((key_path, key), (also_path, also)):
+        if k is not None and k.key_type not in COSIGNATURE_TYPES:
+            raise CommandError(
+                f"{path}: a witness key must be a cosignature key (keygen --witness)"
+            )
     log_keys = [_verifier(p, KEY_TYPE_ED25519, "log key") for p in logs]
-    w = Witness.init(directory, key, log_keys, key_file=key_path)
+    try:
+        w = Witness.init(
+            directory, key, log_keys, key_file=key_path, also=also, also_key_file=also_path
+        )
+    except MalformedError as err:
+        raise CommandError(str(err)) from err
     click.echo(f"witness {w.verifier.vkey}")
+    for v in w.verifiers[1:]:
+        click.echo(f"also {v.vkey}")
     for log in w.logs:
         click.echo(f"follows {log.vkey}")
 
@@ -165,7 +190,12 @@ def _open_witness(directory: Path, key_path: Path | None, passphrase: str | None
         if config.key_file is None:
             raise CommandError(f"{directory}: the witness records no key file; give --key")
         path = Path(config.key_file)
-    return Witness.open(directory, read_signer_file(path, passphrase))
+    also = None
+    if config.also is not None:
+        if config.also_key_file is None:
+            raise CommandError(f"{directory}: the witness records no file for its second key")
+        also = read_signer_file(Path(config.also_key_file), passphrase)
+    return Witness.open(directory, read_signer_file(path, passphrase), also)
 
 
 @_witness.command("add")
@@ -196,6 +226,61 @@ def _witness_add(
         # Any other refusal of the request, malformed or false, is the protocol's "no".
         raise CommandFailedError(str(err)) from err
     click.echo(line, nl=False)
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter(f"{text!r} is not HOST:PORT", param_hint="--listen")
+    return host, int(port)
+
+
+@_witness.command("serve")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--listen",
+    default="127.0.0.1:7380",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where to accept C2SP tlog-witness requests (POST /add-checkpoint).",
+)
+@click.option("--key", "key_path", type=_key_path, help="The witness's key file (default: init's).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_REQUEST_TIMEOUT,
+    show_default=True,
+    help="Seconds a client may stall before it is dropped.",
+)
+@passphrase_options
+def _witness_serve(
+    *,
+    directory: Path,
+    listen: str,
+    key_path: Path | None,
+    timeout: float,
+    passphrase_file: Path | None,
+    passphrase_env: str | None,
+) -> None:
+    """Serve the witness in DIRECTORY over HTTP (C2SP tlog-witness) until interrupted.
+
+    Logs one line per request on standard error.
+    """
+    address = _listen_address(listen)
+    w = _open_witness(directory, key_path, read_passphrase(passphrase_file, passphrase_env))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    try:
+        server = WitnessServer(address, w, request_timeout=timeout)
+    except OSError as err:
+        raise CommandError(f"--listen {listen}: cannot listen: {err.strerror or err}") from err
+    click.echo(f"witness {w.verifier.vkey} listening on {server.url}", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 # -- cosign ---------------------------------------------------------------------------------
@@ -495,11 +580,25 @@ def _evidence_make(
     help="The .pub file of the witness behind each --witness-cmd, in the same order.",
 )
 @click.option(
+    "--witness-url",
+    "witness_urls",
+    multiple=True,
+    metavar="URL",
+    help="An http(s):// C2SP tlog-witness prefix (repeatable; pair with --witness-url-key).",
+)
+@click.option(
+    "--witness-url-key",
+    "witness_url_keys",
+    multiple=True,
+    type=_key_path,
+    help="The .pub file of the witness behind each --witness-url, in the same order.",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0.1),
     default=10.0,
     show_default=True,
-    help="Seconds to wait for each witness command.",
+    help="Seconds to wait for each witness command or URL.",
 )
 @passphrase_options
 def _witness_collect(
@@ -508,6 +607,8 @@ def _witness_collect(
     witness_dirs: Sequence[Path],
     witness_cmds: Sequence[str],
     witness_keys: Sequence[Path],
+    witness_urls: Sequence[str],
+    witness_url_keys: Sequence[Path],
     timeout: float,
     passphrase_file: Path | None,
     passphrase_env: str | None,
@@ -516,10 +617,12 @@ def _witness_collect(
 
     Prints one line per witness; exits 1 if any did not cosign.
     """
-    if not witness_dirs and not witness_cmds:
-        raise CommandError("give at least one --witness-dir or --witness-cmd")
+    if not witness_dirs and not witness_cmds and not witness_urls:
+        raise CommandError("give at least one --witness-dir, --witness-cmd or --witness-url")
     if len(witness_cmds) != len(witness_keys):
         raise CommandError("give one --witness-key for each --witness-cmd, in the same order")
+    if len(witness_urls) != len(witness_url_keys):
+        raise CommandError("give one --witness-url-key for each --witness-url, in the same order")
     passphrase = read_passphrase(passphrase_file, passphrase_env)
     endpoints: list[WitnessEndpoint] = [
         LocalWitness(_open_witness(d, None, passphrase)) for d in witness_dirs
@@ -531,6 +634,12 @@ def _witness_collect(
             raise CommandError(f"--witness-cmd {cmd!r}: {err}") from err
         key = _verifier(key_path, KEY_TYPE_COSIGNATURE, "witness key")
         endpoints.append(CommandWitness(argv, key, timeout=timeout))
+    for url, key_path in zip(witness_urls, witness_url_keys, strict=True):
+        key = _verifier(key_path, KEY_TYPE_COSIGNATURE, "witness key")
+        try:
+            endpoints.append(HttpWitness(url, key, timeout=timeout))
+        except MalformedError as err:
+            raise CommandError(f"--witness-url: {err}") from err
     with ledger.open() as lg:
         outcomes = collect_cosignatures(lg, endpoints, int(time.time()))
     for o in outcomes:

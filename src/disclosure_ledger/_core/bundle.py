@@ -46,6 +46,7 @@ __all__ = [
     "BundleReader",
     "FrameType",
     "Prelude",
+    "iter_bundle",
     "write_bundle",
 ]
 
@@ -59,7 +60,7 @@ MAX_PROOF_HASHES = 64
 """The most hashes in a consistency or inclusion proof (a tree of 2**63 leaves needs fewer)."""
 MAX_LEAF_SIZE = HEADER_SIZE + MAX_EVENT_SIZE + SIGNATURE_SIZE
 """The largest record envelope: a 57-byte header, a 64 KiB event and a signature."""
-_MAX_VKEY = 1024
+_MAX_VKEY = 4096  # an ML-DSA-44 (type 0x06) verifier key string is about 1,800 bytes
 
 
 class FrameType:
@@ -233,6 +234,32 @@ def write_bundle(out: IO[bytes], prelude: Prelude, leaves: Iterable[bytes]) -> i
     tail = _frame(FrameType.END, _COUNT.pack(count))
     out.write(tail)
     return written + len(tail)
+
+
+def iter_bundle(prelude: Prelude, leaves: Iterable[bytes]) -> Iterator[bytes]:
+    """Yield a bundle's bytes in pieces, as :func:`write_bundle` writes them.
+
+    For a reader that pulls (a bundle built on the fly from another source);
+    ``leaves`` is consumed lazily, one piece per record.
+
+    Raises:
+        MalformedError: as :func:`write_bundle`, when the offending leaf is reached.
+    """
+    yield _prelude_bytes(prelude)
+    expected = prelude.record_count
+    count = 0
+    for leaf in leaves:
+        if len(leaf) > MAX_LEAF_SIZE:
+            raise MalformedError(
+                f"record {prelude.from_size + count} is larger than a record frame"
+            )
+        count += 1
+        if count > expected:
+            raise MalformedError(f"more than the {expected} records the bundle header announces")
+        yield _FRAME.pack(FrameType.RECORD, len(leaf)) + leaf
+    if count != expected:
+        raise MalformedError(f"{count} records given, the bundle header announces {expected}")
+    yield _frame(FrameType.END, _COUNT.pack(count))
 
 
 # -- reading ------------------------------------------------------------------------------

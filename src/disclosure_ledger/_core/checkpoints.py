@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from disclosure_ledger._core.merkle import HASH_SIZE, leaf_hash, verify_inclusion
 from disclosure_ledger._core.notes import (
+    COSIGNATURE_TYPES,
     KEY_TYPE_COSIGNATURE,
     MAX_NOTE_SIZE,
     OpenedNote,
@@ -268,7 +269,7 @@ def open_checkpoint(
         UntrustedKeyError: if the log key did not sign it.
         VerificationError: if the origin is not the expected one.
     """
-    witness_list = [w for w in witnesses if w.key_type == KEY_TYPE_COSIGNATURE]
+    witness_list = [w for w in witnesses if w.key_type in COSIGNATURE_TYPES]
     opened: OpenedNote = open_note(note, [log_key, *witness_list])
     if opened.signed_by(log_key) is None:
         raise UntrustedKeyError(f"checkpoint is not signed by the log key {log_key.name}")
@@ -288,14 +289,15 @@ def open_checkpoint(
 
 
 def cosign_checkpoint(checkpoint: Checkpoint, witness: Signer, timestamp: int) -> str:
-    """Return a ``cosignature/v1`` signature line for ``checkpoint``.
+    """Return a cosignature line for ``checkpoint``: ``cosignature/v1`` for an
+    Ed25519 witness key (type 0x04), ``subtree/v1`` for an ML-DSA-44 one (0x06).
 
     Raises:
-        MalformedError: if the key is not a cosignature (type 0x04) key or the
-            timestamp is out of range.
+        MalformedError: if the key is not a cosignature key or the timestamp is
+            out of range.
     """
-    if witness.key_type != KEY_TYPE_COSIGNATURE:
-        raise MalformedError("cosignatures need a cosignature (type 0x04) key")
+    if witness.key_type not in COSIGNATURE_TYPES:
+        raise MalformedError("cosignatures need a cosignature (type 0x04 or 0x06) key")
     return witness.signature_line(format_checkpoint(checkpoint), timestamp)
 
 

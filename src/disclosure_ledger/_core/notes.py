@@ -13,6 +13,11 @@ Key strings (base64 is RFC 4648 standard, padded)::
 Type 0x01 is a plain Ed25519 note signer (logs, record writers). Type 0x04 is a
 C2SP tlog-cosignature ``cosignature/v1`` witness key: its signatures are
 ``u64 timestamp ‖ Ed25519 signature`` over ``"cosignature/v1\\ntime <t>\\n" ‖ text``.
+Type 0x06 is a tlog-cosignature v1.1 ML-DSA-44 witness key (a 1,312-byte public
+key; its signer string holds the 32-byte FIPS 204 seed): its signatures are
+``u64 timestamp ‖ ML-DSA-44 signature`` (2,420 bytes) over the ``subtree/v1``
+message of :func:`subtree_message`, which commits to the cosigner's name and to
+the checkpoint's origin, size and root (not to extension lines).
 
 A signed note is ``text`` (ending in a newline), one blank line, then one or
 more lines ``— <name> base64(key ID ‖ signature)``. New key types may be added
@@ -32,6 +37,7 @@ from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA44PrivateKey, MLDSA44PublicKey
 from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
 
 from disclosure_ledger.errors import (
@@ -42,9 +48,11 @@ from disclosure_ledger.errors import (
 )
 
 __all__ = [
+    "COSIGNATURE_TYPES",
     "COSIGNATURE_V1",
     "KEY_TYPE_COSIGNATURE",
     "KEY_TYPE_ED25519",
+    "KEY_TYPE_MLDSA44_COSIGNATURE",
     "MAX_NOTE_SIGNATURES",
     "MAX_NOTE_SIZE",
     "Note",
@@ -66,18 +74,30 @@ __all__ = [
     "parse_signer",
     "parse_verifier",
     "sign_note",
+    "subtree_message",
 ]
 
 KEY_TYPE_ED25519 = 0x01
 KEY_TYPE_COSIGNATURE = 0x04
+KEY_TYPE_MLDSA44_COSIGNATURE = 0x06
+COSIGNATURE_TYPES = (KEY_TYPE_COSIGNATURE, KEY_TYPE_MLDSA44_COSIGNATURE)
+"""The witness key types: Ed25519 ``cosignature/v1`` and ML-DSA-44 ``subtree/v1``."""
 COSIGNATURE_V1 = "cosignature/v1"
+SUBTREE_V1_LABEL = b"subtree/v1\n\x00"
+MLDSA44_PUBLIC_KEY_SIZE = 1312
+MLDSA44_SIGNATURE_SIZE = 2420
 MAX_NOTE_SIZE = 1 << 20
 """Notes larger than this (1 MiB) are refused before any parsing."""
 MAX_NOTE_SIGNATURES = 100
 """The most signature lines a note may carry (Go's note package uses the same)."""
 MAX_TIMESTAMP = (1 << 63) - 1
 _SIG_PREFIX = "— "
-_KNOWN_TYPES = (KEY_TYPE_ED25519, KEY_TYPE_COSIGNATURE)
+_KNOWN_TYPES = (KEY_TYPE_ED25519, KEY_TYPE_COSIGNATURE, KEY_TYPE_MLDSA44_COSIGNATURE)
+_PUBLIC_SIZES = {
+    KEY_TYPE_ED25519: 32,
+    KEY_TYPE_COSIGNATURE: 32,
+    KEY_TYPE_MLDSA44_COSIGNATURE: MLDSA44_PUBLIC_KEY_SIZE,
+}
 
 
 def b64encode(data: bytes) -> str:
@@ -147,6 +167,63 @@ def cosignature_message(text: str, timestamp: int) -> bytes:
     return f"{COSIGNATURE_V1}\ntime {timestamp}\n{text}".encode()
 
 
+def _opaque8(value: bytes, what: str) -> bytes:
+    if not 1 <= len(value) <= 255:
+        raise MalformedError(f"{what} must be 1 to 255 bytes for a subtree/v1 cosignature")
+    return bytes([len(value)]) + value
+
+
+def subtree_message(  # noqa: PLR0917 - the fields of the message, in its order
+    cosigner: str, timestamp: int, origin: str, start: int, end: int, root: bytes
+) -> bytes:
+    """Return the ``subtree/v1`` message an ML-DSA-44 cosignature covers (tlog-cosignature v1.1).
+
+    The TLS-encoded ``cosigned_message``::
+
+        "subtree/v1\\n\\0" (12 bytes) ‖ u8 len ‖ cosigner name ‖ u64 timestamp
+        ‖ u8 len ‖ log origin ‖ u64 start ‖ u64 end ‖ 32-byte root hash
+
+    A checkpoint is the subtree ``[0, size)``. A non-zero ``start`` needs a zero timestamp.
+
+    Raises:
+        MalformedError: if a name is empty or over 255 bytes, a number is out of
+            range, or the root is not 32 bytes.
+    """
+    if not 0 <= timestamp <= MAX_TIMESTAMP:
+        raise MalformedError("cosignature timestamp must be between 0 and 2**63-1")
+    if not 0 <= start <= end <= MAX_TIMESTAMP:
+        raise MalformedError("a subtree needs 0 <= start <= end < 2**63")
+    if start and timestamp:
+        raise MalformedError("a subtree that does not start at 0 is cosigned with timestamp 0")
+    if not isinstance(root, bytes) or len(root) != 32:
+        raise MalformedError("a subtree root must be 32 bytes")
+    return b"".join(
+        (
+            SUBTREE_V1_LABEL,
+            _opaque8(cosigner.encode("utf-8"), "the cosigner name"),
+            struct.pack(">Q", timestamp),
+            _opaque8(origin.encode("utf-8"), "the log origin"),
+            struct.pack(">QQ", start, end),
+            root,
+        )
+    )
+
+
+def _checkpoint_subtree(text: str) -> tuple[str, int, bytes]:
+    # The origin, size and root of a checkpoint's note text, for subtree/v1.
+    # Parsed here, strictly, because the checkpoints module builds on this one.
+    lines = text.split("\n")
+    if len(lines) < 4:
+        raise MalformedError("a subtree/v1 cosignature signs a checkpoint")
+    origin, size_text, root_text = lines[0], lines[1], lines[2]
+    if not origin or not size_text.isascii() or not size_text.isdigit():
+        raise MalformedError("a subtree/v1 cosignature signs a checkpoint")
+    if size_text != "0" and size_text.startswith("0"):
+        raise MalformedError("checkpoint size has leading zeros")
+    root = b64decode_strict(root_text, "checkpoint root")
+    return origin, int(size_text), root
+
+
 @dataclass(frozen=True, slots=True)
 class Verifier:
     """A public key that verifies note signatures, with its name and key ID."""
@@ -159,18 +236,24 @@ class Verifier:
     """The 32-bit key ID."""
     vkey: str = field(init=False, repr=False, compare=False)
     """The verifier key string ``name+hex8+base64(type ‖ key)``."""
-    _public: Ed25519PublicKey = field(init=False, repr=False, compare=False)
+    _public: Ed25519PublicKey | MLDSA44PublicKey = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_key_name(self.name)
         if self.key_type not in _KNOWN_TYPES:
             raise KeyFormatError(f"unsupported key type 0x{self.key_type:02x}")
-        if not isinstance(self.public_key, bytes) or len(self.public_key) != 32:
-            raise KeyFormatError("Ed25519 public key must be 32 bytes")
+        want = _PUBLIC_SIZES[self.key_type]
+        kind = "ML-DSA-44" if self.key_type == KEY_TYPE_MLDSA44_COSIGNATURE else "Ed25519"
+        if not isinstance(self.public_key, bytes) or len(self.public_key) != want:
+            raise KeyFormatError(f"{kind} public key must be {want} bytes")
+        public: Ed25519PublicKey | MLDSA44PublicKey
         try:
-            public = Ed25519PublicKey.from_public_bytes(self.public_key)
+            if self.key_type == KEY_TYPE_MLDSA44_COSIGNATURE:
+                public = MLDSA44PublicKey.from_public_bytes(self.public_key)
+            else:
+                public = Ed25519PublicKey.from_public_bytes(self.public_key)
         except ValueError as err:
-            raise KeyFormatError("not an Ed25519 public key") from err
+            raise KeyFormatError(f"not an {kind} public key") from err
         kid = key_id(self.name, self.key_type, self.public_key)
         material = b64encode(bytes([self.key_type]) + self.public_key)
         object.__setattr__(self, "key_id", kid)
@@ -188,21 +271,32 @@ class Verifier:
         """
         try:
             self._public.verify(signature, message)
-        except InvalidSignature:
+        except (InvalidSignature, ValueError):
             return False
         return True
 
     def verify(self, text: str, signature: bytes) -> int | None:
         """Check a note signature (without its 4-byte key ID) over ``text``.
 
-        Returns the cosignature timestamp for a type 0x04 key, else ``None``.
+        Returns the cosignature timestamp for a type 0x04 or 0x06 key, else ``None``.
 
         Raises:
-            BadSignatureError: if the signature does not verify.
+            BadSignatureError: if the signature does not verify (for type 0x06,
+                also when ``text`` is not a checkpoint).
         """
         pub = self._public
         timestamp: int | None = None
-        if self.key_type == KEY_TYPE_COSIGNATURE:
+        if self.key_type == KEY_TYPE_MLDSA44_COSIGNATURE:
+            if len(signature) != 8 + MLDSA44_SIGNATURE_SIZE:
+                raise BadSignatureError(f"cosignature by {self.name} has the wrong length")
+            (timestamp,) = struct.unpack(">Q", signature[:8])
+            try:
+                origin, size, root = _checkpoint_subtree(text)
+                message = subtree_message(self.name, timestamp, origin, 0, size, root)
+            except MalformedError as err:
+                raise BadSignatureError(f"cosignature by {self.name}: {err}") from err
+            signature = signature[8:]
+        elif self.key_type == KEY_TYPE_COSIGNATURE:
             if len(signature) != 8 + 64:
                 raise BadSignatureError(f"cosignature by {self.name} has the wrong length")
             (timestamp,) = struct.unpack(">Q", signature[:8])
@@ -231,10 +325,10 @@ class Signer:
     Verification stays with ``cryptography``.
     """
 
-    __slots__ = ("_secret", "key_type", "name", "verifier")
+    __slots__ = ("_mldsa", "_secret", "key_type", "name", "verifier")
 
     def __init__(self, name: str, seed: bytes, key_type: int = KEY_TYPE_ED25519) -> None:
-        """Make a signer from a 32-byte Ed25519 seed.
+        """Make a signer from a 32-byte seed (Ed25519, or the FIPS 204 seed for type 0x06).
 
         Raises:
             KeyFormatError: if the name, seed or type is not acceptable.
@@ -243,10 +337,17 @@ class Signer:
         if key_type not in _KNOWN_TYPES:
             raise KeyFormatError(f"unsupported key type 0x{key_type:02x}")
         if not isinstance(seed, bytes) or len(seed) != 32:
-            raise KeyFormatError("Ed25519 seed must be 32 bytes")
+            raise KeyFormatError("a key seed must be 32 bytes")
         self.name = name
         self.key_type = key_type
-        public, self._secret = crypto_sign_seed_keypair(seed)  # secret = seed ‖ public key
+        self._mldsa: MLDSA44PrivateKey | None = None
+        if key_type == KEY_TYPE_MLDSA44_COSIGNATURE:
+            # ML-DSA signs through cryptography (OpenSSL); its key is kept as the seed.
+            self._mldsa = MLDSA44PrivateKey.from_seed_bytes(seed)
+            self._secret = seed
+            public = self._mldsa.public_key().public_bytes_raw()
+        else:
+            public, self._secret = crypto_sign_seed_keypair(seed)  # secret = seed ‖ public key
         self.verifier = Verifier(name, key_type, public)
 
     @property
@@ -274,21 +375,32 @@ class Signer:
         )
 
     def sign_raw(self, message: bytes) -> bytes:
-        """Return the Ed25519 signature of ``message`` (64 bytes).
+        """Return the signature of ``message``: Ed25519 (64 bytes) or ML-DSA-44 (2,420).
 
         Raises:
-            Nothing: Ed25519 signs any bytes; the key was checked when the signer was made.
+            Nothing: both sign any bytes; the key was checked when the signer was made.
         """
+        if self._mldsa is not None:
+            return self._mldsa.sign(message)
         return crypto_sign(message, self._secret)[:64]
 
     def sign(self, text: str, timestamp: int | None = None) -> bytes:
         """Return the note signature of ``text`` (without the key ID).
 
-        A cosignature key (type 0x04) needs ``timestamp``; others refuse one.
+        A cosignature key (type 0x04 or 0x06) needs ``timestamp``; others
+        refuse one. A type 0x06 key signs the ``subtree/v1`` message of the
+        checkpoint ``text`` (see :func:`subtree_message`).
 
         Raises:
-            MalformedError: if ``timestamp`` is missing, superfluous or out of range.
+            MalformedError: if ``timestamp`` is missing, superfluous or out of
+                range, or (type 0x06) ``text`` is not a checkpoint.
         """
+        if self.key_type == KEY_TYPE_MLDSA44_COSIGNATURE:
+            if timestamp is None:
+                raise MalformedError("a cosignature needs a timestamp")
+            origin, size, root = _checkpoint_subtree(text)
+            message = subtree_message(self.name, timestamp, origin, 0, size, root)
+            return struct.pack(">Q", timestamp) + self.sign_raw(message)
         if self.key_type == KEY_TYPE_COSIGNATURE:
             if timestamp is None:
                 raise MalformedError("a cosignature needs a timestamp")
@@ -309,7 +421,7 @@ class Signer:
 
 
 def generate_signer(name: str, key_type: int = KEY_TYPE_ED25519) -> Signer:
-    """Create a new random Ed25519 signer.
+    """Create a new random signer of ``key_type`` (Ed25519, or ML-DSA-44 for type 0x06).
 
     Raises:
         KeyFormatError: if the name or type is not acceptable.
@@ -320,7 +432,7 @@ def generate_signer(name: str, key_type: int = KEY_TYPE_ED25519) -> Signer:
 def _split_key(text: str, parts: int, what: str) -> list[str]:
     if not isinstance(text, str):
         raise KeyFormatError(f"{what} must be a string")
-    if len(text) > 1024:
+    if len(text) > 4096:  # an ML-DSA-44 verifier key string is about 1,800 characters
         raise KeyFormatError(f"{what} is too long")
     fields = text.split("+", parts - 1)
     if len(fields) != parts:
@@ -336,10 +448,11 @@ def _decode_key_material(name: str, hex_id: str, b64: str, what: str) -> tuple[i
         raw = b64decode_strict(b64, f"{what} key material")
     except MalformedError as err:
         raise KeyFormatError(str(err)) from err
-    if len(raw) != 33:
-        raise KeyFormatError(f"{what}: key material must be a type byte and 32 bytes")
-    if raw[0] not in _KNOWN_TYPES:
-        raise KeyFormatError(f"{what}: unsupported key type 0x{raw[0]:02x}")
+    if not raw or raw[0] not in _KNOWN_TYPES:
+        raise KeyFormatError(f"{what}: unsupported key type 0x{raw[0] if raw else 0:02x}")
+    size = _PUBLIC_SIZES[raw[0]] if what == "verifier key" else 32
+    if len(raw) != 1 + size:
+        raise KeyFormatError(f"{what}: key material must be a type byte and {size} bytes")
     return raw[0], raw[1:]
 
 
@@ -540,7 +653,7 @@ def sign_note(text: str, signers: Sequence[Signer], timestamp: int | None = None
     if not signers:
         raise MalformedError("a signed note needs at least one signer")
     lines = [
-        s.signature_line(text, timestamp if s.key_type == KEY_TYPE_COSIGNATURE else None)
+        s.signature_line(text, timestamp if s.key_type in COSIGNATURE_TYPES else None)
         for s in signers
     ]
     return text + "\n" + "".join(lines)

@@ -31,6 +31,7 @@ from types import MappingProxyType
 
 from disclosure_ledger._core.checkpoints import parse_decimal
 from disclosure_ledger._core.notes import (
+    COSIGNATURE_TYPES,
     KEY_TYPE_COSIGNATURE,
     KEY_TYPE_ED25519,
     Verifier,
@@ -107,8 +108,10 @@ class Policy:
         """
         wit: dict[str, Verifier] = {}
         for w in witnesses:
-            if w.key_type != KEY_TYPE_COSIGNATURE:
-                raise MalformedError(f"witness {w.name} needs a cosignature (type 0x04) key")
+            if w.key_type not in COSIGNATURE_TYPES:
+                raise MalformedError(
+                    f"witness {w.name} needs a cosignature (type 0x04 or 0x06) key"
+                )
             if w.name in wit:
                 raise MalformedError(f"two witnesses are named {w.name}")
             wit[w.name] = w
@@ -156,7 +159,7 @@ class Policy:
             return True
         # By public key, not by name: a cosignature does not sign the witness's
         # name, so the same signature under two names is still one witness.
-        signed = {v.public_key for v in cosigners if v.key_type == KEY_TYPE_COSIGNATURE}
+        signed = {v.public_key for v in cosigners if v.key_type in COSIGNATURE_TYPES}
         return self._satisfied(self.quorum, signed)
 
     def _satisfied(self, name: str, signed: set[bytes]) -> bool:
@@ -186,8 +189,12 @@ def _parse_vkey(text: str, line_no: int, want: int) -> Verifier:
         v = parse_verifier(text)
     except KeyFormatError as err:
         raise MalformedError(f"policy line {line_no}: {err}") from err
-    if v.key_type != want:
-        kind = "a cosignature (type 0x04)" if want == KEY_TYPE_COSIGNATURE else "an Ed25519 (0x01)"
+    if v.key_type != want and not (want in COSIGNATURE_TYPES and v.key_type in COSIGNATURE_TYPES):
+        kind = (
+            "a cosignature (type 0x04 or 0x06)"
+            if want in COSIGNATURE_TYPES
+            else "an Ed25519 (0x01)"
+        )
         raise MalformedError(f"policy line {line_no}: expected {kind} key")
     return v
 

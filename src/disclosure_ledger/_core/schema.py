@@ -43,8 +43,9 @@ __all__ = [
     "timestamp_micros",
 ]
 
-MAX_EVENT_SIZE = 64 * 1024
-"""The largest canonical event encoding (and JSON text) accepted, in bytes."""
+MAX_EVENT_SIZE = 65_535 - 57 - 64
+"""The largest canonical event encoding (and JSON text) accepted, in bytes: a record's leaf
+(57 + L + 64 bytes) must fit a tlog-tiles entry, whose uint16 length allows 65,535."""
 MAX_EXTENSION_DEPTH = 16
 """How deeply lists and maps may nest inside ``extensions`` (the top map is level 1)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -617,7 +618,9 @@ def timestamp_micros(value: datetime) -> int:
 def _size_checked(data: bytes) -> bytes:
     if len(data) > MAX_EVENT_SIZE:
         raise ValidationError(
-            "$", f"canonical encoding is {len(data)} bytes, more than {MAX_EVENT_SIZE}"
+            "$",
+            f"canonical encoding is {len(data)} bytes, more than {MAX_EVENT_SIZE}"
+            " (a record must fit a 65,535-byte tlog-tiles entry)",
         )
     return data
 

@@ -19,7 +19,7 @@ from disclosure_ledger._core.chain import ChainWalker, WriterKeys
 from disclosure_ledger._core.checkpoints import open_checkpoint
 from disclosure_ledger._core.merkle import CompactRange
 from disclosure_ledger._core.notes import (
-    KEY_TYPE_COSIGNATURE,
+    COSIGNATURE_TYPES,
     KEY_TYPE_ED25519,
     Verifier,
     parse_note,
@@ -328,8 +328,8 @@ def _check_cosignatures(store: Store) -> int:
             sig = parse_signature_line(line)
         except MalformedError as err:
             raise BadSignatureError(f"{where}: {err}") from err
-        if witness.key_type != KEY_TYPE_COSIGNATURE:
-            raise BadSignatureError(f"{where}: not a cosignature (type 0x04) key")
+        if witness.key_type not in COSIGNATURE_TYPES:
+            raise BadSignatureError(f"{where}: not a cosignature (type 0x04 or 0x06) key")
         if (sig.name, sig.key_id) != (witness.name, witness.key_id):
             raise BadSignatureError(
                 f"{where}: the line is signed by {sig.name}+{sig.key_id:08x}, not that witness"

@@ -52,7 +52,7 @@ from disclosure_ledger._core.merkle import (
     verify_inclusion,
 )
 from disclosure_ledger._core.notes import (
-    KEY_TYPE_COSIGNATURE,
+    COSIGNATURE_TYPES,
     KEY_TYPE_ED25519,
     Verifier,
     parse_note,
@@ -434,10 +434,10 @@ def verify(
                     " not an Ed25519 (type 0x01) key"
                 )
     for v in policy.witness_keys():
-        if v.key_type != KEY_TYPE_COSIGNATURE:
+        if v.key_type not in COSIGNATURE_TYPES:
             raise VerifyInputError(
                 f"the policy's witness key {v.name} is of type 0x{v.key_type:02x},"
-                " not a cosignature (type 0x04) key"
+                " not a cosignature (type 0x04 or 0x06) key"
             )
     with _open_bundle(bundle) as stream:
         reader = BundleReader(stream)

@@ -1,14 +1,16 @@
 """The ledger's side of witnessing: ask each witness to cosign the newest checkpoint.
 
 This module owns the conversation with witnesses after a commit. A witness is
-either an in-process :class:`~.witness.Witness` (:class:`LocalWitness`) or a
+an in-process :class:`~.witness.Witness` (:class:`LocalWitness`), a
 command (:class:`CommandWitness`) that reads a C2SP tlog-witness add-checkpoint
 body on standard input and prints a ``cosignature/v1`` line, as
-``disclosure-ledger witness add DIR -`` does. :func:`collect_cosignatures`
-sends each one the request from the size it last cosigned, stores what comes
-back with the checkpoint, and records every outcome in the ledger's witness
-events. It never raises for a witness that is down, slow or refusing: a
-witness can delay or withhold its cosignature, never an append.
+``disclosure-ledger witness add DIR -`` does, or a C2SP tlog-witness HTTP
+server (:class:`HttpWitness`), whose 409 answer carries the size it holds.
+:func:`collect_cosignatures` sends each one the request from the size it
+last cosigned, stores what comes back with the checkpoint, and records every
+outcome in the ledger's witness events. It never raises for a witness that
+is down, slow or refusing: a witness can delay or withhold its cosignature,
+never an append.
 
 The command protocol: exit status 0 and the cosignature line on standard
 output is success. A witness that holds another size than the request's
@@ -31,7 +33,8 @@ from disclosure_ledger._core.checkpoints import (
     format_witness_request,
     parse_decimal,
 )
-from disclosure_ledger._core.notes import Verifier
+from disclosure_ledger._core.notes import Verifier, parse_signature_line
+from disclosure_ledger._netutil import check_http_url, http_request
 from disclosure_ledger._witness.witness import StaleOldSizeError, Witness
 from disclosure_ledger.errors import LedgerError, MalformedError
 
@@ -45,6 +48,7 @@ __all__ = [
     "OUTCOME_REFUSED",
     "OUTCOME_UNAVAILABLE",
     "CommandWitness",
+    "HttpWitness",
     "LocalWitness",
     "StaleSize",
     "WitnessEndpoint",
@@ -53,7 +57,7 @@ __all__ = [
 ]
 
 OUTCOME_COSIGNED = "cosigned"
-"""The witness cosigned; the line is stored with the checkpoint."""
+"""The witness cosigned; its line (one per key) is stored with the checkpoint."""
 OUTCOME_REFUSED = "refused"
 """The witness answered and refused (bad proof, stale size, split view, ...)."""
 OUTCOME_UNAVAILABLE = "unavailable"
@@ -75,7 +79,12 @@ class StaleSize(Exception):  # noqa: N818 - a signal between endpoint and client
 
 
 class WitnessEndpoint(Protocol):
-    """How the client talks to one witness."""
+    """How the client talks to one witness.
+
+    An endpoint may also have ``verifiers``, every key whose lines are kept
+    from its answers (a witness holding an ML-DSA-44 key beside an Ed25519
+    one); without it, only ``verifier``'s line is.
+    """
 
     @property
     def name(self) -> str:
@@ -84,7 +93,7 @@ class WitnessEndpoint(Protocol):
 
     @property
     def verifier(self) -> Verifier:
-        """The witness's cosignature key."""
+        """The witness's cosignature key (its first, when it holds two)."""
         ...
 
     def known_size(self, ledger: Ledger) -> int | None:
@@ -97,7 +106,7 @@ class WitnessEndpoint(Protocol):
         ...
 
     def submit(self, body: str, now: int) -> str:
-        """Send an add-checkpoint body; return the cosignature line.
+        """Send an add-checkpoint body; return the cosignature line (one per key).
 
         Raises:
             StaleSize: if the witness holds another old size.
@@ -144,6 +153,11 @@ class LocalWitness:
     def verifier(self) -> Verifier:
         """The witness's cosignature key."""
         return self.witness.verifier
+
+    @property
+    def verifiers(self) -> tuple[Verifier, ...]:
+        """The witness's keys (two when it holds an ML-DSA-44 key beside an Ed25519 one)."""
+        return self.witness.verifiers
 
     def known_size(self, ledger: Ledger) -> int | None:
         """Read the size from the witness's own state.
@@ -204,6 +218,11 @@ class CommandWitness:
         """The witness's cosignature key."""
         return self._verifier
 
+    @property
+    def verifiers(self) -> tuple[Verifier, ...]:
+        """The witness's key."""
+        return (self._verifier,)
+
     def known_size(self, ledger: Ledger) -> int | None:
         """The largest size with a cosignature by this witness stored in the ledger.
 
@@ -242,6 +261,110 @@ class CommandWitness:
                     raise StaleSize(size, reason)
             raise LedgerError(f"witness command refused: {reason}")
         return out
+
+
+class HttpWitness:
+    """A witness reached over HTTP: ``POST <prefix>/add-checkpoint`` (C2SP tlog-witness).
+
+    A 409 answer (``text/x.tlog.size``) is the size the witness holds; the
+    client then retries from it. Of the lines a 200 answer carries, those by
+    this witness's key are kept. A witness that cannot be reached or times out
+    is unavailable; any other answer is a refusal.
+    """
+
+    __slots__ = ("_also", "_name", "_verifier", "timeout", "url")
+
+    def __init__(
+        self,
+        prefix: str,
+        verifier: Verifier,
+        *,
+        timeout: float = 10.0,
+        name: str | None = None,
+        also: Verifier | None = None,
+    ) -> None:
+        """Send requests to ``prefix`` + ``/add-checkpoint``; give up after ``timeout`` seconds.
+
+        ``also`` is the witness's second key, when it holds two (its lines are kept too).
+
+        Raises:
+            MalformedError: if ``prefix`` is not an http(s) URL or the timeout is not positive.
+        """
+        try:
+            check_http_url(prefix)
+        except ValueError as err:
+            raise MalformedError(str(err)) from err
+        if timeout <= 0:
+            raise MalformedError("the witness timeout must be positive")
+        self.url = prefix.rstrip("/") + "/add-checkpoint"
+        self.timeout = timeout
+        self._verifier = verifier
+        self._also = also
+        self._name = name if name is not None else prefix
+
+    @property
+    def name(self) -> str:
+        """The name used in witness events (the URL prefix unless given)."""
+        return self._name
+
+    @property
+    def verifier(self) -> Verifier:
+        """The witness's cosignature key."""
+        return self._verifier
+
+    @property
+    def verifiers(self) -> tuple[Verifier, ...]:
+        """The witness's keys: ``verifier``, and ``also`` when given."""
+        return (self._verifier,) if self._also is None else (self._verifier, self._also)
+
+    def known_size(self, ledger: Ledger) -> int | None:
+        """The largest size with a cosignature by this witness stored in the ledger.
+
+        Raises:
+            StorageError: if the ledger cannot be read.
+        """
+        return ledger.last_cosigned_size(self._verifier.vkey)
+
+    def submit(self, body: str, now: int) -> str:
+        """POST ``body``; the witness keeps its own clock.
+
+        Raises:
+            StaleSize: on a 409 with the size the witness holds.
+            LedgerError: on any other refusal, or a 200 without this witness's line.
+            OSError: if the witness cannot be reached or is too slow (TimeoutError).
+        """
+        del now
+        resp = http_request(
+            self.url,
+            limit=_MAX_OUTPUT,
+            timeout=self.timeout,
+            data=body.encode("utf-8"),
+            content_type="text/plain; charset=utf-8",
+        )
+        text = resp.body.decode("utf-8", "replace")
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        if resp.status == 409 and resp.content_type == "text/x.tlog.size":
+            try:
+                size = parse_decimal(text.removesuffix("\n"), "witness size")
+            except MalformedError as err:
+                raise LedgerError(f"the witness answered 409 with a bad size: {err}") from err
+            raise StaleSize(size, f"the witness holds size {size}")
+        if resp.status != 200:
+            raise LedgerError(f"the witness answered HTTP {resp.status}: {first[:200]}")
+        keys = {(v.name, v.key_id) for v in self.verifiers}
+        mine: list[str] = []
+        found: set[tuple[str, int]] = set()
+        for line in text.splitlines():
+            try:
+                sig = parse_signature_line(line + "\n")
+            except MalformedError:
+                continue
+            if (sig.name, sig.key_id) in keys:
+                mine.append(line + "\n")
+                found.add((sig.name, sig.key_id))
+        if (self._verifier.name, self._verifier.key_id) not in found:
+            raise LedgerError("the witness answered 200 without a cosignature by its key")
+        return "".join(mine)
 
 
 def _record(ledger: Ledger, outcome: WitnessOutcome) -> WitnessOutcome:
@@ -286,14 +409,16 @@ def _ask(ledger: Ledger, endpoint: WitnessEndpoint, size: int, now: int) -> Witn
         return WitnessOutcome(name, size, OUTCOME_REFUSED, str(err))
     except Exception as err:  # noqa: BLE001 - a witness must never break the append path
         return WitnessOutcome(name, size, OUTCOME_ERROR, f"{type(err).__name__}: {err}")
-    line = line.strip("\n")
+    lines = [text for text in line.split("\n") if text]
+    keys: Sequence[Verifier] = getattr(endpoint, "verifiers", None) or (endpoint.verifier,)
     try:
-        ledger.add_cosignatures(size, [line], [endpoint.verifier])
+        ledger.add_cosignatures(size, lines, list(keys))
     except LedgerError as err:
         return WitnessOutcome(name, size, OUTCOME_INVALID, f"cosignature rejected: {err}")
     except Exception as err:  # noqa: BLE001 - a witness must never break the append path
         return WitnessOutcome(name, size, OUTCOME_INVALID, f"{type(err).__name__}: {err}")
-    return WitnessOutcome(name, size, OUTCOME_COSIGNED, f"old {old}", line + "\n")
+    stored = "".join(f"{text}\n" for text in lines)
+    return WitnessOutcome(name, size, OUTCOME_COSIGNED, f"old {old}", stored)
 
 
 def collect_cosignatures(

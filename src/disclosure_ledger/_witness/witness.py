@@ -6,7 +6,10 @@ small text files, and time passed in by the caller. The add-checkpoint step
 takes a C2SP tlog-witness request body and follows that protocol: it checks
 the log's signature, that ``old`` is the size it last cosigned, the
 consistency proof from the root it holds, persists the new size and root
-atomically and only then returns a ``cosignature/v1`` line.
+atomically and only then returns a ``cosignature/v1`` line (``subtree/v1`` for
+an ML-DSA-44 key). A witness may hold a second key of the other kind beside
+the first (an ML-DSA-44 key beside an Ed25519 one, or the reverse); it then
+returns one line per key, the first key's first.
 
 Directory layout::
 
@@ -20,6 +23,8 @@ Directory layout::
     disclosure-ledger/witness-config/v1
     witness <the witness's verifier key>
     key-file <path of the signer key file>       (optional, used by the CLI)
+    also-witness <a second key, of the other kind>   (optional)
+    also-key-file <path of its signer key file>      (optional, used by the CLI)
     log <a followed log's verifier key>          (one or more)
 
 A state file is ``disclosure-ledger/witness-state/v1`` and a newline,
@@ -62,7 +67,12 @@ from disclosure_ledger._core.evidence import (
     write_evidence_file,
 )
 from disclosure_ledger._core.merkle import EMPTY_ROOT
-from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, Signer, Verifier
+from disclosure_ledger._core.notes import (
+    COSIGNATURE_TYPES,
+    KEY_TYPE_ED25519,
+    Signer,
+    Verifier,
+)
 from disclosure_ledger._core.notes import parse_verifier as _parse_verifier
 from disclosure_ledger._core.succession import check_successor
 from disclosure_ledger._fsutil import (
@@ -125,11 +135,14 @@ class WitnessConfig:
     witness: Verifier
     logs: tuple[Verifier, ...]
     key_file: str | None = None
+    also: Verifier | None = None
+    """A second witness key of the other kind (ML-DSA-44 beside Ed25519, or the reverse)."""
+    also_key_file: str | None = None
 
 
 def _check_witness_key(key: Signer) -> None:
-    if key.key_type != KEY_TYPE_COSIGNATURE:
-        raise KeyFormatError("a witness key must be a cosignature (type 0x04) key")
+    if key.key_type not in COSIGNATURE_TYPES:
+        raise KeyFormatError("a witness key must be a cosignature (type 0x04 or 0x06) key")
 
 
 def _check_permissions(d: Path) -> None:
@@ -158,6 +171,10 @@ def format_config(config: WitnessConfig) -> str:
     lines = [CONFIG_HEADER, f"witness {config.witness.vkey}"]
     if config.key_file is not None:
         lines.append(f"key-file {config.key_file}")
+    if config.also is not None:
+        lines.append(f"also-witness {config.also.vkey}")
+    if config.also_key_file is not None:
+        lines.append(f"also-key-file {config.also_key_file}")
     lines.extend(f"log {v.vkey}" for v in config.logs)
     return "\n".join(lines) + "\n"
 
@@ -173,26 +190,45 @@ def parse_config(text: str) -> WitnessConfig:
     if not lines or lines[0] != CONFIG_HEADER:
         raise MalformedError(f"witness config must start with {CONFIG_HEADER}")
     witness: Verifier | None = None
+    also: Verifier | None = None
     key_file: str | None = None
+    also_key_file: str | None = None
     logs: list[Verifier] = []
     for n, line in enumerate(lines[1:], 2):
         word, _, rest = line.partition(" ")
         try:
             if word == "witness" and witness is None:
                 witness = _parse_verifier(rest)
+            elif word == "also-witness" and also is None:
+                also = _parse_verifier(rest)
             elif word == "key-file" and key_file is None and rest:
                 key_file = rest
+            elif word == "also-key-file" and also_key_file is None and rest:
+                also_key_file = rest
             elif word == "log":
                 logs.append(_parse_verifier(rest))
             else:
                 raise MalformedError(f"witness config line {n}: unexpected {word!r}")
         except KeyFormatError as err:
             raise MalformedError(f"witness config line {n}: {err}") from err
-    if witness is None or witness.key_type != KEY_TYPE_COSIGNATURE:
-        raise MalformedError("witness config needs a cosignature (type 0x04) witness key")
+    if witness is None or witness.key_type not in COSIGNATURE_TYPES:
+        raise MalformedError("witness config needs a cosignature (type 0x04 or 0x06) witness key")
+    if also is not None:
+        _check_pair(witness, also)
+    elif also_key_file is not None:
+        raise MalformedError("witness config has an also-key-file but no also-witness key")
     if not logs:
         raise MalformedError("witness config names no log")
-    return WitnessConfig(witness, tuple(logs), key_file)
+    return WitnessConfig(witness, tuple(logs), key_file, also, also_key_file)
+
+
+def _check_pair(first: Verifier, second: Verifier) -> None:
+    # A second key is of the other kind: one Ed25519 and one ML-DSA-44 cosignature key.
+    if second.key_type not in COSIGNATURE_TYPES or second.key_type == first.key_type:
+        raise MalformedError(
+            "a witness's second key must be a cosignature key of the other kind"
+            " (ML-DSA-44 beside Ed25519, or the reverse)"
+        )
 
 
 class Witness:
@@ -201,13 +237,16 @@ class Witness:
     Thread-safe, and safe to use from several processes over one directory.
     """
 
-    __slots__ = ("_config", "_dir", "_key", "_locks", "_locks_guard")
+    __slots__ = ("_also", "_config", "_dir", "_key", "_locks", "_locks_guard")
 
-    def __init__(self, directory: Path, key: Signer, config: WitnessConfig) -> None:
+    def __init__(
+        self, directory: Path, key: Signer, config: WitnessConfig, also: Signer | None = None
+    ) -> None:
         """Use :meth:`init` or :meth:`open` instead.
 
         Raises:
-            KeyFormatError: if ``key`` is not the witness key named in ``config``.
+            KeyFormatError: if ``key`` (or ``also``) is not the witness key named
+                in ``config``, or ``also`` is missing for a witness that holds two keys.
         """
         _check_witness_key(key)
         if key.verifier != config.witness:
@@ -215,8 +254,15 @@ class Witness:
                 f"{directory}: this witness's key is {config.witness.name}+"
                 f"{config.witness.key_id:08x}, not the key given"
             )
+        want = config.also
+        if (also is None) != (want is None) or (
+            also is not None and want is not None and also.verifier != want
+        ):
+            named = "no second key" if want is None else f"{want.name}+{want.key_id:08x}"
+            raise KeyFormatError(f"{directory}: this witness's second key is {named}")
         self._dir = directory
         self._key = key
+        self._also = also
         self._config = config
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -229,18 +275,24 @@ class Witness:
         logs: Iterable[Verifier],
         *,
         key_file: str | os.PathLike[str] | None = None,
+        also: Signer | None = None,
+        also_key_file: str | os.PathLike[str] | None = None,
     ) -> Witness:
         """Create a witness directory that follows ``logs`` and cosigns with ``key``.
 
-        ``key_file`` (recorded, not read) lets the CLI find the key later.
+        ``also`` is a second key of the other kind (ML-DSA-44 beside Ed25519,
+        or the reverse): the witness then cosigns with both. ``key_file`` and
+        ``also_key_file`` (recorded, not read) let the CLI find the keys later.
 
         Raises:
             KeyFormatError: if ``key`` is not a cosignature key or a log key is
                 not an Ed25519 note key.
-            MalformedError: if no log is given.
+            MalformedError: if no log is given, or ``also`` is not of the other kind.
             StorageError: if the directory already holds a witness or cannot be written.
         """
         _check_witness_key(key)
+        if also is not None:
+            _check_pair(key.verifier, also.verifier)
         log_list = tuple(dict.fromkeys(logs))
         if not log_list:
             raise MalformedError("a witness must follow at least one log")
@@ -248,10 +300,12 @@ class Witness:
             if log.key_type != KEY_TYPE_ED25519:
                 raise KeyFormatError(f"log key {log.name} is not an Ed25519 note key")
         d = Path(directory)
-        kf = None if key_file is None else str(Path(key_file).resolve())
-        if kf is not None and "\n" in kf:
+        kf, akf = (None if f is None else str(Path(f).resolve()) for f in (key_file, also_key_file))
+        if any(f is not None and "\n" in f for f in (kf, akf)):
             raise MalformedError("the key file path must be one line")
-        config = WitnessConfig(key.verifier, log_list, kf)
+        config = WitnessConfig(
+            key.verifier, log_list, kf, None if also is None else also.verifier, akf
+        )
         try:
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
             check_not_writable_by_others(d, "witness directory", StorageError)
@@ -265,7 +319,7 @@ class Witness:
             raise StorageError(f"{d}: already holds a witness; refusing to overwrite it") from err
         except OSError as err:
             raise StorageError(f"{d}: cannot create the witness: {err.strerror or err}") from err
-        return cls(d, key, config)
+        return cls(d, key, config, also)
 
     @staticmethod
     def read_config(directory: str | os.PathLike[str]) -> WitnessConfig:
@@ -285,15 +339,17 @@ class Witness:
             raise StorageError(f"{d / 'config'}: {err}") from err
 
     @classmethod
-    def open(cls, directory: str | os.PathLike[str], key: Signer) -> Witness:
-        """Open an existing witness directory with its key.
+    def open(
+        cls, directory: str | os.PathLike[str], key: Signer, also: Signer | None = None
+    ) -> Witness:
+        """Open an existing witness directory with its key (and its second key, if it has one).
 
         Raises:
             StorageError: if the directory holds no witness.
-            KeyFormatError: if ``key`` is not this witness's key.
+            KeyFormatError: if ``key`` or ``also`` is not this witness's.
         """
         d = Path(directory)
-        return cls(d, key, cls.read_config(d))
+        return cls(d, key, cls.read_config(d), also)
 
     def __repr__(self) -> str:
         return f"Witness(dir={str(self._dir)!r}, key={self._key.name!r})"
@@ -305,8 +361,15 @@ class Witness:
 
     @property
     def verifier(self) -> Verifier:
-        """The witness's public cosignature key."""
+        """The witness's public cosignature key (the first, when it holds two)."""
         return self._key.verifier
+
+    @property
+    def verifiers(self) -> tuple[Verifier, ...]:
+        """Every public key the witness cosigns with, the first key first."""
+        if self._also is None:
+            return (self._key.verifier,)
+        return (self._key.verifier, self._also.verifier)
 
     @property
     def logs(self) -> tuple[Verifier, ...]:
@@ -389,7 +452,9 @@ class Witness:
         A request for the checkpoint already held (same size, same root, empty
         proof) gets a fresh cosignature.
 
-        Returns the ``cosignature/v1`` signature line (ending in a newline).
+        Returns the cosignature line (ending in a newline): ``cosignature/v1`` for an
+        Ed25519 key, ``subtree/v1`` for an ML-DSA-44 key; one line per key when the
+        witness holds two, the first key's first.
 
         Raises:
             MalformedError: if the request is malformed.
@@ -448,7 +513,10 @@ class Witness:
                     raise StorageError(
                         f"{self._dir}: cannot persist the witness state: {err.strerror or err}"
                     ) from err
-            return cosign_checkpoint(new, self._key, now)
+            line = cosign_checkpoint(new, self._key, now)
+            if self._also is not None:
+                line += cosign_checkpoint(new, self._also, now)
+            return line
 
     def _raise_split_view(
         self, evidence: Evidence, origin: str, now: int, message: str
