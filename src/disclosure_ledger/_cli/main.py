@@ -52,8 +52,8 @@ from disclosure_ledger._cli.target import (
     LedgerTarget,
     is_url,
     ledger_target,
+    ledger_target_optional,
     master_key_option,
-    optional_ledger_target,
     read_log_key,
     target_of,
 )
@@ -477,7 +477,7 @@ def checkpoint(
 
 
 @cli.command()
-@optional_ledger_target
+@ledger_target_optional
 @click.option("--index", type=click.IntRange(min=0), help="Print a receipt for record I.")
 @click.option(
     "--consistency",

@@ -27,6 +27,7 @@ __all__ = [
     "LedgerTarget",
     "is_url",
     "ledger_target",
+    "ledger_target_optional",
     "master_key_option",
     "read_log_key",
     "target_of",
@@ -134,14 +135,14 @@ def ledger_target(f: F) -> F:
     return click.argument("ledger", metavar="LEDGER")(wrapper)  # type: ignore[return-value]
 
 
-def optional_ledger_target(f: F) -> F:
-    """As :func:`ledger_target`, for a command that can work without ``LEDGER`` (``None``)."""
+def ledger_target_optional(f: F) -> F:
+    """As :func:`ledger_target`, but ``LEDGER`` may be left out (the command gets None)."""
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ledger, log = kwargs.pop("ledger"), kwargs.pop("log")
         if ledger is None and log is not None:
-            raise CommandError("--log names a log of a postgresql:// LEDGER; give LEDGER too")
+            raise CommandError("--log names a log of a postgresql:// LEDGER; give the LEDGER")
         kwargs["ledger"] = None if ledger is None else _target(ledger, log)
         return f(*args, **kwargs)
 
