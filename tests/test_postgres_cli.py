@@ -16,7 +16,9 @@ from disclosure_ledger._core.checkpoints import parse_receipt, verify_receipt
 from disclosure_ledger._core.policy import Policy
 from disclosure_ledger._log.ledger import Ledger
 from disclosure_ledger._store.pg_database import PgAppendTxn
+from disclosure_ledger._verify.tiles import verify_published
 from disclosure_ledger._verify.verifier import verify
+from disclosure_ledger.errors import LedgerError
 from disclosure_ledger.keys import derive_log_key, read_signer_file
 
 from .cli_helpers import assert_one_line_error, run
@@ -153,3 +155,30 @@ def test_witness_add_and_cosign_on_a_database_log(
     assert stored.stdout == "stored 1 new cosignature(s) for checkpoint 3\n", stored.stderr
     assert line.stdout.strip() in run("checkpoint", *log).stdout
     assert "1 cosignatures" in run("check", *log).stdout
+
+
+def test_publish_a_log_of_a_database_and_verify_it_from_its_tiles(
+    pg_url: str, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    master = ["--master-key", keys["master"]]
+    assert run("init", pg_url, "--origin", ORIGIN, *master).exit_code == 0
+    assert run("init", pg_url, "--origin", OTHER, *master).exit_code == 0
+    log = [pg_url, "--log", ORIGIN]
+    appended = run(
+        "append", *log, _events(tmp_path, 0, 300), "--writer-key", keys["writer"], *master
+    )
+    assert appended.exit_code == 0, appended.stderr
+    published = run("publish", *log, tmp_path / "pub")
+    assert published.exit_code == 0, published.stderr
+    assert f"published {ORIGIN} at size 300" in published.stdout
+    log_key = derive_log_key(read_signer_file(keys["master"]), ORIGIN)
+    writer = read_signer_file(keys["writer"]).verifier
+    policy = Policy.simple(log_key.verifier, [writer])
+    assert verify_published(str(tmp_path / "pub"), policy).record_count == 300
+    # The other log of the same database is not this publication's, nor its key.
+    other = run("publish", pg_url, "--log", OTHER, tmp_path / "pub")
+    assert other.exit_code == 2
+    assert_one_line_error(other, 2, "another log")
+    other_key = derive_log_key(read_signer_file(keys["master"]), OTHER)
+    with pytest.raises(LedgerError):
+        verify_published(str(tmp_path / "pub"), Policy.simple(other_key.verifier, [writer]))

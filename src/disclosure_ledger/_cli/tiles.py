@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 
 from disclosure_ledger._cli.owner import _signing_key
+from disclosure_ledger._cli.target import LedgerTarget, ledger_target
 from disclosure_ledger._core.checkpoints import format_receipt
-from disclosure_ledger._log.ledger import Ledger
 from disclosure_ledger._log.publish import publish
 from disclosure_ledger._log.tilereader import DEFAULT_TIMEOUT, TileLog, open_source
 
@@ -21,10 +21,13 @@ __all__ = ["prove_from_tiles", "register"]
 
 
 @click.command("publish")
-@click.argument("ledger", type=click.Path(dir_okay=False, path_type=Path))
+@ledger_target
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-def _publish(*, ledger: Path, directory: Path) -> None:
+def _publish(*, ledger: LedgerTarget, directory: Path) -> None:
     """Publish LEDGER into DIRECTORY as C2SP tlog-tiles (checkpoint, tiles, entry bundles).
+
+    LEDGER is a ledger file, or a postgresql:// URL with --log ORIGIN naming
+    the log in that database.
 
     Only what is new since the checkpoint already in DIRECTORY is written; a
     directory holding another log is refused. Serve DIRECTORY from any web
@@ -35,7 +38,7 @@ def _publish(*, ledger: Path, directory: Path) -> None:
         StorageError: if the ledger cannot be read, or the directory holds
             another log or cannot be written.
     """
-    with Ledger.open(ledger, readonly=True) as lg:
+    with ledger.open(readonly=True) as lg:
         summary = publish(lg, directory)
     click.echo(
         f"published {summary.origin} at size {summary.to_size} to {summary.directory}"
