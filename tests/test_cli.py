@@ -494,7 +494,10 @@ def test_index_then_show(ledger: Path) -> None:
     assert result.stdout == "indexed 4 new records; the index covers 4\n"
     append(ledger, jsonl(event(4)))
     # show reads the index for 0..3 and decodes record 4 itself.
-    cam = [json.loads(x) for x in run("show", ledger, "--camera", "cam-1").stdout.splitlines()]
+    cam = [
+        json.loads(x)
+        for x in run("show", "--json", ledger, "--camera", "cam-1").stdout.splitlines()
+    ]
     assert [r["event"]["event_id"] for r in cam] == ["evt-1", "evt-4"]
     assert run("index", ledger).stdout == "indexed 1 new records; the index covers 5\n"
     assert_one_line_error(run("index", ledger.with_name("missing.db")), 2, "no such ledger")
@@ -504,17 +507,20 @@ def test_show(ledger: Path) -> None:
     evs = [event(i) for i in range(6)]
     evs[4] = event(4, action="release", recipient={"kind": "law_enforcement", "organization": "PD"})
     append(ledger, jsonl(*evs))
-    everything = [json.loads(line) for line in run("show", ledger).stdout.splitlines()]
+    everything = [json.loads(line) for line in run("show", "--json", ledger).stdout.splitlines()]
     assert [r["index"] for r in everything] == list(range(6))
     assert everything[4]["event"]["recipient"] == {"kind": "law_enforcement", "organization": "PD"}
     assert everything[4]["event"] == evs[4]
-    one = json.loads(run("show", ledger, "--index", "2").stdout)
+    one = json.loads(run("show", "--json", ledger, "--index", "2").stdout)
     assert one["event"]["event_id"] == "evt-2"
-    cam = [json.loads(x) for x in run("show", ledger, "--camera", "cam-1").stdout.splitlines()]
+    cam = [
+        json.loads(x)
+        for x in run("show", "--json", ledger, "--camera", "cam-1").stdout.splitlines()
+    ]
     assert [r["event"]["event_id"] for r in cam] == ["evt-1", "evt-4"]
-    limited = run("show", ledger, "--limit", "2").stdout.splitlines()
+    limited = run("show", "--json", ledger, "--limit", "2").stdout.splitlines()
     assert len(limited) == 2
-    assert_one_line_error(run("show", ledger, "--index", "6"), 2, "6")
+    assert_one_line_error(run("show", "--json", ledger, "--index", "6"), 2, "6")
 
 
 # -- demo ----------------------------------------------------------------------------------------

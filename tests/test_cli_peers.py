@@ -111,7 +111,7 @@ def test_append_quiet_prints_nothing(ledger: Path) -> None:
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
     assert result.stderr == ""
-    assert run("show", ledger).stdout.count("\n") == 5
+    assert run("show", "--json", ledger).stdout.count("\n") == 5
 
 
 def test_append_error_is_still_one_line_after_quiet(ledger: Path) -> None:
@@ -141,28 +141,53 @@ def _ids(result: Any) -> list[str]:
 
 
 def test_show_filters_like_query(mixed: Path) -> None:
-    assert _ids(run("show", mixed, "--action", "release")) == ["evt-1", "evt-2", "evt-4"]
-    assert _ids(run("show", mixed, "--legal-basis", "emergency")) == ["evt-2", "evt-4"]
-    assert _ids(run("show", mixed, "--recipient", "Springfield PD")) == ["evt-1", "evt-4"]
-    assert _ids(run("show", mixed, "--actor-kind", "owner")) == ["evt-0", "evt-3"]
+    assert _ids(run("show", "--json", mixed, "--action", "release")) == ["evt-1", "evt-2", "evt-4"]
+    assert _ids(run("show", "--json", mixed, "--legal-basis", "emergency")) == ["evt-2", "evt-4"]
+    assert _ids(run("show", "--json", mixed, "--recipient", "Springfield PD")) == ["evt-1", "evt-4"]
+    assert _ids(run("show", "--json", mixed, "--actor-kind", "owner")) == ["evt-0", "evt-3"]
     assert _ids(
-        run("show", mixed, "--since", "2026-11-27T10:01:00Z", "--until", "2026-11-27T10:04:00Z")
+        run(
+            "show",
+            "--json",
+            mixed,
+            "--since",
+            "2026-11-27T10:01:00Z",
+            "--until",
+            "2026-11-27T10:04:00Z",
+        )
     ) == ["evt-1", "evt-2"]
-    assert _ids(run("show", mixed, "--since", "2026-11-28T00:00:00Z")) == ["evt-3"]
-    both = run("show", mixed, "--action", "release", "--legal-basis", "emergency", "--limit", "1")
+    assert _ids(run("show", "--json", mixed, "--since", "2026-11-28T00:00:00Z")) == ["evt-3"]
+    both = run(
+        "show", "--json", mixed, "--action", "release", "--legal-basis", "emergency", "--limit", "1"
+    )
     assert _ids(both) == ["evt-2"]
+
+
+def test_show_speaks_words_by_default_and_json_with_the_flag(mixed: Path) -> None:
+    text = run("show", mixed, "--legal-basis", "warrant")
+    assert text.exit_code == 0, text.stderr
+    (line,) = text.stdout.splitlines()
+    assert line.startswith("#1  ")
+    assert "evt-1: release by " in line
+    assert " to Springfield PD, " in line
+    assert "basis warrant" in line
+    assert not line.startswith("{")
+    as_json = run("show", mixed, "--legal-basis", "warrant", "--json")
+    assert json.loads(as_json.stdout)["event"]["event_id"] == "evt-1"
 
 
 def test_show_refuses_a_bad_time_and_index_with_a_filter(mixed: Path) -> None:
     assert_one_line_error(
-        run("show", mixed, "--since", "yesterday"), 2, "--since: must be an RFC 3339 time such as"
+        run("show", "--json", mixed, "--since", "yesterday"),
+        2,
+        "--since: must be an RFC 3339 time such as",
     )
     assert_one_line_error(
-        run("show", mixed, "--until", "2026-11-27T10:00:00"),
+        run("show", "--json", mixed, "--until", "2026-11-27T10:00:00"),
         2,
         "--until: must be an RFC 3339 time with a zone",
     )
-    refused = run("show", mixed, "--index", "1", "--action", "view")
+    refused = run("show", "--json", mixed, "--index", "1", "--action", "view")
     assert refused.exit_code == 2
     assert "cannot be combined with a filter" in refused.stderr
 

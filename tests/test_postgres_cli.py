@@ -54,7 +54,7 @@ def test_every_ledger_command_takes_a_url_and_a_log(
     )
     assert appended.exit_code == 0, appended.stderr
     assert len(appended.stdout.splitlines()) == 30
-    shown = run("show", *log, "--camera", "cam-1")
+    shown = run("show", "--json", *log, "--camera", "cam-1")
     assert [json.loads(line)["index"] for line in shown.stdout.splitlines()] == list(
         range(1, 30, 3)
     )

@@ -31,6 +31,7 @@ from disclosure_ledger._core.notes import (
 )
 from disclosure_ledger._log.database import LedgerDatabase
 from disclosure_ledger._log.index import Record
+from disclosure_ledger._verify.report import printable
 from disclosure_ledger.errors import (
     ValidationError,
 )
@@ -69,6 +70,23 @@ def _record_json(rec: Record) -> str:
     )
 
 
+def _record_text(rec: Record) -> str:
+    """One record in one line of words: index, time, action, by whom, to whom, on what basis."""
+    ev = rec.event
+    actor = ev.actor
+    who = " ".join(x for x in (actor.organization, actor.id) if x)
+    line = f"#{rec.index}  {records.format_time(ev.occurred_at)}  {ev.event_id}: {ev.action.value}"
+    line += f" by {actor.kind.value}" + (f" ({who})" if who else "")
+    if ev.recipient is not None:
+        r = ev.recipient
+        line += f" to {r.organization or r.id or r.kind.value}"
+    line += f", camera {ev.camera_id}"
+    if ev.legal_basis is not None:
+        ref = ev.legal_reference
+        line += f", basis {ev.legal_basis.value}" + (f" ({ref})" if ref else "")
+    return printable(line)
+
+
 def _time_option(value: str | None, option: str) -> datetime | None:
     if value is None:
         return None
@@ -92,6 +110,7 @@ def _time_option(value: str | None, option: str) -> datetime | None:
 @click.option("--since", metavar="TIME", help="Only records that occurred at TIME or later.")
 @click.option("--until", metavar="TIME", help="Only records that occurred before TIME.")
 @click.option("--limit", type=click.IntRange(min=0), help="At most N records.")
+@json_option
 def show(
     *,
     ledger: LedgerTarget,
@@ -105,8 +124,11 @@ def show(
     since: str | None,
     until: str | None,
     limit: int | None,
+    as_json: bool,
 ) -> None:
-    """Print records as JSON lines: index, leaf_hash and the event's JSON form.
+    """Print records, one a line: in words, or with --json as JSON lines.
+
+    A JSON line holds the index, the leaf hash and the event's JSON form.
 
     The filters are those of Ledger.query(); every one given must match.
     Times are RFC 3339 with a zone (2026-11-27T09:00:00Z); --since is
@@ -138,8 +160,9 @@ def show(
             found = iter(lg.query(**filters, limit=limit))
         else:
             found = lg.iter_records()
+        line = _record_json if as_json else _record_text
         for rec in islice(found, limit):
-            click.echo(_record_json(rec))
+            click.echo(line(rec))
 
 
 @click.command()
