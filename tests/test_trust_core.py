@@ -306,3 +306,21 @@ def test_a_forked_state_saved_meanwhile_is_a_split_view(tmp_path: Path) -> None:
 def test_state_and_state_dir_are_one_or_the_other(bundles: dict[int, Path], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not both"):
         verify(bundles[3], _policy(), state=MemoryState(), state_dir=tmp_path / "s")
+
+
+# -- stored hash runs, as every store reads them back ----------------------------------
+
+
+def test_slice_runs_reads_positions_across_runs_and_refuses_gaps_and_overlaps() -> None:
+    from disclosure_ledger._store.layout import slice_runs
+    from disclosure_ledger.errors import StorageError
+
+    h = [bytes([i]) * 32 for i in range(10)]
+    runs = [(0, b"".join(h[0:4])), (4, b"".join(h[4:8])), (8, b"".join(h[8:10]))]
+    assert slice_runs(runs, 0, 10) == h
+    assert slice_runs(runs[1:], 5, 9) == h[5:9]
+    assert slice_runs([(0, b"".join(h[0:4])), *runs[1:]], 4, 6) == h[4:6]  # a run before start
+    with pytest.raises(StorageError, match="gap at position 4"):
+        slice_runs([runs[0], runs[2]], 2, 10)
+    with pytest.raises(StorageError, match="overlap at position 3"):
+        slice_runs([runs[0], (3, b"".join(h[3:8]))], 0, 8)

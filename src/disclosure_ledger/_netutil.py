@@ -25,11 +25,14 @@ from dataclasses import dataclass
 from http.client import HTTPResponse
 from urllib.parse import urljoin, urlsplit
 
+from disclosure_ledger.errors import MalformedError
+
 __all__ = [
     "HttpResponse",
     "HttpSession",
     "ResponseTooLargeError",
     "check_http_url",
+    "http_prefix",
     "http_request",
 ]
 
@@ -59,6 +62,22 @@ def check_http_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"{url!r} is not an http:// or https:// URL")
     return url
+
+
+def http_prefix(prefix: str, timeout: float, what: str) -> str:
+    """Check a client's http(s) URL prefix and timeout; return the prefix ending in ``/``.
+
+    Raises:
+        MalformedError: if ``prefix`` is not an http(s) URL with a host, or
+            ``timeout`` is not positive (``what`` names whose timeout).
+    """
+    try:
+        check_http_url(prefix)
+    except ValueError as err:
+        raise MalformedError(str(err)) from err
+    if timeout <= 0:
+        raise MalformedError(f"the {what} timeout must be positive")
+    return prefix.rstrip("/") + "/"
 
 
 def _read_capped(resp: HTTPResponse | urllib.error.HTTPError, limit: int, deadline: float) -> bytes:

@@ -119,25 +119,7 @@ def _target(ledger: str, log: str | None) -> LedgerTarget:
     return LedgerTarget(ledger, None)
 
 
-def ledger_target(f: F) -> F:
-    """Add ``LEDGER`` and ``--log ORIGIN``; the command gets ``ledger: LedgerTarget``."""
-
-    @functools.wraps(f)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        kwargs["ledger"] = _target(kwargs.pop("ledger"), kwargs.pop("log"))
-        return f(*args, **kwargs)
-
-    wrapper = click.option(
-        "--log",
-        metavar="ORIGIN",
-        help="With a postgresql:// URL as LEDGER: the log (its origin) in that database.",
-    )(wrapper)
-    return click.argument("ledger", metavar="LEDGER")(wrapper)  # type: ignore[return-value]
-
-
-def ledger_target_optional(f: F) -> F:
-    """As :func:`ledger_target`, but ``LEDGER`` may be left out (the command gets None)."""
-
+def _ledger_argument(f: F, *, required: bool) -> F:
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ledger, log = kwargs.pop("ledger"), kwargs.pop("log")
@@ -151,7 +133,18 @@ def ledger_target_optional(f: F) -> F:
         metavar="ORIGIN",
         help="With a postgresql:// URL as LEDGER: the log (its origin) in that database.",
     )(wrapper)
-    return click.argument("ledger", metavar="LEDGER", required=False)(wrapper)  # type: ignore[return-value]
+    argument = click.argument("ledger", metavar="LEDGER", required=required)
+    return argument(wrapper)  # type: ignore[return-value]
+
+
+def ledger_target(f: F) -> F:
+    """Add ``LEDGER`` and ``--log ORIGIN``; the command gets ``ledger: LedgerTarget``."""
+    return _ledger_argument(f, required=True)
+
+
+def ledger_target_optional(f: F) -> F:
+    """As :func:`ledger_target`, but ``LEDGER`` may be left out (the command gets None)."""
+    return _ledger_argument(f, required=False)
 
 
 def master_key_option(f: F) -> F:

@@ -40,7 +40,7 @@ from disclosure_ledger._core.tiles import (
     tile_width,
 )
 from disclosure_ledger._fsutil import read_limited
-from disclosure_ledger._netutil import HttpSession, ResponseTooLargeError, check_http_url
+from disclosure_ledger._netutil import HttpSession, ResponseTooLargeError, http_prefix
 from disclosure_ledger.errors import (
     MalformedError,
     NotPublishedError,
@@ -123,13 +123,7 @@ class HttpSource:
         Raises:
             MalformedError: if ``prefix`` is not an http(s) URL or the timeout is not positive.
         """
-        try:
-            check_http_url(prefix)
-        except ValueError as err:
-            raise MalformedError(str(err)) from err
-        if timeout <= 0:
-            raise MalformedError("the timeout must be positive")
-        self.prefix = prefix.rstrip("/") + "/"
+        self.prefix = http_prefix(prefix, timeout, "fetch")
         self.timeout = timeout
         # Kept-alive connections: a verifier fetches thousands of small files.
         self._session = HttpSession(timeout)

@@ -11,7 +11,17 @@ records) and are kept apart by stores, so a proof fetches them in one query.
 
 from __future__ import annotations
 
-__all__ = ["UPPER_LEVEL", "stored_hash_count", "stored_hash_index", "upper_hash_count"]
+from collections.abc import Iterable
+
+from disclosure_ledger.errors import StorageError
+
+__all__ = [
+    "UPPER_LEVEL",
+    "slice_runs",
+    "stored_hash_count",
+    "stored_hash_index",
+    "upper_hash_count",
+]
 
 UPPER_LEVEL = 6
 """Nodes at this level and above (over 64 leaves or more) are also stored one row
@@ -51,3 +61,32 @@ def upper_hash_count(size: int) -> int:
         Nothing: integer arithmetic only.
     """
     return sum(size >> level for level in range(UPPER_LEVEL, size.bit_length()))
+
+
+def slice_runs(rows: Iterable[tuple[int, bytes]], start: int, end: int) -> list[bytes]:
+    """The hashes at positions ``[start, end)`` from stored runs ``(first, concatenated hashes)``.
+
+    ``rows`` are in position order: the run holding ``start`` (or one that
+    ends before it, which is skipped), then the runs after it. Every store
+    keeps hashes in runs of consecutive positions and reads them back with this.
+
+    Raises:
+        StorageError: if the runs leave a gap or overlap.
+    """
+    out: list[bytes] = []
+    pos = start
+    for i, (first, run) in enumerate(rows):
+        if pos >= end:
+            break  # runs past the range are not read
+        stop = first + len(run) // 32
+        if i == 0 and stop <= pos:
+            continue  # the run before ``start`` ends before it
+        if first > pos:
+            raise StorageError(f"stored Merkle hashes have a gap at position {pos}")
+        if first < pos and i > 0:
+            raise StorageError(f"stored Merkle hashes overlap at position {first}")
+        off = (pos - first) * 32
+        take = min(stop, end) - pos
+        out += [run[off + 32 * k : off + 32 * k + 32] for k in range(take)]
+        pos += take
+    return out

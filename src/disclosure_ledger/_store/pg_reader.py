@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from disclosure_ledger._core.merkle import NodeId
-from disclosure_ledger._store.layout import UPPER_LEVEL, stored_hash_index
+from disclosure_ledger._store.layout import UPPER_LEVEL, slice_runs, stored_hash_index
 from disclosure_ledger._store.pg_database import PostgresDatabase, in_runs
 from disclosure_ledger.errors import StorageError
 
@@ -326,7 +326,7 @@ class PgLogReader:
             start,
             end,
         )
-        return _slice_runs([(int(f), bytes(r)) for f, r in rows], start, end)
+        return slice_runs([(int(f), bytes(r)) for f, r in rows], start, end)
 
     def hash_count(self) -> int:
         """How many hashes are stored (one past the last stored position).
@@ -368,21 +368,3 @@ class PgLogReader:
             StorageError: if the database cannot be read.
         """
         return int(self._rows("SELECT COUNT(*) FROM event_ids WHERE log_id = %s")[0][0])
-
-
-def _slice_runs(rows: Sequence[tuple[int, bytes]], start: int, end: int) -> list[bytes]:
-    out: list[bytes] = []
-    pos = start
-    for i, (first, run) in enumerate(rows):
-        stop = first + len(run) // 32
-        if i == 0 and stop <= pos:
-            continue  # the run before ``start`` ends before it
-        if first > pos:
-            raise StorageError(f"stored Merkle hashes have a gap at position {pos}")
-        if first < pos and i > 0:
-            raise StorageError(f"stored Merkle hashes overlap at position {first}")
-        off = (pos - first) * 32
-        take = min(stop, end) - pos
-        out += [run[off + 32 * k : off + 32 * k + 32] for k in range(take)]
-        pos += take
-    return out

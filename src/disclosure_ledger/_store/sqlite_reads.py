@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from disclosure_ledger._core.merkle import NodeId
-from disclosure_ledger._store.layout import UPPER_LEVEL
+from disclosure_ledger._store.layout import UPPER_LEVEL, slice_runs
 from disclosure_ledger._store.sqlite_schema import storage_error
 from disclosure_ledger.errors import StorageError
 
@@ -284,22 +284,7 @@ class SQLiteReads:
             "SELECT first, run FROM hashes WHERE first > ? AND first < ? ORDER BY first",
             (start, end),
         )
-        out: list[bytes] = []
-        pos = start
-        for i, (first_at, blob) in enumerate(rows):
-            first, run = int(first_at), bytes(blob)
-            stop = first + len(run) // 32
-            if i == 0 and stop <= pos:
-                continue  # the run before ``start`` ends before it
-            if first > pos:
-                raise StorageError(f"stored Merkle hashes have a gap at position {pos}")
-            if first < pos and i > 0:
-                raise StorageError(f"stored Merkle hashes overlap at position {first}")
-            off = (pos - first) * 32
-            take = min(stop, end) - pos
-            out += [run[off + 32 * k : off + 32 * k + 32] for k in range(take)]
-            pos += take
-        return out
+        return slice_runs(((int(f), bytes(r)) for f, r in rows), start, end)
 
     def hash_count(self) -> int:
         """Return the number of stored hashes (the end of the last stored run).

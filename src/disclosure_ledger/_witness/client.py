@@ -34,7 +34,7 @@ from disclosure_ledger._core.checkpoints import (
     parse_decimal,
 )
 from disclosure_ledger._core.notes import Verifier, parse_signature_line
-from disclosure_ledger._netutil import check_http_url, http_request
+from disclosure_ledger._netutil import http_prefix, http_request
 from disclosure_ledger._witness.witness import StaleOldSizeError, Witness
 from disclosure_ledger.errors import LedgerError, MalformedError
 
@@ -290,13 +290,7 @@ class HttpWitness:
         Raises:
             MalformedError: if ``prefix`` is not an http(s) URL or the timeout is not positive.
         """
-        try:
-            check_http_url(prefix)
-        except ValueError as err:
-            raise MalformedError(str(err)) from err
-        if timeout <= 0:
-            raise MalformedError("the witness timeout must be positive")
-        self.url = prefix.rstrip("/") + "/add-checkpoint"
+        self.url = http_prefix(prefix, timeout, "witness") + "add-checkpoint"
         self.timeout = timeout
         self._verifier = verifier
         self._also = also
