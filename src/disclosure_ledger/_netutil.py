@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from http.client import HTTPResponse
 from urllib.parse import urljoin, urlsplit
 
-from disclosure_ledger.errors import MalformedError
-
 __all__ = [
     "HttpResponse",
     "HttpSession",
@@ -68,15 +66,14 @@ def http_prefix(prefix: str, timeout: float, what: str) -> str:
     """Check a client's http(s) URL prefix and timeout; return the prefix ending in ``/``.
 
     Raises:
-        MalformedError: if ``prefix`` is not an http(s) URL with a host, or
-            ``timeout`` is not positive (``what`` names whose timeout).
+        ValueError: if ``prefix`` is not an http(s) URL with a host, or
+            ``timeout`` is not positive (``what`` names whose timeout). Like
+            the rest of this module it raises no library error: the caller
+            names the family (it sits beside ``errors``, not above it).
     """
-    try:
-        check_http_url(prefix)
-    except ValueError as err:
-        raise MalformedError(str(err)) from err
+    check_http_url(prefix)
     if timeout <= 0:
-        raise MalformedError(f"the {what} timeout must be positive")
+        raise ValueError(f"the {what} timeout must be positive")
     return prefix.rstrip("/") + "/"
 
 

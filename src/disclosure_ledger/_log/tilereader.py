@@ -123,7 +123,10 @@ class HttpSource:
         Raises:
             MalformedError: if ``prefix`` is not an http(s) URL or the timeout is not positive.
         """
-        self.prefix = http_prefix(prefix, timeout, "fetch")
+        try:
+            self.prefix = http_prefix(prefix, timeout, "fetch")
+        except ValueError as err:
+            raise MalformedError(str(err)) from err
         self.timeout = timeout
         # Kept-alive connections: a verifier fetches thousands of small files.
         self._session = HttpSession(timeout)

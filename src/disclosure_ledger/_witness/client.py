@@ -290,7 +290,10 @@ class HttpWitness:
         Raises:
             MalformedError: if ``prefix`` is not an http(s) URL or the timeout is not positive.
         """
-        self.url = http_prefix(prefix, timeout, "witness") + "add-checkpoint"
+        try:
+            self.url = http_prefix(prefix, timeout, "witness") + "add-checkpoint"
+        except ValueError as err:
+            raise MalformedError(str(err)) from err
         self.timeout = timeout
         self._verifier = verifier
         self._also = also
