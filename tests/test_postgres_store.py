@@ -265,3 +265,29 @@ def test_without_a_server_the_tests_skip_loudly_or_fail_in_ci(tmp_path: Path, ci
     else:
         assert proc.returncode == 0, proc.stdout
         assert proc.stdout.startswith("s")  # the one test, skipped
+
+
+@pytest.mark.parametrize("cap", [3, 1 << 16])
+def test_proofs_read_upper_nodes_from_memory_or_past_its_cap(
+    db: PostgresDatabase, monkeypatch: pytest.MonkeyPatch, cap: int
+) -> None:
+    # Upper nodes are kept in memory up to a cap (then queried by key); lower
+    # ones are read a cluster at a time, from runs that small commits split.
+    from disclosure_ledger._store import pg_reader
+
+    monkeypatch.setattr(pg_reader, "_UPPER_MEMORY_MAX", cap)
+    store = PostgresStore.create_in(db, _meta("vendor.example/owner-cap"))
+    reader = PostgresStore.open_in(db, "vendor.example/owner-cap")
+    size = 0
+    for count in (130, 7, 1, 200, 3):
+        with store.append_txn() as txn:
+            size = _fill(txn, "c", count)
+        leaves = [_leaf("c", i) for i in range(size)]
+        for index in (0, 63, 64, 129, size // 2, size - 1):
+            assert merkle.prove_inclusion(index, size, reader) == reference.path(index, leaves)
+        for old in (1, 64, 137, size):
+            if old <= size:
+                assert merkle.prove_consistency(old, size, reader) == reference.proof(old, leaves)
+    assert len(reader._upper) == min(cap, reader.upper_count())  # the cap held
+    with pytest.raises(StorageError, match="not stored"):
+        reader.read_hashes([merkle.NodeId(UPPER_LEVEL, size >> UPPER_LEVEL)])

@@ -76,7 +76,7 @@ class PostgresDatabase:
         self.address = redact_url(url)
         self.readonly = readonly
         self._password = url_password(url)
-        options = f"-c search_path={SCHEMA} -c synchronous_commit=on"
+        options = f"-c search_path={SCHEMA} -c synchronous_commit=on -c plan_cache_mode=force_generic_plan"
         if readonly:
             options += " -c default_transaction_read_only=on"
         self._kwargs: dict[str, Any] = {

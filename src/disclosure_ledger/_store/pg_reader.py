@@ -12,18 +12,51 @@ read after the head is of one tree.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from disclosure_ledger._core.merkle import NodeId
-from disclosure_ledger._store.layout import UPPER_LEVEL, slice_runs, stored_hash_index
+from disclosure_ledger._store.layout import UPPER_LEVEL, slice_runs
 from disclosure_ledger._store.pg_database import PostgresDatabase, in_runs
 from disclosure_ledger.errors import StorageError
 
 __all__ = ["PgLogReader"]
 
 _NOTES_KEPT = 256
+# Upper nodes kept in memory per log: about 10 MB at the cap, which covers logs
+# of up to about 2 million records; beyond it, proofs query the rest by key.
+_UPPER_MEMORY_MAX = 1 << 16
+# Lower positions further apart than this are read as separate clusters (a
+# block of 64 leaves spans about 130 positions).
+_CLUSTER_GAP = 256
+# Kind 0: upper nodes asked for by position (beyond the memory cap); kind 1: the
+# upper nodes committed after the last one in memory, in order; kind 2: the runs
+# of hashes covering each cluster of lower positions.
+_HASHES_SQL = (
+    "SELECT 0, id, hash FROM upper_hashes WHERE log_id = %(log)s AND id = ANY(%(upper)s::bigint[])"
+    " UNION ALL (SELECT 1, id, hash FROM upper_hashes WHERE log_id = %(log)s AND id > %(after)s"
+    " ORDER BY id LIMIT %(room)s)"
+    " UNION ALL SELECT 2, h.first, h.run"
+    " FROM unnest(%(lo)s::bigint[], %(hi)s::bigint[]) AS c(lo, hi)"
+    " CROSS JOIN LATERAL ((SELECT first, run FROM hashes WHERE log_id = %(log)s AND first <= c.lo"
+    " ORDER BY first DESC LIMIT 1) UNION ALL (SELECT first, run FROM hashes"
+    " WHERE log_id = %(log)s AND first > c.lo AND first <= c.hi)) AS h"
+)
+
+
+def _clusters(positions: Sequence[int]) -> tuple[list[int], list[int]]:
+    """``(lows, highs)`` of the groups of sorted ``positions`` closer than :data:`_CLUSTER_GAP`."""
+    lows: list[int] = []
+    highs: list[int] = []
+    for pos in positions:
+        if highs and pos - highs[-1] < _CLUSTER_GAP:
+            highs[-1] = pos
+        else:
+            lows.append(pos)
+            highs.append(pos)
+    return lows, highs
 
 
 class PgLogReader:
@@ -36,6 +69,11 @@ class PgLogReader:
         self.address = f"{db.address}#{origin}"
         self._closed = False
         self._notes: dict[int, str] = {}  # checkpoints read, by size
+        # Upper nodes never change once stored (their subtrees are complete):
+        # loaded in position order as proofs need them, and kept.
+        self._cache_lock = threading.Lock()
+        self._upper: dict[int, bytes] = {}
+        self._upper_end = -1  # the highest position loaded
 
     @property
     def path(self) -> Path:
@@ -53,6 +91,17 @@ class PgLogReader:
         bound = (self.log_id, *args)
         rows: list[tuple[Any, ...]] = self.db.read(
             "reading", lambda c: c.execute(sql, bound).fetchall()
+        )
+        return rows
+
+    def _rows_prepared(self, sql: str, *params: dict[str, object]) -> list[tuple[Any, ...]]:
+        # A statement run on every proof: prepared on each connection at once,
+        # its results in binary (bytea as raw bytes, not hex text).
+        if self._closed:
+            raise StorageError(f"{self.address}: the log is closed")
+        bound = {k: v for p in params for k, v in p.items()}
+        rows: list[tuple[Any, ...]] = self.db.read(
+            "reading", lambda c: c.execute(sql, bound, prepare=True, binary=True).fetchall()
         )
         return rows
 
@@ -111,43 +160,75 @@ class PgLogReader:
             pos = stop
 
     def read_hashes(self, ids: Sequence[NodeId], /) -> list[bytes]:
-        """The stored hashes of ``ids``, in one round trip.
+        """The stored hashes of ``ids``, in one round trip (none when all are in memory).
 
-        Upper nodes are read from ``upper_hashes``; each lower one from the
-        run it falls in (the run with the greatest ``first`` at or below it).
+        Upper nodes come from memory: stored ones never change, and the ones
+        committed since the last read are loaded, in position order, by the
+        same statement that reads the lower ones. Each cluster of lower
+        positions (a leaf's block of 64, the tree's right edge) is read as the
+        run that starts at or before it and any that start inside it: two
+        primary-key seeks, whatever the number of positions.
 
         Raises:
             StorageError: if one is not stored.
         """
-        positions = [stored_hash_index(level, n) for level, n in ids]
-        upper = sorted(
-            {p for (level, _), p in zip(ids, positions, strict=True) if level >= UPPER_LEVEL}
-        )
-        lower = sorted(
-            {p for (level, _), p in zip(ids, positions, strict=True) if level < UPPER_LEVEL}
-        )
-        if not positions:
-            return []
-        rows = self._rows(
-            # Which run holds each lower position is found by index (the run
-            # starting at or before it), then each run is read once.
-            "SELECT true, id, hash FROM upper_hashes WHERE log_id = %s AND id = ANY(%s)"
-            " UNION ALL SELECT false, first, run FROM hashes WHERE log_id = %s AND first = ANY("
-            "ARRAY(SELECT (SELECT first FROM hashes WHERE log_id = %s AND first <= q.p"
-            " ORDER BY first DESC LIMIT 1) FROM unnest(%s::bigint[]) AS q(p)))",
-            upper,
-            self.log_id,
-            self.log_id,
-            lower,
-        )
-        found_upper = {int(i): bytes(h) for is_upper, i, h in rows if is_upper}
-        runs = sorted((int(i), bytes(h)) for is_upper, i, h in rows if not is_upper)
+        known = self._upper
         out: list[bytes] = []
-        for (level, _), pos in zip(ids, positions, strict=True):
-            h = found_upper.get(pos) if level >= UPPER_LEVEL else in_runs(runs, pos)
+        absent: list[tuple[int, int]] = []  # (place in out, position) of upper nodes not in memory
+        lower: list[tuple[int, int]] = []
+        for k, (level, n) in enumerate(ids):
+            last = ((n + 1) << level) - 1  # stored_hash_index, inline: this runs per node
+            pos = 2 * last - last.bit_count() + level
+            if level >= UPPER_LEVEL:
+                h = known.get(pos)
+                if h is None:
+                    absent.append((k, pos))
+                out.append(h or b"")
+            else:
+                lower.append((k, pos))
+                out.append(b"")
+        if not absent and not lower:
+            return out
+        after = self._upper_end
+        room = max(0, _UPPER_MEMORY_MAX - len(known)) if absent else 0
+        wanted = [p for _, p in absent] if absent and not room else []
+        lows, highs = _clusters(sorted({p for _, p in lower}))
+        rows = self._rows_prepared(
+            _HASHES_SQL,
+            {"log": self.log_id, "upper": wanted, "after": after, "room": room},
+            {"lo": lows, "hi": highs},
+        )
+        queried: dict[int, bytes] = {}
+        loaded: list[tuple[int, bytes]] = []
+        runs: list[tuple[int, bytes]] = []
+        for kind, i, h in rows:
+            if kind == 0:
+                queried[int(i)] = bytes(h)
+            else:
+                (loaded if kind == 1 else runs).append((int(i), bytes(h)))
+        if loaded:
+            with self._cache_lock:
+                known.update(loaded)
+                self._upper_end = max(self._upper_end, loaded[-1][0])
+        missing = [p for _, p in absent if p not in known and p not in queried]
+        if missing:  # only when the memory cap is crossed by this very read
+            rows = self._rows_prepared(
+                _HASHES_SQL,
+                {"log": self.log_id, "upper": missing, "after": after, "room": 0},
+                {"lo": [], "hi": []},
+            )
+            queried.update((int(i), bytes(h)) for _, i, h in rows)
+        for k, pos in absent:
+            h = known.get(pos) or queried.get(pos)
             if h is None:
                 raise StorageError(f"the Merkle hash at position {pos} is not stored")
-            out.append(h)
+            out[k] = h
+        runs.sort()
+        for k, pos in lower:
+            h = in_runs(runs, pos)
+            if h is None:
+                raise StorageError(f"the Merkle hash at position {pos} is not stored")
+            out[k] = h
         return out
 
     def checkpoint(self, size: int) -> str | None:
