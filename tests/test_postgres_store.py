@@ -169,6 +169,8 @@ def test_a_schema_of_another_format_version_is_refused(
         "TRUNCATE cosignatures",
         "UPDATE logs SET size = size - 1",
         "UPDATE logs SET origin = 'elsewhere'",
+        "UPDATE logs SET log_id = log_id + 1",
+        "UPDATE logs SET created_at = created_at - interval '1 day'",
         "DELETE FROM logs",
         "TRUNCATE logs CASCADE",
         "INSERT INTO records (log_id, seq, leaf) SELECT log_id, 0, 'x'::bytea FROM logs",

@@ -213,26 +213,27 @@ CREATE INDEX cosignatures_witness ON cosignatures (log_id, witness, size);
 # Row triggers refuse UPDATE and DELETE (an upsert's DO UPDATE fires them too),
 # statement triggers refuse TRUNCATE. PostgreSQL has no INSERT OR REPLACE, so a
 # primary key refuses an insert over a stored row. The head row may only move
-# its size forward.
+# its size forward: the condition is the trigger's WHEN clause, which the
+# executor evaluates without calling PL/pgSQL, so the update every commit makes
+# to every log it touches calls no function (about 20 us of server time each).
 _TRIGGERS = """
 CREATE FUNCTION refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'disclosure ledger is append-only: % on % refused', TG_OP, TG_TABLE_NAME
         USING ERRCODE = 'restrict_violation';
 END $$;
-CREATE FUNCTION guard_log_head() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION refuse_head_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP <> 'UPDATE' OR NEW.log_id <> OLD.log_id OR NEW.origin <> OLD.origin
-            OR NEW.log_key <> OLD.log_key OR NEW.created_at <> OLD.created_at
-            OR NEW.size < OLD.size THEN
-        RAISE EXCEPTION 'disclosure ledger is append-only: % on logs refused'
-            ' (only a forward move of a log''s size is allowed)', TG_OP
-            USING ERRCODE = 'restrict_violation';
-    END IF;
-    RETURN NEW;
+    RAISE EXCEPTION 'disclosure ledger is append-only: % on logs refused'
+        ' (only a forward move of a log''s size is allowed)', TG_OP
+        USING ERRCODE = 'restrict_violation';
 END $$;
-CREATE TRIGGER logs_head_only BEFORE UPDATE OR DELETE ON logs
-    FOR EACH ROW EXECUTE FUNCTION guard_log_head();
+CREATE TRIGGER logs_head_only BEFORE UPDATE ON logs FOR EACH ROW
+    WHEN (NEW.log_id <> OLD.log_id OR NEW.origin <> OLD.origin OR NEW.log_key <> OLD.log_key
+        OR NEW.created_at <> OLD.created_at OR NEW.size < OLD.size)
+    EXECUTE FUNCTION refuse_head_change();
+CREATE TRIGGER logs_no_delete BEFORE DELETE ON logs
+    FOR EACH ROW EXECUTE FUNCTION refuse_head_change();
 CREATE TRIGGER logs_no_truncate BEFORE TRUNCATE ON logs
     FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
 """
