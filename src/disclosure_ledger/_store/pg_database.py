@@ -367,10 +367,16 @@ class PostgresDatabase:
         with self.connection() as conn:
             try:
                 with conn.pipeline(), conn.transaction():
-                    # Every lock is sent at once; the server takes them in this order.
-                    locks = [(i, a, conn.execute(_LOCK_SQL, (i,))) for i, a in ordered]
+                    # Every lock is sent at once, one statement per log through
+                    # one cursor (executemany: the statement is adapted once,
+                    # which halves psycopg's time per lock); the server takes
+                    # them in this order.
+                    cur = conn.cursor()
+                    cur.executemany(_LOCK_SQL, [(i,) for i, _ in ordered], returning=True)
                     txns: dict[int, PgAppendTxn] = {}
-                    for log_id, address, cur in locks:
+                    for n, (log_id, address) in enumerate(ordered):
+                        if n:
+                            cur.nextset()
                         row = cur.fetchone()
                         if row is None:
                             raise StorageError(f"{address}: the log is gone")
@@ -378,8 +384,15 @@ class PostgresDatabase:
                         head = (int(row[0]), bytes(row[1]), leaf)
                         txns[log_id] = PgAppendTxn(log_id, address, conn, head)
                     yield txns
+                    # Each log's writes are one statement; logs whose
+                    # statements read alike go through one executemany.
+                    alike: dict[str, list[list[object]]] = {}
                     for txn in txns.values():
-                        txn.finish()
+                        statement = txn.statement()
+                        if statement is not None:
+                            alike.setdefault(statement[0], []).append(statement[1])
+                    for sql, params in alike.items():
+                        cur.executemany(sql, params)
                     committing = True
             except pgerr.UniqueViolation as err:
                 if err.diag.constraint_name == "event_ids_pkey":
@@ -430,7 +443,8 @@ class PgAppendTxn:
     The transaction runs in psycopg's pipeline mode, and a log's writes are
     kept until the transaction ends, then sent as one statement (modifying
     common table expressions, all of one log): a commit of several logs costs
-    a few round trips and two statements a log. The log's row holds the
+    two round trips and two statements a log, the statements of every log
+    sent together. The log's row holds the
     Merkle frontier at its size beside the size, and the locking statement
     reads it with the last record's leaf: the chain head and the frontier come
     with the lock.
@@ -590,8 +604,11 @@ class PgAppendTxn:
             *[list(c) for c in columns],
         )
 
-    def finish(self) -> None:
-        """Send this log's writes as one statement, moving its size and frontier with them.
+    def statement(self) -> tuple[str, list[object]] | None:
+        """This log's writes as one statement and its parameters (None if there are none).
+
+        The statement moves the log's size and frontier with its writes; the
+        transaction sends it when the committer is done with every log.
 
         Each column goes as one parameter rather than as an array of one
         value per row: psycopg adapts a list element by element in Python,
@@ -659,9 +676,9 @@ class PgAppendTxn:
         elif parts:
             final = "SELECT 1"
         else:
-            return
+            return None
         with_ = ("WITH " + ", ".join(parts) + " ") if parts else ""
-        self.conn.execute(with_ + final, args)
+        return with_ + final, args
 
     def _new_frontier(self) -> bytes:
         # Each node of the new frontier was made here, or is one of the old.
