@@ -293,3 +293,51 @@ def test_proofs_read_upper_nodes_from_memory_or_past_its_cap(
     assert len(reader._upper) == min(cap, reader.upper_count())  # the cap held
     with pytest.raises(StorageError, match="not stored"):
         reader.read_hashes([merkle.NodeId(UPPER_LEVEL, size >> UPPER_LEVEL)])
+
+
+def _fill_in_chunks(txn: SequencingTxn, tag: str, chunks: list[int], ids: list[str]) -> int:
+    """As _fill, in several insert calls (as the committer stores chunks as they are signed)."""
+    size = txn.size()
+    tree = CompactRange(size, txn.frontier(merkle.subtree_ids(0, size)))
+    for count in chunks:
+        first, start = stored_hash_count(tree.size), tree.size
+        run: list[bytes] = []
+        upper: list[tuple[int, bytes]] = []
+        leaves = [_leaf(tag, start + k) for k in range(count)]
+        for leaf in leaves:
+            new = tree.append_nodes(merkle.leaf_hash(leaf))
+            upper += [(first + len(run) + j, new[j]) for j in range(UPPER_LEVEL, len(new))]
+            run += new
+        txn.insert_records(start, leaves, ids[start - size : start - size + count])
+        txn.insert_runs([(first, b"".join(run))])
+        txn.insert_upper(upper)
+    txn.insert_checkpoint(tree.size, f"{tag} checkpoint {tree.size}")
+    return tree.size
+
+
+def test_a_large_commit_sends_records_ahead_and_still_commits_all_or_nothing(
+    db: PostgresDatabase,
+) -> None:
+    store = PostgresStore.create_in(db, _meta("vendor.example/owner-big"))
+    chunks = [300, 300, 5, 400]
+    ids = [f"big-{i}" for i in range(sum(chunks))]
+    with store.append_txn() as txn:
+        size = _fill_in_chunks(txn, "big", chunks, ids)
+    leaves = [_leaf("big", i) for i in range(size)]
+    assert store.size() == size == 1005
+    assert list(store.iter_leaves(0, size)) == leaves
+    assert store.event_id_seqs(["big-0", "big-700", "big-1004"]) == {
+        "big-0": 0, "big-700": 700, "big-1004": 1004,
+    }  # fmt: skip
+    for index in (0, 299, 300, 605, 1004):
+        assert merkle.prove_inclusion(index, size, store) == reference.path(index, leaves)
+    # A duplicate in the last part fails the commit after the first parts were
+    # sent: none of it is written.
+    more = [f"more-{i}" for i in range(700)]
+    more[650] = "big-3"
+    with pytest.raises(DuplicateEventError), store.append_txn() as txn:
+        _fill_in_chunks(txn, "more", [300, 300, 100], more)
+    assert store.size() == size
+    assert store.event_id_seqs(["more-0", "more-299"]) == {}
+    assert store.hash_count() == stored_hash_count(size)
+    assert store.checkpoint_sizes() == [size]

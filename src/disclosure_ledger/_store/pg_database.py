@@ -422,6 +422,8 @@ def in_runs(runs: Sequence[tuple[int, bytes]], pos: int) -> bytes | None:
 # concatenated (binary), then the offsets and the lengths as array literals.
 # _CUT is the piece of row ``o``; _PIECES makes one row per piece.
 _CUT = "substring(%b FROM a + 1 FOR n)"
+# A commit's records beyond this many go to the server ahead of its end.
+_AHEAD_ROWS = 256
 _PIECES = "unnest(%s::int[], %s::int[]) WITH ORDINALITY AS t(a, n, o)"
 
 
@@ -457,9 +459,12 @@ class PgAppendTxn:
         "_frontier",
         "_last_leaf",
         "_leaves",
+        "_runs_sent",
+        "_sent",
         "_size",
         "_upper",
         "_upper_rows",
+        "_upper_sent",
         "_writers",
         "_written",
         "address",
@@ -479,12 +484,17 @@ class PgAppendTxn:
         self.conn = conn
         self._size, self._frontier, self._last_leaf = head  # read under the lock
         self._end = self._size  # one past the last record written here
-        # What this transaction writes, sent as one statement when it ends.
+        # What this transaction writes, sent as one statement when it ends
+        # (records, runs and upper nodes of a large commit go ahead in
+        # statements of their own: see insert_records).
         self._written: list[tuple[int, bytes]] = []  # hash runs
         self._upper: dict[int, bytes] = {}
         self._upper_rows: list[tuple[int, bytes]] = []
-        self._leaves: list[bytes] = []
+        self._leaves: list[bytes] = []  # not sent yet, from record _sent on
         self._event_ids: list[str] = []
+        self._sent = self._size  # records before this one were sent ahead
+        self._runs_sent = 0  # of _written
+        self._upper_sent = 0  # of _upper_rows
         self._checkpoints: list[tuple[int, str]] = []
         self._writers: list[tuple[str, int, int]] = []
 
@@ -568,6 +578,14 @@ class PgAppendTxn:
             raise StorageError(f"{self.address}: records must go at {self._end}, not {first}")
         if len(leaves) != len(event_ids):
             raise StorageError(f"{self.address}: {len(leaves)} leaves, {len(event_ids)} event IDs")
+        if len(self._leaves) >= _AHEAD_ROWS:
+            # A large commit: the records signed so far (and their hashes) go
+            # now, in the pipeline, so the server inserts them while the rest
+            # are signed; the last part goes with the checkpoint.
+            parts: list[str] = []
+            args: list[object] = []
+            self._row_parts(parts, args)
+            self.conn.execute("WITH " + ", ".join(parts) + " SELECT 1", args)
         self._leaves += leaves
         self._event_ids += event_ids
         self._end = first + len(leaves)
@@ -633,35 +651,7 @@ class PgAppendTxn:
                 self.log_id,
                 *(list(c) for c in zip(*self._writers, strict=True)),
             )
-        if self._leaves:
-            blob, offsets, lengths = _pieces([e.encode() for e in self._event_ids])
-            part(
-                "INSERT INTO event_ids (log_id, event_id, seq)"  # noqa: S608 - fixed text
-                f" SELECT %s, convert_from({_CUT}, 'UTF8'), %s::bigint + o - 1 FROM {_PIECES}",
-                *(self.log_id, blob, self._size, offsets, lengths),
-            )
-            blob, offsets, lengths = _pieces(self._leaves)
-            part(
-                "INSERT INTO records (log_id, seq, leaf)"  # noqa: S608 - fixed text
-                f" SELECT %s, %s::bigint + o - 1, {_CUT} FROM {_PIECES}",
-                *(self.log_id, self._size, blob, offsets, lengths),
-            )
-        if self._written:
-            blob, offsets, lengths = _pieces([h for _, h in self._written])
-            part(
-                "INSERT INTO hashes (log_id, first, run)"  # noqa: S608 - fixed text
-                f" SELECT %s, (%s::bigint[])[o::int], {_CUT} FROM {_PIECES}",
-                *(self.log_id, _int_array(p for p, _ in self._written), blob, offsets, lengths),
-            )
-        if self._upper_rows:
-            part(
-                "INSERT INTO upper_hashes (log_id, id, hash)"
-                " SELECT %s, i, substring(%b FROM o::int * 32 - 31 FOR 32)"
-                " FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(i, o)",
-                self.log_id,
-                b"".join(h for _, h in self._upper_rows),
-                _int_array(p for p, _ in self._upper_rows),
-            )
+        self._row_parts(parts, args)
         if self._checkpoints:
             sizes = _int_array(c for c, _ in self._checkpoints)
             blob, offsets, lengths = _pieces([n.encode() for _, n in self._checkpoints])
@@ -679,6 +669,47 @@ class PgAppendTxn:
             return None
         with_ = ("WITH " + ", ".join(parts) + " ") if parts else ""
         return with_ + final, args
+
+    def _row_parts(self, parts: list[str], args: list[object]) -> None:
+        # The records, runs and upper nodes not sent yet, as parts of a WITH.
+        def part(sql: str, *values: object) -> None:
+            parts.append(f"w{len(parts)} AS ({sql})")
+            args.extend(values)
+
+        written = self._written[self._runs_sent :]
+        upper = self._upper_rows[self._upper_sent :]
+        if self._leaves:
+            blob, offsets, lengths = _pieces([e.encode() for e in self._event_ids])
+            part(
+                "INSERT INTO event_ids (log_id, event_id, seq)"  # noqa: S608 - fixed text
+                f" SELECT %s, convert_from({_CUT}, 'UTF8'), %s::bigint + o - 1 FROM {_PIECES}",
+                *(self.log_id, blob, self._sent, offsets, lengths),
+            )
+            blob, offsets, lengths = _pieces(self._leaves)
+            part(
+                "INSERT INTO records (log_id, seq, leaf)"  # noqa: S608 - fixed text
+                f" SELECT %s, %s::bigint + o - 1, {_CUT} FROM {_PIECES}",
+                *(self.log_id, self._sent, blob, offsets, lengths),
+            )
+        if written:
+            blob, offsets, lengths = _pieces([h for _, h in written])
+            part(
+                "INSERT INTO hashes (log_id, first, run)"  # noqa: S608 - fixed text
+                f" SELECT %s, (%s::bigint[])[o::int], {_CUT} FROM {_PIECES}",
+                *(self.log_id, _int_array(p for p, _ in written), blob, offsets, lengths),
+            )
+        if upper:
+            part(
+                "INSERT INTO upper_hashes (log_id, id, hash)"
+                " SELECT %s, i, substring(%b FROM o::int * 32 - 31 FOR 32)"
+                " FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(i, o)",
+                self.log_id,
+                b"".join(h for _, h in upper),
+                _int_array(p for p, _ in upper),
+            )
+        self._sent += len(self._leaves)
+        self._leaves, self._event_ids = [], []
+        self._runs_sent, self._upper_sent = len(self._written), len(self._upper_rows)
 
     def _new_frontier(self) -> bytes:
         # Each node of the new frontier was made here, or is one of the old.
