@@ -712,18 +712,19 @@ class PgAppendTxn:
         self._runs_sent, self._upper_sent = len(self._written), len(self._upper_rows)
 
     def _new_frontier(self) -> bytes:
-        # Each node of the new frontier was made here, or is one of the old.
-        old = dict(
-            zip(
-                [stored_hash_index(level, n) for level, n in subtree_ids(0, self._size)],
-                self.frontier(subtree_ids(0, self._size)),
-                strict=True,
-            )
-        )
+        # The new frontier starts with the old one's nodes that are still
+        # maximal; each node after them was made here (an upper node, or in a run).
+        old_ids = subtree_ids(0, self._size)
+        old = self._frontier
+        if len(old) != 32 * len(old_ids):  # not cached in the row: read from the runs
+            old = b"".join(self.frontier(old_ids))
         new: list[bytes] = []
-        for level, n in subtree_ids(0, self._end):
-            pos = stored_hash_index(level, n)
-            h = old.get(pos) or self._upper.get(pos) or in_runs(self._written, pos)
+        for k, node in enumerate(subtree_ids(0, self._end)):
+            if k < len(old_ids) and old_ids[k] == node:
+                new.append(old[32 * k : 32 * k + 32])
+                continue
+            pos = stored_hash_index(*node)
+            h = self._upper.get(pos) or in_runs(self._written, pos)
             if h is None:
                 return b""  # not all written here: the next append reads them from the runs
             new.append(h)
