@@ -13,9 +13,11 @@ read after the head is of one tree.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from psycopg.types.numeric import Int8
 
 from disclosure_ledger._core.merkle import NodeId
 from disclosure_ledger._store.layout import UPPER_LEVEL, slice_runs
@@ -43,6 +45,23 @@ _HASHES_SQL = (
     " CROSS JOIN LATERAL ((SELECT first, run FROM hashes WHERE log_id = %(log)s AND first <= c.lo"
     " ORDER BY first DESC LIMIT 1) UNION ALL (SELECT first, run FROM hashes"
     " WHERE log_id = %(log)s AND first > c.lo AND first <= c.hi)) AS h"
+)
+
+# The same for at most two clusters (an inclusion proof's: its leaf's block and
+# the tree's right edge) and no upper node asked for by position: scalars only,
+# which psycopg adapts in a fraction of an array's time. An absent second
+# cluster is (-1, -1), which no run matches.
+_HASHES_2_SQL = (
+    "(SELECT 1, id, hash FROM upper_hashes WHERE log_id = %(log)s AND id > %(after)s"
+    " ORDER BY id LIMIT %(room)s)"
+    " UNION ALL (SELECT 2, first, run FROM hashes WHERE log_id = %(log)s AND first <= %(lo1)s"
+    " ORDER BY first DESC LIMIT 1)"
+    " UNION ALL SELECT 2, first, run FROM hashes WHERE log_id = %(log)s"
+    " AND first > %(lo1)s AND first <= %(hi1)s"
+    " UNION ALL (SELECT 2, first, run FROM hashes WHERE log_id = %(log)s AND first <= %(lo2)s"
+    " ORDER BY first DESC LIMIT 1)"
+    " UNION ALL SELECT 2, first, run FROM hashes WHERE log_id = %(log)s"
+    " AND first > %(lo2)s AND first <= %(hi2)s"
 )
 
 
@@ -94,7 +113,7 @@ class PgLogReader:
         )
         return rows
 
-    def _rows_prepared(self, sql: str, *params: dict[str, object]) -> list[tuple[Any, ...]]:
+    def _rows_prepared(self, sql: str, *params: Mapping[str, object]) -> list[tuple[Any, ...]]:
         # A statement run on every proof: prepared on each connection at once,
         # its results in binary (bytea as raw bytes, not hex text).
         if self._closed:
@@ -193,11 +212,16 @@ class PgLogReader:
         room = max(0, _UPPER_MEMORY_MAX - len(known)) if absent else 0
         wanted = [p for _, p in absent] if absent and not room else []
         lows, highs = _clusters(sorted({p for _, p in lower}))
-        rows = self._rows_prepared(
-            _HASHES_SQL,
-            {"log": self.log_id, "upper": wanted, "after": after, "room": room},
-            {"lo": lows, "hi": highs},
-        )
+        head = {"log": Int8(self.log_id), "after": Int8(after), "room": Int8(room)}
+        if wanted or len(lows) > 2:
+            rows = self._rows_prepared(
+                _HASHES_SQL, head, {"upper": wanted, "lo": lows, "hi": highs}
+            )
+        else:
+            lows += [-1] * (2 - len(lows))
+            highs += [-1] * (2 - len(highs))
+            bounds = zip(("lo1", "lo2", "hi1", "hi2"), [*lows, *highs], strict=True)
+            rows = self._rows_prepared(_HASHES_2_SQL, head, {k: Int8(v) for k, v in bounds})
         queried: dict[int, bytes] = {}
         loaded: list[tuple[int, bytes]] = []
         runs: list[tuple[int, bytes]] = []
@@ -214,7 +238,7 @@ class PgLogReader:
         if missing:  # only when the memory cap is crossed by this very read
             rows = self._rows_prepared(
                 _HASHES_SQL,
-                {"log": self.log_id, "upper": missing, "after": after, "room": 0},
+                {"log": Int8(self.log_id), "upper": missing, "after": Int8(after), "room": Int8(0)},
                 {"lo": [], "hi": []},
             )
             queried.update((int(i), bytes(h)) for _, i, h in rows)
