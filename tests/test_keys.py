@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from disclosure_ledger import keys as keys_module
 from disclosure_ledger._core.notes import KEY_TYPE_COSIGNATURE, Signer
 from disclosure_ledger.errors import KeyFormatError
 from disclosure_ledger.keys import (
@@ -233,3 +234,45 @@ def test_a_passphrase_file_is_read_in_bounded_memory(tmp_path: Path) -> None:
     (tmp_path / "bin").write_bytes(b"\xff\n")
     with pytest.raises(KeyFormatError, match="not valid UTF-8"):
         read_passphrase(tmp_path / "bin", None)
+
+
+def test_a_forced_keygen_that_fails_keeps_the_old_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = keygen("example.com/log", tmp_path / "log")
+    key_before = (tmp_path / "log.key").read_text()
+    pub_before = (tmp_path / "log.pub").read_text()
+
+    def fail(*_args: object, **_kwargs: object) -> None:
+        raise KeyFormatError("log.key: cannot write")
+
+    monkeypatch.setattr(keys_module, "write_signer_file", fail)
+    with pytest.raises(KeyFormatError, match="cannot write"):
+        keygen("example.com/log", tmp_path / "log", force=True)
+    assert (tmp_path / "log.key").read_text() == key_before
+    assert (tmp_path / "log.pub").read_text() == pub_before == first.verifier.vkey + "\n"
+    # Without an old pair, a failed keygen leaves no file behind.
+    with pytest.raises(KeyFormatError, match="cannot write"):
+        keygen("example.com/other", tmp_path / "other")
+    assert not (tmp_path / "other.pub").exists()
+    assert not (tmp_path / "other.key").exists()
+
+
+def test_a_forced_keygen_whose_public_key_fails_keeps_the_old_private_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keygen("example.com/log", tmp_path / "log")
+    key_before = (tmp_path / "log.key").read_text()
+    pub_before = (tmp_path / "log.pub").read_text()
+    real = keys_module._write_new
+
+    def fail_pub(path: Path, *args: object, **kwargs: object) -> None:
+        if path.suffix == ".pub":
+            raise KeyFormatError("log.pub: cannot write")
+        real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(keys_module, "_write_new", fail_pub)
+    with pytest.raises(KeyFormatError, match="cannot write"):
+        keygen("example.com/log", tmp_path / "log", force=True)
+    assert (tmp_path / "log.key").read_text() == key_before
+    assert (tmp_path / "log.pub").read_text() == pub_before

@@ -112,5 +112,10 @@ def test_rehash_refuses_a_wrong_count_or_length() -> None:
         nodes.rehash(hashes[:-1])
     with pytest.raises(MalformedError, match="32 bytes"):
         nodes.rehash([*hashes[:-1], hashes[-1][:31]])
+    # The right total length split wrongly, and a value that is not bytes.
+    with pytest.raises(MalformedError, match="32 bytes"):
+        nodes.rehash([hashes[0][:31], hashes[1] + b"\x00", *hashes[2:]])
+    with pytest.raises(MalformedError, match="32 bytes"):
+        nodes.rehash([*hashes[:-1], hashes[-1].hex()[:32]])
     with pytest.raises(MalformedError, match="groups"):
         ProofNodes(nodes.ids, (*nodes.groups, 1))

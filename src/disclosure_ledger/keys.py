@@ -234,13 +234,24 @@ def keygen(
             force_hint=_FORCE_HINT,
             protected_what="the key file",
         )
-    write_signer_file(signer, key_path, passphrase, force=force)
+    # The public key first: if writing the private key then fails, the old
+    # private key (with --force) is still there and its public key is put
+    # back, so a failed keygen never loses a key nor leaves a pair that
+    # does not match.
+    had_pub = pub_path.exists() or pub_path.is_symlink()
+    old_pub: str | None = None
+    if had_pub:
+        with contextlib.suppress(OSError, UnicodeError):
+            old_pub = pub_path.read_text(encoding="utf-8")
+    _write_new(pub_path, signer.verifier.vkey + "\n", 0o644, force=force, protect=(key_path,))
     try:
-        _write_new(pub_path, signer.verifier.vkey + "\n", 0o644, force=force, protect=(key_path,))
+        write_signer_file(signer, key_path, passphrase, force=force)
     except KeyFormatError:
-        if not force:
-            with contextlib.suppress(OSError):
-                key_path.unlink()
+        with contextlib.suppress(OSError, KeyFormatError):
+            if not had_pub:
+                pub_path.unlink()
+            elif old_pub is not None:
+                _write_new(pub_path, old_pub, 0o644, force=True, protect=(key_path,))
         raise
     return signer
 

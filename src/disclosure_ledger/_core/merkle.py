@@ -139,9 +139,13 @@ def _fold(hashes: Sequence[bytes]) -> bytes:
     return acc
 
 
-def _path_plan(index: int, level: int, size: int) -> list[list[NodeId]]:
-    # The siblings on the way from node (level, index) to the root of the tree
-    # of ``size`` leaves, in RFC order (lowest first). Bit arithmetic instead of
+_new_node = tuple.__new__  # NodeId without its Python-level __new__: half the cost
+
+
+def _path_plan(index: int, level: int, size: int, ids: list[NodeId], groups: list[int]) -> None:
+    # Append to ``ids`` the siblings on the way from node (level, index) to the
+    # root of the tree of ``size`` leaves, in RFC order (lowest first), and to
+    # ``groups`` how many ids make each proof hash. Bit arithmetic instead of
     # the RFC's recursion, as transparency-dev/merkle does, so a proof costs a
     # few integer operations per level. Counted in nodes of ``level``, the node
     # and the tree's last node share no subtree below ``inner``: every sibling
@@ -149,21 +153,25 @@ def _path_plan(index: int, level: int, size: int) -> list[list[NodeId]]:
     # leaf and may be incomplete (ephemeral: folded from several stored nodes).
     # Above it, the siblings are the complete left subtrees, one per set bit.
     inner = (index ^ ((size - 1) >> level)).bit_length()
-    plan = [[NodeId(level + k, (index >> k) ^ 1)] for k in range(inner - 1)]
+    ids += [_new_node(NodeId, (level + k, (index >> k) ^ 1)) for k in range(inner - 1)]
+    groups += [1] * (inner - 1 if inner else 0)
     if inner:
         top = level + inner - 1
         start = ((index >> (inner - 1)) + 1) << top
         if size - start >= 1 << top:
-            plan.append([NodeId(top, start >> top)])
+            ids.append(_new_node(NodeId, (top, start >> top)))
+            groups.append(1)
         else:
-            plan.append(subtree_ids(start, size))
+            edge = subtree_ids(start, size)
+            ids += edge
+            groups.append(len(edge))
     rest, k = index >> inner, level + inner
     while rest:
         if rest & 1:
-            plan.append([NodeId(k, rest ^ 1)])
+            ids.append(_new_node(NodeId, (k, rest ^ 1)))
+            groups.append(1)
         rest >>= 1
         k += 1
-    return plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +193,7 @@ class ProofNodes:
     groups: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        if any(n < 1 for n in self.groups) or sum(self.groups) != len(self.ids):
+        if (self.groups and min(self.groups) < 1) or sum(self.groups) != len(self.ids):
             raise MalformedError("proof node groups must be positive and cover every id")
 
     def rehash(self, hashes: Sequence[bytes]) -> list[bytes]:
@@ -198,18 +206,22 @@ class ProofNodes:
             raise MalformedError(
                 f"a proof needs {len(self.ids)} stored hashes; {len(hashes)} were given"
             )
-        for h in hashes:
-            _check_hash(h, "stored hash")
+        # One C-level pass over the lengths; a value that is not bytes-like
+        # fails the join.
+        try:
+            joined = b"".join(hashes)
+        except TypeError:
+            joined = b""
+        if len(joined) != HASH_SIZE * len(hashes) or (
+            hashes and set(map(len, hashes)) != {HASH_SIZE}
+        ):
+            raise MalformedError(f"stored hash must be {HASH_SIZE} bytes")
         out: list[bytes] = []
         pos = 0
         for n in self.groups:
             out.append(hashes[pos] if n == 1 else _fold(hashes[pos : pos + n]))
             pos += n
         return out
-
-
-def _nodes(plan: list[list[NodeId]]) -> ProofNodes:
-    return ProofNodes(tuple(node for group in plan for node in group), tuple(map(len, plan)))
 
 
 def inclusion_nodes(index: int, size: int) -> ProofNodes:
@@ -225,7 +237,10 @@ def inclusion_nodes(index: int, size: int) -> ProofNodes:
     _check_size(size, "size")
     if index >= size:
         raise MalformedError(f"index {index} is not below tree size {size}")
-    return _nodes(_path_plan(index, 0, size))
+    ids: list[NodeId] = []
+    groups: list[int] = []
+    _path_plan(index, 0, size, ids, groups)
+    return ProofNodes(tuple(ids), tuple(groups))
 
 
 def consistency_nodes(old_size: int, new_size: int) -> ProofNodes:
@@ -250,10 +265,10 @@ def consistency_nodes(old_size: int, new_size: int) -> ProofNodes:
     # the verifier holds), then that subtree's path in the new tree.
     level = (old_size & -old_size).bit_length() - 1
     index = (old_size - 1) >> level
-    plan = _path_plan(index, level, new_size)
-    if index:
-        plan.insert(0, [NodeId(level, index)])
-    return _nodes(plan)
+    ids: list[NodeId] = [NodeId(level, index)] if index else []
+    groups: list[int] = [1] if index else []
+    _path_plan(index, level, new_size, ids, groups)
+    return ProofNodes(tuple(ids), tuple(groups))
 
 
 def _materialize(nodes: ProofNodes, reader: HashReader) -> list[bytes]:
