@@ -119,3 +119,14 @@ def test_rehash_refuses_a_wrong_count_or_length() -> None:
         nodes.rehash([*hashes[:-1], hashes[-1].hex()[:32]])
     with pytest.raises(MalformedError, match="groups"):
         ProofNodes(nodes.ids, (*nodes.groups, 1))
+
+
+def test_place_nodes_splits_by_where_a_store_finds_them() -> None:
+    from disclosure_ledger._store.layout import UPPER_LEVEL, place_nodes, stored_hash_index
+
+    up_known, up_absent, low = (UPPER_LEVEL, 3), (UPPER_LEVEL + 1, 0), (2, 5)
+    known = {stored_hash_index(*up_known): b"k" * 32}
+    out, absent, lower = place_nodes([low, up_known, up_absent], known)
+    assert out == [b"", b"k" * 32, b""]
+    assert absent == [(2, stored_hash_index(*up_absent))]
+    assert lower == [(0, stored_hash_index(*low))]

@@ -11,12 +11,13 @@ records) and are kept apart by stores, so a proof fetches them in one query.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 from disclosure_ledger.errors import StorageError
 
 __all__ = [
     "UPPER_LEVEL",
+    "place_nodes",
     "slice_runs",
     "stored_hash_count",
     "stored_hash_index",
@@ -43,6 +44,37 @@ def stored_hash_index(level: int, n: int) -> int:
     # before and including it number sum(n' >> k for k >= 0) = 2n' - popcount(n').
     last = ((n + 1) << level) - 1
     return 2 * last - last.bit_count() + level
+
+
+def place_nodes(
+    ids: Sequence[tuple[int, int]], known: Mapping[int, bytes]
+) -> tuple[list[bytes], list[tuple[int, int]], list[tuple[int, int]]]:
+    """Sort the nodes ``ids`` a proof asks for by where a store finds them.
+
+    Returns ``(out, absent, lower)``: ``out`` holds each node's hash where
+    ``known`` (the upper nodes a store keeps in memory) has it and ``b""``
+    elsewhere; ``absent`` the ``(place in out, position)`` of upper nodes not
+    in ``known``; ``lower`` those of nodes below :data:`UPPER_LEVEL`, which
+    are read from the stored runs.
+
+    Raises:
+        Nothing: integer arithmetic and lookups only.
+    """
+    out: list[bytes] = []
+    absent: list[tuple[int, int]] = []
+    lower: list[tuple[int, int]] = []
+    for k, (level, n) in enumerate(ids):
+        last = ((n + 1) << level) - 1  # stored_hash_index, inline: this runs per node
+        pos = 2 * last - last.bit_count() + level
+        if level >= UPPER_LEVEL:
+            h = known.get(pos)
+            if h is None:
+                absent.append((k, pos))
+            out.append(h or b"")
+        else:
+            lower.append((k, pos))
+            out.append(b"")
+    return out, absent, lower
 
 
 def stored_hash_count(size: int) -> int:

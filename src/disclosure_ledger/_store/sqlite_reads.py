@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from disclosure_ledger._core.merkle import NodeId
-from disclosure_ledger._store.layout import UPPER_LEVEL, slice_runs
+from disclosure_ledger._store.layout import place_nodes, slice_runs
 from disclosure_ledger._store.sqlite_schema import storage_error
 from disclosure_ledger.errors import StorageError
 
@@ -190,20 +190,7 @@ class SQLiteReads:
             StorageError: if a hash is not stored.
         """
         known = self._upper
-        out: list[bytes] = []
-        absent: list[tuple[int, int]] = []  # (place in out, position) of upper nodes not loaded
-        lower: list[tuple[int, int]] = []
-        for k, (level, n) in enumerate(ids):
-            last = ((n + 1) << level) - 1  # stored_hash_index, inline: this runs per node
-            pos = 2 * last - last.bit_count() + level
-            if level >= UPPER_LEVEL:
-                h = known.get(pos)
-                if h is None:
-                    absent.append((k, pos))
-                out.append(h or b"")
-            else:
-                lower.append((k, pos))
-                out.append(b"")
+        out, absent, lower = place_nodes(ids, known)
         if not absent and not lower:
             return out
         try:
