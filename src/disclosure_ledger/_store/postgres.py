@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from disclosure_ledger._store.pg_database import PgAppendTxn, PostgresDatabase
@@ -71,13 +71,7 @@ class PostgresStore(PgLogReader):
             StorageError: if the database cannot be reached or the log exists.
         """
         db = PostgresDatabase.connect(url, create_schema=True, pool_size=pool_size)
-        try:
-            store = cls.create_in(db, meta)
-        except BaseException:
-            db.close()
-            raise
-        store._owns_db = True
-        return store
+        return _owning(db, lambda: cls.create_in(db, meta))
 
     @classmethod
     def open(
@@ -89,13 +83,7 @@ class PostgresStore(PgLogReader):
             StorageError: if the database cannot be reached or has no such log.
         """
         db = PostgresDatabase.connect(url, readonly=readonly, pool_size=pool_size)
-        try:
-            store = cls.open_in(db, origin)
-        except BaseException:
-            db.close()
-            raise
-        store._owns_db = True
-        return store
+        return _owning(db, lambda: cls.open_in(db, origin))
 
     def close(self) -> None:
         """Stop using the log (and close the database if this store opened it)."""
@@ -261,3 +249,14 @@ if TYPE_CHECKING:
     def _conforms(store: PostgresStore, txn: PgAppendTxn) -> tuple[Store, SequencingTxn]:
         # mypy proves here that the PostgreSQL store meets the contract.
         return store, txn
+
+
+def _owning(db: PostgresDatabase, make: Callable[[], PostgresStore]) -> PostgresStore:
+    """The store ``make`` returns, owning ``db`` (closed with it); ``db`` is closed if it fails."""
+    try:
+        store = make()
+    except BaseException:
+        db.close()
+        raise
+    store._owns_db = True
+    return store
